@@ -1,0 +1,73 @@
+import Database from 'better-sqlite3';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UnavailableError } from '../../domain/errors.js';
+
+export type SqliteDatabase = Database.Database;
+
+/** `sqlite:PATH` (or `sqlite://PATH`) to a file path. */
+export function sqlitePath(url: string): string {
+  const path = url.replace(/^sqlite:(\/\/)?/, '');
+  if (!path) throw new Error(`"${url}" names no file: expected sqlite:PATH`);
+  return path;
+}
+
+/**
+ * Opens a connection tuned for many processes writing at once: WAL lets readers run beside the one writer,
+ * busy_timeout makes a writer wait for the lock rather than fail, and synchronous=FULL fsyncs each commit,
+ * so that a 202 survives even a power cut. Group commit keeps that fsync off the per-purchase path.
+ */
+export function openSqlite(url: string): SqliteDatabase {
+  const path = sqlitePath(url);
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  return db;
+}
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+/**
+ * Applies the numbered, append-only migrations of one component (`storage` or `queue`) that the database
+ * has not seen yet. The IMMEDIATE transaction takes the write lock first, so processes that start together
+ * apply each migration once.
+ */
+export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue'): void {
+  const dir = `${MIGRATIONS_DIR}${component}/`;
+  const files = readdirSync(dir)
+    .filter((name) => /^\d{4}_.*\.sql$/.test(name))
+    .sort();
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (component, version))',
+  );
+  const applied = db.prepare('SELECT version FROM schema_migrations WHERE component = ?').pluck();
+  const record = db.prepare(
+    'INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?, ?, ?, ?)',
+  );
+  db.transaction(() => {
+    const done = new Set(applied.all(component) as number[]);
+    for (const name of files) {
+      const version = Number(name.slice(0, 4));
+      if (done.has(version)) continue;
+      db.exec(readFileSync(`${dir}${name}`, 'utf8'));
+      record.run(component, version, name, new Date().toISOString());
+    }
+  }).immediate();
+}
+
+/** Runs `fn`, turning "the database is locked or gone" into UnavailableError (503 or a retry). */
+export function guarded<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|FULL|PROTOCOL)/.test(code)) {
+      throw new UnavailableError(`the SQLite database is not available (${code})`, error);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,159 @@
+import type { Statement } from 'better-sqlite3';
+import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
+import type { ClaimedBatch, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
+import { guarded, migrateSqlite, openSqlite, type SqliteDatabase } from './database.js';
+
+interface QueueRow {
+  seq: number;
+  purchase_id: string;
+  event_id: string;
+  buyer_id: string;
+  items: string;
+  accepted_at: string;
+}
+
+const SQL = {
+  findKey:
+    'SELECT request_hash, purchase_id FROM idempotency_keys WHERE event_id = ? AND buyer_id = ? AND key = ?',
+  insertKey:
+    'INSERT INTO idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+  insert:
+    'INSERT INTO queue_purchases (purchase_id, event_id, buyer_id, items, accepted_at) VALUES (?, ?, ?, ?, ?)',
+  addPending:
+    'INSERT INTO queue_events (event_id, pending) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET pending = pending + excluded.pending',
+  // The event whose oldest queued purchase is the oldest, among those no other worker holds.
+  nextEvent: `SELECT e.event_id FROM queue_events e
+    WHERE e.pending > 0 AND (e.lease_owner IS NULL OR e.lease_owner = @worker OR e.lease_expires_at <= @now)
+    ORDER BY (SELECT min(q.seq) FROM queue_purchases q WHERE q.event_id = e.event_id) LIMIT 1`,
+  lease: 'UPDATE queue_events SET lease_owner = ?, lease_expires_at = ? WHERE event_id = ?',
+  head: 'SELECT * FROM queue_purchases WHERE event_id = ? ORDER BY seq LIMIT ?',
+  // Entries at or below the batch's last seq of that event are exactly the batch: it was the event's head.
+  remove: 'DELETE FROM queue_purchases WHERE event_id = ? AND seq <= ?',
+  subPending: 'UPDATE queue_events SET pending = pending - ? WHERE event_id = ?',
+  unlease:
+    'UPDATE queue_events SET lease_owner = NULL, lease_expires_at = 0 WHERE event_id = ? AND lease_owner = ?',
+  find: 'SELECT * FROM queue_purchases WHERE purchase_id = ?',
+  depth: 'SELECT coalesce(sum(pending), 0) FROM queue_events',
+  oldest: 'SELECT accepted_at FROM queue_purchases ORDER BY seq LIMIT 1',
+  depthOf: 'SELECT coalesce(sum(pending), 0) FROM queue_events WHERE event_id = ?',
+} as const;
+
+interface Receipt {
+  lastSeq: number;
+  workerId: string;
+}
+
+function toPurchase(row: QueueRow): AcceptedPurchase {
+  return {
+    purchaseId: row.purchase_id,
+    eventId: row.event_id,
+    buyerId: row.buyer_id,
+    items: JSON.parse(row.items) as PurchaseItem[],
+    acceptedAt: row.accepted_at,
+  };
+}
+
+/** The embedded queue: a table in a SQLite file, by default the same file as the storage. */
+export class SqliteQueue implements Queue {
+  readonly #db: SqliteDatabase;
+  readonly #stmt: Record<keyof typeof SQL, Statement>;
+
+  constructor(url: string) {
+    this.#db = guarded(() => openSqlite(url));
+    migrateSqlite(this.#db, 'queue');
+    const db = this.#db;
+    this.#stmt = Object.fromEntries(
+      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
+    ) as Record<keyof typeof SQL, Statement>;
+    for (const name of ['nextEvent', 'depth', 'oldest', 'depthOf'] as const) this.#stmt[name].pluck();
+  }
+
+  async migrate(): Promise<void> {
+    guarded(() => migrateSqlite(this.#db, 'queue'));
+  }
+
+  async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
+    const s = this.#stmt;
+    const write = this.#db.transaction((): EnqueueResult[] => {
+      const now = new Date().toISOString();
+      const perEvent = new Map<string, number>();
+      const results = requests.map(({ purchase: p, idempotency }): EnqueueResult => {
+        if (idempotency) {
+          const seen = s.findKey.get(p.eventId, p.buyerId, idempotency.key) as
+            { request_hash: string; purchase_id: string } | undefined;
+          if (seen) {
+            return seen.request_hash === idempotency.requestHash
+              ? { status: 'duplicate', purchaseId: seen.purchase_id }
+              : { status: 'conflict' };
+          }
+          s.insertKey.run(p.eventId, p.buyerId, idempotency.key, idempotency.requestHash, p.purchaseId, now);
+        }
+        s.insert.run(p.purchaseId, p.eventId, p.buyerId, JSON.stringify(p.items), p.acceptedAt);
+        perEvent.set(p.eventId, (perEvent.get(p.eventId) ?? 0) + 1);
+        return { status: 'accepted', purchaseId: p.purchaseId };
+      });
+      for (const [eventId, count] of perEvent) s.addPending.run(eventId, count);
+      return results;
+    });
+    return guarded(() => write.immediate());
+  }
+
+  async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
+    const s = this.#stmt;
+    const take = this.#db.transaction((): ClaimedBatch | null => {
+      const now = Date.now();
+      const eventId = s.nextEvent.get({ worker: workerId, now }) as string | undefined;
+      if (eventId === undefined) return null;
+      s.lease.run(workerId, now + leaseMs, eventId);
+      const rows = s.head.all(eventId, max) as QueueRow[];
+      if (rows.length === 0) return null;
+      const receipt: Receipt = { lastSeq: rows[rows.length - 1]!.seq, workerId };
+      return { eventId, purchases: rows.map(toPurchase), receipt };
+    });
+    return guarded(() => take.immediate());
+  }
+
+  async ack(batch: ClaimedBatch): Promise<void> {
+    const s = this.#stmt;
+    const { lastSeq } = batch.receipt as Receipt;
+    guarded(() =>
+      this.#db
+        .transaction(() => {
+          const removed = s.remove.run(batch.eventId, lastSeq).changes;
+          if (removed > 0) s.subPending.run(removed, batch.eventId);
+        })
+        .immediate(),
+    );
+  }
+
+  async release(batch: ClaimedBatch): Promise<void> {
+    const { workerId } = batch.receipt as Receipt;
+    guarded(() => this.#stmt.unlease.run(batch.eventId, workerId));
+  }
+
+  async find(purchaseId: string): Promise<AcceptedPurchase | null> {
+    const row = guarded(() => this.#stmt.find.get(purchaseId)) as QueueRow | undefined;
+    return row ? toPurchase(row) : null;
+  }
+
+  async depth(): Promise<{ depth: number; oldestAcceptedAt: string | null }> {
+    return guarded(() =>
+      this.#db.transaction(() => ({
+        depth: this.#stmt.depth.get() as number,
+        oldestAcceptedAt: (this.#stmt.oldest.get() as string | undefined) ?? null,
+      }))(),
+    );
+  }
+
+  async depthOf(eventId: string): Promise<number> {
+    return guarded(() => this.#stmt.depthOf.get(eventId) as number);
+  }
+
+  async ping(): Promise<void> {
+    guarded(() => this.#db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,276 @@
+import { allocate, buyerKey, type StockLevel } from '../../domain/allocation.js';
+import { newId } from '../../domain/ids.js';
+import type {
+  AcceptedPurchase,
+  EventStats,
+  NewEvent,
+  Purchase,
+  PurchaseItem,
+  PurchaseStatus,
+  RejectReason,
+  SaleEvent,
+  TicketType,
+} from '../../domain/types.js';
+import type { Storage } from '../../ports/storage.js';
+import type { Statement } from 'better-sqlite3';
+import { guarded, migrateSqlite, openSqlite, type SqliteDatabase } from './database.js';
+
+interface TicketTypeRow {
+  id: string;
+  name: string;
+  price_cents: number;
+  capacity: number;
+  max_per_buyer: number;
+  sold: number;
+  held: number;
+}
+
+interface PurchaseRow {
+  id: string;
+  event_id: string;
+  buyer_id: string;
+  status: Exclude<PurchaseStatus, 'queued'>;
+  reason: RejectReason | null;
+  items: string;
+  hold_expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+const SQL = {
+  insertEvent:
+    'INSERT INTO events (id, name, sales_open_at, hold_seconds, created_at) VALUES (?, ?, ?, ?, ?)',
+  insertTicketType:
+    'INSERT INTO ticket_types (id, event_id, position, name, price_cents, capacity, max_per_buyer) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
+  getEvent: 'SELECT id, name, sales_open_at, hold_seconds FROM events WHERE id = ?',
+  ticketTypes:
+    'SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types WHERE event_id = ? ORDER BY position',
+  purchaseCounts: 'SELECT status, count(*) AS n FROM purchases WHERE event_id = ? GROUP BY status',
+  getPurchase: 'SELECT * FROM purchases WHERE id = ?',
+  ticketsOf: 'SELECT id, ticket_type_id, code FROM tickets WHERE purchase_id = ? ORDER BY rowid',
+  statuses: 'SELECT id, status, updated_at FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
+  alreadyApplied: 'SELECT id FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
+  boughtByBuyers:
+    'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
+  insertPurchase:
+    'INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)',
+  insertTicket: 'INSERT INTO tickets (id, purchase_id, ticket_type_id, code) VALUES (?, ?, ?, ?)',
+  addBought:
+    'INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES (?, ?, ?, ?) ON CONFLICT (event_id, buyer_id, ticket_type_id) DO UPDATE SET quantity = quantity + excluded.quantity',
+  // Conditional: a commit that would oversell changes no row, and the batch is rolled back.
+  sell: 'UPDATE ticket_types SET sold = sold + ? WHERE id = ? AND sold + held + ? <= capacity',
+} as const;
+
+/** Storage on one SQLite file (the embedded default). */
+export class SqliteStorage implements Storage {
+  readonly #db: SqliteDatabase;
+  readonly #stmt: Record<keyof typeof SQL, Statement>;
+
+  constructor(url: string) {
+    this.#db = guarded(() => openSqlite(url));
+    migrateSqlite(this.#db, 'storage');
+    const db = this.#db;
+    this.#stmt = Object.fromEntries(
+      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
+    ) as Record<keyof typeof SQL, Statement>;
+    this.#stmt.alreadyApplied.pluck();
+  }
+
+  async migrate(): Promise<void> {
+    guarded(() => migrateSqlite(this.#db, 'storage'));
+  }
+
+  async createEvent(input: NewEvent): Promise<SaleEvent> {
+    const event: SaleEvent = {
+      id: newId(),
+      name: input.name,
+      salesOpenAt: input.salesOpenAt,
+      holdSeconds: input.holdSeconds,
+      ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
+    };
+    const s = this.#stmt;
+    guarded(() =>
+      this.#db
+        .transaction(() => {
+          s.insertEvent.run(
+            event.id,
+            event.name,
+            event.salesOpenAt,
+            event.holdSeconds,
+            new Date().toISOString(),
+          );
+          event.ticketTypes.forEach((t, i) =>
+            s.insertTicketType.run(t.id, event.id, i, t.name, t.priceCents, t.capacity, t.maxPerBuyer),
+          );
+        })
+        .immediate(),
+    );
+    return event;
+  }
+
+  async listEvents(): Promise<Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>> {
+    const rows = guarded(() => this.#stmt.listEvents.all()) as Array<{
+      id: string;
+      name: string;
+      sales_open_at: string;
+    }>;
+    return rows.map((r) => ({ id: r.id, name: r.name, salesOpenAt: r.sales_open_at }));
+  }
+
+  async getEvent(eventId: string): Promise<SaleEvent | null> {
+    const row = guarded(() => this.#stmt.getEvent.get(eventId)) as
+      { id: string; name: string; sales_open_at: string; hold_seconds: number } | undefined;
+    if (!row) return null;
+    const types = guarded(() => this.#stmt.ticketTypes.all(eventId)) as TicketTypeRow[];
+    return {
+      id: row.id,
+      name: row.name,
+      salesOpenAt: row.sales_open_at,
+      holdSeconds: row.hold_seconds,
+      ticketTypes: types.map((t): TicketType => ({
+        id: t.id,
+        name: t.name,
+        priceCents: t.price_cents,
+        capacity: t.capacity,
+        maxPerBuyer: t.max_per_buyer,
+      })),
+    };
+  }
+
+  async getAvailability(eventId: string): Promise<Map<string, number>> {
+    const types = guarded(() => this.#stmt.ticketTypes.all(eventId)) as TicketTypeRow[];
+    return new Map(types.map((t) => [t.id, t.capacity - t.sold - t.held]));
+  }
+
+  async getStats(eventId: string): Promise<EventStats | null> {
+    // One read transaction, so stock and counts are one consistent snapshot.
+    return guarded(() =>
+      this.#db.transaction((): EventStats | null => {
+        if (!this.#stmt.getEvent.get(eventId)) return null;
+        const types = this.#stmt.ticketTypes.all(eventId) as TicketTypeRow[];
+        const counts = this.#stmt.purchaseCounts.all(eventId) as Array<{ status: PurchaseStatus; n: number }>;
+        const purchases: Record<PurchaseStatus, number> = {
+          queued: 0,
+          held: 0,
+          confirmed: 0,
+          rejected: 0,
+          expired: 0,
+          cancelled: 0,
+        };
+        for (const c of counts) purchases[c.status] = c.n;
+        return {
+          eventId,
+          ticketTypes: types.map((t) => ({
+            id: t.id,
+            capacity: t.capacity,
+            sold: t.sold,
+            held: t.held,
+            available: t.capacity - t.sold - t.held,
+          })),
+          purchases,
+        };
+      })(),
+    );
+  }
+
+  async getPurchase(purchaseId: string): Promise<Purchase | null> {
+    return guarded(() =>
+      this.#db.transaction((): Purchase | null => {
+        const row = this.#stmt.getPurchase.get(purchaseId) as PurchaseRow | undefined;
+        if (!row) return null;
+        const tickets = this.#stmt.ticketsOf.all(purchaseId) as Array<{
+          id: string;
+          ticket_type_id: string;
+          code: string;
+        }>;
+        return {
+          purchaseId: row.id,
+          eventId: row.event_id,
+          buyerId: row.buyer_id,
+          status: row.status,
+          reason: row.reason,
+          items: JSON.parse(row.items) as PurchaseItem[],
+          tickets: tickets.map((t) => ({ id: t.id, ticketTypeId: t.ticket_type_id, code: t.code })),
+          holdExpiresAt: row.hold_expires_at,
+          createdAt: row.created_at,
+          updatedAt: row.updated_at,
+        };
+      })(),
+    );
+  }
+
+  async getStatuses(
+    purchaseIds: readonly string[],
+  ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>> {
+    const rows = guarded(() => this.#stmt.statuses.all(JSON.stringify(purchaseIds))) as Array<{
+      id: string;
+      status: PurchaseStatus;
+      updated_at: string;
+    }>;
+    return new Map(rows.map((r) => [r.id, { status: r.status, updatedAt: r.updated_at }]));
+  }
+
+  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<{ applied: number }> {
+    const s = this.#stmt;
+    const apply = this.#db.transaction((): number => {
+      const done = new Set(s.alreadyApplied.all(JSON.stringify(purchases.map((p) => p.purchaseId))));
+      const fresh = purchases.filter((p) => !done.has(p.purchaseId));
+      if (fresh.length === 0) return 0;
+
+      const stock = new Map<string, StockLevel>();
+      for (const t of s.ticketTypes.all(eventId) as TicketTypeRow[]) {
+        stock.set(t.id, { capacity: t.capacity, sold: t.sold, held: t.held, maxPerBuyer: t.max_per_buyer });
+      }
+      const buyers = [...new Set(fresh.map((p) => p.buyerId))];
+      const bought = new Map<string, number>();
+      const boughtRows = s.boughtByBuyers.all(eventId, JSON.stringify(buyers)) as Array<{
+        buyer_id: string;
+        ticket_type_id: string;
+        quantity: number;
+      }>;
+      for (const r of boughtRows) bought.set(buyerKey(r.buyer_id, r.ticket_type_id), r.quantity);
+
+      const now = new Date().toISOString();
+      const soldByType = new Map<string, number>();
+      for (const decision of allocate(fresh, stock, bought)) {
+        const p = decision.purchase;
+        const items = JSON.stringify(p.items);
+        if (decision.outcome === 'rejected') {
+          s.insertPurchase.run(
+            p.purchaseId,
+            eventId,
+            p.buyerId,
+            'rejected',
+            decision.reason,
+            items,
+            p.acceptedAt,
+            now,
+          );
+          continue;
+        }
+        s.insertPurchase.run(p.purchaseId, eventId, p.buyerId, 'confirmed', null, items, p.acceptedAt, now);
+        for (const t of decision.tickets) s.insertTicket.run(t.id, p.purchaseId, t.ticketTypeId, t.code);
+        for (const item of p.items) {
+          s.addBought.run(eventId, p.buyerId, item.ticketTypeId, item.quantity);
+          soldByType.set(item.ticketTypeId, (soldByType.get(item.ticketTypeId) ?? 0) + item.quantity);
+        }
+      }
+      for (const [typeId, quantity] of soldByType) {
+        if (s.sell.run(quantity, typeId, quantity).changes !== 1) {
+          throw new Error(`allocation would oversell ticket type ${typeId}; batch rolled back`);
+        }
+      }
+      return fresh.length;
+    });
+    return { applied: guarded(() => apply.immediate()) };
+  }
+
+  async ping(): Promise<void> {
+    guarded(() => this.#db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}

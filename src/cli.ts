@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+import cluster from 'node:cluster';
+import { Command, CommanderError, Option } from 'commander';
+import { openQueue, openStorage } from './adapters/index.js';
+import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
+import { resolveAdminToken } from './shared/admin-token.js';
+import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js';
+import { runWebServer } from './web/server.js';
+import { runWorker } from './worker/worker.js';
+
+type Key = keyof Config;
+const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
+const WEB: Key[] = [
+  'port',
+  'host',
+  'maxQueueDepth',
+  'bodyLimit',
+  'buyerRate',
+  'addressRate',
+  'rateLimitExempt',
+];
+const WORKER: Key[] = ['batchSize'];
+
+/** Exit status for a bad setting or flag (operations.md). */
+const EXIT_BAD_SETTING = 2;
+
+function withSettings(command: Command, keys: Key[]): Command {
+  for (const s of SETTINGS as readonly Setting[]) {
+    if (!keys.includes(s.key)) continue;
+    const fallback = s.fallback({});
+    const help = `${s.description}; ${s.accepts} [env ${s.env}${fallback ? `, default ${fallback}` : ''}]`;
+    command.addOption(new Option(`${s.flag} <value>`, help));
+  }
+  return command.allowExcessArguments(false);
+}
+
+function configFrom(command: Command): Config {
+  return loadConfig(command.opts<Partial<Record<Key, string>>>(), process.env);
+}
+
+function program(): Command {
+  const root = new Command('onsale')
+    .description('Sells tickets when everyone wants them at once.')
+    .showHelpAfterError()
+    .exitOverride();
+
+  withSettings(
+    root
+      .command('start')
+      .description('everything on one machine: web servers sharing the port, workers, and their supervisor'),
+    [...COMMON, ...WEB, ...WORKER, 'web', 'workersMin', 'workersMax'],
+  ).action(async (_opts, command: Command) => {
+    const config = configFrom(command);
+    await runStart(config, resolveAdminToken(config.dataDir, process.env));
+  });
+
+  withSettings(root.command('serve').description('one web server (run several behind a load balancer)'), [
+    ...COMMON,
+    ...WEB,
+  ]).action(async (_opts, command: Command) => {
+    const config = configFrom(command);
+    const admin = resolveAdminToken(config.dataDir, process.env);
+    if (admin.created)
+      process.stdout.write(`admin token (shown once; kept in ${admin.path}): ${admin.token}\n`);
+    await runWebServer(config, admin.token);
+  });
+
+  withSettings(root.command('worker').description('one worker: allocates queued purchases'), [
+    ...COMMON,
+    ...WORKER,
+  ]).action(async (_opts, command: Command) => {
+    await runWorker(configFrom(command), process.env.ONSALE_WORKER_ID);
+  });
+
+  withSettings(root.command('migrate').description('creates or upgrades the database schema, then exits'), [
+    ...COMMON,
+  ]).action(async (_opts, command: Command) => {
+    const config = configFrom(command);
+    const storage = openStorage(config.databaseUrl);
+    const queue = openQueue(config.queueUrl);
+    await Promise.all([storage.migrate(), queue.migrate()]);
+    await Promise.all([storage.close(), queue.close()]);
+    process.stdout.write(`database schema is up to date (${config.databaseUrl})\n`);
+  });
+
+  return root;
+}
+
+/** A child of `onsale start`: its role and configuration come from the supervisor. */
+async function runChild(spec: ChildSpec): Promise<void> {
+  if (spec.role === 'web') await runWebServer(spec.config, process.env.ONSALE_ADMIN_TOKEN ?? '');
+  else await runWorker(spec.config, spec.workerId);
+}
+
+async function main(): Promise<void> {
+  const childSpec = process.env[CHILD_SPEC_ENV];
+  if (cluster.isWorker && childSpec) return runChild(JSON.parse(childSpec) as ChildSpec);
+  try {
+    await program().parseAsync(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exit(
+        error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : EXIT_BAD_SETTING,
+      );
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`onsale: ${error.message}\n`);
+      process.exit(EXIT_BAD_SETTING);
+    }
+    throw error;
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `onsale: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

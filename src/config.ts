@@ -1,0 +1,261 @@
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { QUEUE_SCHEMES, STORAGE_SCHEMES } from './adapters/index.js';
+
+/** A rate as "N per window": e.g. 10 purchase requests per 10 seconds. `count` 0 means no limit. */
+export interface Rate {
+  count: number;
+  windowMs: number;
+}
+
+/** Every setting of every command, resolved: flag, else environment variable, else default. */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string;
+  queueUrl: string;
+  web: number;
+  workersMin: number;
+  workersMax: number;
+  maxQueueDepth: number;
+  logLevel: string;
+  bodyLimit: number;
+  buyerRate: Rate;
+  addressRate: Rate;
+  rateLimitExempt: string[];
+  batchSize: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Parser<T> = (raw: string) => T;
+
+/** One setting: how it is spelled on the command line and in the environment, and what it accepts. */
+export interface Setting<K extends keyof Config = keyof Config> {
+  key: K;
+  flag: string;
+  env: string;
+  description: string;
+  accepts: string;
+  parse: Parser<Config[K]>;
+  /** Default as text (what --help shows); null when derived from other settings. */
+  fallback: (partial: Partial<Config>) => string | null;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
+  return (raw) => {
+    if (!/^\d+$/.test(raw.trim())) throw new Error('not a whole number');
+    const n = Number(raw);
+    if (n < min || n > max) throw new Error(`out of range`);
+    return n;
+  };
+}
+
+function rate(raw: string): Rate {
+  const text = raw.trim();
+  if (text === '0' || text === 'off') return { count: 0, windowMs: 1000 };
+  const m = /^(\d+)\/(\d+)?(ms|s|m)$/.exec(text);
+  if (!m) throw new Error('not a rate');
+  const unit = m[3] === 'ms' ? 1 : m[3] === 's' ? 1000 : 60_000;
+  const windowMs = Number(m[2] ?? 1) * unit;
+  const count = Number(m[1]);
+  if (windowMs <= 0 || count <= 0) throw new Error('not a rate');
+  return { count, windowMs };
+}
+
+function url(schemes: readonly string[]): Parser<string> {
+  return (raw) => {
+    const text = raw.trim();
+    if (!schemes.some((s) => text.startsWith(s)) || text.replace(/^[a-z]+:(\/\/)?/, '') === '') {
+      throw new Error('not a supported URL');
+    }
+    return text;
+  };
+}
+
+function setting<K extends keyof Config>(s: Setting<K>): Setting<K> {
+  return s;
+}
+
+export const SETTINGS = [
+  setting({
+    key: 'port',
+    flag: '--port',
+    env: 'PORT',
+    description: 'HTTP port',
+    accepts: 'a port number 0..65535',
+    parse: integer(0, 65535),
+    fallback: () => '3000',
+  }),
+  setting({
+    key: 'host',
+    flag: '--host',
+    env: 'HOST',
+    description: 'address to listen on',
+    accepts: 'a host name or IP address',
+    parse: (raw) => {
+      if (!/^[A-Za-z0-9.:\-[\]]+$/.test(raw.trim())) throw new Error('not a host');
+      return raw.trim();
+    },
+    fallback: () => '127.0.0.1',
+  }),
+  setting({
+    key: 'dataDir',
+    flag: '--data-dir',
+    env: 'ONSALE_DATA_DIR',
+    description: 'folder for the embedded database, the generated admin token and logs',
+    accepts: 'a folder path',
+    parse: (raw) => {
+      if (raw.trim() === '') throw new Error('empty');
+      return resolve(raw);
+    },
+    fallback: () => './data',
+  }),
+  setting({
+    key: 'databaseUrl',
+    flag: '--database-url',
+    env: 'ONSALE_DATABASE_URL',
+    description: 'the database',
+    accepts: `a URL starting with ${STORAGE_SCHEMES.join(' or ')} (sqlite:PATH)`,
+    parse: url(STORAGE_SCHEMES),
+    fallback: (c) => `sqlite:${c.dataDir}/onsale.db`,
+  }),
+  setting({
+    key: 'queueUrl',
+    flag: '--queue-url',
+    env: 'ONSALE_QUEUE_URL',
+    description: 'the job queue (default: a queue table in the database)',
+    accepts: `a URL starting with ${QUEUE_SCHEMES.join(' or ')}`,
+    parse: url(QUEUE_SCHEMES),
+    fallback: (c) => c.databaseUrl ?? null,
+  }),
+  setting({
+    key: 'web',
+    flag: '--web',
+    env: 'ONSALE_WEB',
+    description: 'web server processes for start',
+    accepts: 'a whole number 1..256',
+    parse: integer(1, 256),
+    fallback: () => String(availableParallelism()),
+  }),
+  setting({
+    key: 'workersMin',
+    flag: '--workers-min',
+    env: 'ONSALE_WORKERS_MIN',
+    description: 'fewest worker processes',
+    accepts: 'a whole number 1..256',
+    parse: integer(1, 256),
+    fallback: () => '1',
+  }),
+  setting({
+    key: 'workersMax',
+    flag: '--workers-max',
+    env: 'ONSALE_WORKERS_MAX',
+    description: 'most worker processes',
+    accepts: 'a whole number 1..256, at least --workers-min',
+    parse: integer(1, 256),
+    fallback: () => '4',
+  }),
+  setting({
+    key: 'maxQueueDepth',
+    flag: '--max-queue-depth',
+    env: 'ONSALE_MAX_QUEUE_DEPTH',
+    description: 'queued purchases above which new ones are refused with 503',
+    accepts: 'a whole number ≥ 1',
+    parse: integer(1),
+    fallback: () => '1000000',
+  }),
+  setting({
+    key: 'logLevel',
+    flag: '--log-level',
+    env: 'LOG_LEVEL',
+    description: 'pino log level',
+    accepts: LOG_LEVELS.join(', '),
+    parse: (raw) => {
+      if (!LOG_LEVELS.includes(raw.trim())) throw new Error('unknown level');
+      return raw.trim();
+    },
+    fallback: () => 'info',
+  }),
+  setting({
+    key: 'bodyLimit',
+    flag: '--body-limit',
+    env: 'ONSALE_BODY_LIMIT',
+    description: 'largest request body in bytes (larger: 413)',
+    accepts: 'a whole number 256..10485760',
+    parse: integer(256, 10 * 1024 * 1024),
+    fallback: () => '16384',
+  }),
+  setting({
+    key: 'buyerRate',
+    flag: '--buyer-rate',
+    env: 'ONSALE_BUYER_RATE',
+    description: 'purchase requests one buyer may send, per web server process',
+    accepts: 'N/WINDOW such as 10/10s, 5/s or 100/m; 0 or off for no limit',
+    parse: rate,
+    fallback: () => '10/10s',
+  }),
+  setting({
+    key: 'addressRate',
+    flag: '--address-rate',
+    env: 'ONSALE_ADDRESS_RATE',
+    description: 'requests one client address may send, per web server process',
+    accepts: 'N/WINDOW such as 2000/10s; 0 or off for no limit',
+    parse: rate,
+    fallback: () => '2000/10s',
+  }),
+  setting({
+    key: 'rateLimitExempt',
+    flag: '--rate-limit-exempt',
+    env: 'ONSALE_RATE_LIMIT_EXEMPT',
+    description: 'client addresses never address-limited (local load generators and simulators)',
+    accepts: 'a comma-separated list of IP addresses, or none',
+    parse: (raw) => {
+      const list = raw.trim() === '' || raw.trim() === 'none' ? [] : raw.split(',').map((a) => a.trim());
+      if (list.some((a) => !/^[0-9a-fA-F.:]+$/.test(a))) throw new Error('not a list of IP addresses');
+      return list;
+    },
+    fallback: () => '127.0.0.1,::1,::ffff:127.0.0.1',
+  }),
+  setting({
+    key: 'batchSize',
+    flag: '--batch-size',
+    env: 'ONSALE_BATCH_SIZE',
+    description: 'purchases a worker allocates per transaction',
+    accepts: 'a whole number 1..10000',
+    parse: integer(1, 10_000),
+    fallback: () => '500',
+  }),
+] as const;
+
+/**
+ * Resolves the configuration from command-line flags (already split by commander, keyed by setting) and the
+ * environment. Throws ConfigError naming the first bad setting and what it accepts.
+ */
+export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: NodeJS.ProcessEnv): Config {
+  const config: Partial<Config> = {};
+  for (const s of SETTINGS as readonly Setting[]) {
+    const fromFlag = flags[s.key];
+    const fromEnv = env[s.env];
+    const raw = fromFlag ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : s.fallback(config));
+    const origin = fromFlag !== undefined ? s.flag : fromEnv ? s.env : `the default of ${s.env}`;
+    if (raw === null) throw new ConfigError(`${s.env} (${s.flag}) has no value`);
+    try {
+      (config as Record<string, unknown>)[s.key] = s.parse(raw);
+    } catch {
+      throw new ConfigError(`${origin}: "${raw}" is not accepted; ${s.flag} / ${s.env} takes ${s.accepts}`);
+    }
+  }
+  const full = config as Config;
+  if (full.workersMax < full.workersMin) {
+    throw new ConfigError(
+      `--workers-max / ONSALE_WORKERS_MAX (${full.workersMax}) is below --workers-min / ONSALE_WORKERS_MIN (${full.workersMin})`,
+    );
+  }
+  return full;
+}

@@ -1,0 +1,84 @@
+import { newTickets } from './ids.js';
+import type { AcceptedPurchase, RejectReason } from './types.js';
+
+/** What the allocator needs to know of one ticket type, as committed before the batch. */
+export interface StockLevel {
+  capacity: number;
+  sold: number;
+  held: number;
+  maxPerBuyer: number;
+}
+
+export type Allocation =
+  | {
+      purchase: AcceptedPurchase;
+      outcome: 'confirmed';
+      tickets: Array<{ id: string; ticketTypeId: string; code: string }>;
+    }
+  | { purchase: AcceptedPurchase; outcome: 'rejected'; reason: RejectReason };
+
+export function buyerKey(buyerId: string, ticketTypeId: string): string {
+  return `${ticketTypeId}\u0000${buyerId}`;
+}
+
+/**
+ * Decides a batch of one event's purchases, strictly in the order given (acceptance order), all or nothing
+ * per purchase. Mutates `stock` and `bought` so the caller can write back exactly what changed.
+ *
+ * Invariants kept here and re-checked by storage constraints:
+ * - sold + held never exceeds capacity (no oversell);
+ * - a buyer's tickets of a type, over all their purchases, never exceed maxPerBuyer.
+ * A purchase naming an unknown ticket type cannot reach here: the web server refuses it with 404.
+ */
+export function allocate(
+  purchases: readonly AcceptedPurchase[],
+  stock: Map<string, StockLevel>,
+  bought: Map<string, number>,
+): Allocation[] {
+  const decisions: Allocation[] = [];
+  for (const purchase of purchases) {
+    const reason = refusal(purchase, stock, bought);
+    if (reason) {
+      decisions.push({ purchase, outcome: 'rejected', reason });
+      continue;
+    }
+    let count = 0;
+    for (const item of purchase.items) count += item.quantity;
+    const fresh = newTickets(count);
+    const tickets: Array<{ id: string; ticketTypeId: string; code: string }> = [];
+    let next = 0;
+    for (const item of purchase.items) {
+      const level = stock.get(item.ticketTypeId)!;
+      level.sold += item.quantity;
+      const key = buyerKey(purchase.buyerId, item.ticketTypeId);
+      bought.set(key, (bought.get(key) ?? 0) + item.quantity);
+      for (let i = 0; i < item.quantity; i++)
+        tickets.push({ ...fresh[next++]!, ticketTypeId: item.ticketTypeId });
+    }
+    decisions.push({ purchase, outcome: 'confirmed', tickets });
+  }
+  return decisions;
+}
+
+function refusal(
+  purchase: AcceptedPurchase,
+  stock: Map<string, StockLevel>,
+  bought: Map<string, number>,
+): RejectReason | null {
+  // The limit is checked first: a buyer over their limit is told so even when the sale is also sold out,
+  // since buying fewer would not help them either way.
+  for (const item of purchase.items) {
+    const level = stock.get(item.ticketTypeId);
+    if (!level) throw new Error(`ticket type ${item.ticketTypeId} is not part of event ${purchase.eventId}`);
+    const already = bought.get(buyerKey(purchase.buyerId, item.ticketTypeId)) ?? 0;
+    if (already + item.quantity > level.maxPerBuyer) return 'limit_exceeded';
+  }
+  let shortfall = false;
+  for (const item of purchase.items) {
+    const level = stock.get(item.ticketTypeId)!;
+    const available = level.capacity - level.sold - level.held;
+    if (available <= 0) return 'sold_out';
+    if (available < item.quantity) shortfall = true;
+  }
+  return shortfall ? 'insufficient_inventory' : null;
+}

@@ -1,0 +1,53 @@
+/**
+ * Errors with stable codes. Every layer throws these; the web server maps them once to the error body and
+ * status of api.md, whatever adapter raised them.
+ */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'unauthorized'
+  | 'not_found'
+  | 'sales_not_open'
+  | 'idempotency_conflict'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'overloaded'
+  | 'unavailable';
+
+const STATUS: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  sales_not_open: 409,
+  idempotency_conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  overloaded: 503,
+  unavailable: 503,
+};
+
+export class OnsaleError extends Error {
+  readonly code: ErrorCode;
+  /** Seconds a client should wait before trying again (429 and 503). */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { retryAfterSeconds?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'OnsaleError';
+    this.code = code;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
+
+  get httpStatus(): number {
+    return STATUS[this.code];
+  }
+}
+
+/** A datastore or queue that does not answer (locked, down, timed out): the caller may retry later. */
+export class UnavailableError extends OnsaleError {
+  constructor(message: string, cause?: unknown) {
+    super('unavailable', message, { retryAfterSeconds: 1, cause });
+    this.name = 'UnavailableError';
+  }
+}

@@ -1,0 +1,103 @@
+/** The business vocabulary of onsale: events, ticket types, purchases and tickets. */
+
+export interface TicketType {
+  id: string;
+  name: string;
+  priceCents: number;
+  capacity: number;
+  maxPerBuyer: number;
+}
+
+export interface SaleEvent {
+  id: string;
+  name: string;
+  salesOpenAt: string;
+  holdSeconds: number;
+  ticketTypes: TicketType[];
+}
+
+export interface NewTicketType {
+  name: string;
+  priceCents: number;
+  capacity: number;
+  maxPerBuyer: number;
+}
+
+export interface NewEvent {
+  name: string;
+  salesOpenAt: string;
+  holdSeconds: number;
+  ticketTypes: NewTicketType[];
+}
+
+export interface PurchaseItem {
+  ticketTypeId: string;
+  quantity: number;
+}
+
+/** A purchase as the web server accepted it: what travels on the queue from web server to worker. */
+export interface AcceptedPurchase {
+  purchaseId: string;
+  eventId: string;
+  buyerId: string;
+  items: PurchaseItem[];
+  acceptedAt: string;
+}
+
+export type PurchaseStatus = 'queued' | 'held' | 'confirmed' | 'rejected' | 'expired' | 'cancelled';
+export type RejectReason = 'sold_out' | 'insufficient_inventory' | 'limit_exceeded';
+
+export const FINAL_STATUSES: ReadonlySet<PurchaseStatus> = new Set([
+  'confirmed',
+  'rejected',
+  'expired',
+  'cancelled',
+]);
+
+export interface Ticket {
+  id: string;
+  ticketTypeId: string;
+  code: string;
+}
+
+export interface Purchase {
+  purchaseId: string;
+  eventId: string;
+  buyerId: string;
+  status: PurchaseStatus;
+  reason: RejectReason | null;
+  items: PurchaseItem[];
+  tickets: Ticket[];
+  holdExpiresAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface TicketTypeStock {
+  id: string;
+  capacity: number;
+  sold: number;
+  held: number;
+  available: number;
+}
+
+export interface EventStats {
+  eventId: string;
+  ticketTypes: TicketTypeStock[];
+  purchases: Record<PurchaseStatus, number>;
+}
+
+export function queuedPurchase(accepted: AcceptedPurchase): Purchase {
+  return {
+    purchaseId: accepted.purchaseId,
+    eventId: accepted.eventId,
+    buyerId: accepted.buyerId,
+    status: 'queued',
+    reason: null,
+    items: accepted.items,
+    tickets: [],
+    holdExpiresAt: null,
+    createdAt: accepted.acceptedAt,
+    updatedAt: accepted.acceptedAt,
+  };
+}

@@ -1,0 +1,44 @@
+import type {
+  AcceptedPurchase,
+  EventStats,
+  NewEvent,
+  Purchase,
+  PurchaseStatus,
+  SaleEvent,
+} from '../domain/types.js';
+
+/**
+ * Storage is the system of record: events, their stock, purchases and tickets. Adapters (one folder per
+ * engine under src/adapters) expose no connection or transaction type; failures of the engine surface as
+ * UnavailableError so callers can answer 503 or retry.
+ */
+export interface Storage {
+  /** Creates or upgrades the schema. Safe to run from several processes at once. */
+  migrate(): Promise<void>;
+
+  createEvent(event: NewEvent): Promise<SaleEvent>;
+  listEvents(): Promise<Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>>;
+  getEvent(eventId: string): Promise<SaleEvent | null>;
+  /** Tickets left per ticket type id, read from the system of record. */
+  getAvailability(eventId: string): Promise<Map<string, number>>;
+  /** Exact stock and purchase counts; `queued` is left at 0 for the caller to fill from the queue. */
+  getStats(eventId: string): Promise<EventStats | null>;
+
+  /** An allocated purchase; null while it is only on the queue (or unknown). */
+  getPurchase(purchaseId: string): Promise<Purchase | null>;
+  /** Current status and last change of allocated purchases, for status streams; unknown ids are absent. */
+  getStatuses(
+    purchaseIds: readonly string[],
+  ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>>;
+
+  /**
+   * Allocates a batch of one event's purchases in the order given, in one transaction. A purchase already
+   * applied (a redelivered batch) is skipped, so applying the same batch twice has the effect of once.
+   * Returns how many purchases this call applied.
+   */
+  applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<{ applied: number }>;
+
+  /** Throws UnavailableError when the database does not answer. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

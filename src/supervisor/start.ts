@@ -1,0 +1,121 @@
+import cluster, { type Worker as ClusterChild } from 'node:cluster';
+import type { AddressInfo } from 'node:net';
+import { openQueue, openStorage } from '../adapters/index.js';
+import type { Config } from '../config.js';
+import type { AdminToken } from '../shared/admin-token.js';
+import { createLogger } from '../shared/logger.js';
+import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
+import { createDemoEvent } from './demo.js';
+
+export type ChildRole = 'web' | 'worker';
+
+/** What the supervisor hands each child in its environment. */
+export interface ChildSpec {
+  role: ChildRole;
+  config: Config;
+  workerId?: string;
+}
+
+export const CHILD_SPEC_ENV = 'ONSALE_CHILD_SPEC';
+
+/**
+ * `onsale start`: the supervisor (the node:cluster primary) migrates the database, makes the demo event on
+ * a fresh one, then runs `config.web` web servers sharing the port and `config.workersMin` workers, and
+ * restarts any child that dies. SIGTERM/SIGINT stops the children and waits for them (at most 10 s).
+ */
+export async function runStart(config: Config, admin: AdminToken): Promise<void> {
+  process.title = 'onsale-supervisor';
+  const logger = createLogger(config.logLevel, 'supervisor');
+
+  const storage = openStorage(config.databaseUrl);
+  const queue = openQueue(config.queueUrl);
+  await Promise.all([storage.migrate(), queue.migrate()]);
+  const demo = (await storage.listEvents()).length === 0 ? await createDemoEvent(storage) : null;
+  await Promise.all([storage.close(), queue.close()]);
+
+  let stopping = false;
+  const children = new Map<ClusterChild, ChildSpec>();
+  const restarts = new Map<string, { count: number; since: number }>();
+
+  function fork(spec: ChildSpec): void {
+    const child = cluster.fork({ [CHILD_SPEC_ENV]: JSON.stringify(spec), ONSALE_ADMIN_TOKEN: admin.token });
+    children.set(child, spec);
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      if (stopping) return;
+      const slot = spec.workerId ?? `web`;
+      const history = restarts.get(slot) ?? { count: 0, since: Date.now() };
+      if (Date.now() - history.since > 60_000) Object.assign(history, { count: 0, since: Date.now() });
+      history.count += 1;
+      restarts.set(slot, history);
+      // Back off when a child keeps crashing (a bad database, a full disk), up to 30 s between tries.
+      const delay = Math.min(30_000, 250 * 2 ** Math.min(history.count - 1, 7));
+      logger.warn(
+        { role: spec.role, pid: child.process.pid, code, signal, restartInMs: delay },
+        'child died; restarting',
+      );
+      setTimeout(() => {
+        if (!stopping) fork(spec);
+      }, delay).unref();
+    });
+  }
+
+  let announced = false;
+  cluster.on('listening', (_child, address: AddressInfo) => {
+    if (announced) return;
+    announced = true;
+    announce(config, address.port, admin, demo);
+  });
+
+  for (let i = 0; i < config.web; i++) fork({ role: 'web', config });
+  for (let i = 0; i < config.workersMin; i++) fork({ role: 'worker', config, workerId: `worker-${i + 1}` });
+  logger.info({ web: config.web, workers: config.workersMin, pid: process.pid }, 'supervisor started');
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping all children');
+    for (const child of children.keys()) child.process.kill('SIGTERM');
+    const deadline = setTimeout(() => {
+      for (const child of children.keys()) child.process.kill('SIGKILL');
+      process.exit(1);
+    }, STOP_DEADLINE_MS + 500);
+    const check = setInterval(() => {
+      if (children.size > 0) return;
+      clearInterval(check);
+      clearTimeout(deadline);
+      logger.info('stopped');
+      process.exit(0);
+    }, 50);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+function announce(
+  config: Config,
+  port: number,
+  admin: AdminToken,
+  demo: Awaited<ReturnType<typeof createDemoEvent>> | null,
+): void {
+  const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const lines = [``, `onsale is running at ${base}`];
+  if (demo) {
+    const type = demo.ticketTypes[0]!;
+    lines.push(
+      `  demo event "${demo.name}": ${base}/api/events/${demo.id}`,
+      `  buy a ticket:`,
+      `    curl -i -X POST ${base}/api/events/${demo.id}/purchases \\`,
+      `      -H 'content-type: application/json' \\`,
+      `      -d '{"buyerId":"you@example.com","items":[{"ticketTypeId":"${type.id}","quantity":2}]}'`,
+      `  then follow the statusUrl it answers with.`,
+    );
+  }
+  if (admin.created) {
+    lines.push(`  admin token (shown once; kept in ${admin.path}): ${admin.token}`);
+  } else if (admin.path) {
+    lines.push(`  admin token: in ${admin.path}`);
+  }
+  lines.push(`  stop with Ctrl+C`, ``);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

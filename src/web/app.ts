@@ -1,0 +1,331 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+import { register } from 'prom-client';
+import { OnsaleError } from '../domain/errors.js';
+import { newPurchaseId } from '../domain/ids.js';
+import {
+  FINAL_STATUSES,
+  queuedPurchase,
+  type AcceptedPurchase,
+  type Purchase,
+  type SaleEvent,
+} from '../domain/types.js';
+import type { Config } from '../config.js';
+import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
+import type { Storage } from '../ports/storage.js';
+import { Backpressure, RateLimiter } from './admission.js';
+import { sendError, toOnsaleError } from './errors.js';
+import { EventCache } from './event-cache.js';
+import { GroupCommit } from './group-commit.js';
+import { landingPage } from './landing.js';
+import {
+  eventParams,
+  newEventBody,
+  purchaseBody,
+  purchaseParams,
+  type NewEventBody,
+  type PurchaseBody,
+} from './schemas.js';
+import { StatusWatcher } from './status-stream.js';
+
+export interface AppDeps {
+  config: Config;
+  storage: Storage;
+  queue: Queue;
+  adminToken: string;
+  logger: Logger;
+}
+
+export interface OnsaleApp {
+  app: FastifyInstance;
+  /** Turns /readyz to 503 so that a load balancer stops sending before the server closes. */
+  startDraining(): void;
+  /** Waits for purchases being written to the queue. */
+  drain(): Promise<void>;
+}
+
+/** Printable ASCII, 1..128 characters (api.md, Idempotency-Key). */
+const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,128}$/;
+/** A lone UTF-16 surrogate cannot be stored as text and kept verbatim, so it is refused. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Builds the HTTP API of api.md over a storage and a queue. */
+export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps): OnsaleApp {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimit,
+    trustProxy: false,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+  // Only JSON bodies are accepted: without this, Fastify would also parse text/plain.
+  app.removeContentTypeParser('text/plain');
+
+  const events = new EventCache(storage);
+  const watcher = new StatusWatcher(storage);
+  const backpressure = new Backpressure(queue, config.maxQueueDepth);
+  const buyerLimit = new RateLimiter(config.buyerRate);
+  const addressLimit = new RateLimiter(config.addressRate);
+  const exempt = new Set(config.rateLimitExempt);
+  const commits = new GroupCommit<EnqueueRequest, EnqueueResult>((batch) => queue.enqueue(batch));
+  const tokenDigest = createHash('sha256').update(adminToken).digest();
+  let draining = false;
+
+  app.setErrorHandler((error, request, reply) => {
+    const failure = toOnsaleError(error);
+    if (!failure) {
+      request.log.error({ err: error, url: request.url }, 'request failed');
+      return sendError(reply, 500, 'internal_error', 'something went wrong on our side');
+    }
+    if (failure.httpStatus >= 500) request.log.warn({ err: error, url: request.url }, failure.message);
+    return sendError(reply, failure.httpStatus, failure.code, failure.message, failure.retryAfterSeconds);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
+  );
+
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/api/')) return;
+    if (!exempt.has(request.ip)) addressLimit.take(request.ip);
+  });
+
+  app.addHook('onClose', async () => watcher.close());
+
+  function requireAdmin(request: FastifyRequest): void {
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer (.+)$/.exec(header);
+    const given = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
+    if (!match || !timingSafeEqual(given, tokenDigest)) {
+      throw new OnsaleError('unauthorized', 'this endpoint needs Authorization: Bearer <admin token>');
+    }
+  }
+
+  async function eventOr404(eventId: string): Promise<SaleEvent> {
+    const event = await events.event(eventId);
+    if (!event) throw new OnsaleError('not_found', `no event ${eventId}`);
+    return event;
+  }
+
+  /** Reads a purchase wherever it is: allocated in storage, or still on the queue. */
+  async function findPurchase(purchaseId: string): Promise<Purchase | null> {
+    const stored = await storage.getPurchase(purchaseId);
+    if (stored) return stored;
+    const queued = await queue.find(purchaseId);
+    if (queued) return queuedPurchase(queued);
+    // Allocated and acked between the two reads above: storage has it now.
+    return storage.getPurchase(purchaseId);
+  }
+
+  async function purchaseOr404(purchaseId: string): Promise<Purchase> {
+    const purchase = await findPurchase(purchaseId);
+    if (!purchase) throw new OnsaleError('not_found', `no purchase ${purchaseId}`);
+    return purchase;
+  }
+
+  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(landingPage()));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    if (draining) return sendError(reply, 503, 'unavailable', 'draining: this server is shutting down', 5);
+    try {
+      await Promise.all([storage.ping(), queue.ping()]);
+    } catch {
+      return sendError(reply, 503, 'unavailable', 'the database or the queue does not answer', 1);
+    }
+    return { status: 'ready' };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(register.contentType);
+    return register.metrics();
+  });
+
+  app.post<{ Body: NewEventBody }>(
+    '/api/events',
+    { schema: { body: newEventBody } },
+    async (request, reply) => {
+      requireAdmin(request);
+      const body = request.body;
+      if (body.holdSeconds > 0) {
+        throw new OnsaleError('invalid_request', 'holds are not available yet: holdSeconds must be 0');
+      }
+      let salesOpenAt = new Date().toISOString();
+      if (body.salesOpenAt !== undefined) {
+        const at = new Date(body.salesOpenAt);
+        if (Number.isNaN(at.getTime())) {
+          throw new OnsaleError('invalid_request', 'salesOpenAt must be an ISO-8601 date and time');
+        }
+        salesOpenAt = at.toISOString();
+      }
+      refuseLoneSurrogates(body.name, ...body.ticketTypes.map((t) => t.name));
+      const event = await storage.createEvent({
+        name: body.name,
+        salesOpenAt,
+        holdSeconds: body.holdSeconds,
+        ticketTypes: body.ticketTypes,
+      });
+      return reply.code(201).send(withAvailability(event, new Map()));
+    },
+  );
+
+  app.get('/api/events', async () => ({ events: await storage.listEvents() }));
+
+  app.get<{ Params: { eventId: string } }>(
+    '/api/events/:eventId',
+    { schema: { params: eventParams } },
+    async (request) => {
+      const event = await eventOr404(request.params.eventId);
+      return withAvailability(event, await events.availability(event.id));
+    },
+  );
+
+  app.get<{ Params: { eventId: string } }>(
+    '/api/events/:eventId/stats',
+    { schema: { params: eventParams } },
+    async (request) => {
+      requireAdmin(request);
+      const stats = await storage.getStats(request.params.eventId);
+      if (!stats) throw new OnsaleError('not_found', `no event ${request.params.eventId}`);
+      stats.purchases.queued = await queue.depthOf(request.params.eventId);
+      return stats;
+    },
+  );
+
+  app.post<{ Params: { eventId: string }; Body: PurchaseBody }>(
+    '/api/events/:eventId/purchases',
+    { schema: { params: eventParams, body: purchaseBody } },
+    async (request, reply) => {
+      const { buyerId, items } = request.body;
+      const key = request.headers['idempotency-key'];
+      if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
+        throw new OnsaleError('invalid_request', 'Idempotency-Key must be 1..128 printable ASCII characters');
+      }
+      refuseLoneSurrogates(buyerId);
+      const event = await eventOr404(request.params.eventId);
+      const seen = new Set<string>();
+      for (const item of items) {
+        const type = event.ticketTypes.find((t) => t.id === item.ticketTypeId);
+        if (!type)
+          throw new OnsaleError('not_found', `event ${event.id} has no ticket type ${item.ticketTypeId}`);
+        if (seen.has(item.ticketTypeId)) {
+          throw new OnsaleError('invalid_request', `ticket type ${item.ticketTypeId} appears twice in items`);
+        }
+        seen.add(item.ticketTypeId);
+        if (item.quantity > type.maxPerBuyer) {
+          throw new OnsaleError(
+            'invalid_request',
+            `quantity of ${item.ticketTypeId} must be at most ${type.maxPerBuyer} (maxPerBuyer)`,
+          );
+        }
+      }
+      if (Date.parse(event.salesOpenAt) > Date.now()) {
+        throw new OnsaleError('sales_not_open', `sales open at ${event.salesOpenAt}`);
+      }
+      buyerLimit.take(`${event.id}\u0000${buyerId}`);
+      backpressure.check();
+      if (draining)
+        throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
+
+      const purchase: AcceptedPurchase = {
+        purchaseId: newPurchaseId(),
+        eventId: event.id,
+        buyerId,
+        items: items.map((i) => ({ ticketTypeId: i.ticketTypeId, quantity: i.quantity })),
+        acceptedAt: new Date().toISOString(),
+      };
+      const result = await commits.submit({
+        purchase,
+        ...(key === undefined ? {} : { idempotency: { key, requestHash: requestHash(purchase) } }),
+      });
+      if (result.status === 'conflict') {
+        throw new OnsaleError('idempotency_conflict', 'this Idempotency-Key was used with a different body');
+      }
+      if (result.status === 'duplicate') {
+        const first = await findPurchase(result.purchaseId);
+        return reply.code(200).send(receipt(result.purchaseId, first?.status ?? 'queued'));
+      }
+      backpressure.accepted();
+      return reply.code(202).send(receipt(purchase.purchaseId, 'queued'));
+    },
+  );
+
+  app.get<{ Params: { purchaseId: string } }>(
+    '/api/purchases/:purchaseId',
+    { schema: { params: purchaseParams } },
+    async (request) => purchaseOr404(request.params.purchaseId),
+  );
+
+  app.get<{ Params: { purchaseId: string } }>(
+    '/api/purchases/:purchaseId/events',
+    { schema: { params: purchaseParams } },
+    async (request, reply) => streamStatus(await purchaseOr404(request.params.purchaseId), request, reply),
+  );
+
+  function streamStatus(purchase: Purchase, request: FastifyRequest, reply: FastifyReply): void {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    const send = (p: Purchase) => res.write(`event: status\ndata: ${JSON.stringify(p)}\n\n`);
+    send(purchase);
+    if (FINAL_STATUSES.has(purchase.status)) return void res.end();
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const stop = watcher.watch(purchase, (next) => {
+      send(next);
+      if (FINAL_STATUSES.has(next.status)) finish();
+    });
+    function finish() {
+      clearInterval(heartbeat);
+      stop();
+      res.end();
+    }
+    request.raw.on('close', finish);
+  }
+
+  return {
+    app,
+    startDraining: () => {
+      draining = true;
+    },
+    drain: () => commits.drain(),
+  };
+}
+
+function receipt(purchaseId: string, status: Purchase['status']) {
+  return { purchaseId, status, statusUrl: `/api/purchases/${purchaseId}` };
+}
+
+function withAvailability(event: SaleEvent, availability: Map<string, number>) {
+  return {
+    ...event,
+    ticketTypes: event.ticketTypes.map((t) => ({ ...t, available: availability.get(t.id) ?? t.capacity })),
+  };
+}
+
+/** What makes two requests with one Idempotency-Key "the same body". */
+function requestHash(p: AcceptedPurchase): string {
+  return createHash('sha256')
+    .update(JSON.stringify([p.buyerId, p.items.map((i) => [i.ticketTypeId, i.quantity])]))
+    .digest('base64url');
+}
+
+function refuseLoneSurrogates(...texts: string[]): void {
+  if (texts.some((t) => LONE_SURROGATE.test(t))) {
+    throw new OnsaleError('invalid_request', 'text must be valid Unicode (a lone surrogate was found)');
+  }
+}

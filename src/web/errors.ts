@@ -1,0 +1,58 @@
+import type { FastifyReply } from 'fastify';
+import { OnsaleError, type ErrorCode } from '../domain/errors.js';
+
+/** Writes api.md's error body. */
+export function sendError(
+  reply: FastifyReply,
+  status: number,
+  code: ErrorCode | 'internal_error',
+  message: string,
+  retryAfterSeconds?: number,
+): FastifyReply {
+  if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
+  return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message } });
+}
+
+/** Fastify's own failures of a client's request, by their stable codes. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_TYPE: 'unsupported_media_type',
+};
+
+/**
+ * Maps any error to the canonical OnsaleError a client should see, or null for a bug (a 500).
+ * Validation failures keep ajv's message, which names the field: "body/items/0/quantity must be <= 100".
+ */
+export function toOnsaleError(error: unknown): OnsaleError | null {
+  if (error instanceof OnsaleError) return error;
+  const e = error as { code?: string; statusCode?: number; validation?: unknown; message?: string };
+  if (e.validation) {
+    return new OnsaleError('invalid_request', e.message ?? 'the request is not valid');
+  }
+  const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;
+  if (mapped) return new OnsaleError(mapped, clientMessage(mapped, e.message));
+  if (error instanceof SyntaxError || (e.statusCode === 400 && typeof e.message === 'string')) {
+    return new OnsaleError('invalid_request', `malformed JSON: ${e.message ?? 'cannot parse the body'}`);
+  }
+  if (e.statusCode === 413) return new OnsaleError('payload_too_large', clientMessage('payload_too_large'));
+  if (e.statusCode === 415)
+    return new OnsaleError('unsupported_media_type', clientMessage('unsupported_media_type'));
+  if (e.statusCode === 404) return new OnsaleError('not_found', 'not found');
+  if (e.statusCode === 503) return new OnsaleError('unavailable', 'shutting down', { retryAfterSeconds: 1 });
+  return null;
+}
+
+function clientMessage(code: ErrorCode, detail?: string): string {
+  switch (code) {
+    case 'payload_too_large':
+      return 'the request body is larger than this server accepts';
+    case 'unsupported_media_type':
+      return 'the body must be JSON, sent with Content-Type: application/json';
+    default:
+      return detail ?? 'the request is not valid';
+  }
+}

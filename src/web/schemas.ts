@@ -1,0 +1,74 @@
+/** JSON schemas of api.md's request bodies. Unknown fields are refused, never silently dropped. */
+
+const id = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
+export const ticketTypeInput = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'priceCents', 'capacity'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    priceCents: { type: 'integer', minimum: 0, maximum: 1_000_000_000_00 },
+    capacity: { type: 'integer', minimum: 1, maximum: 10_000_000 },
+    maxPerBuyer: { type: 'integer', minimum: 1, maximum: 100, default: 10 },
+  },
+} as const;
+
+export const newEventBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'ticketTypes'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    salesOpenAt: { type: 'string', format: 'date-time', maxLength: 64 },
+    holdSeconds: { type: 'integer', minimum: 0, maximum: 86_400, default: 0 },
+    ticketTypes: { type: 'array', minItems: 1, maxItems: 50, items: ticketTypeInput },
+  },
+} as const;
+
+export const purchaseBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['buyerId', 'items'],
+  properties: {
+    buyerId: { type: 'string', minLength: 1, maxLength: 128 },
+    items: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 50,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['ticketTypeId', 'quantity'],
+        properties: {
+          ticketTypeId: id,
+          quantity: { type: 'integer', minimum: 1, maximum: 100 },
+        },
+      },
+    },
+  },
+} as const;
+
+export const eventParams = {
+  type: 'object',
+  required: ['eventId'],
+  properties: { eventId: id },
+} as const;
+
+export const purchaseParams = {
+  type: 'object',
+  required: ['purchaseId'],
+  properties: { purchaseId: id },
+} as const;
+
+export interface NewEventBody {
+  name: string;
+  salesOpenAt?: string;
+  holdSeconds: number;
+  ticketTypes: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer: number }>;
+}
+
+export interface PurchaseBody {
+  buyerId: string;
+  items: Array<{ ticketTypeId: string; quantity: number }>;
+}

@@ -1,0 +1,25 @@
+import { collectDefaultMetrics } from 'prom-client';
+import { openQueue, openStorage } from '../adapters/index.js';
+import type { Config } from '../config.js';
+import { createLogger } from '../shared/logger.js';
+import { onShutdown } from '../shared/shutdown.js';
+import { buildApp } from './app.js';
+
+/** One web server process (`onsale serve`, or one of `onsale start`'s cluster). */
+export async function runWebServer(config: Config, adminToken: string): Promise<void> {
+  process.title = 'onsale-web';
+  const logger = createLogger(config.logLevel, 'web');
+  collectDefaultMetrics();
+  const storage = openStorage(config.databaseUrl);
+  const queue = openQueue(config.queueUrl);
+  const web = buildApp({ config, storage, queue, adminToken, logger });
+  await web.app.listen({ port: config.port, host: config.host });
+
+  onShutdown(logger, async () => {
+    // /readyz answers 503 from now on; the listener closes, requests in flight finish.
+    web.startDraining();
+    await web.app.close();
+    await web.drain();
+    await Promise.all([storage.close(), queue.close()]);
+  });
+}

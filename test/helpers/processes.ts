@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
+export const ADMIN_TOKEN = 'test-admin-token';
+
+/** A fresh folder under the system's temp folder, removed by the returned function. */
+export function tempDir(prefix = 'onsale-test-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop: (signal?: NodeJS.Signals) => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs `onsale <args>` from the built CLI, with a clean environment plus `env`. */
+export function runCli(args: string[], env: Record<string, string> = {}): RunningProcess {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    child.once('exit', (code, signal) => res({ code, signal })),
+  );
+  return {
+    child,
+    output: () => out,
+    exited,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Polls `url` until it answers 200, or throws with the process output after `timeoutMs`. */
+export async function waitForReady(url: string, proc?: RunningProcess, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) {
+      throw new Error(`process exited before ready:\n${proc.output()}`);
+    }
+    if (Date.now() > deadline)
+      throw new Error(`${url} not ready after ${timeoutMs} ms:\n${proc?.output() ?? ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface Onsale {
+  baseUrl: string;
+  dataDir: string;
+  env: Record<string, string>;
+  processes: RunningProcess[];
+  /** Starts one more `onsale worker` against the same database. */
+  addWorker: (extraEnv?: Record<string, string>) => RunningProcess;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Runs onsale on the embedded defaults in a temp folder: `web` web servers (`onsale serve`, one port each
+ * unless `start` is used) and `workers` workers. With `mode: 'start'` it runs `onsale start` instead.
+ */
+export async function startOnsale(
+  opts: { mode?: 'start' | 'split'; workers?: number; env?: Record<string, string> } = {},
+): Promise<Onsale> {
+  const dir = tempDir();
+  const port = await freePort();
+  const env: Record<string, string> = {
+    ONSALE_DATA_DIR: dir.path,
+    ONSALE_ADMIN_TOKEN: ADMIN_TOKEN,
+    PORT: String(port),
+    ...opts.env,
+  };
+  const processes: RunningProcess[] = [];
+  const baseUrl = `http://127.0.0.1:${port}`;
+  if (opts.mode === 'start') {
+    processes.push(runCli(['start'], { ONSALE_WEB: '2', ...env }));
+  } else {
+    await runCli(['migrate'], env).exited;
+    processes.push(runCli(['serve'], env));
+    for (let i = 0; i < (opts.workers ?? 1); i++) processes.push(runCli(['worker'], env));
+  }
+  await waitForReady(`${baseUrl}/readyz`, processes[0]);
+  return {
+    baseUrl,
+    dataDir: dir.path,
+    env,
+    processes,
+    addWorker: (extraEnv = {}) => {
+      const p = runCli(['worker'], { ...env, ...extraEnv });
+      processes.push(p);
+      return p;
+    },
+    stop: async () => {
+      await Promise.all(processes.map((p) => p.stop('SIGTERM')));
+      dir.remove();
+    },
+  };
+}
