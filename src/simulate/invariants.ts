@@ -1,0 +1,179 @@
+/**
+ * The invariants of api.md, checked from outside the system: from what clients saw (when each purchase was
+ * sent and when its 202 came back) and what the API reports afterwards. Used by the tests and the simulator.
+ */
+
+export interface ItemView {
+  ticketTypeId: string;
+  quantity: number;
+}
+
+/** One purchase request as a client saw it. */
+export interface SentPurchase {
+  buyerId: string;
+  items: ItemView[];
+  /** performance-clock time the request was sent, and its answer arrived. */
+  sentAt: number;
+  answeredAt: number;
+  /** HTTP status; only 200/202 carry a purchaseId. */
+  status: number;
+  purchaseId?: string;
+}
+
+export interface FinalPurchase {
+  purchaseId: string;
+  buyerId: string;
+  status: string;
+  reason: string | null;
+  items: ItemView[];
+  tickets: Array<{ id: string; ticketTypeId: string; code: string }>;
+}
+
+export interface StockView {
+  id: string;
+  capacity: number;
+  sold: number;
+  held: number;
+  available: number;
+  maxPerBuyer: number;
+}
+
+export interface Violation {
+  invariant:
+    'no_oversell' | 'nothing_lost' | 'no_double_effect' | 'per_buyer_limit' | 'first_come_first_served';
+  detail: string;
+}
+
+const STOCK_REASONS = new Set(['sold_out', 'insufficient_inventory']);
+const FINAL = new Set(['confirmed', 'rejected', 'expired', 'cancelled']);
+
+export function checkInvariants(input: {
+  sent: readonly SentPurchase[];
+  /** What GET /api/purchases/:id answered for every accepted purchaseId, after the queue drained. */
+  purchases: ReadonlyMap<string, FinalPurchase | null>;
+  stock: readonly StockView[];
+}): Violation[] {
+  const violations: Violation[] = [];
+  const add = (invariant: Violation['invariant'], detail: string) => {
+    if (violations.filter((v) => v.invariant === invariant).length < 20)
+      violations.push({ invariant, detail });
+  };
+
+  // 1. No oversell, and the stock figures agree with the tickets issued.
+  const issued = new Map<string, number>();
+  for (const p of input.purchases.values()) {
+    if (p?.status !== 'confirmed' && p?.status !== 'held') continue;
+    for (const t of p.tickets) issued.set(t.ticketTypeId, (issued.get(t.ticketTypeId) ?? 0) + 1);
+  }
+  for (const s of input.stock) {
+    if (s.sold + s.held > s.capacity)
+      add('no_oversell', `${s.id}: sold ${s.sold} + held ${s.held} > ${s.capacity}`);
+    if (s.sold + s.held + s.available !== s.capacity) {
+      add(
+        'no_oversell',
+        `${s.id}: sold + held + available = ${s.sold + s.held + s.available} ≠ ${s.capacity}`,
+      );
+    }
+    if ((issued.get(s.id) ?? 0) > s.capacity)
+      add('no_oversell', `${s.id}: ${issued.get(s.id)} tickets issued`);
+  }
+
+  // 2. Nothing lost: every accepted purchase is known and final.
+  const accepted = input.sent.filter((r) => r.purchaseId && (r.status === 202 || r.status === 200));
+  for (const r of accepted) {
+    const p = input.purchases.get(r.purchaseId!);
+    if (!p) add('nothing_lost', `purchase ${r.purchaseId} was accepted but is unknown`);
+    else if (!FINAL.has(p.status)) add('nothing_lost', `purchase ${r.purchaseId} is still ${p.status}`);
+  }
+
+  // 3. No double effect: unique ticket codes, tickets matching the items exactly, one purchase per 202.
+  const codes = new Set<string>();
+  for (const p of input.purchases.values()) {
+    if (!p) continue;
+    for (const t of p.tickets) {
+      if (codes.has(t.code)) add('no_double_effect', `ticket code ${t.code} issued twice`);
+      codes.add(t.code);
+    }
+    const expected = p.status === 'confirmed' || p.status === 'held' ? p.items : [];
+    for (const item of expected) {
+      const n = p.tickets.filter((t) => t.ticketTypeId === item.ticketTypeId).length;
+      if (n !== item.quantity)
+        add(
+          'no_double_effect',
+          `${p.purchaseId}: ${n} tickets of ${item.ticketTypeId}, asked ${item.quantity}`,
+        );
+    }
+    if (expected.length === 0 && p.tickets.length > 0)
+      add('no_double_effect', `${p.purchaseId} is ${p.status} but has tickets`);
+  }
+  const ids = new Set<string>();
+  for (const r of input.sent) {
+    if (r.status !== 202 || !r.purchaseId) continue;
+    if (ids.has(r.purchaseId)) add('no_double_effect', `purchaseId ${r.purchaseId} answered 202 twice`);
+    ids.add(r.purchaseId);
+  }
+  const soldByType = new Map(input.stock.map((s) => [s.id, s.sold + s.held]));
+  for (const [typeId, n] of issued) {
+    if (soldByType.has(typeId) && soldByType.get(typeId) !== n) {
+      add(
+        'no_double_effect',
+        `${typeId}: stock says ${soldByType.get(typeId)} sold or held, ${n} tickets found`,
+      );
+    }
+  }
+
+  // 4. Per-buyer limit.
+  const limit = new Map(input.stock.map((s) => [s.id, s.maxPerBuyer]));
+  const perBuyer = new Map<string, number>();
+  for (const p of input.purchases.values()) {
+    if (p?.status !== 'confirmed' && p?.status !== 'held') continue;
+    for (const item of p.items) {
+      const key = `${p.buyerId}\u0000${item.ticketTypeId}`;
+      perBuyer.set(key, (perBuyer.get(key) ?? 0) + item.quantity);
+    }
+  }
+  for (const [key, n] of perBuyer) {
+    const [buyer, typeId] = key.split('\u0000') as [string, string];
+    const max = limit.get(typeId);
+    if (max !== undefined && n > max)
+      add('per_buyer_limit', `buyer ${buyer} has ${n} of ${typeId}, limit ${max}`);
+  }
+
+  // 5. First come, first served (api.md's concrete form): A answered 202 before B was sent, both ask for the
+  // same ticket types, A asks no more of each, B got tickets ⇒ A was not refused for lack of stock.
+  // An idempotent replay (200) is not a new acceptance: only the 202 dates a purchase.
+  const outcomes = accepted
+    .filter((r) => r.status === 202)
+    .map((r) => ({ r, p: input.purchases.get(r.purchaseId!) }))
+    .filter((x): x is { r: SentPurchase; p: FinalPurchase } => !!x.p);
+  const signature = (items: ItemView[]) =>
+    items
+      .map((i) => i.ticketTypeId)
+      .sort()
+      .join(',');
+  const groups = new Map<string, typeof outcomes>();
+  for (const o of outcomes) {
+    const key = signature(o.p.items);
+    groups.set(key, [...(groups.get(key) ?? []), o]);
+  }
+  for (const group of groups.values()) {
+    const refused = group.filter((o) => o.p.status === 'rejected' && STOCK_REASONS.has(o.p.reason ?? ''));
+    if (refused.length === 0) continue;
+    const served = group.filter((o) => o.p.status === 'confirmed' || o.p.status === 'held');
+    for (const b of served) {
+      for (const a of refused) {
+        if (a.r.answeredAt >= b.r.sentAt) continue;
+        const asksNoMore = a.p.items.every(
+          (ai) => ai.quantity <= (b.p.items.find((bi) => bi.ticketTypeId === ai.ticketTypeId)?.quantity ?? 0),
+        );
+        if (asksNoMore) {
+          add(
+            'first_come_first_served',
+            `${a.p.purchaseId} (accepted first) was refused ${a.p.reason} while later ${b.p.purchaseId} got tickets`,
+          );
+        }
+      }
+    }
+  }
+  return violations;
+}

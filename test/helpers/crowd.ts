@@ -1,0 +1,51 @@
+import type { Intent } from '../../src/simulate/crowd.js';
+
+/** A deterministic pseudo-random generator, so a failing flood can be replayed. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A crowd of `count` purchase requests from `buyers` buyers (so many buyers come back), each asking for one
+ * or two ticket types, with quantities up to the type's limit. No buyer sends more than `perBuyer` requests,
+ * so an honest crowd stays under the default per-buyer rate limit.
+ */
+export function makeCrowd(opts: {
+  count: number;
+  buyers: number;
+  types: Array<{ id: string; maxPerBuyer: number }>;
+  seed: number;
+  perBuyer?: number;
+  buyerPrefix?: string;
+}): Intent[] {
+  const random = rng(opts.seed);
+  const sent = new Map<number, number>();
+  const intents: Intent[] = [];
+  const perBuyer = opts.perBuyer ?? 5;
+  while (intents.length < opts.count) {
+    const b = Math.floor(random() * opts.buyers);
+    if ((sent.get(b) ?? 0) >= perBuyer) continue;
+    sent.set(b, (sent.get(b) ?? 0) + 1);
+    const first = opts.types[Math.floor(random() * opts.types.length)]!;
+    const picked = [first];
+    if (random() < 0.3) {
+      const second = opts.types[Math.floor(random() * opts.types.length)]!;
+      if (second.id !== first.id) picked.push(second);
+    }
+    intents.push({
+      buyerId: `${opts.buyerPrefix ?? 'buyer'}-${b}@example.com`,
+      items: picked.map((t) => ({
+        ticketTypeId: t.id,
+        quantity: 1 + Math.floor(random() * Math.min(4, t.maxPerBuyer)),
+      })),
+    });
+  }
+  return intents;
+}
