@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AcceptedPurchase } from '../../src/domain/types.js';
+import type { Queue } from '../../src/ports/queue.js';
+import { queueAdapters } from '../helpers/adapters.js';
+
+function accepted(eventId: string, buyerId = `b-${randomUUID()}`, quantity = 1): AcceptedPurchase {
+  return {
+    purchaseId: randomUUID(),
+    eventId,
+    buyerId,
+    items: [{ ticketTypeId: 'tt', quantity }],
+    acceptedAt: new Date().toISOString(),
+  };
+}
+
+async function enqueue(queue: Queue, purchases: AcceptedPurchase[]): Promise<void> {
+  const results = await queue.enqueue(purchases.map((purchase) => ({ purchase })));
+  expect(results.map((r) => r.status)).toEqual(purchases.map(() => 'accepted'));
+}
+
+describe.each(queueAdapters)('Queue contract: $name', (factory) => {
+  let queue: Queue;
+  let reopen: () => Queue;
+  let cleanup: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ adapter: queue, reopen, cleanup } = await factory.open());
+  });
+  afterEach(async () => cleanup());
+
+  it('keeps what it accepted, readable by id and counted in depth, across connections', async () => {
+    const batch = [accepted('e1'), accepted('e1'), accepted('e2')];
+    await enqueue(queue, batch);
+    const other = reopen();
+    expect(await other.find(batch[0]!.purchaseId)).toEqual(batch[0]);
+    expect(await other.find(randomUUID())).toBeNull();
+    const depth = await other.depth();
+    expect(depth.depth).toBe(3);
+    expect(depth.oldestAcceptedAt).toBe(batch[0]!.acceptedAt);
+    expect(await other.depthOf('e1')).toBe(2);
+    expect(await other.depthOf('nope')).toBe(0);
+  });
+
+  it('resolves idempotency keys per event and buyer, atomically with the write', async () => {
+    const first = accepted('e1', 'alice');
+    const idem = { key: 'k1', requestHash: 'h1' };
+    const [a, again, changed, otherBuyer, otherEvent] = await queue.enqueue([
+      { purchase: first, idempotency: idem },
+      { purchase: accepted('e1', 'alice'), idempotency: idem },
+      { purchase: accepted('e1', 'alice'), idempotency: { key: 'k1', requestHash: 'h2' } },
+      { purchase: accepted('e1', 'bob'), idempotency: idem },
+      { purchase: accepted('e2', 'alice'), idempotency: idem },
+    ]);
+    expect(a).toEqual({ status: 'accepted', purchaseId: first.purchaseId });
+    expect(again).toEqual({ status: 'duplicate', purchaseId: first.purchaseId });
+    expect(changed).toEqual({ status: 'conflict' });
+    expect(otherBuyer!.status).toBe('accepted');
+    expect(otherEvent!.status).toBe('accepted');
+    expect((await queue.depth()).depth).toBe(3);
+    // Still known after the purchase left the queue.
+    const batch = (await queue.claim('w', 10, 5000))!;
+    await queue.ack(batch);
+    expect(await queue.enqueue([{ purchase: accepted('e1', 'alice'), idempotency: idem }])).toEqual([
+      { status: 'duplicate', purchaseId: first.purchaseId },
+    ]);
+  });
+
+  it('hands out one event at a time, in acceptance order, oldest event first', async () => {
+    const e1 = Array.from({ length: 5 }, () => accepted('e1'));
+    const e2 = Array.from({ length: 3 }, () => accepted('e2'));
+    await enqueue(queue, [e2[0]!]);
+    await enqueue(queue, e1);
+    await enqueue(queue, e2.slice(1));
+
+    const first = (await queue.claim('w1', 2, 5000))!;
+    expect(first.eventId).toBe('e2');
+    expect(first.purchases).toEqual(e2.slice(0, 2));
+    // While w1 holds e2, w2 gets the other event.
+    const second = (await queue.claim('w2', 10, 5000))!;
+    expect(second.eventId).toBe('e1');
+    expect(second.purchases).toEqual(e1);
+    expect(await queue.claim('w3', 10, 5000)).toBeNull();
+
+    await queue.ack(first);
+    const next = (await queue.claim('w1', 10, 5000))!;
+    expect(next.purchases).toEqual(e2.slice(2));
+    await queue.ack(next);
+    await queue.ack(second);
+    expect(await queue.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
+    expect(await queue.claim('w1', 10, 5000)).toBeNull();
+  });
+
+  it('gives a crashed worker’s batch, whole and in order, to another worker once the lease runs out', async () => {
+    const purchases = Array.from({ length: 4 }, () => accepted('e1'));
+    await enqueue(queue, purchases);
+    const lost = (await queue.claim('dead', 10, 100))!;
+    expect(await queue.claim('w2', 10, 100)).toBeNull();
+    await new Promise((r) => setTimeout(r, 150));
+    const again = (await reopen().claim('w2', 10, 5000))!;
+    expect(again.purchases).toEqual(lost.purchases);
+    // The dead worker's late ack (its commit had landed) removes only what it had claimed.
+    await enqueue(queue, [accepted('e1')]);
+    await queue.ack(lost);
+    expect(await queue.depthOf('e1')).toBe(1);
+  });
+
+  it('lets another worker take a released batch at once', async () => {
+    await enqueue(queue, [accepted('e1'), accepted('e1')]);
+    const batch = (await queue.claim('w1', 10, 60_000))!;
+    await queue.release(batch);
+    const taken = (await queue.claim('w2', 10, 60_000))!;
+    expect(taken.purchases).toEqual(batch.purchases);
+  });
+
+  it('keeps acceptance order under concurrent writers', async () => {
+    const writers = Array.from({ length: 4 }, () => reopen());
+    const all: AcceptedPurchase[] = [];
+    await Promise.all(
+      writers.map(async (w) => {
+        for (let i = 0; i < 25; i++) {
+          const p = accepted('e1');
+          await w.enqueue([{ purchase: p }]);
+          all.push(p); // pushed after its write resolved: the order writes completed in
+        }
+      }),
+    );
+    const batch = (await queue.claim('w', 1000, 5000))!;
+    expect(batch.purchases.map((p) => p.purchaseId)).toEqual(all.map((p) => p.purchaseId));
+  });
+});

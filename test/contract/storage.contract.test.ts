@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AcceptedPurchase, SaleEvent } from '../../src/domain/types.js';
+import type { Storage } from '../../src/ports/storage.js';
+import { storageAdapters } from '../helpers/adapters.js';
+
+describe.each(storageAdapters)('Storage contract: $name', (factory) => {
+  let storage: Storage;
+  let reopen: () => Storage;
+  let cleanup: () => Promise<void>;
+  let event: SaleEvent;
+
+  function buy(buyerId: string, items: Array<[typeIndex: number, quantity: number]>): AcceptedPurchase {
+    return {
+      purchaseId: randomUUID(),
+      eventId: event.id,
+      buyerId,
+      items: items.map(([i, quantity]) => ({ ticketTypeId: event.ticketTypes[i]!.id, quantity })),
+      acceptedAt: new Date().toISOString(),
+    };
+  }
+
+  beforeEach(async () => {
+    ({ adapter: storage, reopen, cleanup } = await factory.open());
+    event = await storage.createEvent({
+      name: 'Contract night ☃',
+      salesOpenAt: '2026-01-01T00:00:00.000Z',
+      holdSeconds: 0,
+      ticketTypes: [
+        { name: 'GA', priceCents: 5000, capacity: 5, maxPerBuyer: 4 },
+        { name: 'VIP', priceCents: 9000, capacity: 2, maxPerBuyer: 2 },
+      ],
+    });
+  });
+  afterEach(async () => cleanup());
+
+  it('stores events and reads them back from another connection', async () => {
+    const other = reopen();
+    expect(await other.getEvent(event.id)).toEqual(event);
+    expect(await other.listEvents()).toEqual([
+      { id: event.id, name: event.name, salesOpenAt: event.salesOpenAt },
+    ]);
+    expect(await other.getEvent('missing')).toBeNull();
+    expect(await other.getAvailability(event.id)).toEqual(
+      new Map(event.ticketTypes.map((t) => [t.id, t.capacity])),
+    );
+    expect(await other.getStats('missing')).toBeNull();
+  });
+
+  it('allocates in order, all or nothing, and never beyond capacity', async () => {
+    const batch = [
+      buy('a', [[0, 3]]),
+      buy('b', [[0, 3]]), // 2 left: insufficient
+      buy('c', [
+        [0, 2],
+        [1, 2],
+      ]),
+      buy('d', [[1, 1]]), // VIP gone: sold out
+      buy('e', [[0, 1]]),
+    ];
+    expect(await storage.applyBatch(event.id, batch)).toEqual({ applied: 5 });
+    const statuses = await Promise.all(batch.map((p) => storage.getPurchase(p.purchaseId)));
+    expect(statuses.map((p) => [p!.status, p!.reason])).toEqual([
+      ['confirmed', null],
+      ['rejected', 'insufficient_inventory'],
+      ['confirmed', null],
+      ['rejected', 'sold_out'],
+      ['rejected', 'sold_out'],
+    ]);
+    const c = statuses[2]!;
+    expect(c.tickets).toHaveLength(4);
+    expect(c.items).toEqual(batch[2]!.items);
+    expect(c.createdAt).toBe(batch[2]!.acceptedAt);
+    const stats = (await reopen().getStats(event.id))!;
+    expect(stats.ticketTypes.map((t) => [t.sold, t.held, t.available])).toEqual([
+      [5, 0, 0],
+      [2, 0, 0],
+    ]);
+    expect(stats.purchases).toMatchObject({ confirmed: 2, rejected: 3 });
+  });
+
+  it('applies a redelivered batch once', async () => {
+    const batch = [buy('a', [[0, 2]]), buy('b', [[1, 1]])];
+    expect(await storage.applyBatch(event.id, batch)).toEqual({ applied: 2 });
+    const before = await storage.getPurchase(batch[0]!.purchaseId);
+    // The same batch again, from another connection, with one new purchase appended.
+    const more = [...batch, buy('c', [[0, 1]])];
+    expect(await reopen().applyBatch(event.id, more)).toEqual({ applied: 1 });
+    expect(await storage.getPurchase(batch[0]!.purchaseId)).toEqual(before);
+    const stats = (await storage.getStats(event.id))!;
+    expect(stats.ticketTypes.map((t) => t.sold)).toEqual([3, 1]);
+    expect(stats.purchases.confirmed).toBe(3);
+  });
+
+  it('counts the per-buyer limit across batches', async () => {
+    await storage.applyBatch(event.id, [buy('a', [[0, 3]])]);
+    const [over, within] = [buy('a', [[0, 2]]), buy('a', [[0, 1]])];
+    await storage.applyBatch(event.id, [over, within]);
+    expect((await storage.getPurchase(over.purchaseId))!.reason).toBe('limit_exceeded');
+    expect((await storage.getPurchase(within.purchaseId))!.status).toBe('confirmed');
+  });
+
+  it('issues unique ticket codes and reports statuses in bulk', async () => {
+    const batch = Array.from({ length: 5 }, (_, i) => buy(`buyer-${i}`, [[0, 1]]));
+    batch.push(buy('late', [[0, 1]]));
+    await storage.applyBatch(event.id, batch);
+    const purchases = await Promise.all(batch.map((p) => storage.getPurchase(p.purchaseId)));
+    const codes = purchases.flatMap((p) => p!.tickets.map((t) => t.code));
+    expect(new Set(codes).size).toBe(5);
+    const statuses = await storage.getStatuses([...batch.map((p) => p.purchaseId), 'unknown']);
+    expect(statuses.size).toBe(6);
+    expect(statuses.get(batch[5]!.purchaseId)!.status).toBe('rejected');
+    expect(statuses.has('unknown')).toBe(false);
+  });
+
+  it('keeps text verbatim', async () => {
+    const name = "Zoë 💃🏽 ‏שלום‎ e\u0301 '; DROP TABLE events; -- \u0000 <b>";
+    const created = await storage.createEvent({
+      name,
+      salesOpenAt: '2026-01-01T00:00:00.000Z',
+      holdSeconds: 0,
+      ticketTypes: [{ name, priceCents: 0, capacity: 1, maxPerBuyer: 1 }],
+    });
+    const read = (await reopen().getEvent(created.id))!;
+    expect(read.name).toBe(name);
+    expect(read.ticketTypes[0]!.name).toBe(name);
+  });
+});
