@@ -97,7 +97,12 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     if (!exempt.has(request.ip)) addressLimit.take(request.ip);
   });
 
-  app.addHook('onClose', async () => watcher.close());
+  // Status streams never end by themselves before a final status: end them so that closing does not wait.
+  const openStreams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...openStreams]) end();
+    watcher.close();
+  });
 
   function requireAdmin(request: FastifyRequest): void {
     const header = request.headers.authorization ?? '';
@@ -290,10 +295,12 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
       if (FINAL_STATUSES.has(next.status)) finish();
     });
     function finish() {
+      openStreams.delete(finish);
       clearInterval(heartbeat);
       stop();
       res.end();
     }
+    openStreams.add(finish);
     request.raw.on('close', finish);
   }
 

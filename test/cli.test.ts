@@ -1,0 +1,152 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort, runCli, tempDir, waitForReady } from './helpers/processes.js';
+
+const dirs: Array<{ remove: () => void }> = [];
+afterAll(() => dirs.forEach((d) => d.remove()));
+
+function dataDir(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d.path;
+}
+
+async function until(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function titlesOfChildren(pid: number): string[] {
+  const out = execFileSync('ps', ['-o', 'args=', '--ppid', String(pid)], { encoding: 'utf8' });
+  return out.trim().split('\n').sort();
+}
+
+describe('onsale command line', () => {
+  it.each(['start', 'serve', 'worker', 'migrate'])(
+    '%s --help describes the command and its settings',
+    async (cmd) => {
+      const p = runCli([cmd, '--help']);
+      expect((await p.exited).code).toBe(0);
+      expect(p.output()).toContain(`Usage: onsale ${cmd}`);
+      expect(p.output()).toContain('--database-url');
+      expect(p.output()).toContain('ONSALE_DATA_DIR');
+    },
+  );
+
+  it.each([
+    [['serve'], { PORT: 'eighty' }, 'PORT'],
+    [['serve', '--port', '70000'], {}, '--port'],
+    [['serve', '--max-queue-depth', '-1'], {}, '--max-queue-depth'],
+    [['serve'], { ONSALE_DATABASE_URL: 'mysql://localhost/x' }, 'ONSALE_DATABASE_URL'],
+    [['serve'], { ONSALE_QUEUE_URL: 'nats://localhost' }, 'ONSALE_QUEUE_URL'],
+    [['serve'], { LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [['serve'], { ONSALE_BUYER_RATE: 'lots' }, 'ONSALE_BUYER_RATE'],
+    [['start', '--workers-min', '5', '--workers-max', '2'], {}, 'ONSALE_WORKERS_MAX'],
+    [['worker', '--batch-size', '0'], {}, '--batch-size'],
+    [['serve', '--no-such-flag'], {}, '--no-such-flag'],
+    [['launch'], {}, 'launch'],
+  ] as Array<[string[], Record<string, string>, string]>)(
+    '%j %j exits 2 naming %s',
+    async (args, env, named) => {
+      const p = runCli(args, { ONSALE_DATA_DIR: dataDir(), ...env });
+      expect((await p.exited).code).toBe(2);
+      expect(p.output()).toContain(named);
+    },
+  );
+
+  it('migrate creates the schema once and can run again', async () => {
+    const dir = dataDir();
+    for (let i = 0; i < 2; i++) {
+      const p = runCli(['migrate'], { ONSALE_DATA_DIR: dir });
+      expect((await p.exited).code).toBe(0);
+      expect(p.output()).toContain('up to date');
+    }
+    expect(statSync(join(dir, 'onsale.db')).size).toBeGreaterThan(0);
+  });
+
+  it('start on a fresh folder opens a demo event, prints the token once, and stops cleanly on SIGTERM', async () => {
+    const dir = dataDir();
+    const port = await freePort();
+    const env = { ONSALE_DATA_DIR: dir, PORT: String(port), ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' };
+    const first = runCli(['start'], env);
+    await until(() => first.output().includes('stop with Ctrl+C'));
+    const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+    expect(statSync(join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
+    const out = first.output();
+    expect(out).toContain(`onsale is running at http://127.0.0.1:${port}`);
+    expect(out).toContain(`admin token (shown once; kept in ${join(dir, 'admin-token')}): ${token}`);
+    const eventUrl = /demo event "DJ Night \(demo\)": (\S+)/.exec(out)![1]!;
+    const event = (await (await fetch(eventUrl)).json()) as { ticketTypes: unknown[] };
+    expect(event.ticketTypes.length).toBeGreaterThan(0);
+    expect(out).toContain('curl -i -X POST');
+    expect(titlesOfChildren(first.child.pid!)).toEqual([
+      'onsale-web',
+      'onsale-web',
+      'onsale-worker',
+      'onsale-worker',
+    ]);
+    expect(
+      execFileSync('ps', ['-o', 'args=', '-p', String(first.child.pid)], { encoding: 'utf8' }).trim(),
+    ).toBe('onsale-supervisor');
+
+    const stoppedAt = Date.now();
+    expect(await first.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+
+    // The second start reuses the folder: same token, not printed, no second demo event.
+    const second = runCli(['start'], env);
+    await until(() => second.output().includes('stop with Ctrl+C'));
+    expect(second.output()).not.toContain(token);
+    expect(second.output()).not.toContain('demo event');
+    const list = (await (await fetch(`http://127.0.0.1:${port}/api/events`)).json()) as { events: unknown[] };
+    expect(list.events).toHaveLength(1);
+    const stats = await fetch(`${eventUrl}/stats`, { headers: { authorization: `Bearer ${token}` } });
+    expect(stats.status).toBe(200);
+    expect((await second.stop('SIGINT')).code).toBe(0);
+  });
+
+  it('serve exits 0 on SIGTERM within the deadline, ending open status streams', async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = { ONSALE_DATA_DIR: dataDir(), PORT: String(port), ONSALE_ADMIN_TOKEN: 't' };
+    const serve = runCli(['serve'], env);
+    await waitForReady(`${base}/readyz`, serve);
+    expect(
+      execFileSync('ps', ['-o', 'args=', '-p', String(serve.child.pid)], { encoding: 'utf8' }).trim(),
+    ).toBe('onsale-web');
+    // No worker runs, so the purchase stays queued and its stream stays open.
+    const created = await fetch(`${base}/api/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer t' },
+      body: JSON.stringify({ name: 'x', ticketTypes: [{ name: 'GA', priceCents: 1, capacity: 1 }] }),
+    });
+    const event = (await created.json()) as { id: string; ticketTypes: Array<{ id: string }> };
+    const bought = await fetch(`${base}/api/events/${event.id}/purchases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        buyerId: 'b',
+        items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }],
+      }),
+    });
+    const { statusUrl } = (await bought.json()) as { statusUrl: string };
+    const stream = await fetch(`${base}${statusUrl}/events`);
+    const reader = stream.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain('"status":"queued"');
+
+    const stoppedAt = Date.now();
+    expect(await serve.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    await expect(
+      (async () => {
+        while (!(await reader.read()).done);
+      })(),
+    ).resolves.toBeUndefined();
+  });
+});
