@@ -21,7 +21,7 @@ import type { Config } from '../config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { Backpressure, RateLimiter } from './admission.js';
-import { sendError, toOnsaleError } from './errors.js';
+import { clientErrorResponse, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
 import { EventCache } from './event-cache.js';
 import { GroupCommit } from './group-commit.js';
 import { landingPage } from './landing.js';
@@ -65,9 +65,34 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     trustProxy: false,
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // Requests refused before they reach a route still get api.md's error body, not Fastify's.
+    clientErrorHandler: (error, socket) => {
+      if (error.code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(error));
+      socket.destroy(error);
+    },
+    frameworkErrors: (error, _request, reply) => void sendFrameworkError(reply, error),
   });
   // Only JSON bodies are accepted: without this, Fastify would also parse text/plain.
   app.removeContentTypeParser('text/plain');
+  // Bodies are JSON in UTF-8: bytes that are not UTF-8 are refused, not stored as U+FFFD, so that every
+  // string is kept as sent. The rest is Fastify's own JSON parser (with its prototype-poisoning checks).
+  const parseJson = app.getDefaultJsonParser('error', 'error') as (
+    request: FastifyRequest,
+    body: string,
+    done: (error: Error | null, value?: unknown) => void,
+  ) => void;
+  const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      text = strictUtf8.decode(body as Buffer);
+    } catch {
+      return done(new OnsaleError('invalid_request', 'the body is not valid UTF-8'), undefined);
+    }
+    parseJson(request, text, done);
+  });
 
   const events = new EventCache(storage);
   const watcher = new StatusWatcher(storage);

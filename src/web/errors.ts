@@ -56,3 +56,33 @@ function clientMessage(code: ErrorCode, detail?: string): string {
       return detail ?? 'the request is not valid';
   }
 }
+
+/**
+ * Fastify's routing failures (its `frameworkErrors`): a path whose percent-encoding does not decode, or a
+ * path parameter longer than the router takes. Both are parameters that fail validation: 400.
+ */
+export function sendFrameworkError(reply: FastifyReply, error: { code?: string }): FastifyReply {
+  const message =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'a path parameter is longer than this server accepts'
+      : 'the URL path is not valid (bad percent-encoding)';
+  return sendError(reply, 400, 'invalid_request', message);
+}
+
+/**
+ * The bytes to write on a connection whose request Node's HTTP parser refused (a bad request line or header,
+ * headers too large, a request that never finished), with api.md's error body rather than Fastify's own.
+ */
+export function clientErrorResponse(error: { code?: string }): string {
+  const [status, reason, code, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request headers are too large']
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'request_timeout', 'the request did not arrive in time']
+        : [400, 'Bad Request', 'invalid_request', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
