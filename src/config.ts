@@ -25,6 +25,7 @@ export interface Config {
   addressRate: Rate;
   rateLimitExempt: string[];
   batchSize: number;
+  maxAttempts: number;
 }
 
 export class ConfigError extends Error {
@@ -230,6 +231,15 @@ export const SETTINGS = [
     accepts: 'a whole number 1..10000',
     parse: integer(1, 10_000),
     fallback: () => '500',
+  }),
+  setting({
+    key: 'maxAttempts',
+    flag: '--max-attempts',
+    env: 'ONSALE_MAX_ATTEMPTS',
+    description: 'deliveries of a failing purchase before it goes to the dead-letter place',
+    accepts: 'a whole number 1..100',
+    parse: integer(1, 100),
+    fallback: () => '5',
   }),
 ] as const;
 

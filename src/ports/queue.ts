@@ -20,17 +20,28 @@ export interface Queue {
    * While the lease lasts no other worker gets that event, which keeps first come, first served.
    */
   claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null>;
-  /** Removes a batch whose effect is committed to storage. */
+  /** Removes a batch (or a head of it, see headOf) whose effect is committed to storage. */
   ack(batch: ClaimedBatch): Promise<void>;
-  /** Hands a batch back undone (the worker is stopping or failed), so another worker can take it now. */
-  release(batch: ClaimedBatch, failure?: string): Promise<void>;
+  /** Hands a batch back undone (the worker is stopping), so another worker can take it at once. */
+  release(batch: ClaimedBatch): Promise<void>;
 
-  /** A purchase still on the queue, or null. */
+  /**
+   * Moves the purchases of `batch` (typically a head of one, see headOf) out of the queue into the
+   * dead-letter place, with the reason. They are not lost: find() still returns them (queued, for the buyer)
+   * until they are replayed.
+   */
+  deadLetter(batch: ClaimedBatch, reason: string): Promise<void>;
+  /** Dead letters, oldest first. */
+  deadLetters(limit: number): Promise<DeadLetter[]>;
+  /** Puts dead letters (all, or those named) back at the tail of their event's queue; returns how many. */
+  replayDeadLetters(purchaseIds?: readonly string[]): Promise<number>;
+
+  /** A purchase still on the queue or among the dead letters, or null. */
   find(purchaseId: string): Promise<AcceptedPurchase | null>;
-  /** Queued purchases in all, and the acceptance time of the oldest. */
+  /** Queued purchases in all (dead letters not counted), and the acceptance time of the oldest. */
   depth(): Promise<{ depth: number; oldestAcceptedAt: string | null }>;
-  /** Queued purchases of one event. */
-  depthOf(eventId: string): Promise<number>;
+  /** Queued purchases and dead letters of one event. */
+  depthOf(eventId: string): Promise<{ queued: number; deadLetters: number }>;
 
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -49,7 +60,26 @@ export type EnqueueResult =
 
 export interface ClaimedBatch {
   eventId: string;
+  /** In acceptance order. */
   purchases: AcceptedPurchase[];
-  /** Adapter data that identifies the lease and the entries (sequence numbers, delivery tags…). */
-  receipt: unknown;
+  /** One per purchase: what the adapter needs to ack it (a sequence number, a stream id, a delivery tag). */
+  receipts: unknown[];
+  /**
+   * How many times the first purchase of this batch has been delivered, this time included. Above 1, an
+   * earlier delivery failed or its worker died, and the worker narrows down to find a poison purchase.
+   */
+  deliveries: number;
+  /** Adapter data about the lease (who holds it). */
+  lease: unknown;
+}
+
+export interface DeadLetter {
+  purchase: AcceptedPurchase;
+  reason: string;
+  deadAt: string;
+}
+
+/** The first `count` purchases of a batch, as a batch of their own (to ack or dead-letter just those). */
+export function headOf(batch: ClaimedBatch, count: number): ClaimedBatch {
+  return { ...batch, purchases: batch.purchases.slice(0, count), receipts: batch.receipts.slice(0, count) };
 }

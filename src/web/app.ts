@@ -231,8 +231,10 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     async (request) => {
       const stats = await storage.getStats(request.params.eventId);
       if (!stats) throw new OnsaleError('not_found', `no event ${request.params.eventId}`);
-      stats.purchases.queued = await queue.depthOf(request.params.eventId);
-      return stats;
+      // A dead letter is still queued from the buyer's point of view, until an operator replays it.
+      const { queued, deadLetters } = await queue.depthOf(request.params.eventId);
+      stats.purchases.queued = queued + deadLetters;
+      return { ...stats, deadLetters };
     },
   );
 

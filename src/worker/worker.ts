@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import type { Queue } from '../ports/queue.js';
+import { UnavailableError } from '../domain/errors.js';
+import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
@@ -17,6 +18,9 @@ const IDLE_MIN_MS = 2;
 const IDLE_MAX_MS = 50;
 const RETRY_MAX_MS = 5_000;
 
+/** From this delivery on, a batch that keeps failing is narrowed to its head purchase alone. */
+const ISOLATE_FROM_DELIVERY = 3;
+
 export interface WorkerLoop {
   /** Resolves when the loop has stopped, after finishing its current batch. */
   stop(): Promise<void>;
@@ -26,15 +30,21 @@ export interface WorkerLoop {
  * The worker loop: claim the oldest batch of one event, allocate it in one storage transaction, then ack.
  * The ack comes only after the commit, so a crash between them redelivers a batch that is already applied,
  * which applyBatch turns into a no-op: each purchase takes effect exactly once.
+ *
+ * A batch that fails is retried with exponential backoff. When it fails again and again, the worker takes
+ * its head purchase alone; a head that still fails after `maxAttempts` deliveries is a poison purchase and
+ * goes to the dead-letter place, so one bad purchase cannot stall a whole sale. A database or queue that
+ * is unavailable is not the purchase's fault: such failures never dead-letter anything.
  */
 export function startWorkerLoop(opts: {
   storage: Storage;
   queue: Queue;
   workerId: string;
   batchSize: number;
+  maxAttempts: number;
   logger: Logger;
 }): WorkerLoop {
-  const { storage, queue, workerId, batchSize, logger } = opts;
+  const { storage, queue, workerId, batchSize, maxAttempts, logger } = opts;
   let running = true;
   let wake: (() => void) | null = null;
   const sleep = (ms: number) =>
@@ -47,10 +57,40 @@ export function startWorkerLoop(opts: {
       }
       wake = done;
     });
+  /** The last failure of a head purchase in this process (a crash leaves none: it counts as poison). */
+  const failures = new Map<string, { message: string; transient: boolean }>();
+
+  async function handle(batch: ClaimedBatch): Promise<void> {
+    const work = batch.deliveries >= ISOLATE_FROM_DELIVERY ? headOf(batch, 1) : batch;
+    const head = work.purchases[0]!;
+    const failure = failures.get(head.purchaseId);
+    if (work.deliveries > maxAttempts && !failure?.transient) {
+      const reason = failure?.message ?? `delivered ${work.deliveries - 1} times, its worker never finished`;
+      await queue.deadLetter(work, reason);
+      failures.delete(head.purchaseId);
+      logger.error({ purchaseId: head.purchaseId, eventId: work.eventId, reason }, 'purchase dead-lettered');
+      return;
+    }
+    const started = performance.now();
+    try {
+      const { applied } = await storage.applyBatch(work.eventId, work.purchases);
+      await queue.ack(work);
+      failures.delete(head.purchaseId);
+      logger.debug(
+        { eventId: work.eventId, size: work.purchases.length, applied, ms: performance.now() - started },
+        'batch allocated',
+      );
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      failures.set(head.purchaseId, { message, transient: error instanceof UnavailableError });
+      if (failures.size > 10_000) failures.clear();
+      throw error;
+    }
+  }
 
   const loop = (async () => {
     let idle = IDLE_MIN_MS;
-    let failures = 0;
+    let failed = 0;
     while (running) {
       try {
         const batch = await queue.claim(workerId, batchSize, LEASE_MS);
@@ -60,21 +100,12 @@ export function startWorkerLoop(opts: {
           continue;
         }
         idle = IDLE_MIN_MS;
-        const started = performance.now();
-        const { applied } = await storage.applyBatch(batch.eventId, batch.purchases);
-        await queue.ack(batch);
-        failures = 0;
-        logger.debug(
-          { eventId: batch.eventId, size: batch.purchases.length, applied, ms: performance.now() - started },
-          'batch allocated',
-        );
+        await handle(batch);
+        failed = 0;
       } catch (error) {
-        failures += 1;
-        const wait = Math.min(RETRY_MAX_MS, 50 * 2 ** Math.min(failures, 10));
-        logger.warn(
-          { err: error, failures, retryInMs: wait },
-          'batch failed; it stays queued and is retried',
-        );
+        failed += 1;
+        const wait = Math.min(RETRY_MAX_MS, 50 * 2 ** Math.min(failed, 10));
+        logger.warn({ err: error, failed, retryInMs: wait }, 'batch failed; it stays queued and is retried');
         await sleep(wait);
       }
     }
@@ -96,7 +127,14 @@ export async function runWorker(config: Config, workerId?: string): Promise<void
   const storage = openStorage(config.databaseUrl);
   const queue = openQueue(config.queueUrl);
   const id = workerId ?? `${hostname()}-${process.pid}`;
-  const loop = startWorkerLoop({ storage, queue, workerId: id, batchSize: config.batchSize, logger });
+  const loop = startWorkerLoop({
+    storage,
+    queue,
+    workerId: id,
+    batchSize: config.batchSize,
+    maxAttempts: config.maxAttempts,
+    logger,
+  });
   logger.info({ workerId: id }, 'worker started');
   onShutdown(logger, async () => {
     await loop.stop();

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AcceptedPurchase } from '../../src/domain/types.js';
-import type { Queue } from '../../src/ports/queue.js';
+import { headOf, type Queue } from '../../src/ports/queue.js';
 import { queueAdapters } from '../helpers/adapters.js';
 
 function accepted(eventId: string, buyerId = `b-${randomUUID()}`, quantity = 1): AcceptedPurchase {
@@ -38,8 +38,8 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
     const depth = await other.depth();
     expect(depth.depth).toBe(3);
     expect(depth.oldestAcceptedAt).toBe(batch[0]!.acceptedAt);
-    expect(await other.depthOf('e1')).toBe(2);
-    expect(await other.depthOf('nope')).toBe(0);
+    expect(await other.depthOf('e1')).toEqual({ queued: 2, deadLetters: 0 });
+    expect(await other.depthOf('nope')).toEqual({ queued: 0, deadLetters: 0 });
   });
 
   it('resolves idempotency keys per event and buyer, atomically with the write', async () => {
@@ -95,14 +95,16 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
     const purchases = Array.from({ length: 4 }, () => accepted('e1'));
     await enqueue(queue, purchases);
     const lost = (await queue.claim('dead', 10, 100))!;
+    expect(lost.deliveries).toBe(1);
     expect(await queue.claim('w2', 10, 100)).toBeNull();
     await new Promise((r) => setTimeout(r, 150));
     const again = (await reopen().claim('w2', 10, 5000))!;
     expect(again.purchases).toEqual(lost.purchases);
+    expect(again.deliveries).toBe(2);
     // The dead worker's late ack (its commit had landed) removes only what it had claimed.
     await enqueue(queue, [accepted('e1')]);
     await queue.ack(lost);
-    expect(await queue.depthOf('e1')).toBe(1);
+    expect((await queue.depthOf('e1')).queued).toBe(1);
   });
 
   it('lets another worker take a released batch at once', async () => {
@@ -127,5 +129,40 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
     );
     const batch = (await queue.claim('w', 1000, 5000))!;
     expect(batch.purchases.map((p) => p.purchaseId)).toEqual(all.map((p) => p.purchaseId));
+  });
+
+  it('counts deliveries of the head, and starts again for a new head', async () => {
+    const purchases = Array.from({ length: 3 }, () => accepted('e1'));
+    await enqueue(queue, purchases);
+    for (let i = 1; i <= 3; i++) expect((await queue.claim('w', 10, 5000))!.deliveries).toBe(i);
+    const batch = (await queue.claim('w', 10, 5000))!;
+    await queue.ack(headOf(batch, 1));
+    const rest = (await queue.claim('w', 10, 5000))!;
+    expect(rest.purchases).toEqual(purchases.slice(1));
+    expect(rest.deliveries).toBe(1);
+  });
+
+  it('dead-letters a head, keeps it findable, and replays it at the tail', async () => {
+    const [poison, ok, late] = [accepted('e1'), accepted('e1'), accepted('e1')];
+    await enqueue(queue, [poison!, ok!]);
+    const batch = (await queue.claim('w', 10, 5000))!;
+    await queue.deadLetter(headOf(batch, 1), 'ticket type tt is not part of event e1');
+    expect(await queue.find(poison!.purchaseId)).toEqual(poison);
+    expect(await queue.depthOf('e1')).toEqual({ queued: 1, deadLetters: 1 });
+    expect((await queue.depth()).depth).toBe(1);
+    const letters = await reopen().deadLetters(10);
+    expect(letters.map((l) => [l.purchase, l.reason])).toEqual([
+      [poison, 'ticket type tt is not part of event e1'],
+    ]);
+
+    const next = (await queue.claim('w', 10, 5000))!;
+    expect(next.purchases).toEqual([ok]);
+    await queue.ack(next);
+    await enqueue(queue, [late!]);
+    expect(await queue.replayDeadLetters(['someone-else'])).toBe(0);
+    expect(await queue.replayDeadLetters()).toBe(1);
+    expect(await queue.deadLetters(10)).toEqual([]);
+    const replayed = (await queue.claim('w', 10, 5000))!;
+    expect(replayed.purchases).toEqual([late, poison]);
   });
 });

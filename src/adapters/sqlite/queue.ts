@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
-import type { ClaimedBatch, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
+import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import { guarded, migrateSqlite, openSqlite, type SqliteDatabase } from './database.js';
 
 interface QueueRow {
@@ -25,25 +25,38 @@ const SQL = {
   nextEvent: `SELECT e.event_id FROM queue_events e
     WHERE e.pending > 0 AND (e.lease_owner IS NULL OR e.lease_owner = @worker OR e.lease_expires_at <= @now)
     ORDER BY (SELECT min(q.seq) FROM queue_purchases q WHERE q.event_id = e.event_id) LIMIT 1`,
-  lease: 'UPDATE queue_events SET lease_owner = ?, lease_expires_at = ? WHERE event_id = ?',
+  // Takes the lease and counts one more delivery of the head (restarting at 1 for a new head).
+  lease: `UPDATE queue_events SET lease_owner = @worker, lease_expires_at = @expires,
+    head_deliveries = CASE WHEN head_seq = @head THEN head_deliveries + 1 ELSE 1 END, head_seq = @head
+    WHERE event_id = @event RETURNING head_deliveries`,
   head: 'SELECT * FROM queue_purchases WHERE event_id = ? ORDER BY seq LIMIT ?',
   // Entries at or below the batch's last seq of that event are exactly the batch: it was the event's head.
   remove: 'DELETE FROM queue_purchases WHERE event_id = ? AND seq <= ?',
   subPending: 'UPDATE queue_events SET pending = pending - ? WHERE event_id = ?',
   unlease:
     'UPDATE queue_events SET lease_owner = NULL, lease_expires_at = 0 WHERE event_id = ? AND lease_owner = ?',
+  bury: `INSERT INTO queue_dead_letters (purchase_id, event_id, buyer_id, items, accepted_at, reason, dead_at)
+    SELECT purchase_id, event_id, buyer_id, items, accepted_at, @reason, @now FROM queue_purchases
+    WHERE event_id = @event AND seq <= @last ON CONFLICT (purchase_id) DO NOTHING`,
+  deadLetters: 'SELECT * FROM queue_dead_letters ORDER BY dead_at, accepted_at LIMIT ?',
+  deadLettersNamed:
+    'SELECT * FROM queue_dead_letters WHERE purchase_id IN (SELECT value FROM json_each(?)) ORDER BY dead_at, accepted_at',
+  deadLettersAll: 'SELECT * FROM queue_dead_letters ORDER BY dead_at, accepted_at',
+  unbury: 'DELETE FROM queue_dead_letters WHERE purchase_id = ?',
   find: 'SELECT * FROM queue_purchases WHERE purchase_id = ?',
+  findDead: 'SELECT * FROM queue_dead_letters WHERE purchase_id = ?',
   depth: 'SELECT coalesce(sum(pending), 0) FROM queue_events',
   oldest: 'SELECT accepted_at FROM queue_purchases ORDER BY seq LIMIT 1',
   depthOf: 'SELECT coalesce(sum(pending), 0) FROM queue_events WHERE event_id = ?',
+  deadOf: 'SELECT count(*) FROM queue_dead_letters WHERE event_id = ?',
 } as const;
 
-interface Receipt {
-  lastSeq: number;
-  workerId: string;
+interface DeadRow extends Omit<QueueRow, 'seq'> {
+  reason: string;
+  dead_at: string;
 }
 
-function toPurchase(row: QueueRow): AcceptedPurchase {
+function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
   return {
     purchaseId: row.purchase_id,
     eventId: row.event_id,
@@ -65,7 +78,8 @@ export class SqliteQueue implements Queue {
     this.#stmt = Object.fromEntries(
       Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
     ) as Record<keyof typeof SQL, Statement>;
-    for (const name of ['nextEvent', 'depth', 'oldest', 'depthOf'] as const) this.#stmt[name].pluck();
+    for (const name of ['nextEvent', 'lease', 'depth', 'oldest', 'depthOf', 'deadOf'] as const)
+      this.#stmt[name].pluck();
   }
 
   async migrate(): Promise<void> {
@@ -104,18 +118,29 @@ export class SqliteQueue implements Queue {
       const now = Date.now();
       const eventId = s.nextEvent.get({ worker: workerId, now }) as string | undefined;
       if (eventId === undefined) return null;
-      s.lease.run(workerId, now + leaseMs, eventId);
       const rows = s.head.all(eventId, max) as QueueRow[];
       if (rows.length === 0) return null;
-      const receipt: Receipt = { lastSeq: rows[rows.length - 1]!.seq, workerId };
-      return { eventId, purchases: rows.map(toPurchase), receipt };
+      const deliveries = s.lease.get({
+        worker: workerId,
+        expires: now + leaseMs,
+        head: rows[0]!.seq,
+        event: eventId,
+      });
+      return {
+        eventId,
+        purchases: rows.map(toPurchase),
+        receipts: rows.map((r) => r.seq),
+        deliveries: deliveries as number,
+        lease: workerId,
+      };
     });
     return guarded(() => take.immediate());
   }
 
   async ack(batch: ClaimedBatch): Promise<void> {
     const s = this.#stmt;
-    const { lastSeq } = batch.receipt as Receipt;
+    const lastSeq = batch.receipts.at(-1) as number | undefined;
+    if (lastSeq === undefined) return;
     guarded(() =>
       this.#db
         .transaction(() => {
@@ -127,12 +152,50 @@ export class SqliteQueue implements Queue {
   }
 
   async release(batch: ClaimedBatch): Promise<void> {
-    const { workerId } = batch.receipt as Receipt;
-    guarded(() => this.#stmt.unlease.run(batch.eventId, workerId));
+    guarded(() => this.#stmt.unlease.run(batch.eventId, batch.lease as string));
+  }
+
+  async deadLetter(batch: ClaimedBatch, reason: string): Promise<void> {
+    const s = this.#stmt;
+    const last = batch.receipts.at(-1) as number | undefined;
+    if (last === undefined) return;
+    guarded(() =>
+      this.#db
+        .transaction(() => {
+          s.bury.run({ reason, now: new Date().toISOString(), event: batch.eventId, last });
+          const removed = s.remove.run(batch.eventId, last).changes;
+          if (removed > 0) s.subPending.run(removed, batch.eventId);
+        })
+        .immediate(),
+    );
+  }
+
+  async deadLetters(limit: number): Promise<DeadLetter[]> {
+    const rows = guarded(() => this.#stmt.deadLetters.all(limit)) as DeadRow[];
+    return rows.map((r) => ({ purchase: toPurchase(r), reason: r.reason, deadAt: r.dead_at }));
+  }
+
+  async replayDeadLetters(purchaseIds?: readonly string[]): Promise<number> {
+    const s = this.#stmt;
+    const replay = this.#db.transaction((): number => {
+      const rows = (
+        purchaseIds ? s.deadLettersNamed.all(JSON.stringify(purchaseIds)) : s.deadLettersAll.all()
+      ) as DeadRow[];
+      const perEvent = new Map<string, number>();
+      for (const r of rows) {
+        s.insert.run(r.purchase_id, r.event_id, r.buyer_id, r.items, r.accepted_at);
+        s.unbury.run(r.purchase_id);
+        perEvent.set(r.event_id, (perEvent.get(r.event_id) ?? 0) + 1);
+      }
+      for (const [eventId, count] of perEvent) s.addPending.run(eventId, count);
+      return rows.length;
+    });
+    return guarded(() => replay.immediate());
   }
 
   async find(purchaseId: string): Promise<AcceptedPurchase | null> {
-    const row = guarded(() => this.#stmt.find.get(purchaseId)) as QueueRow | undefined;
+    const row = guarded(() => this.#stmt.find.get(purchaseId) ?? this.#stmt.findDead.get(purchaseId)) as
+      QueueRow | undefined;
     return row ? toPurchase(row) : null;
   }
 
@@ -145,8 +208,13 @@ export class SqliteQueue implements Queue {
     );
   }
 
-  async depthOf(eventId: string): Promise<number> {
-    return guarded(() => this.#stmt.depthOf.get(eventId) as number);
+  async depthOf(eventId: string): Promise<{ queued: number; deadLetters: number }> {
+    return guarded(() =>
+      this.#db.transaction(() => ({
+        queued: this.#stmt.depthOf.get(eventId) as number,
+        deadLetters: this.#stmt.deadOf.get(eventId) as number,
+      }))(),
+    );
   }
 
   async ping(): Promise<void> {
