@@ -3,16 +3,38 @@ import type { Storage } from '../ports/storage.js';
 import { SqliteQueue } from './sqlite/queue.js';
 import { SqliteStorage } from './sqlite/storage.js';
 
-/** The database engines and queue engines this build can use, by URL scheme. */
-export const STORAGE_SCHEMES = ['sqlite:'] as const;
-export const QUEUE_SCHEMES = ['sqlite:'] as const;
-
-export function openStorage(url: string): Storage {
-  if (url.startsWith('sqlite:')) return new SqliteStorage(url);
-  throw new Error(`unsupported database URL "${url}"`);
+/** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
+export interface QueueContext {
+  databaseUrl: string;
 }
 
-export function openQueue(url: string): Queue {
-  if (url.startsWith('sqlite:')) return new SqliteQueue(url);
-  throw new Error(`unsupported queue URL "${url}"`);
+/**
+ * The engines this build can use, by URL scheme. Opening is synchronous and cheap (a pool, a client); the
+ * caller runs migrate() before first use.
+ */
+const STORAGE_ENGINES: Record<string, (url: string) => Storage> = {
+  'sqlite:': (url) => new SqliteStorage(url),
+};
+
+const QUEUE_ENGINES: Record<string, (url: string, context: QueueContext) => Queue> = {
+  'sqlite:': (url) => new SqliteQueue(url),
+};
+
+export const STORAGE_SCHEMES = Object.keys(STORAGE_ENGINES);
+export const QUEUE_SCHEMES = Object.keys(QUEUE_ENGINES);
+
+function engineFor<T>(engines: Record<string, T>, url: string, what: string): T {
+  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase() ?? '';
+  const engine = engines[scheme];
+  if (!engine)
+    throw new Error(`unsupported ${what} URL "${url}": expected ${Object.keys(engines).join(', ')}`);
+  return engine;
+}
+
+export function openStorage(url: string): Storage {
+  return engineFor(STORAGE_ENGINES, url, 'database')(url);
+}
+
+export function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Queue {
+  return engineFor(QUEUE_ENGINES, url, 'queue')(url, context);
 }

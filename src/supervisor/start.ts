@@ -28,7 +28,7 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
   const logger = createLogger(config.logLevel, 'supervisor');
 
   const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl);
+  const queue = openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
   const demo = (await storage.listEvents()).length === 0 ? await createDemoEvent(storage) : null;
   await Promise.all([storage.close(), queue.close()]);

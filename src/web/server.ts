@@ -11,7 +11,8 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   const logger = createLogger(config.logLevel, 'web');
   collectDefaultMetrics();
   const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl);
+  const queue = openQueue(config.queueUrl, config);
+  await Promise.all([storage.migrate(), queue.migrate()]);
   const web = buildApp({ config, storage, queue, adminToken, logger });
   await web.app.listen({ port: config.port, host: config.host });
 

@@ -125,7 +125,8 @@ export async function runWorker(config: Config, workerId?: string): Promise<void
   process.title = 'onsale-worker';
   const logger = createLogger(config.logLevel, 'worker');
   const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl);
+  const queue = openQueue(config.queueUrl, config);
+  await Promise.all([storage.migrate(), queue.migrate()]);
   const id = workerId ?? `${hostname()}-${process.pid}`;
   const loop = startWorkerLoop({
     storage,
