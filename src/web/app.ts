@@ -63,7 +63,9 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     trustProxy: false,
-    return503OnClosing: true,
+    // While closing, requests still arriving on open connections are handled here, not by Fastify's own
+    // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable (draining below).
+    return503OnClosing: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     // Requests refused before they reach a route still get api.md's error body, not Fastify's.
     clientErrorHandler: (error, socket) => {
