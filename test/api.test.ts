@@ -4,6 +4,7 @@
  * hostile-input.test.ts), idempotency, ordering and all-or-nothing as a client sees them.
  */
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEvent, getJson, purchase, waitDrained, waitFinal, type CreatedEvent } from './helpers/api.js';
 import {
@@ -16,6 +17,7 @@ import {
   retryAfter,
   send,
   sleep,
+  splitResponses,
 } from './helpers/http.js';
 import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 
@@ -758,7 +760,7 @@ describe('rate limits (429 rate_limited with Retry-After)', () => {
   });
 });
 
-describe('backpressure (503 overloaded with Retry-After) and a status stream from queued to final', () => {
+describe('backpressure (503 overloaded), a status stream from queued to final, then draining (503 unavailable)', () => {
   let full: Onsale;
   let fb: string;
   let event: CreatedEvent;
@@ -877,5 +879,53 @@ describe('backpressure (503 overloaded with Retry-After) and a status stream fro
     const s = await waitDrained(fb, event.id);
     expect(s.purchases.confirmed).toBe(accepted.length + 1);
     expect(s.ticketTypes[0].sold).toBe(accepted.length + 1);
+  });
+
+  it('while draining, answers requests still arriving on an open connection with 503 unavailable and Retry-After', async () => {
+    const web = full.processes[0]!;
+    const { hostname, port } = new URL(fb);
+    const body = JSON.stringify({
+      buyerId: 'drained',
+      items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }],
+    });
+    const head = (expect100: boolean) =>
+      `POST /api/events/${event.id}/purchases HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${body.length}\r\n${expect100 ? 'Expect: 100-continue\r\n' : ''}\r\n`;
+    const socket = connect({ host: hostname, port: Number(port) });
+    const chunks: Buffer[] = [];
+    let continued!: () => void;
+    const continuing = new Promise<void>((resolve) => (continued = resolve));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (Buffer.concat(chunks).includes('100 Continue')) continued();
+    });
+    // "100 Continue" tells that the server has this request in hand: the connection is busy, not idle.
+    socket.write(head(true));
+    await continuing;
+    web.child.kill('SIGTERM');
+    // Once new connections are refused, the server is closing.
+    await eventually(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const probe = connect({ host: hostname, port: Number(port) });
+          probe.on('connect', () => {
+            probe.destroy();
+            reject(new Error('still accepting connections'));
+          });
+          probe.on('error', () => resolve());
+        }),
+    );
+    // The body of the first purchase, and a second one pipelined behind it, arrive while closing.
+    socket.write(body + head(false) + body);
+    await closed;
+    const answers = splitResponses(Buffer.concat(chunks)).filter((r) => r.status >= 200);
+    expect(answers).toHaveLength(2);
+    for (const answer of answers) {
+      expectApiError(answer, 503, 'unavailable');
+      expect(retryAfter(answer.headers)).toBeGreaterThanOrEqual(1);
+    }
+    expect(await web.exited).toEqual({ code: 0, signal: null });
   });
 });

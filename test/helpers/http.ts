@@ -124,6 +124,32 @@ export function sendRaw(
   });
 }
 
+/**
+ * Splits what a server wrote on one connection into its responses (interim 1xx ones included), by
+ * Content-Length. For pipelined requests.
+ */
+export function splitResponses(
+  bytes: Buffer,
+): Array<{ status: number; headers: Record<string, string>; text: string; body: any }> {
+  const out: Array<{ status: number; headers: Record<string, string>; text: string; body: any }> = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const split = bytes.indexOf('\r\n\r\n', at);
+    if (split < 0) break;
+    const [statusLine, ...lines] = bytes.subarray(at, split).toString('latin1').split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    const length = Number(headers['content-length'] ?? 0);
+    const text = bytes.subarray(split + 4, split + 4 + length).toString('utf8');
+    out.push({ status: Number(statusLine!.split(' ')[1]), headers, text, body: parsed(text) });
+    at = split + 4 + length;
+  }
+  return out;
+}
+
 /** Asserts api.md's error body, exactly `{ error: { code, message } }`, and the status. */
 export function expectApiError(
   answer: { status: number; body: any; text?: string },
