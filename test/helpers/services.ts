@@ -1,0 +1,51 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/**
+ * The shared servers the engine tests use (started before the session and by .ci/run): PostgreSQL on
+ * 127.0.0.1:5432 (user postgres, trust), Redis on 6379, RabbitMQ on 5672 (guest/guest). A test that needs
+ * one fails loudly when it is down. ONSALE_TEST_EXCLUDE=postgres,redis,rabbitmq leaves backends out on
+ * purpose (CI never sets it); nothing is ever skipped silently.
+ */
+export const POSTGRES_ADMIN_URL =
+  process.env.ONSALE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.ONSALE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const RABBITMQ_URL = process.env.ONSALE_TEST_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+export type Backend = 'postgres' | 'redis' | 'rabbitmq';
+
+export function included(backend: Backend): boolean {
+  const excluded = (process.env.ONSALE_TEST_EXCLUDE ?? '').split(',').map((s) => s.trim());
+  return !excluded.includes(backend);
+}
+
+/** A short random suffix for names that must not collide between test files running in parallel. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString('hex')}`;
+}
+
+/** A fresh, empty PostgreSQL database; `drop` removes it (ending its connections first). */
+export async function freshPostgresDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = uniqueName('onsale_test');
+  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+  try {
+    await admin.connect();
+  } catch (error) {
+    throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL}; start it (see .ci/run)`, {
+      cause: error,
+    });
+  }
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
