@@ -757,6 +757,7 @@ describe('rate limits (429 rate_limited with Retry-After)', () => {
     // Another address is served, and the refused purchase was never queued.
     expect((await send(lb, 'GET', '/api/events', { localAddress: fresh() })).status).toBe(200);
     expect((await statsOf(event)).purchases.queued).toBe(0);
+    expect(limited.processes[0]!.output()).not.toMatch(/request failed/);
   });
 });
 
@@ -927,5 +928,15 @@ describe('backpressure (503 overloaded), a status stream from queued to final, t
       expect(retryAfter(answer.headers)).toBeGreaterThanOrEqual(1);
     }
     expect(await web.exited).toEqual({ code: 0, signal: null });
+    // The web server logs every 500 as "request failed": there was none.
+    expect(web.output()).not.toMatch(/request failed/);
+  });
+});
+
+describe('after all of it', () => {
+  it('the servers still run, and never answered a 500', async () => {
+    expect((await getJson(`${base}/healthz`)).body).toEqual({ status: 'ok' });
+    for (const p of main.processes) expect(p.child.exitCode).toBeNull();
+    expect(main.processes[0]!.output()).not.toMatch(/request failed/);
   });
 });
