@@ -7,7 +7,7 @@ function walk(dir) {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) walk(path);
-    else if (/\.(sql|html|css|js|svg)$/.test(name)) cpSync(path, join('dist', relative(src, path)));
+    else if (/\.(sql|html|css|js|svg|lua)$/.test(name)) cpSync(path, join('dist', relative(src, path)));
   }
 }
 walk(src);

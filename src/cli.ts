@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { openQueue, openStorage } from './adapters/index.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
 import { resolveAdminToken } from './shared/admin-token.js';
@@ -83,7 +83,40 @@ function program(): Command {
     process.stdout.write(`database schema is up to date (${config.databaseUrl})\n`);
   });
 
+  root
+    .command('bench')
+    .description(
+      'the benchmark suite: accepted purchases/s of `onsale start` against a bare Fastify handler, and ' +
+        'allocated purchases/s of the worker against a naive one-transaction-per-purchase allocator ' +
+        '(needs wrk); prints progress on stderr, then a table and a JSON line on stdout',
+    )
+    .option('--quick', 'one shorter round of each measurement (under 3 minutes)')
+    .addOption(
+      new Option(
+        '--duration <seconds>',
+        'seconds of load per measured wrk run [default 20, 10 with --quick]',
+      ).argParser(wholeNumber),
+    )
+    .addOption(
+      new Option('--connections <n>', 'wrk connections, the same for both servers [default 256]').argParser(
+        wholeNumber,
+      ),
+    )
+    .addOption(new Option('--threads <n>', 'wrk threads [default 1]').argParser(wholeNumber))
+    .allowExcessArguments(false)
+    .action(async (opts: { quick?: boolean; duration?: number; connections?: number; threads?: number }) => {
+      // Loaded here so that the server roles, which share this entry point, never load the bench.
+      const { runBench } = await import('./bench/run.js');
+      process.exit(await runBench(opts));
+    });
+
   return root;
+}
+
+function wholeNumber(raw: string): number {
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1)
+    throw new InvalidArgumentError('expected a whole number ≥ 1.');
+  return Number(raw);
 }
 
 /** A child of `onsale start`: its role and configuration come from the supervisor. */

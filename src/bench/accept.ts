@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  childrenOf,
+  cleanEnv,
+  cpuSeconds,
+  freePort,
+  peakRssMb,
+  spawnNode,
+  waitForHttp,
+  type BenchProcess,
+} from './processes.js';
+import { runWrk, type LoadShape, type WrkResult } from './wrk.js';
+
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
+
+/**
+ * What runs on the real side: `start` is `onsale start` as `npm start` runs it (web servers sharing the port
+ * and a worker allocating what they accept, all on this machine); `serve` is one `onsale serve` and no
+ * worker, which isolates the accept path. The bare side runs as many processes as the real side has web
+ * servers.
+ */
+export type Topology = { kind: 'start'; web: number } | { kind: 'serve' };
+
+export interface AcceptPlan {
+  rounds: number;
+  load: LoadShape;
+  warmupSec: number;
+}
+
+/** The median real and bare runs of one topology, with what the real processes used. */
+export interface AcceptFigures {
+  real: WrkResult;
+  bare: WrkResult;
+  ratio: number;
+  /** Non-202 answers of the reported real run by status, and `noResponse` for socket errors and timeouts. */
+  non202: Record<string, number>;
+  /** Largest VmHWM of one web process, over the rounds. */
+  webPeakRssMb: number | null;
+  /** CPUs (CPU seconds per second) used during the reported real run by all web processes, and the worker. */
+  cpu: { web: number; worker: number };
+}
+
+interface RealRun {
+  wrk: WrkResult;
+  rssMb: number | null;
+  cpu: { web: number; worker: number };
+  queuedAtEnd: number;
+}
+
+/**
+ * Runs `plan.rounds` rounds of: the bare server under wrk, then the real one (the order alternates, which
+ * spreads the drift of a shared machine over both sides). Each run starts its servers fresh and stops them
+ * after, so neither side runs beside the other.
+ */
+export async function measureAccept(
+  plan: AcceptPlan,
+  topology: Topology,
+  progress: (line: string) => void,
+): Promise<AcceptFigures> {
+  const processes = topology.kind === 'start' ? topology.web : 1;
+  const realName =
+    topology.kind === 'start' ? `onsale start (${topology.web} web, 1 worker)` : 'onsale serve (no worker)';
+  const real: RealRun[] = [];
+  const bare: WrkResult[] = [];
+  for (let r = 1; r <= plan.rounds; r++) {
+    const label = `accept ${topology.kind} ${r}/${plan.rounds}`;
+    for (const side of r % 2 === 1 ? ['bare', 'real'] : ['real', 'bare']) {
+      if (side === 'bare') {
+        const run = await bareRun(plan, processes);
+        progress(
+          `${label}: bare Fastify (${processes} process${processes > 1 ? 'es' : ''}): ${describe(run)}`,
+        );
+        bare.push(run);
+      } else {
+        const run = await realRun(plan, topology);
+        progress(
+          `${label}: ${realName}: ${describe(run.wrk)}; CPUs used: web ${run.cpu.web.toFixed(2)}, ` +
+            `worker ${run.cpu.worker.toFixed(2)}; ${run.queuedAtEnd.toLocaleString('en-US')} queued at the end`,
+        );
+        real.push(run);
+      }
+    }
+  }
+  const reported = median(real, (x) => x.wrk.acceptedPerSec);
+  const bareReported = median(bare, (x) => x.acceptedPerSec);
+  const non202: Record<string, number> = {};
+  for (const [status, n] of Object.entries(reported.wrk.statuses)) if (status !== '202') non202[status] = n;
+  if (reported.wrk.socketErrors > 0) non202.noResponse = reported.wrk.socketErrors;
+  const rss = real.map((x) => x.rssMb).filter((x): x is number => x !== null);
+  return {
+    real: reported.wrk,
+    bare: bareReported,
+    ratio: reported.wrk.acceptedPerSec / bareReported.acceptedPerSec,
+    non202,
+    webPeakRssMb: rss.length > 0 ? Math.max(...rss) : null,
+    cpu: reported.cpu,
+  };
+}
+
+function describe(run: WrkResult): string {
+  const others = Object.entries(run.statuses).filter(([s]) => s !== '202');
+  const refused = others.length > 0 ? `, other answers ${others.map(([s, n]) => `${s}×${n}`).join(' ')}` : '';
+  const lost = run.socketErrors > 0 ? `, ${run.socketErrors} without answer` : '';
+  return (
+    `${Math.round(run.acceptedPerSec).toLocaleString('en-US')} 202/s, ` +
+    `p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms${refused}${lost}`
+  );
+}
+
+function median<T>(items: readonly T[], by: (item: T) => number): T {
+  const sorted = [...items].sort((a, b) => by(a) - by(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/** A buyer id prefix no other run uses, so that every request of every run comes from a new buyer. */
+function buyerPrefix(): string {
+  return randomBytes(4).toString('hex');
+}
+
+/** A warm-up run (JIT, connection set-up), then the measured run. */
+async function warmThenMeasure(
+  plan: AcceptPlan,
+  base: string,
+  target: { eventId: string; ticketTypeId: string },
+  before: () => void = () => undefined,
+): Promise<WrkResult> {
+  await runWrk(
+    base,
+    { ...target, buyerPrefix: buyerPrefix() },
+    { ...plan.load, durationSec: plan.warmupSec },
+  );
+  before();
+  return runWrk(base, { ...target, buyerPrefix: buyerPrefix() }, plan.load);
+}
+
+async function bareRun(plan: AcceptPlan, processes: number): Promise<WrkResult> {
+  const port = await freePort();
+  const server = spawnNode(BARE_SERVER, [String(port), String(processes)], cleanEnv({}));
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitForHttp(`${base}/healthz`, server);
+    // The bare route ignores the ids; ids as long as onsale's (16 characters) keep the requests the same size.
+    return await warmThenMeasure(plan, base, {
+      eventId: 'bare-event-00000',
+      ticketTypeId: 'bare-ticket-type',
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'onsale-bench-'));
+  const port = await freePort();
+  const adminToken = randomBytes(18).toString('base64url');
+  const env = cleanEnv({
+    ONSALE_DATA_DIR: dir,
+    PORT: String(port),
+    ONSALE_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: 'warn',
+    ...(topology.kind === 'start' ? { ONSALE_WEB: String(topology.web) } : {}),
+  });
+  const onsale = spawnNode(CLI, [topology.kind], env);
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitForHttp(`${base}/readyz`, onsale);
+    const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
+    const target = await createEvent(base, admin);
+
+    // Read after the warm-up: by then every child of `onsale start` has forked and named its role.
+    let roles = { web: [] as number[], worker: [] as number[] };
+    let cpuBefore = { web: 0, worker: 0 };
+    const wrk = await warmThenMeasure(plan, base, target, () => {
+      roles = rolesOf(onsale, topology);
+      cpuBefore = cpuOf(roles);
+    });
+    const cpuAfter = cpuOf(roles);
+    const rss = roles.web.map(peakRssMb).filter((x): x is number => x !== null);
+
+    const stats = await fetch(`${base}/api/events/${target.eventId}/stats`, { headers: admin });
+    const { purchases } = (await stats.json()) as { purchases: { queued: number } };
+    return {
+      wrk,
+      rssMb: rss.length > 0 ? Math.max(...rss) : null,
+      cpu: {
+        web: (cpuAfter.web - cpuBefore.web) / wrk.durationSec,
+        worker: (cpuAfter.worker - cpuBefore.worker) / wrk.durationSec,
+      },
+      queuedAtEnd: purchases.queued,
+    };
+  } finally {
+    await onsale.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** An event with capacity at the API's maximum: nothing is refused for stock during the bench. */
+async function createEvent(
+  base: string,
+  headers: Record<string, string>,
+): Promise<{ eventId: string; ticketTypeId: string }> {
+  const res = await fetch(`${base}/api/events`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      name: 'bench',
+      ticketTypes: [{ name: 'General admission', priceCents: 5000, capacity: 10_000_000, maxPerBuyer: 4 }],
+    }),
+  });
+  if (res.status !== 201) throw new Error(`creating the bench event: ${res.status} ${await res.text()}`);
+  const event = (await res.json()) as { id: string; ticketTypes: Array<{ id: string }> };
+  return { eventId: event.id, ticketTypeId: event.ticketTypes[0]!.id };
+}
+
+/** The pids of the web servers and workers: the supervisor's children named by role, or `serve` itself. */
+function rolesOf(onsale: BenchProcess, topology: Topology): { web: number[]; worker: number[] } {
+  if (topology.kind === 'serve') return { web: [onsale.pid], worker: [] };
+  const children = childrenOf(onsale.pid);
+  return {
+    web: children.filter((c) => c.title === 'onsale-web').map((c) => c.pid),
+    worker: children.filter((c) => c.title === 'onsale-worker').map((c) => c.pid),
+  };
+}
+
+function cpuOf(roles: { web: number[]; worker: number[] }): { web: number; worker: number } {
+  const sum = (pids: number[]) => pids.reduce((total, pid) => total + cpuSeconds(pid), 0);
+  return { web: sum(roles.web), worker: sum(roles.worker) };
+}

@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+/** A process the bench started; stop() ends it (SIGTERM, then SIGKILL after a deadline). */
+export interface BenchProcess {
+  pid: number;
+  /** The last few kilobytes of its stdout and stderr, for error messages. */
+  output(): string;
+  exited(): boolean;
+  stop(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+const OUTPUT_KEPT = 16_384;
+const STOP_DEADLINE_MS = 12_000;
+
+/** Kills whatever the bench started when it exits early (an error or Ctrl+C), so nothing outlives it. */
+export function killAllOnExit(): void {
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\n[bench] ${signal}: stopping\n`);
+      process.exit(130);
+    });
+  }
+}
+
+/**
+ * Runs `node script ...args` with the environment `env` (not merged with the bench's own: callers build it
+ * with cleanEnv so that a developer's ONSALE_* settings do not leak into a measurement).
+ */
+export function spawnNode(script: string, args: string[], env: NodeJS.ProcessEnv): BenchProcess {
+  const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid === undefined) throw new Error(`could not start ${script}`);
+  running.add(child);
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-OUTPUT_KEPT);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      running.delete(child);
+      resolve();
+    }),
+  );
+  const exited = () => child.exitCode !== null || child.signalCode !== null;
+  return {
+    pid: child.pid,
+    output: () => out,
+    exited,
+    stop: async () => {
+      if (exited()) return;
+      child.kill('SIGTERM');
+      const deadline = setTimeout(() => child.kill('SIGKILL'), STOP_DEADLINE_MS);
+      await exit;
+      clearTimeout(deadline);
+    },
+  };
+}
+
+/** The bench's environment without onsale's settings, plus `extra`: the embedded defaults, on purpose. */
+export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!/^(ONSALE_|PORT$|HOST$|LOG_LEVEL$)/.test(key)) env[key] = value;
+  }
+  return { ...env, ...extra };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `url` until it answers 200; fails with the process's output if it exits or takes too long. */
+export async function waitForHttp(url: string, proc: BenchProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if ((await fetch(url)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (proc.exited())
+      throw new Error(`process ${proc.pid} exited before ${url} answered:\n${proc.output()}`);
+    if (Date.now() > deadline) throw new Error(`${url} did not answer in ${timeoutMs} ms:\n${proc.output()}`);
+    await sleep(50);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Peak resident memory of a live process in MB (VmHWM of /proc/PID/status); null off Linux or once gone. */
+export function peakRssMb(pid: number): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Live children of `pid` with their process titles (onsale's roles name themselves: onsale-web…). */
+export function childrenOf(pid: number): Array<{ pid: number; title: string }> {
+  const found: Array<{ pid: number; title: string }> = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return found;
+  }
+  for (const name of entries) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // The command name in parentheses may hold spaces; the parent pid is the second field after it.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== pid) continue;
+      const title = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0')[0] ?? '';
+      found.push({ pid: Number(name), title });
+    } catch {
+      // exited while we looked
+    }
+  }
+  return found;
+}
+
+/** CPU seconds (user + system) a live process has used so far, from /proc/PID/stat; 0 once it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
