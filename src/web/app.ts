@@ -120,7 +120,8 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   );
 
   app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/api/')) return;
+    // The route matched, not the raw URL: the router decodes /%61pi/events to /api/events, which must count.
+    if (!(request.routeOptions.url ?? request.url).startsWith('/api/')) return;
     if (!exempt.has(request.ip)) addressLimit.take(request.ip);
   });
 
