@@ -759,6 +759,36 @@ describe('rate limits (429 rate_limited with Retry-After)', () => {
     expect((await statsOf(event)).purchases.queued).toBe(0);
     expect(limited.processes[0]!.output()).not.toMatch(/request failed/);
   });
+
+  it('counts a percent-encoded path to /api/ like the plain one', async () => {
+    const event = await create('Encoded paths');
+    const client = fresh();
+    // The router decodes /%61pi/ to /api/: the same endpoints, so the same budget.
+    for (let i = 0; i < 5; i++) {
+      const res = await send(lb, 'GET', `/%61pi/events/${event.id}`, { localAddress: client });
+      expect(res.status).toBe(200);
+      expect(res.body.id).toBe(event.id);
+    }
+    let refused: Awaited<ReturnType<typeof send>> | undefined;
+    for (let i = 0; i < 5 && !refused; i++) {
+      const res = await send(lb, 'GET', '/%61pi/events', { localAddress: client });
+      if (res.status === 429) refused = res;
+      else expect(res.status).toBe(200);
+    }
+    expect(refused).toBeDefined();
+    expectApiError(refused!, 429, 'rate_limited');
+    expectApiError(await buy(event, 'dave', client), 429, 'rate_limited');
+    const encodedBuy = await send(lb, 'POST', `/%61pi/events/${event.id}/purchases`, {
+      headers: JSON_TYPE,
+      body: JSON.stringify({
+        buyerId: 'erin',
+        items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }],
+      }),
+      localAddress: client,
+    });
+    expectApiError(encodedBuy, 429, 'rate_limited');
+    expect((await statsOf(event)).purchases.queued).toBe(0);
+  });
 });
 
 describe('backpressure (503 overloaded), a status stream from queued to final, then draining (503 unavailable)', () => {
