@@ -19,7 +19,7 @@ const WEB: Key[] = [
   'addressRate',
   'rateLimitExempt',
 ];
-const WORKER: Key[] = ['batchSize'];
+const WORKER: Key[] = ['batchSize', 'maxAttempts'];
 
 /** Exit status for a bad setting or flag (operations.md). */
 const EXIT_BAD_SETTING = 2;
@@ -77,10 +77,43 @@ function program(): Command {
   ]).action(async (_opts, command: Command) => {
     const config = configFrom(command);
     const storage = openStorage(config.databaseUrl);
-    const queue = openQueue(config.queueUrl);
+    const queue = openQueue(config.queueUrl, config);
     await Promise.all([storage.migrate(), queue.migrate()]);
     await Promise.all([storage.close(), queue.close()]);
     process.stdout.write(`database schema is up to date (${config.databaseUrl})\n`);
+  });
+
+  const dlq = root
+    .command('dlq')
+    .description('purchases that failed allocation too often: list them, replay them');
+  withSettings(dlq.command('list').description('lists dead letters, oldest first'), [...COMMON])
+    .addOption(new Option('--limit <n>', 'how many to list [default 100]').argParser(wholeNumber))
+    .addOption(new Option('--json', 'one JSON object per line'))
+    .action(async (opts: { limit?: number; json?: boolean }, command: Command) => {
+      const config = configFrom(command);
+      const queue = openQueue(config.queueUrl, config);
+      const letters = await queue.deadLetters(opts.limit ?? 100);
+      await queue.close();
+      for (const l of letters) {
+        const line = opts.json
+          ? JSON.stringify(l)
+          : `${l.deadAt}  ${l.purchase.purchaseId}  event ${l.purchase.eventId}  buyer ${JSON.stringify(l.purchase.buyerId)}  ${l.reason}`;
+        process.stdout.write(`${line}\n`);
+      }
+      if (!opts.json) process.stdout.write(`${letters.length} dead letter(s)\n`);
+    });
+  withSettings(
+    dlq
+      .command('replay')
+      .description('puts dead letters back on the queue (all of them, or the purchase ids given)')
+      .argument('[purchaseIds...]', 'purchase ids to replay; none means all'),
+    [...COMMON],
+  ).action(async (purchaseIds: string[], _opts, command: Command) => {
+    const config = configFrom(command);
+    const queue = openQueue(config.queueUrl, config);
+    const replayed = await queue.replayDeadLetters(purchaseIds.length > 0 ? purchaseIds : undefined);
+    await queue.close();
+    process.stdout.write(`${replayed} dead letter(s) put back on the queue\n`);
   });
 
   root

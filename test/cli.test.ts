@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { SqliteQueue } from '../src/adapters/sqlite/queue.js';
 import { freePort, runCli, tempDir, waitForReady } from './helpers/processes.js';
 
 const dirs: Array<{ remove: () => void }> = [];
@@ -148,5 +150,37 @@ describe('onsale command line', () => {
         while (!(await reader.read()).done);
       })(),
     ).resolves.toBeUndefined();
+  });
+
+  it('dlq list shows a poison purchase the worker dead-lettered, and dlq replay puts it back', async () => {
+    const dir = dataDir();
+    const env = { ONSALE_DATA_DIR: dir };
+    expect((await runCli(['migrate'], env).exited).code).toBe(0);
+    const queue = new SqliteQueue(`sqlite:${join(dir, 'onsale.db')}`);
+    const purchaseId = randomUUID();
+    await queue.enqueue([
+      {
+        purchase: {
+          purchaseId,
+          eventId: 'no-such-event',
+          buyerId: 'poison',
+          items: [{ ticketTypeId: 'nope', quantity: 1 }],
+          acceptedAt: new Date().toISOString(),
+        },
+      },
+    ]);
+    const worker = runCli(['worker', '--max-attempts', '2'], env);
+    await until(() => worker.output().includes('purchase dead-lettered'));
+    expect((await worker.stop()).code).toBe(0);
+
+    const list = runCli(['dlq', 'list'], env);
+    expect((await list.exited).code).toBe(0);
+    expect(list.output()).toContain(purchaseId);
+    expect(list.output()).toContain('1 dead letter(s)');
+    const replay = runCli(['dlq', 'replay', purchaseId], env);
+    expect((await replay.exited).code).toBe(0);
+    expect(replay.output()).toContain('1 dead letter(s) put back on the queue');
+    expect(await queue.depthOf('no-such-event')).toEqual({ queued: 1, deadLetters: 0 });
+    await queue.close();
   });
 });
