@@ -1,5 +1,6 @@
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import { RedisQueue } from './redis/queue.js';
 import { SqliteQueue } from './sqlite/queue.js';
 import { SqliteStorage } from './sqlite/storage.js';
 
@@ -18,6 +19,8 @@ const STORAGE_ENGINES: Record<string, (url: string) => Storage> = {
 
 const QUEUE_ENGINES: Record<string, (url: string, context: QueueContext) => Queue> = {
   'sqlite:': (url) => new SqliteQueue(url),
+  'redis:': (url) => new RedisQueue(url),
+  'rediss:': (url) => new RedisQueue(url),
 };
 
 export const STORAGE_SCHEMES = Object.keys(STORAGE_ENGINES);

@@ -1,9 +1,12 @@
 import { join } from 'node:path';
+import { RedisQueue } from '../../src/adapters/redis/queue.js';
 import { SqliteQueue } from '../../src/adapters/sqlite/queue.js';
 import { SqliteStorage } from '../../src/adapters/sqlite/storage.js';
 import type { Queue } from '../../src/ports/queue.js';
 import type { Storage } from '../../src/ports/storage.js';
 import { tempDir } from './processes.js';
+import { deleteRedisKeys } from './redis.js';
+import { included, REDIS_URL, uniqueName } from './services.js';
 
 /**
  * Every adapter of each port, opened on a real, fresh database. The contract suites run once per entry.
@@ -35,10 +38,39 @@ function sqlite<T extends { close(): Promise<void> }>(make: (url: string) => T):
   };
 }
 
+/** The shared Redis, with a key prefix of its own per test; cleanup deletes the prefix's keys. */
+async function redisQueue(): Promise<{ adapter: Queue; reopen: () => Queue; cleanup: () => Promise<void> }> {
+  const prefix = uniqueName('onsale_test');
+  const url = new URL(REDIS_URL);
+  url.searchParams.set('prefix', prefix);
+  const opened: Queue[] = [];
+  const open = () => {
+    const q = new RedisQueue(url.toString());
+    opened.push(q);
+    return q;
+  };
+  const adapter = open();
+  try {
+    await adapter.migrate();
+  } catch (error) {
+    await adapter.close();
+    throw new Error(`Redis is not reachable at ${REDIS_URL}; start it (see .ci/run)`, { cause: error });
+  }
+  return {
+    adapter,
+    reopen: open,
+    cleanup: async () => {
+      for (const q of opened) await q.close().catch(() => undefined);
+      await deleteRedisKeys(`${prefix}:*`);
+    },
+  };
+}
+
 export const storageAdapters: Array<AdapterFactory<Storage>> = [
   { name: 'sqlite', open: sqlite((url) => new SqliteStorage(url)) },
 ];
 
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
   { name: 'sqlite', open: sqlite((url) => new SqliteQueue(url)) },
+  ...(included('redis') ? [{ name: 'redis', open: redisQueue }] : []),
 ];
