@@ -165,4 +165,72 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
     const replayed = (await queue.claim('w', 10, 5000))!;
     expect(replayed.purchases).toEqual([late, poison]);
   });
+
+  it('keeps buyers and keys apart whatever they contain, and every string verbatim', async () => {
+    // A key-value engine that joined event, buyer and key with ':' would take these for one key.
+    const [a, b] = [accepted('e1', 'ann:x'), accepted('e1', 'ann')];
+    const odd = {
+      ...accepted('e1', 'Zoë "🎟" \\ \u0000 :: %*?[]'),
+      items: [{ ticketTypeId: 'tt:1', quantity: 2 }],
+    };
+    const results = await queue.enqueue([
+      { purchase: a!, idempotency: { key: 'k', requestHash: 'h' } },
+      { purchase: b!, idempotency: { key: 'x:k', requestHash: 'h' } },
+      { purchase: odd, idempotency: { key: ' :*? ', requestHash: 'h h' } },
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['accepted', 'accepted', 'accepted']);
+    expect(await queue.find(odd.purchaseId)).toEqual(odd);
+    expect(
+      await queue.enqueue([
+        { purchase: accepted('e1', odd.buyerId), idempotency: { key: ' :*? ', requestHash: 'h h' } },
+      ]),
+    ).toEqual([{ status: 'duplicate', purchaseId: odd.purchaseId }]);
+    expect((await queue.claim('w', 10, 5000))!.purchases).toEqual([a, b, odd]);
+  });
+
+  it('forgets an acked purchase, and starts afresh when an event’s queue empties', async () => {
+    const first = accepted('e1');
+    await enqueue(queue, [first]);
+    await queue.ack((await queue.claim('w', 10, 5000))!);
+    expect(await queue.find(first.purchaseId)).toBeNull();
+    expect(await queue.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
+    expect(await queue.depthOf('e1')).toEqual({ queued: 0, deadLetters: 0 });
+
+    const second = accepted('e1');
+    await enqueue(queue, [second]);
+    const batch = (await queue.claim('w', 10, 5000))!;
+    expect(batch.purchases).toEqual([second]);
+    expect(batch.deliveries).toBe(1);
+    // Dead-lettering the only purchase empties the queue too; a replay (naming it twice) brings it back once.
+    await queue.deadLetter(batch, 'poison');
+    expect(await queue.depthOf('e1')).toEqual({ queued: 0, deadLetters: 1 });
+    expect(await queue.claim('w', 10, 5000)).toBeNull();
+    expect(await queue.replayDeadLetters([second.purchaseId, second.purchaseId])).toBe(1);
+    expect(await queue.depthOf('e1')).toEqual({ queued: 1, deadLetters: 0 });
+    const replayed = (await queue.claim('w', 10, 5000))!;
+    expect(replayed.purchases).toEqual([second]);
+    expect(replayed.deliveries).toBe(1);
+    await queue.ack(replayed);
+    expect(await queue.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
+  });
+
+  it('reports the oldest queued purchase of all events, and dead letters oldest first', async () => {
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const [a, b, c] = [
+      { ...accepted('e1'), acceptedAt: at(1) },
+      { ...accepted('e2'), acceptedAt: at(2) },
+      { ...accepted('e1'), acceptedAt: at(3) },
+    ];
+    await enqueue(queue, [a, b, c]);
+    expect(await queue.depth()).toEqual({ depth: 3, oldestAcceptedAt: at(1) });
+    const e1 = (await queue.claim('w', 10, 5000))!;
+    expect(e1.eventId).toBe('e1');
+    await queue.deadLetter(e1, 'poison');
+    expect(await queue.depth()).toEqual({ depth: 1, oldestAcceptedAt: at(2) });
+    expect((await queue.deadLetters(1)).map((l) => l.purchase)).toEqual([a]);
+    expect((await queue.deadLetters(10)).map((l) => l.purchase)).toEqual([a, c]);
+    expect(await queue.replayDeadLetters([c.purchaseId])).toBe(1);
+    expect((await queue.deadLetters(10)).map((l) => l.purchase)).toEqual([a]);
+    expect(await queue.depth()).toEqual({ depth: 2, oldestAcceptedAt: at(2) });
+  });
 });
