@@ -1,5 +1,6 @@
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import { RabbitQueue } from './rabbitmq/queue.js';
 import { RedisQueue } from './redis/queue.js';
 import { SqliteQueue } from './sqlite/queue.js';
 import { SqliteStorage } from './sqlite/storage.js';
@@ -21,6 +22,8 @@ const QUEUE_ENGINES: Record<string, (url: string, context: QueueContext) => Queu
   'sqlite:': (url) => new SqliteQueue(url),
   'redis:': (url) => new RedisQueue(url),
   'rediss:': (url) => new RedisQueue(url),
+  'amqp:': (url, context) => new RabbitQueue(url, context.databaseUrl),
+  'amqps:': (url, context) => new RabbitQueue(url, context.databaseUrl),
 };
 
 export const STORAGE_SCHEMES = Object.keys(STORAGE_ENGINES);

@@ -5,6 +5,7 @@ import { SqliteStorage } from '../../src/adapters/sqlite/storage.js';
 import type { Queue } from '../../src/ports/queue.js';
 import type { Storage } from '../../src/ports/storage.js';
 import { tempDir } from './processes.js';
+import { rabbitQueue } from './rabbitmq.js';
 import { deleteRedisKeys } from './redis.js';
 import { included, REDIS_URL, uniqueName } from './services.js';
 
@@ -73,4 +74,5 @@ export const storageAdapters: Array<AdapterFactory<Storage>> = [
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
   { name: 'sqlite', open: sqlite((url) => new SqliteQueue(url)) },
   ...(included('redis') ? [{ name: 'redis', open: redisQueue }] : []),
+  ...(included('rabbitmq') ? [{ name: 'rabbitmq', open: rabbitQueue }] : []),
 ];
