@@ -98,7 +98,7 @@ export class RedisQueue implements Queue {
   readonly #redis: Redis;
   readonly #prefix: string;
   readonly #order: ExecutionOrder;
-  #readyWait: Promise<void> | null = null;
+  readonly #waits = new Map<'ready' | 'close', Promise<'ready' | 'close'>>();
 
   constructor(url: string) {
     const { url: redisUrl, prefix } = parseRedisUrl(url);
@@ -260,34 +260,49 @@ export class RedisQueue implements Queue {
   }
 
   /**
-   * Waits for the connection when one is being made. When the last attempt failed (Redis is down) it
-   * fails at once unless `evenIfDown`: a crowd retrying against a dead Redis should get its 503 quickly.
+   * Waits for the connection when one is being made. A command fails at once when the last attempt failed
+   * (Redis is down) and as soon as the attempt under way fails: a crowd retrying against a dead Redis gets
+   * its 503 in milliseconds. migrate() (`patient`) waits through failed attempts until `waitMs`.
    */
-  async #ready(waitMs: number, evenIfDown: boolean): Promise<void> {
+  async #ready(waitMs: number, patient: boolean): Promise<void> {
     const status = this.#redis.status;
     if (status === 'ready') return;
     if (status === 'end') throw new UnavailableError('the Redis queue connection is closed');
-    if (!evenIfDown && (status === 'reconnecting' || status === 'close')) {
+    if (!patient && (status === 'reconnecting' || status === 'close')) {
       throw new UnavailableError(`the Redis queue is not reachable (${status})`);
     }
-    this.#readyWait ??= new Promise<void>((resolve) => {
-      this.#redis.once('ready', () => {
-        this.#readyWait = null;
-        resolve();
-      });
-    });
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new UnavailableError(`the Redis queue did not answer within ${waitMs} ms`)),
-        waitMs,
-      );
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), waitMs);
     });
     try {
-      await Promise.race([this.#readyWait, timeout]);
+      const outcome = await Promise.race([
+        this.#next('ready'),
+        timeout,
+        ...(patient ? [] : [this.#next('close')]),
+      ]);
+      if (outcome === 'timeout')
+        throw new UnavailableError(`the Redis queue did not answer within ${waitMs} ms`);
+      if (outcome === 'close')
+        throw new UnavailableError('the Redis queue is not reachable (connection failed)');
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The next time the connection emits `event`; one listener however many callers wait. */
+  #next<E extends 'ready' | 'close'>(event: E): Promise<E> {
+    let waiting = this.#waits.get(event) as Promise<E> | undefined;
+    if (!waiting) {
+      waiting = new Promise<E>((resolve) => {
+        this.#redis.once(event, () => {
+          this.#waits.delete(event);
+          resolve(event);
+        });
+      });
+      this.#waits.set(event, waiting);
+    }
+    return waiting;
   }
 }
 
