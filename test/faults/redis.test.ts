@@ -1,0 +1,201 @@
+import { execFileSync } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { observe, sendCrowd } from '../../src/simulate/crowd.js';
+import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
+import { createEvent, waitDrained } from '../helpers/api.js';
+import { makeCrowd } from '../helpers/crowd.js';
+import { ADMIN_TOKEN, startOnsale, type Onsale } from '../helpers/processes.js';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/redis.js';
+import { included } from '../helpers/services.js';
+
+/** The children of `pid` with their process titles. */
+function childrenOf(pid: number): Array<{ pid: number; title: string }> {
+  let out: string;
+  try {
+    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
+  } catch {
+    return [];
+  }
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [p, ...title] = line.trim().split(/\s+/);
+      return { pid: Number(p), title: title.join(' ') };
+    });
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** One purchase sent while Redis is down: what came back. */
+interface Probe {
+  status: number;
+  retryAfter: string | null;
+  code: string | undefined;
+  ms: number;
+}
+
+/**
+ * onsale on SQLite storage with a Redis Streams queue of the test's own (appendonly, appendfsync always),
+ * flooded with purchases while the queue goes away: Redis is stopped cleanly and restarted, a worker is
+ * SIGKILLed mid-batch (its batch is taken over with XAUTOCLAIM), then Redis is SIGKILLed and restarted.
+ * While Redis is down, purchases get 503 with Retry-After, never a 500; afterwards every 202 reaches a
+ * final status and api.md's invariants hold.
+ */
+describe.runIf(included('redis'))('a Redis queue that goes away mid-flood', () => {
+  let redis: PrivateRedis | undefined;
+  let onsale: Onsale | undefined;
+
+  afterAll(async () => {
+    await onsale?.stop();
+    await redis?.remove();
+  });
+
+  it('answers 503 while Redis is down, and loses nothing that was answered 202', async () => {
+    redis = await startPrivateRedis();
+    onsale = await startOnsale({
+      mode: 'start',
+      env: { ONSALE_QUEUE_URL: `${redis.url}?prefix=fault`, ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' },
+    });
+    const { baseUrl } = onsale;
+    const supervisor = onsale.processes[0]!.child.pid!;
+    const event = await createEvent(baseUrl, {
+      ticketTypes: [
+        { name: 'GA', priceCents: 5000, capacity: 1000, maxPerBuyer: 4 },
+        { name: 'VIP', priceCents: 9000, capacity: 200, maxPerBuyer: 2 },
+      ],
+    });
+    const crowd = makeCrowd({ count: 6000, buyers: 2500, types: event.ticketTypes, seed: 11 });
+    const sent: SentPurchase[] = [];
+    const probes: Probe[] = [];
+    const item = [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }];
+
+    /** Sends a request and records what came back, and how fast. */
+    async function probe(path: string, init?: RequestInit): Promise<void> {
+      const started = performance.now();
+      const res = await fetch(`${baseUrl}${path}`, init);
+      const body = (await res.json()) as { error?: { code: string } };
+      probes.push({
+        status: res.status,
+        retryAfter: res.headers.get('retry-after'),
+        code: body.error?.code,
+        ms: performance.now() - started,
+      });
+    }
+
+    /** While `down` holds (Redis is stopped until this resolves), sends purchases and reads /readyz. */
+    async function probeWhile(down: () => boolean): Promise<void> {
+      for (let i = 0; down(); i++) {
+        await probe(`/api/events/${event.id}/purchases`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ buyerId: `probe-${probes.length}`, items: item }),
+        });
+        if (i % 5 === 0) await probe('/readyz');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+
+    /** Stops Redis with `signal` once `after` answers have come back, keeps it down ~1.5 s, starts it again. */
+    function outage(after: number, signal: NodeJS.Signals): (record: SentPurchase) => void {
+      let started = false;
+      return (record) => {
+        sent.push(record);
+        if (started || sent.length < after) return;
+        started = true;
+        outages.push(
+          (async () => {
+            let down = true;
+            await redis!.stop(signal);
+            const probing = probeWhile(() => down);
+            await new Promise((r) => setTimeout(r, 1_500));
+            down = false;
+            await probing;
+            await redis!.start();
+          })(),
+        );
+      };
+    }
+    const outages: Array<Promise<void>> = [];
+
+    // Phase 1: Redis shuts down cleanly (SIGTERM: it writes its AOF and exits) mid-flood, then comes back.
+    await sendCrowd({
+      baseUrl,
+      eventId: event.id,
+      intents: crowd.slice(0, 2000),
+      concurrency: 32,
+      onAnswer: outage(700, 'SIGTERM'),
+    });
+    await Promise.all(outages.splice(0));
+
+    // Phase 2: the workers are SIGKILLed while a batch is claimed and not acked (the consumer group shows
+    // it pending); the supervisor restarts them, and the batch is taken over with XAUTOCLAIM.
+    const inspector = new Redis(redis.url);
+    inspector.on('error', () => undefined);
+    const stream = `fault:q:${event.id}`;
+    let pendingAtKill = 0;
+    const crowd2 = sendCrowd({
+      baseUrl,
+      eventId: event.id,
+      intents: crowd.slice(2000, 4000),
+      concurrency: 32,
+      onAnswer: (record) => sent.push(record),
+    });
+    await until(() => sent.length >= 2500);
+    const workers = childrenOf(supervisor).filter((c) => c.title === 'onsale-worker');
+    // The stream is deleted whenever the workers have emptied it: then nothing is pending.
+    await until(async () => {
+      const summary = await inspector.xpending(stream, 'onsale').catch(() => [0]);
+      pendingAtKill = Number((summary as [number])[0]);
+      return pendingAtKill > 0;
+    }, 5_000);
+    for (const w of workers) process.kill(w.pid, 'SIGKILL');
+    await crowd2;
+    expect(workers).toHaveLength(2);
+    await until(() => {
+      const now = childrenOf(supervisor).filter((c) => c.title === 'onsale-worker');
+      return now.length === 2 && now.every((c) => !workers.some((w) => w.pid === c.pid));
+    });
+
+    // Phase 3: Redis is SIGKILLed mid-flood: what it acknowledged is in its AOF (appendfsync always).
+    await sendCrowd({
+      baseUrl,
+      eventId: event.id,
+      intents: crowd.slice(4000),
+      concurrency: 32,
+      onAnswer: outage(4700, 'SIGKILL'),
+    });
+    await Promise.all(outages.splice(0));
+
+    // While Redis was down: 503 with Retry-After, for purchases and for /readyz, and nothing else.
+    expect(probes.length).toBeGreaterThan(10);
+    for (const probe of probes) {
+      expect(probe.status).toBe(503);
+      expect(Number(probe.retryAfter)).toBeGreaterThanOrEqual(1);
+      // At once, not after a client-side timeout (this machine runs busy: the bound is loose).
+      expect(probe.ms).toBeLessThan(2_500);
+    }
+    expect(probes.filter((p) => p.code === 'unavailable').length).toBeGreaterThan(0);
+    // The crowd saw 202s, idempotent 200s and 503s while Redis was away; never a 500 or a dropped connection.
+    expect(new Set(sent.map((r) => r.status))).toEqual(new Set([202, 503]));
+    expect(sent.filter((r) => r.status === 202).length).toBeGreaterThan(3000);
+
+    await waitDrained(baseUrl, event.id);
+    const seen = await observe({ baseUrl, eventId: event.id, adminToken: ADMIN_TOKEN, sent });
+    expect(checkInvariants({ sent, purchases: seen.purchases, stock: seen.stock })).toEqual([]);
+    for (const t of seen.stock) expect(t.sold).toBe(t.capacity);
+    expect(onsale.processes[0]!.output()).not.toMatch(/request failed/);
+    expect(pendingAtKill).toBeGreaterThan(0);
+    // Drained: nothing is left pending in the consumer group (the event's stream is gone once empty).
+    expect(await inspector.exists(stream)).toBe(0);
+    inspector.disconnect();
+  }, 180_000);
+});
