@@ -41,13 +41,14 @@ const SCRIPTS = {
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
 
-/** `redis://host:port/db?prefix=name` to ioredis's URL (without `prefix`) and the key prefix. */
+/**
+ * `redis://host:port/db?prefix=name` to ioredis's URL (without `prefix`) and the key prefix. Any prefix
+ * works as a key (Redis keys are binary-safe); an empty one means the default, so that a setting left blank
+ * never puts keys at the top level of the database.
+ */
 export function parseRedisUrl(url: string): { url: string; prefix: string } {
   const parsed = new URL(url);
-  const prefix = parsed.searchParams.get('prefix') ?? DEFAULT_PREFIX;
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(prefix)) {
-    throw new Error(`queue URL "${url}": prefix must be 1..64 letters, digits, '_', '.' or '-'`);
-  }
+  const prefix = parsed.searchParams.get('prefix') || DEFAULT_PREFIX;
   parsed.searchParams.delete('prefix');
   return { url: parsed.toString(), prefix };
 }
