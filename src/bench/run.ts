@@ -51,8 +51,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
     warmupSec: quick ? 2 : 3,
   };
   const allocation: AllocationPlan = {
-    purchases: quick ? 50_000 : 200_000,
-    naivePurchases: quick ? 20_000 : 60_000,
+    purchases: quick ? 30_000 : 100_000,
+    naivePurchases: quick ? 15_000 : 40_000,
     naiveSeconds: quick ? 3 : 10,
   };
   const machine = {
@@ -60,6 +60,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     memoryMb: Math.round(totalmem() / 2 ** 20),
     node: process.version,
     loadAverage1m: round(loadavg()[0] ?? 0, 2),
+    loadAverage1mAtEnd: 0,
   };
   const started = Date.now();
   progress(
@@ -75,6 +76,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const serve = await measureAccept(accept, { kind: 'serve' }, progress);
   const alloc = await measureAllocation(allocation, progress);
   const allocVsNaive = alloc.allocPerSec / alloc.naivePerSec;
+  // Other work on the machine moves every figure: the load average before and after tells whether there was.
+  machine.loadAverage1mAtEnd = round(loadavg()[0] ?? 0, 2);
+  progress(`load average ${machine.loadAverage1mAtEnd} at the end`);
 
   const result = {
     ackVsBare: round(start.ratio, 3),
