@@ -2,6 +2,8 @@ import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { RabbitQueue } from './rabbitmq/queue.js';
 import { RedisQueue } from './redis/queue.js';
+import { PostgresQueue } from './postgres/queue.js';
+import { PostgresStorage } from './postgres/storage.js';
 import { SqliteQueue } from './sqlite/queue.js';
 import { SqliteStorage } from './sqlite/storage.js';
 
@@ -16,10 +18,14 @@ export interface QueueContext {
  */
 const STORAGE_ENGINES: Record<string, (url: string) => Storage> = {
   'sqlite:': (url) => new SqliteStorage(url),
+  'postgres:': (url) => new PostgresStorage(url),
+  'postgresql:': (url) => new PostgresStorage(url),
 };
 
 const QUEUE_ENGINES: Record<string, (url: string, context: QueueContext) => Queue> = {
   'sqlite:': (url) => new SqliteQueue(url),
+  'postgres:': (url) => new PostgresQueue(url),
+  'postgresql:': (url) => new PostgresQueue(url),
   'redis:': (url) => new RedisQueue(url),
   'rediss:': (url) => new RedisQueue(url),
   'amqp:': (url, context) => new RabbitQueue(url, context.databaseUrl),

@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import { PostgresQueue } from '../../src/adapters/postgres/queue.js';
+import { PostgresStorage } from '../../src/adapters/postgres/storage.js';
 import { RedisQueue } from '../../src/adapters/redis/queue.js';
 import { SqliteQueue } from '../../src/adapters/sqlite/queue.js';
 import { SqliteStorage } from '../../src/adapters/sqlite/storage.js';
@@ -7,7 +9,7 @@ import type { Storage } from '../../src/ports/storage.js';
 import { tempDir } from './processes.js';
 import { rabbitQueue } from './rabbitmq.js';
 import { deleteRedisKeys } from './redis.js';
-import { included, REDIS_URL, uniqueName } from './services.js';
+import { freshPostgresDatabase, included, REDIS_URL, uniqueName } from './services.js';
 
 /**
  * Every adapter of each port, opened on a real, fresh database. The contract suites run once per entry.
@@ -67,12 +69,39 @@ async function redisQueue(): Promise<{ adapter: Queue; reopen: () => Queue; clea
   };
 }
 
+/** A throw-away database on the shared PostgreSQL per test, migrated; cleanup closes the pools and drops it. */
+function postgres<T extends { migrate(): Promise<void>; close(): Promise<void> }>(
+  make: (url: string) => T,
+): AdapterFactory<T>['open'] {
+  return async () => {
+    const db = await freshPostgresDatabase();
+    const opened: T[] = [];
+    const open = () => {
+      const a = make(db.url);
+      opened.push(a);
+      return a;
+    };
+    const cleanup = async () => {
+      for (const a of opened) await a.close().catch(() => undefined);
+      await db.drop();
+    };
+    const adapter = open();
+    await adapter.migrate().catch(async (error: unknown) => {
+      await cleanup();
+      throw error;
+    });
+    return { adapter, reopen: open, cleanup };
+  };
+}
+
 export const storageAdapters: Array<AdapterFactory<Storage>> = [
   { name: 'sqlite', open: sqlite((url) => new SqliteStorage(url)) },
+  ...(included('postgres') ? [{ name: 'postgres', open: postgres((url) => new PostgresStorage(url)) }] : []),
 ];
 
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
   { name: 'sqlite', open: sqlite((url) => new SqliteQueue(url)) },
+  ...(included('postgres') ? [{ name: 'postgres', open: postgres((url) => new PostgresQueue(url)) }] : []),
   ...(included('redis') ? [{ name: 'redis', open: redisQueue }] : []),
   ...(included('rabbitmq') ? [{ name: 'rabbitmq', open: rabbitQueue }] : []),
 ];
