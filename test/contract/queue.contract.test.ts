@@ -214,6 +214,16 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
     expect(await queue.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
   });
 
+  it('enqueues, claims and acks thousands at once (a worker’s batch may be 10,000)', async () => {
+    const purchases = Array.from({ length: 10_000 }, () => accepted('e1'));
+    await enqueue(queue, purchases);
+    const batch = (await queue.claim('w', 10_000, 5000))!;
+    expect(batch.purchases.map((p) => p.purchaseId)).toEqual(purchases.map((p) => p.purchaseId));
+    await queue.ack(batch);
+    expect(await queue.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
+    expect(await queue.find(purchases[9999]!.purchaseId)).toBeNull();
+  });
+
   it('reports the oldest queued purchase of all events, and dead letters oldest first', async () => {
     const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
     const [a, b, c] = [

@@ -173,7 +173,12 @@ export class RedisQueue implements Queue {
 
   async ack(batch: ClaimedBatch): Promise<void> {
     if (batch.receipts.length === 0) return;
-    await this.#script('onsaleAck', [batch.eventId, ...this.#entries(batch)]);
+    await this.#script('onsaleAck', [
+      batch.eventId,
+      batch.receipts.length,
+      ...batch.receipts.map(String),
+      ...batch.purchases.map((p) => p.purchaseId),
+    ]);
   }
 
   async release(batch: ClaimedBatch): Promise<void> {

@@ -32,6 +32,10 @@
  * - `settle(eventId)`: after entries left the event's stream, scores the event by its new head, or, when
  *   the stream is empty, forgets the event (stream, group and head counter) so nothing grows without end.
  * - `seq_of(id)`: the acceptance seq of a stream id `<seq>-0`.
+ * - `bulk(args, list, from, to)`: redis.call(args…, list[from..to]…) in chunks of 1000 values, since Lua's
+ *   unpack takes at most about 8000 (a batch may hold 10,000 purchases); returns the sum of the replies.
+ *   One call per chunk rather than per entry: measured on 500-purchase batches, per-entry XACK, XDEL and
+ *   HDEL made ack as slow as claim.
  */
 const HELPERS = `
 local P, GROUP = ARGV[1], ARGV[2]
@@ -40,6 +44,15 @@ local function ensure_group(stream)
   if redis.call('EXISTS', stream) == 0 then
     redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
   end
+end
+local function bulk(args, list, from, to)
+  local total = 0
+  for i = from, to, 1000 do
+    local call = { unpack(args) }
+    for j = i, math.min(i + 999, to) do call[#call + 1] = list[j] end
+    total = total + redis.call(unpack(call))
+  end
+  return total
 end
 local function settle(eventId)
   local stream = P .. ':q:' .. eventId
@@ -63,7 +76,9 @@ end
  */
 export const ENQUEUE = `${HELPERS}
 local ttl = ARGV[3]
-local results, ready, added = {}, {}, 0
+local seq = tonumber(redis.call('GET', P .. ':seq') or '0')
+local results, ready, firstSeq, found = {}, {}, {}, {}
+local added = 0
 for i = 4, #ARGV, 5 do
   local eventId, purchaseId, payload, idem, hash = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local result = 'a'
@@ -87,17 +102,23 @@ for i = 4, #ARGV, 5 do
       ensure_group(stream)
       ready[stream] = true
     end
-    local seq = redis.call('INCR', P .. ':seq')
-    redis.call('XADD', stream, seq .. '-0', 'p', payload)
-    redis.call('HSET', P .. ':purchases', purchaseId, payload)
-    -- NX: an event already listed has an older head.
-    redis.call('ZADD', P .. ':events', 'NX', seq, eventId)
+    seq = seq + 1
+    redis.call('XADD', stream, string.format('%d-0', seq), 'p', payload)
+    found[#found + 1] = purchaseId
+    found[#found + 1] = payload
+    if not firstSeq[eventId] then firstSeq[eventId] = seq end
     added = added + 1
   end
   results[#results + 1] = result
 end
-if added > 0 then redis.call('INCRBY', P .. ':depth', added) end
-return { tonumber(redis.call('GET', P .. ':seq') or '0'), results }
+if added > 0 then
+  redis.call('SET', P .. ':seq', seq)
+  bulk({ 'HSET', P .. ':purchases' }, found, 1, #found)
+  -- NX: an event already listed has an older head.
+  for eventId, first in pairs(firstSeq) do redis.call('ZADD', P .. ':events', 'NX', first, eventId) end
+  redis.call('INCRBY', P .. ':depth', added)
+end
+return { seq, results }
 `;
 
 /**
@@ -155,21 +176,17 @@ return { eventId, deliveries, entries }
 
 /**
  * ACK: removes entries whose effect is committed to storage (XACK, then XDEL so that memory stays bounded),
- * with their find() records. An entry already gone (a late ack of a batch that was redelivered and acked
- * again) is skipped, so counts stay exact.
- * ARGV[3] = eventId; then pairs: entry id, purchaseId. Returns how many entries were removed.
+ * with their find() records. Entries already gone (a late ack of a batch that was redelivered and acked
+ * again) are not counted twice: the depth goes down by what XDEL removed.
+ * ARGV[3] = eventId, ARGV[4] = n; then n entry ids, then their n purchaseIds. Returns how many were removed.
  */
 export const ACK = `${HELPERS}
-local eventId = ARGV[3]
+local eventId, n = ARGV[3], tonumber(ARGV[4])
 local stream = P .. ':q:' .. eventId
-local removed = 0
-for i = 4, #ARGV, 2 do
-  redis.call('XACK', stream, GROUP, ARGV[i])
-  if redis.call('XDEL', stream, ARGV[i]) == 1 then
-    redis.call('HDEL', P .. ':purchases', ARGV[i + 1])
-    removed = removed + 1
-  end
-end
+bulk({ 'XACK', stream, GROUP }, ARGV, 5, 4 + n)
+local removed = bulk({ 'XDEL', stream }, ARGV, 5, 4 + n)
+-- Also for entries that were gone: the ack says storage has the purchase, which find() no longer needs.
+bulk({ 'HDEL', P .. ':purchases' }, ARGV, 5 + n, 4 + 2 * n)
 if removed > 0 then
   redis.call('DECRBY', P .. ':depth', removed)
   settle(eventId)
@@ -253,7 +270,7 @@ for _, entry in ipairs(entries) do
   local stream = P .. ':q:' .. f.e
   ensure_group(stream)
   local seq = redis.call('INCR', P .. ':seq')
-  redis.call('XADD', stream, seq .. '-0', 'p', f.p)
+  redis.call('XADD', stream, string.format('%d-0', seq), 'p', f.p)
   redis.call('ZADD', P .. ':events', 'NX', seq, f.e)
   redis.call('INCR', P .. ':depth')
   redis.call('HDEL', P .. ':dead:index', f.i)
