@@ -115,6 +115,14 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
     expect(taken.purchases).toEqual(batch.purchases);
   });
 
+  it('gives an event to one worker only, however many claim it at the same moment', async () => {
+    const purchases = Array.from({ length: 5 }, () => accepted('e1'));
+    await enqueue(queue, purchases);
+    const claimers = Array.from({ length: 4 }, () => reopen());
+    const batches = await Promise.all(claimers.map((q, i) => q.claim(`w${i}`, 10, 5000)));
+    expect(batches.filter((b) => b !== null).map((b) => b!.purchases.length)).toEqual([5]);
+  });
+
   it('keeps acceptance order under concurrent writers', async () => {
     const writers = Array.from({ length: 4 }, () => reopen());
     const all: AcceptedPurchase[] = [];

@@ -92,6 +92,18 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
     expect(stats.purchases.confirmed).toBe(3);
   });
 
+  it('applies a batch once when two workers apply it at the same moment (a lease ran out)', async () => {
+    const batch = Array.from({ length: 4 }, (_, i) => buy(`buyer-${i}`, [[0, 1]]));
+    const results = await Promise.all([
+      storage.applyBatch(event.id, batch),
+      reopen().applyBatch(event.id, batch),
+    ]);
+    expect(results.map((r) => r.applied).sort()).toEqual([0, 4]);
+    const stats = (await storage.getStats(event.id))!;
+    expect(stats.ticketTypes[0]!.sold).toBe(4);
+    expect(stats.purchases.confirmed).toBe(4);
+  });
+
   it('counts the per-buyer limit across batches', async () => {
     await storage.applyBatch(event.id, [buy('a', [[0, 3]])]);
     const [over, within] = [buy('a', [[0, 2]]), buy('a', [[0, 1]])];
