@@ -182,10 +182,7 @@ export class Broker {
       case 'blocked':
         throw new UnavailableError('RabbitMQ blocks publishers (a memory or disk alarm)');
       default:
-        throw new UnavailableError(
-          `RabbitMQ at ${this.settings.display} is not reachable (${describe(this.#lastError)})`,
-          this.#lastError,
-        );
+        throw new UnavailableError(`RabbitMQ at ${this.settings.display} is not reachable`, this.#lastError);
     }
   }
 
@@ -231,7 +228,7 @@ export class Broker {
         }),
       ]);
     } catch (error) {
-      throw new UnavailableError(`RabbitMQ did not confirm the publish (${describe(error)})`, error);
+      throw new UnavailableError('RabbitMQ did not confirm the publish', error);
     } finally {
       clearTimeout(timer);
     }
@@ -309,8 +306,13 @@ export class Broker {
     for (const c of this.#consumers) if (c.pause) clearTimeout(c.pause);
     await this.#attempt?.catch(() => undefined);
     const conn = this.#conn;
+    const channels = this.#consumers.map((c) => c.channel);
     this.#conn = null;
-    // Closing the connection hands every unacked message back to RabbitMQ, in order.
+    for (let p = 0; p < this.#consumers.length; p++) this.#drop(p);
+    // Channels first: amqplib sends connection.close ahead of frames still queued on a channel, so acks
+    // sent just before (the worker's last batch) would be lost and their messages redelivered. A channel's
+    // close follows its own acks. Then RabbitMQ hands every unacked message back, in order.
+    await Promise.all(channels.map((channel) => channel?.close().catch(() => undefined)));
     await conn?.close().catch(() => undefined);
   }
 
@@ -481,11 +483,4 @@ export class Broker {
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
-}
-
-function describe(error: unknown): string {
-  if (error === null || error === undefined) return 'no connection yet';
-  const e = error as { code?: unknown; message?: unknown };
-  const message = typeof e.message === 'string' && e.message ? e.message : String(error);
-  return typeof e.code === 'string' && !message.includes(e.code) ? `${e.code}: ${message}` : message;
 }
