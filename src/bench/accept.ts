@@ -1,7 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   childrenOf,
@@ -10,6 +7,7 @@ import {
   freePort,
   peakRssMb,
   spawnNode,
+  tempDir,
   waitForHttp,
   type BenchProcess,
 } from './processes.js';
@@ -155,11 +153,11 @@ async function bareRun(plan: AcceptPlan, processes: number): Promise<WrkResult> 
 }
 
 async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
-  const dir = mkdtempSync(join(tmpdir(), 'onsale-bench-'));
+  const dir = tempDir();
   const port = await freePort();
   const adminToken = randomBytes(18).toString('base64url');
   const env = cleanEnv({
-    ONSALE_DATA_DIR: dir,
+    ONSALE_DATA_DIR: dir.path,
     PORT: String(port),
     ONSALE_ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'warn',
@@ -195,7 +193,7 @@ async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
     };
   } finally {
     await onsale.stop();
-    rmSync(dir, { recursive: true, force: true });
+    dir.remove();
   }
 }
 

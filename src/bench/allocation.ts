@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openQueue, openStorage } from '../adapters/index.js';
 import { newPurchaseId } from '../domain/ids.js';
 import type { EnqueueRequest } from '../ports/queue.js';
 import { NaiveAllocator } from './naive-allocator.js';
-import { cleanEnv, peakRssMb, sleep, spawnNode } from './processes.js';
+import { cleanEnv, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 
@@ -77,12 +75,12 @@ export async function measureAllocation(
 
 /** Runs `fn` on a fresh database with an event that has stock for every purchase, then deletes it. */
 async function withDatabase<T>(fn: (db: BenchDatabase) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'onsale-bench-'));
+  const dir = tempDir();
   try {
-    const url = `sqlite:${join(dir, 'onsale.db')}`;
-    return await fn({ dir, url, ...(await createEvent(url)) });
+    const url = `sqlite:${join(dir.path, 'onsale.db')}`;
+    return await fn({ dir: dir.path, url, ...(await createEvent(url)) });
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    dir.remove();
   }
 }
 

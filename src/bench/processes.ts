@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** A process the bench started; stop() ends it (SIGTERM, then SIGKILL after a deadline). */
 export interface BenchProcess {
@@ -12,13 +14,18 @@ export interface BenchProcess {
 }
 
 const running = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
 const OUTPUT_KEPT = 16_384;
 const STOP_DEADLINE_MS = 12_000;
 
-/** Kills whatever the bench started when it exits early (an error or Ctrl+C), so nothing outlives it. */
-export function killAllOnExit(): void {
+/**
+ * Kills whatever the bench started and deletes its temp folders when it exits early (an error or Ctrl+C),
+ * so nothing outlives it.
+ */
+export function cleanUpOnExit(): void {
   process.once('exit', () => {
     for (const child of running) child.kill('SIGKILL');
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -59,6 +66,19 @@ export function spawnNode(script: string, args: string[], env: NodeJS.ProcessEnv
       const deadline = setTimeout(() => child.kill('SIGKILL'), STOP_DEADLINE_MS);
       await exit;
       clearTimeout(deadline);
+    },
+  };
+}
+
+/** A fresh folder under the system's temp folder for one measurement, and the function that deletes it. */
+export function tempDir(): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), 'onsale-bench-'));
+  tempDirs.add(path);
+  return {
+    path,
+    remove: () => {
+      rmSync(path, { recursive: true, force: true });
+      tempDirs.delete(path);
     },
   };
 }

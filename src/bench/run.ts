@@ -2,7 +2,7 @@ import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../config.js';
 import { measureAccept, type AcceptPlan } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
-import { killAllOnExit } from './processes.js';
+import { cleanUpOnExit } from './processes.js';
 import { assertWrkInstalled, WrkMissingError } from './wrk.js';
 
 /** The goals of issue 2. */
@@ -37,7 +37,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     process.stderr.write(`${error.message}\n`);
     return 1;
   }
-  killAllOnExit();
+  cleanUpOnExit();
   const quick = options.quick ?? false;
   const defaults = loadConfig({}, {});
   const accept: AcceptPlan = {

@@ -1,0 +1,340 @@
+/**
+ * Allocation on PostgreSQL, the counterpart of allocation.ts for the embedded engine: the real worker loop
+ * (startWorkerLoop, --batch-size purchases per transaction) draining a pre-filled PostgreSQL queue table,
+ * against a naive allocator on the same schema and server that takes one purchase per transaction.
+ *
+ *   npm run build && node dist/bench/postgres-allocation.js [--purchases 100000] [--naive-purchases 20000]
+ *     [--naive-seconds 10] [--batch-size 500] [--admin-url postgres://postgres@127.0.0.1:5432/postgres]
+ *
+ * Each side runs on a database of its own, created on the server of --admin-url (default: the local one,
+ * or ONSALE_BENCH_POSTGRES_URL) and dropped afterwards. As in allocation.ts, the naive allocator runs on a
+ * database that already holds half as many allocated purchases as the worker's ends with, so both are
+ * measured at the same average table size; and each side's work is checked before its rate is reported.
+ */
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { PostgresQueue } from '../adapters/postgres/queue.js';
+import { PostgresStorage } from '../adapters/postgres/storage.js';
+import { newPurchaseId, newTickets } from '../domain/ids.js';
+import type { PurchaseItem, RejectReason } from '../domain/types.js';
+import type { EnqueueRequest } from '../ports/queue.js';
+import { createLogger } from '../shared/logger.js';
+import { startWorkerLoop } from '../worker/worker.js';
+
+interface BenchDatabase {
+  url: string;
+  eventId: string;
+  ticketTypeId: string;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs `fn` on a fresh database (migrated, with one event that has stock for everyone), then drops it. */
+async function withDatabase<T>(adminUrl: string, fn: (db: BenchDatabase) => Promise<T>): Promise<T> {
+  const name = `onsale_bench_${Date.now().toString(36)}_${process.pid}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  try {
+    const storage = new PostgresStorage(url.toString());
+    const queue = new PostgresQueue(url.toString());
+    let event;
+    try {
+      await storage.migrate();
+      await queue.migrate();
+      event = await storage.createEvent({
+        name: 'bench',
+        salesOpenAt: new Date().toISOString(),
+        holdSeconds: 0,
+        ticketTypes: [{ name: 'General admission', priceCents: 5000, capacity: 10_000_000, maxPerBuyer: 4 }],
+      });
+    } finally {
+      await Promise.all([storage.close(), queue.close()]);
+    }
+    return await fn({ url: url.toString(), eventId: event.id, ticketTypeId: event.ticketTypes[0]!.id });
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+/** Queues `count` purchases of 2 tickets each, by buyers `buyer-<from>` onwards (one purchase each). */
+async function fillQueue(db: BenchDatabase, from: number, count: number): Promise<void> {
+  const queue = new PostgresQueue(db.url);
+  try {
+    // Big batches: filling is set-up, not what is measured.
+    for (let i = from; i < from + count;) {
+      const batch: EnqueueRequest[] = [];
+      for (; batch.length < 10_000 && i < from + count; i++) {
+        batch.push({
+          purchase: {
+            purchaseId: newPurchaseId(),
+            eventId: db.eventId,
+            buyerId: `buyer-${i}`,
+            items: [{ ticketTypeId: db.ticketTypeId, quantity: 2 }],
+            acceptedAt: new Date().toISOString(),
+          },
+        });
+      }
+      await queue.enqueue(batch);
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+/**
+ * Runs the worker loop (in this process, on its own pools) until the queue holding `queued` purchases is
+ * empty. The clock starts when the first batch is seen done, and the purchases done by then are left out.
+ */
+async function drainWithWorker(
+  db: BenchDatabase,
+  queued: number,
+  batchSize: number,
+): Promise<{ allocated: number; seconds: number }> {
+  const storage = new PostgresStorage(db.url);
+  const queue = new PostgresQueue(db.url);
+  const probe = new PostgresQueue(db.url);
+  const loop = startWorkerLoop({
+    storage,
+    queue,
+    workerId: 'bench',
+    batchSize,
+    maxAttempts: 5,
+    logger: createLogger('warn', 'bench-worker'),
+  });
+  try {
+    let first: { at: number; depth: number } | null = null;
+    for (;;) {
+      const { depth } = await probe.depth();
+      const at = performance.now();
+      if (first === null && depth < queued) first = { at, depth };
+      if (first !== null && depth === 0) return { allocated: first.depth, seconds: (at - first.at) / 1000 };
+      await sleep(5);
+    }
+  } finally {
+    await loop.stop();
+    await Promise.all([storage.close(), queue.close(), probe.close()]);
+  }
+}
+
+/**
+ * The naive allocator's statements, the ones one would write first: one row at a time. $n as named.
+ */
+const NAIVE = {
+  /** The oldest queued purchase, locked: seq, purchase_id, event_id, buyer_id, items, accepted_at. */
+  head: `SELECT seq, purchase_id, event_id, buyer_id, items, accepted_at FROM queue_purchases
+    ORDER BY seq LIMIT 1 FOR UPDATE`,
+  /** Stock of type $1 in event $2: capacity, sold, held, max_per_buyer. */
+  stock: 'SELECT capacity, sold, held, max_per_buyer FROM ticket_types WHERE id = $1 AND event_id = $2',
+  /** Tickets of type $3 buyer $2 has in event $1: quantity, or no row. */
+  bought: `SELECT quantity FROM buyer_tickets WHERE event_id = $1 AND buyer_id = $2 AND ticket_type_id = $3`,
+  /** Sells $1 tickets of type $2 if they fit; changes one row or none. */
+  sell: 'UPDATE ticket_types SET sold = sold + $1 WHERE id = $2 AND sold + held + $1 <= capacity',
+  /** Records purchase $1 (event $2, buyer $3, status $4, reason $5, items $6, created $7, updated $8). */
+  insertPurchase: `INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+  /** Issues ticket $1 of purchase $2 (position $3, type $4, code $5). */
+  insertTicket: `INSERT INTO tickets (id, purchase_id, position, ticket_type_id, code)
+    VALUES ($1, $2, $3, $4, $5)`,
+  /** Adds $4 tickets of type $3 to buyer $2's total in event $1. */
+  addBought: `INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (event_id, buyer_id, ticket_type_id) DO UPDATE SET quantity = buyer_tickets.quantity + excluded.quantity`,
+  /** Takes entry $1 of event $2 off the queue. */
+  remove: `WITH gone AS (DELETE FROM queue_purchases WHERE seq = $1 RETURNING 1)
+    UPDATE queue_depth SET queued = queued - (SELECT count(*) FROM gone) WHERE event_id = $2`,
+} as const;
+
+/**
+ * The baseline: each purchase is one transaction that takes the oldest entry off the queue table, allocates
+ * it and removes it, on the same schema, server and durability as the worker. It is correct, not slowed on
+ * purpose: all or nothing per purchase (a savepoint), conditional stock updates, the per-buyer limit, and
+ * the entry removed in the same transaction. What it lacks is batching: one commit (one WAL flush) and a
+ * dozen round trips per purchase.
+ */
+async function runNaive(db: BenchDatabase, seconds: number): Promise<{ allocated: number; seconds: number }> {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    let allocated = 0;
+    const started = performance.now();
+    const until = started + seconds * 1000;
+    while (performance.now() < until && (await allocateNext(client))) allocated++;
+    return { allocated, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    await client.end();
+  }
+}
+
+async function allocateNext(client: pg.Client): Promise<boolean> {
+  await client.query('BEGIN');
+  try {
+    const entry = (
+      await client.query<{
+        seq: string;
+        purchase_id: string;
+        event_id: string;
+        buyer_id: string;
+        items: string;
+        accepted_at: string;
+      }>(NAIVE.head)
+    ).rows[0];
+    if (!entry) {
+      await client.query('COMMIT');
+      return false;
+    }
+    const items = JSON.parse(entry.items) as PurchaseItem[];
+    let reason: RejectReason | null = null;
+    for (const item of items) {
+      const type = (
+        await client.query<{ max_per_buyer: number }>(NAIVE.stock, [item.ticketTypeId, entry.event_id])
+      ).rows[0]!;
+      const already = (
+        await client.query<{ quantity: number }>(NAIVE.bought, [
+          entry.event_id,
+          entry.buyer_id,
+          item.ticketTypeId,
+        ])
+      ).rows[0]?.quantity;
+      if ((already ?? 0) + item.quantity > type.max_per_buyer) reason = 'limit_exceeded';
+    }
+    if (!reason) {
+      await client.query('SAVEPOINT sell');
+      for (const item of items) {
+        const sold = await client.query(NAIVE.sell, [item.quantity, item.ticketTypeId]);
+        if (sold.rowCount !== 1) {
+          await client.query('ROLLBACK TO SAVEPOINT sell');
+          reason = await shortage(client, entry.event_id, items);
+          break;
+        }
+      }
+    }
+    await client.query(NAIVE.insertPurchase, [
+      entry.purchase_id,
+      entry.event_id,
+      entry.buyer_id,
+      reason ? 'rejected' : 'confirmed',
+      reason,
+      entry.items,
+      entry.accepted_at,
+      new Date().toISOString(),
+    ]);
+    if (!reason) {
+      const tickets = newTickets(items.reduce((sum, i) => sum + i.quantity, 0));
+      let next = 0;
+      for (const item of items) {
+        for (let i = 0; i < item.quantity; i++) {
+          const t = tickets[next]!;
+          await client.query(NAIVE.insertTicket, [
+            t.id,
+            entry.purchase_id,
+            next++,
+            item.ticketTypeId,
+            t.code,
+          ]);
+        }
+        await client.query(NAIVE.addBought, [
+          entry.event_id,
+          entry.buyer_id,
+          item.ticketTypeId,
+          item.quantity,
+        ]);
+      }
+    }
+    await client.query(NAIVE.remove, [entry.seq, entry.event_id]);
+    await client.query('COMMIT');
+    return true;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
+}
+
+/** Why a conditional update refused, with the same precedence as the real allocator. */
+async function shortage(
+  client: pg.Client,
+  eventId: string,
+  items: readonly PurchaseItem[],
+): Promise<RejectReason> {
+  for (const item of items) {
+    const t = (
+      await client.query<{ capacity: number; sold: number; held: number }>(NAIVE.stock, [
+        item.ticketTypeId,
+        eventId,
+      ])
+    ).rows[0]!;
+    if (t.capacity - t.sold - t.held <= 0) return 'sold_out';
+  }
+  return 'insufficient_inventory';
+}
+
+/** Fails unless exactly `expected` purchases are confirmed with two tickets each. */
+async function verify(db: BenchDatabase, expected: number, who: string): Promise<void> {
+  const storage = new PostgresStorage(db.url);
+  try {
+    const stats = await storage.getStats(db.eventId);
+    const confirmed = stats?.purchases.confirmed ?? 0;
+    const sold = stats?.ticketTypes[0]?.sold ?? 0;
+    if (confirmed !== expected || sold !== 2 * expected) {
+      throw new Error(
+        `${who}: expected ${expected} confirmed purchases, found ${confirmed} (${sold} tickets)`,
+      );
+    }
+  } finally {
+    await storage.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      purchases: { type: 'string', default: '100000' },
+      'naive-purchases': { type: 'string', default: '20000' },
+      'naive-seconds': { type: 'string', default: '10' },
+      'batch-size': { type: 'string', default: '500' },
+      'admin-url': {
+        type: 'string',
+        default: process.env.ONSALE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+      },
+    },
+  });
+  const purchases = Number(values.purchases);
+  const naivePurchases = Number(values['naive-purchases']);
+  const naiveSeconds = Number(values['naive-seconds']);
+  const batchSize = Number(values['batch-size']);
+  const adminUrl = values['admin-url'];
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+
+  const worker = await withDatabase(adminUrl, async (db) => {
+    say(`postgres allocation: filling a queue with ${fmt(purchases)} purchases`);
+    await fillQueue(db, 0, purchases);
+    const run = await drainWithWorker(db, purchases, batchSize);
+    await verify(db, purchases, 'worker loop');
+    say(
+      `postgres allocation: worker loop (batches of ${batchSize}) allocated ${fmt(run.allocated)} in ` +
+        `${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
+    );
+    return run;
+  });
+  const half = Math.floor(purchases / 2);
+  const naive = await withDatabase(adminUrl, async (db) => {
+    say(`postgres allocation: preparing the naive allocator's database: ${fmt(half)} allocated first`);
+    await fillQueue(db, 0, half);
+    await drainWithWorker(db, half, batchSize);
+    await fillQueue(db, half, naivePurchases);
+    const run = await runNaive(db, naiveSeconds);
+    await verify(db, half + run.allocated, 'naive allocator');
+    say(
+      `postgres allocation: naive allocator (one transaction per purchase) allocated ${fmt(run.allocated)} ` +
+        `in ${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
+    );
+    return run;
+  });
+  const ratio = worker.allocated / worker.seconds / (naive.allocated / naive.seconds);
+  say(`postgres allocation: worker loop / naive = ${ratio.toFixed(1)}x`);
+}
+
+await main();
