@@ -16,6 +16,8 @@ const DEFAULT_PREFIX = 'onsale';
  * queued offline, and those in flight when the connection drops fail right away (maxRetriesPerRequest 0,
  * no resend: a resent enqueue could run twice). A command that gets no answer (Redis stopped, a network
  * partition) fails after COMMAND_TIMEOUT_MS. The client reconnects by itself, every RECONNECT_MAX_MS at most.
+ * An enqueue that failed this way may still have run: its buyer got a 503, never a 202, and a retry with the
+ * same Idempotency-Key finds the purchase; a 202 is only ever sent for a write Redis confirmed.
  */
 const COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
