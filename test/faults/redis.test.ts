@@ -169,14 +169,21 @@ describe.runIf(included('redis'))('a Redis queue that goes away mid-flood', () =
     await sendCrowd({
       baseUrl,
       eventId: event.id,
-      intents: crowd.slice(4000),
+      intents: crowd.slice(4000, 5800),
       concurrency: 32,
       onAnswer: outage(4700, 'SIGKILL'),
     });
     await Promise.all(outages.splice(0));
 
+    // Phase 4: Redis is back; once the web servers have reconnected (at most 500 ms apart), all is accepted.
+    await until(async () => (await fetch(`${baseUrl}/readyz`)).status === 200);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const after = await sendCrowd({ baseUrl, eventId: event.id, intents: crowd.slice(5800), concurrency: 8 });
+    sent.push(...after);
+    expect(after.filter((r) => r.status !== 202)).toEqual([]);
+
     // While Redis was down: 503 with Retry-After, for purchases and for /readyz, and nothing else.
-    expect(probes.length).toBeGreaterThan(10);
+    expect(probes.length).toBeGreaterThanOrEqual(4);
     for (const probe of probes) {
       expect(probe.status).toBe(503);
       expect(Number(probe.retryAfter)).toBeGreaterThanOrEqual(1);
@@ -184,8 +191,8 @@ describe.runIf(included('redis'))('a Redis queue that goes away mid-flood', () =
       expect(probe.ms).toBeLessThan(2_500);
     }
     expect(probes.filter((p) => p.code === 'unavailable').length).toBeGreaterThan(0);
-    // The crowd saw 202s, idempotent 200s and 503s while Redis was away; never a 500 or a dropped connection.
-    expect(new Set(sent.map((r) => r.status))).toEqual(new Set([202, 503]));
+    // The crowd saw 202s, and 503s while Redis was away; never a 500 or a dropped connection.
+    expect(sent.filter((r) => r.status !== 202 && r.status !== 503)).toEqual([]);
     expect(sent.filter((r) => r.status === 202).length).toBeGreaterThan(3000);
 
     await waitDrained(baseUrl, event.id);
