@@ -7,7 +7,7 @@ import { brokerNames, DEFAULT_PARTITIONS } from '../../src/adapters/rabbitmq/bro
 import { RabbitQueue } from '../../src/adapters/rabbitmq/queue.js';
 import type { Queue } from '../../src/ports/queue.js';
 import { freePort, tempDir } from './processes.js';
-import { RABBITMQ_URL, uniqueName } from './services.js';
+import { freshPostgresDatabase, RABBITMQ_URL, uniqueName } from './services.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -54,11 +54,11 @@ async function assertReachable(base: string): Promise<void> {
 }
 
 /**
- * The RabbitMQ queue for the contract suite: a prefix of its own on the shared broker and a fresh SQLite
- * file for its index. `reopen` is another process's view: a new connection, the same prefix and database.
+ * The RabbitMQ queue for the contract suite: a prefix of its own on the shared broker and a fresh database
+ * for its index (a SQLite file, or a throw-away database on the shared PostgreSQL). `reopen` is another process's view: a new connection, the same prefix and database.
  * Cleanup closes every instance (RabbitMQ requeues what they held), then deletes the prefix's queues.
  */
-export async function rabbitQueue(): Promise<{
+export async function rabbitQueue(index: 'sqlite' | 'postgres' = 'sqlite'): Promise<{
   adapter: Queue;
   reopen: () => Queue;
   cleanup: () => Promise<void>;
@@ -69,7 +69,8 @@ export async function rabbitQueue(): Promise<{
   await assertReachable(RABBITMQ_URL);
   const prefix = uniqueName('onsale_test');
   const dir = tempDir('onsale-rabbitmq-');
-  const databaseUrl = `sqlite:${join(dir.path, 'onsale.db')}`;
+  const postgres = index === 'postgres' ? await freshPostgresDatabase() : null;
+  const databaseUrl = postgres?.url ?? `sqlite:${join(dir.path, 'onsale.db')}`;
   const opened: Queue[] = [];
   const open = () => {
     const queue = new RabbitQueue(rabbitUrl(prefix), databaseUrl);
@@ -84,6 +85,7 @@ export async function rabbitQueue(): Promise<{
     cleanup: async () => {
       for (const queue of opened) await queue.close().catch(() => undefined);
       await deleteRabbitTopology(prefix);
+      await postgres?.drop();
       dir.remove();
     },
     prefix,

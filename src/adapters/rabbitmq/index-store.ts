@@ -37,8 +37,8 @@ export interface Inspection {
  * was already acked. The lock also makes RabbitMQ's order the order in which enqueue() calls resolve.
  */
 export interface PurchaseIndex {
-  /** Creates or upgrades the tables; refuses a prefix created with another partition count. */
-  migrate(prefix: string, partitions: number): Promise<void>;
+  /** Creates or upgrades the tables; refuses a queue prefix created with another partition count. */
+  migrate(partitions: number): Promise<void>;
   /**
    * Resolves idempotency keys and records the accepted purchases, then runs `publish` on them inside the
    * same transaction, and commits only if it resolves.
@@ -68,4 +68,12 @@ export interface PurchaseIndex {
   depthOf(eventId: string): Promise<{ queued: number; deadLetters: number }>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Why migrate() refuses a queue prefix. */
+export function partitionMismatch(prefix: string, known: number, asked: number): Error {
+  return new Error(
+    `the RabbitMQ queue prefix "${prefix}" was created with ${known} partitions, not ${asked}: ` +
+      'drain the queue before changing partitions (an event would be split over two queues)',
+  );
 }

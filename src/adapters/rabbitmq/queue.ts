@@ -11,16 +11,18 @@ import {
   type RabbitSettings,
 } from './broker.js';
 import type { IndexedPurchase, PurchaseIndex } from './index-store.js';
+import { PostgresIndex } from './postgres-index.js';
 import { SqliteIndex } from './sqlite-index.js';
 
 /** How long a claim waits for a first delivery when nothing is buffered (a long poll, cut short by close). */
 const CLAIM_WAIT_MS = 500;
 /**
- * How long a claim waits for messages that RabbitMQ reports ready on a partition but has not delivered yet.
- * Deliveries follow the confirm within a millisecond or two when this consumer is the partition's active
- * one; a partition still not delivering after this has another worker as active consumer.
+ * A claim first waits for the messages RabbitMQ reported ready when it began, as long as deliveries keep
+ * coming: up to SETTLE_STALL_MS without one (deliveries follow each other within a millisecond or two when
+ * this process is the partition's active consumer), and SETTLE_MAX_MS in all. See #settle.
  */
-const SETTLE_MS = 100;
+const SETTLE_STALL_MS = 100;
+const SETTLE_MAX_MS = 2_000;
 /**
  * After a lease runs out, the partition is handed over (see claim) and subscribed again after this pause,
  * so that a worker already waiting, or one starting now, becomes its active consumer.
@@ -50,7 +52,9 @@ interface Lease {
 interface PartitionView {
   /** 'active' once a delivery came on the current channel; 'passive' when messages wait that never come. */
   activity: 'unknown' | 'active' | 'passive';
+  /** Deliveries held now, and received in all on the current channel. */
   held: number;
+  received: number;
 }
 
 /**
@@ -96,8 +100,8 @@ export class RabbitQueue implements Queue {
 
   constructor(url: string, databaseUrl: string) {
     this.#settings = parseRabbitUrl(url);
-    this.#index = openIndex(databaseUrl);
-    this.#views = Array.from({ length: this.#settings.partitions }, () => ({ activity: 'unknown', held: 0 }));
+    this.#index = openIndex(databaseUrl, this.#settings.prefix);
+    this.#views = Array.from({ length: this.#settings.partitions }, () => freshView());
     this.#broker = new Broker(this.#settings, {
       delivery: (partition, generation, message) => this.#onDelivery(partition, generation, message),
       lost: (partition) => this.#onLost(partition),
@@ -105,7 +109,7 @@ export class RabbitQueue implements Queue {
   }
 
   async migrate(): Promise<void> {
-    await this.#index.migrate(this.#settings.prefix, this.#settings.partitions);
+    await this.#index.migrate(this.#settings.partitions);
   }
 
   async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
@@ -213,6 +217,7 @@ export class RabbitQueue implements Queue {
     const seq = Number(message.properties.headers?.[SEQ_HEADER]);
     const view = this.#views[partition]!;
     view.activity = 'active';
+    view.received += 1;
     if (!purchase || !Number.isSafeInteger(seq) || this.#partitionOf(purchase.eventId) !== partition) {
       // Not onsale's (someone published by hand): set aside in `{prefix}.dead` rather than lost or looped.
       this.#broker.reject(partition, generation, message);
@@ -235,7 +240,7 @@ export class RabbitQueue implements Queue {
       clearTimeout(lease.timer);
       this.#leases.delete(eventId);
     }
-    this.#views[partition] = { activity: 'unknown', held: 0 };
+    this.#views[partition] = freshView();
   }
 
   /** Waits up to `ms` for a delivery (or close). */
@@ -252,29 +257,35 @@ export class RabbitQueue implements Queue {
   }
 
   /**
-   * Waits (up to SETTLE_MS) until every partition this process may be the active consumer of has no
-   * message ready on the broker, or holds a full prefetch. Without it a claim right after an enqueue could
-   * see part of what is confirmed: an event's tail, or an older event, still on the wire. A partition whose
-   * ready messages never come has another active consumer: it is marked passive and not waited for again
-   * until it delivers or is subscribed anew.
+   * Waits until this process holds what RabbitMQ reported ready, when the claim began, on the partitions it
+   * may be the active consumer of (up to a full prefetch). Without it a claim right after an enqueue could
+   * see part of what is confirmed: an event's tail, or an older event, still on the wire. Messages that
+   * arrive later do not extend the wait, so a flood never holds a claim back. A partition whose ready
+   * messages never come has another worker as active consumer: it is marked passive and not waited for
+   * again until it delivers or is subscribed anew.
    */
   async #settle(): Promise<void> {
     const prefetch = this.#broker.prefetch ?? DEFAULT_PREFETCH;
-    const deadline = Date.now() + SETTLE_MS;
-    let waiting = this.#views
-      .map((view, p) => ({ view, p }))
-      .filter(({ view, p }) => view.activity !== 'passive' && this.#broker.subscribed(p));
-    while (waiting.length > 0) {
-      const ready = await Promise.all(waiting.map(({ p }) => this.#broker.ready(p).catch(() => 0)));
-      waiting = waiting.filter(
-        ({ view }, i) => ready[i]! > 0 && view.held < prefetch && view.activity !== 'passive',
-      );
-      if (waiting.length === 0) return;
-      if (Date.now() >= deadline) {
-        for (const { view } of waiting) if (view.activity === 'unknown') view.activity = 'passive';
+    const watched = this.#views.flatMap((view, p) =>
+      view.activity !== 'passive' && view.held < prefetch && this.#broker.subscribed(p) ? [{ view, p }] : [],
+    );
+    const ready = await Promise.all(watched.map(({ p }) => this.#broker.ready(p).catch(() => 0)));
+    const targets = watched
+      .map(({ view }, i) => ({ view, until: view.received + Math.min(ready[i]!, prefetch - view.held) }))
+      .filter((t) => t.view.received < t.until);
+    const started = Date.now();
+    let progressAt = started;
+    let received = targets.reduce((sum, t) => sum + t.view.received, 0);
+    while (targets.some((t) => t.view.received < t.until)) {
+      await this.#nextDelivery(SETTLE_STALL_MS);
+      const now = Date.now();
+      const total = targets.reduce((sum, t) => sum + t.view.received, 0);
+      if (total > received) [received, progressAt] = [total, now];
+      if (this.#closed || now - progressAt >= SETTLE_STALL_MS || now - started >= SETTLE_MAX_MS) {
+        for (const t of targets)
+          if (t.view.received < t.until && t.view.activity === 'unknown') t.view.activity = 'passive';
         return;
       }
-      await new Promise((r) => setTimeout(r, 2));
     }
   }
 
@@ -373,11 +384,17 @@ export class RabbitQueue implements Queue {
   }
 }
 
+function freshView(): PartitionView {
+  return { activity: 'unknown', held: 0, received: 0 };
+}
+
 /** The index lives in the deployment's database. */
-function openIndex(databaseUrl: string): PurchaseIndex {
-  if (/^sqlite:/i.test(databaseUrl)) return new SqliteIndex(databaseUrl);
+function openIndex(databaseUrl: string, prefix: string): PurchaseIndex {
+  if (/^sqlite:/i.test(databaseUrl)) return new SqliteIndex(databaseUrl, prefix);
+  if (/^postgres(ql)?:/i.test(databaseUrl)) return new PostgresIndex(databaseUrl, prefix);
   throw new Error(
-    `the RabbitMQ queue keeps its index in the database, and "${databaseUrl}" is not one it supports (sqlite:)`,
+    `the RabbitMQ queue keeps its index in the database, and "${databaseUrl}" is not one it supports ` +
+      '(sqlite: or postgres:)',
   );
 }
 

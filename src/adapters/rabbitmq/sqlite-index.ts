@@ -6,7 +6,13 @@ import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
 import { guarded, openSqlite, type SqliteDatabase } from '../sqlite/database.js';
-import type { IndexedPurchase, Inspection, PartitionedRequest, PurchaseIndex } from './index-store.js';
+import {
+  partitionMismatch,
+  type IndexedPurchase,
+  type Inspection,
+  type PartitionedRequest,
+  type PurchaseIndex,
+} from './index-store.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/sqlite/', import.meta.url));
 /** The component name of these migrations in schema_migrations (shared with the storage's and queue's). */
@@ -85,6 +91,8 @@ interface PurchaseRow {
 export class SqliteIndex implements PurchaseIndex {
   readonly #db: SqliteDatabase;
   readonly #reader: SqliteDatabase;
+  /** The queue prefix (its partition count is checked by migrate). */
+  readonly #prefix: string;
   readonly #write: Record<keyof typeof WRITE_SQL, Statement>;
   readonly #read: Record<keyof typeof READ_SQL, Statement>;
   /** How long a write waits for the lock before it fails as unavailable (openSqlite's busy_timeout). */
@@ -92,7 +100,8 @@ export class SqliteIndex implements PurchaseIndex {
   /** The tail of the chain of writes on #db: each runs after the previous one ended. */
   #tail: Promise<unknown> = Promise.resolve();
 
-  constructor(url: string) {
+  constructor(url: string, prefix: string) {
+    this.#prefix = prefix;
     this.#db = guarded(() => openSqlite(url));
     this.#reader = guarded(() => openSqlite(url));
     migrateIndex(this.#db);
@@ -105,18 +114,13 @@ export class SqliteIndex implements PurchaseIndex {
     this.#busyTimeoutMs = this.#db.pragma('busy_timeout', { simple: true }) as number;
   }
 
-  async migrate(prefix: string, partitions: number): Promise<void> {
+  async migrate(partitions: number): Promise<void> {
     await this.#exclusive(async () => {
       guarded(() => migrateIndex(this.#db));
       const db = this.#db;
-      guarded(() => db.prepare(MIGRATION_SQL.claimPrefix).run(prefix, partitions));
-      const known = guarded(() => db.prepare(MIGRATION_SQL.prefixPartitions).pluck().get(prefix)) as number;
-      if (known !== partitions) {
-        throw new Error(
-          `the RabbitMQ queue prefix "${prefix}" was created with ${known} partitions, not ${partitions}: ` +
-            'drain the queue before changing partitions (an event would be split over two queues)',
-        );
-      }
+      guarded(() => db.prepare(MIGRATION_SQL.claimPrefix).run(this.#prefix, partitions));
+      const known = guarded(() => db.prepare(MIGRATION_SQL.prefixPartitions).pluck().get(this.#prefix));
+      if (known !== partitions) throw partitionMismatch(this.#prefix, known as number, partitions);
     });
   }
 

@@ -161,16 +161,16 @@ export class RedisQueue implements Queue {
 
   async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
     const reply = (await this.#script('onsaleClaim', [workerId, max, Math.max(1, Math.round(leaseMs))])) as
-      [string, number, StreamEntry[]] | null;
+      [string, number, ...string[]] | null;
     if (!reply) return null;
-    const [eventId, deliveries, entries] = reply;
-    return {
-      eventId,
-      purchases: entries.map(([, fields]) => purchaseIn(fieldsOf(fields))),
-      receipts: entries.map(([id]) => id),
-      deliveries,
-      lease: workerId,
-    };
+    const [eventId, deliveries, ...entries] = reply;
+    const purchases: AcceptedPurchase[] = [];
+    const receipts: string[] = [];
+    for (let i = 0; i + 1 < entries.length; i += 2) {
+      receipts.push(entries[i]!);
+      purchases.push(decode(entries[i + 1]!));
+    }
+    return { eventId, purchases, receipts, deliveries, lease: workerId };
   }
 
   async ack(batch: ClaimedBatch): Promise<void> {
