@@ -35,29 +35,31 @@ export function allocate(
   stock: Map<string, StockLevel>,
   bought: Map<string, number>,
 ): Allocation[] {
-  const decisions: Allocation[] = [];
+  const decisions: Array<{ purchase: AcceptedPurchase; reason: RejectReason | null }> = [];
+  let ticketCount = 0;
   for (const purchase of purchases) {
     const reason = refusal(purchase, stock, bought);
-    if (reason) {
-      decisions.push({ purchase, outcome: 'rejected', reason });
-      continue;
-    }
-    let count = 0;
-    for (const item of purchase.items) count += item.quantity;
-    const fresh = newTickets(count);
-    const tickets: Array<{ id: string; ticketTypeId: string; code: string }> = [];
-    let next = 0;
+    decisions.push({ purchase, reason });
+    if (reason) continue;
     for (const item of purchase.items) {
-      const level = stock.get(item.ticketTypeId)!;
-      level.sold += item.quantity;
+      stock.get(item.ticketTypeId)!.sold += item.quantity;
       const key = buyerKey(purchase.buyerId, item.ticketTypeId);
       bought.set(key, (bought.get(key) ?? 0) + item.quantity);
+      ticketCount += item.quantity;
+    }
+  }
+  // Randomness for the whole batch at once: one call to the CSPRNG rather than one per purchase.
+  const fresh = newTickets(ticketCount);
+  let next = 0;
+  return decisions.map(({ purchase, reason }): Allocation => {
+    if (reason) return { purchase, outcome: 'rejected', reason };
+    const tickets: Array<{ id: string; ticketTypeId: string; code: string }> = [];
+    for (const item of purchase.items) {
       for (let i = 0; i < item.quantity; i++)
         tickets.push({ ...fresh[next++]!, ticketTypeId: item.ticketTypeId });
     }
-    decisions.push({ purchase, outcome: 'confirmed', tickets });
-  }
-  return decisions;
+    return { purchase, outcome: 'confirmed', tickets };
+  });
 }
 
 function refusal(

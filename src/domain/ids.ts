@@ -1,13 +1,19 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 /** Short opaque id for events and ticket types (96 random bits, URL-safe). */
 export function newId(): string {
   return randomBytes(12).toString('base64url');
 }
 
-/** Purchase ids are the buyer's only credential to read a purchase: 122 random bits (UUID v4). */
-export function newPurchaseId(): string {
-  return randomUUID();
+/**
+ * Purchase ids are the buyer's only credential to read a purchase, so they carry 128 random bits. They
+ * start with the time in milliseconds (12 hex digits, which sort as numbers do), so that ids sort in
+ * acceptance order to the millisecond and every index on them grows at its right edge: random ids (UUID v4)
+ * scatter each insert over the whole index, which cost the worker about a third of its throughput on
+ * SQLite (docs/benchmarks.md). 34 URL-safe characters.
+ */
+export function newPurchaseId(now = Date.now()): string {
+  return now.toString(16).padStart(12, '0') + randomBytes(16).toString('base64url');
 }
 
 /**

@@ -239,4 +239,5 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000,
 }
 
 /** A UUID of version 4 (RFC 9562): 122 random bits. */
-export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A purchase id: the time as 12 hex digits, then 128 random bits in base64url (src/domain/ids.ts). */
+export const PURCHASE_ID = /^[0-9a-f]{12}[A-Za-z0-9_-]{22}$/;

@@ -26,6 +26,8 @@ export function openSqlite(url: string): SqliteDatabase {
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
+  // 32 MiB of page cache (the default is 2 MiB): the indexes a worker writes stay in memory as tables grow.
+  db.pragma('cache_size = -32768');
   return db;
 }
 

@@ -9,6 +9,7 @@ import type {
   PurchaseStatus,
   RejectReason,
   SaleEvent,
+  Ticket,
   TicketType,
 } from '../../domain/types.js';
 import type { Storage } from '../../ports/storage.js';
@@ -32,6 +33,7 @@ interface PurchaseRow {
   status: Exclude<PurchaseStatus, 'queued'>;
   reason: RejectReason | null;
   items: string;
+  tickets: string;
   hold_expires_at: string | null;
   created_at: string;
   updated_at: string;
@@ -46,16 +48,18 @@ const SQL = {
   getEvent: 'SELECT id, name, sales_open_at, hold_seconds FROM events WHERE id = ?',
   ticketTypes:
     'SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types WHERE event_id = ? ORDER BY position',
-  purchaseCounts: 'SELECT status, count(*) AS n FROM purchases WHERE event_id = ? GROUP BY status',
+  purchaseCounts: 'SELECT status, n FROM purchase_counts WHERE event_id = ?',
   getPurchase: 'SELECT * FROM purchases WHERE id = ?',
-  ticketsOf: 'SELECT id, ticket_type_id, code FROM tickets WHERE purchase_id = ? ORDER BY rowid',
   statuses: 'SELECT id, status, updated_at FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   alreadyApplied: 'SELECT id FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   boughtByBuyers:
     'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
   insertPurchase:
-    'INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)',
-  insertTicket: 'INSERT INTO tickets (id, purchase_id, ticket_type_id, code) VALUES (?, ?, ?, ?)',
+    'INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, tickets, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)',
+  // A duplicate code (128 random bits: it will not happen) fails the batch rather than pass silently.
+  insertCode: 'INSERT INTO ticket_codes (code) VALUES (?)',
+  addCount:
+    'INSERT INTO purchase_counts (event_id, status, n) VALUES (?, ?, ?) ON CONFLICT (event_id, status) DO UPDATE SET n = n + excluded.n',
   addBought:
     'INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES (?, ?, ?, ?) ON CONFLICT (event_id, buyer_id, ticket_type_id) DO UPDATE SET quantity = quantity + excluded.quantity',
   // Conditional: a commit that would oversell changes no row, and the batch is rolled back.
@@ -175,29 +179,20 @@ export class SqliteStorage implements Storage {
   }
 
   async getPurchase(purchaseId: string): Promise<Purchase | null> {
-    return guarded(() =>
-      this.#db.transaction((): Purchase | null => {
-        const row = this.#stmt.getPurchase.get(purchaseId) as PurchaseRow | undefined;
-        if (!row) return null;
-        const tickets = this.#stmt.ticketsOf.all(purchaseId) as Array<{
-          id: string;
-          ticket_type_id: string;
-          code: string;
-        }>;
-        return {
-          purchaseId: row.id,
-          eventId: row.event_id,
-          buyerId: row.buyer_id,
-          status: row.status,
-          reason: row.reason,
-          items: JSON.parse(row.items) as PurchaseItem[],
-          tickets: tickets.map((t) => ({ id: t.id, ticketTypeId: t.ticket_type_id, code: t.code })),
-          holdExpiresAt: row.hold_expires_at,
-          createdAt: row.created_at,
-          updatedAt: row.updated_at,
-        };
-      })(),
-    );
+    const row = guarded(() => this.#stmt.getPurchase.get(purchaseId)) as PurchaseRow | undefined;
+    if (!row) return null;
+    return {
+      purchaseId: row.id,
+      eventId: row.event_id,
+      buyerId: row.buyer_id,
+      status: row.status,
+      reason: row.reason,
+      items: JSON.parse(row.items) as PurchaseItem[],
+      tickets: JSON.parse(row.tickets) as Ticket[],
+      holdExpiresAt: row.hold_expires_at,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    };
   }
 
   async getStatuses(
@@ -233,6 +228,7 @@ export class SqliteStorage implements Storage {
 
       const now = new Date().toISOString();
       const soldByType = new Map<string, number>();
+      let confirmed = 0;
       for (const decision of allocate(fresh, stock, bought)) {
         const p = decision.purchase;
         const items = JSON.stringify(p.items);
@@ -244,18 +240,33 @@ export class SqliteStorage implements Storage {
             'rejected',
             decision.reason,
             items,
+            '[]',
             p.acceptedAt,
             now,
           );
           continue;
         }
-        s.insertPurchase.run(p.purchaseId, eventId, p.buyerId, 'confirmed', null, items, p.acceptedAt, now);
-        for (const t of decision.tickets) s.insertTicket.run(t.id, p.purchaseId, t.ticketTypeId, t.code);
+        confirmed += 1;
+        const tickets = JSON.stringify(decision.tickets);
+        s.insertPurchase.run(
+          p.purchaseId,
+          eventId,
+          p.buyerId,
+          'confirmed',
+          null,
+          items,
+          tickets,
+          p.acceptedAt,
+          now,
+        );
+        for (const t of decision.tickets) s.insertCode.run(t.code);
         for (const item of p.items) {
           s.addBought.run(eventId, p.buyerId, item.ticketTypeId, item.quantity);
           soldByType.set(item.ticketTypeId, (soldByType.get(item.ticketTypeId) ?? 0) + item.quantity);
         }
       }
+      if (confirmed > 0) s.addCount.run(eventId, 'confirmed', confirmed);
+      if (fresh.length > confirmed) s.addCount.run(eventId, 'rejected', fresh.length - confirmed);
       for (const [typeId, quantity] of soldByType) {
         if (s.sell.run(quantity, typeId, quantity).changes !== 1) {
           throw new Error(`allocation would oversell ticket type ${typeId}; batch rolled back`);
