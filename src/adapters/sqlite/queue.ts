@@ -142,6 +142,9 @@ export class SqliteQueue implements Queue {
 
   async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
     const s = this.#stmt;
+    // An idle worker polls every few milliseconds: look without the write lock first, so that polling an
+    // empty queue never makes a web server wait for the lock.
+    if (guarded(() => s.nextEvent.get({ worker: workerId, now: Date.now() })) === undefined) return null;
     const take = this.#db.transaction((): ClaimedBatch | null => {
       const now = Date.now();
       const eventId = s.nextEvent.get({ worker: workerId, now }) as string | undefined;
