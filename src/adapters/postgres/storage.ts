@@ -94,14 +94,22 @@ const SQL = {
   insertTickets: `INSERT INTO tickets (id, purchase_id, position, ticket_type_id, code)
     SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[])`,
   /**
-   * Adds to buyers' totals of event $1. One array per column, one entry per (buyer, ticket type) — an
-   * upsert may not touch a row twice: $2 buyer ids, $3 ticket type ids, $4 quantities to add.
+   * Starts buyers' totals of event $1 for (buyer, ticket type) pairs that have none yet. One array per
+   * column: $2 buyer ids, $3 ticket type ids, $4 quantities.
+   *
+   * Not an upsert: boughtByBuyers has just read which pairs exist, under the event's lock (every writer of
+   * an event's totals holds it), so new and existing pairs go to a plain INSERT and an UPDATE. Measured:
+   * INSERT … ON CONFLICT DO UPDATE (speculative insertion) took 10–15 ms per 500 rows where a plain
+   * INSERT took ~2 ms.
    */
-  addBought: `INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity)
-    SELECT $1, b.buyer_id, b.ticket_type_id, b.quantity
-    FROM unnest($2::text[], $3::text[], $4::integer[]) AS b (buyer_id, ticket_type_id, quantity)
-    ON CONFLICT (event_id, buyer_id, ticket_type_id)
-    DO UPDATE SET quantity = buyer_tickets.quantity + excluded.quantity`,
+  insertBought: `INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity)
+    SELECT $1, * FROM unnest($2::text[], $3::text[], $4::integer[])`,
+  /**
+   * Adds to existing totals of event $1: $4[i] more tickets of type $3[i] for buyer $2[i]. Returns nothing.
+   */
+  addBought: `UPDATE buyer_tickets b SET quantity = b.quantity + u.quantity
+    FROM unnest($2::text[], $3::text[], $4::integer[]) AS u (buyer_id, ticket_type_id, quantity)
+    WHERE b.event_id = $1 AND b.buyer_id = u.buyer_id AND b.ticket_type_id = u.ticket_type_id`,
   /**
    * Sells $2[i] more tickets of type $1[i], for every i at once, each only if it fits: a type that would
    * oversell is not updated, so the affected row count tells (the caller rolls back when it is short).
@@ -297,6 +305,7 @@ export class PostgresStorage implements Storage {
     );
     for (const r of boughtRows.rows)
       bought.set(buyerKey(fromDb(r.buyer_id), fromDb(r.ticket_type_id)), r.quantity);
+    const hadTotals = new Set(bought.keys()); // before allocate() adds to `bought`
 
     const rows = {
       id: [] as string[],
@@ -360,14 +369,19 @@ export class PostgresStorage implements Storage {
         tickets.code,
       ]);
     }
-    if (added.size > 0) {
-      const sums = [...added.values()];
-      await tx.query(SQL.addBought, [
+    for (const [statement, sums] of [
+      [SQL.insertBought, [...added].filter(([key]) => !hadTotals.has(key))],
+      [SQL.addBought, [...added].filter(([key]) => hadTotals.has(key))],
+    ] as const) {
+      if (sums.length === 0) continue;
+      const written = await tx.query(statement, [
         event,
-        sums.map((s) => s.buyer),
-        sums.map((s) => s.type),
-        sums.map((s) => s.quantity),
+        sums.map(([, s]) => s.buyer),
+        sums.map(([, s]) => s.type),
+        sums.map(([, s]) => s.quantity),
       ]);
+      if (written.rowCount !== sums.length)
+        throw new Error(`buyer totals of event ${fromDb(event)} changed unlocked`);
     }
     if (soldByType.size > 0) {
       const types = [...soldByType.keys()];
