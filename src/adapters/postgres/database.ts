@@ -97,9 +97,9 @@ TYPES.setTypeParser(pg.types.builtins.INT8, Number);
 /**
  * `postgres://…` (or `postgresql://…`) with the standard libpq parameters; the pool size is the extra
  * parameter `max` (1..1000, default DEFAULT_POOL_SIZE), which is taken out before the URL reaches libpq's
- * parser.
+ * parser. `settings` are server settings for every connection of the pool, added to the URL's `options`.
  */
-export function poolConfig(url: string): pg.PoolConfig {
+export function poolConfig(url: string, settings: Record<string, string> = {}): pg.PoolConfig {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -112,6 +112,11 @@ export function poolConfig(url: string): pg.PoolConfig {
   if (!Number.isInteger(max) || max < 1 || max > 1000) {
     throw new Error(`"${url}": max (the pool size) must be a whole number 1..1000`);
   }
+  const options = [
+    parsed.searchParams.get('options'),
+    ...Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`),
+  ].filter(Boolean);
+  if (options.length > 0) parsed.searchParams.set('options', options.join(' '));
   return {
     connectionString: parsed.toString(),
     max,
@@ -149,8 +154,8 @@ export class PostgresDatabase {
   readonly #pool: pg.Pool;
   #closed = false;
 
-  constructor(url: string) {
-    this.#pool = new pg.Pool(poolConfig(url));
+  constructor(url: string, settings: Record<string, string> = {}) {
+    this.#pool = new pg.Pool(poolConfig(url, settings));
     // An idle connection that the server closes (a restart) is dropped from the pool, which then emits
     // this; without a listener the process would crash. The next checkout simply connects again.
     this.#pool.on('error', () => undefined);

@@ -184,6 +184,15 @@ function inTurn<T>(url: string, work: () => Promise<T>): Promise<T> {
   return result;
 }
 
+/**
+ * Server settings of the queue's connections. Every queue read is a key lookup or a walk of an index in
+ * order (the head of an event by (event_id, seq)); a bitmap scan never helps and, before autovacuum has
+ * analyzed a queue that filled up fast (a sale opening), the planner picks one for the head read: it then
+ * reads every queued row of the event and sorts them. Measured: claiming 500 from a 95,000-purchase queue
+ * took 97 ms that way, against 0.3 ms along the index.
+ */
+const QUEUE_SESSION = { enable_bitmapscan: 'off' };
+
 function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
   return {
     purchaseId: fromDb(row.purchase_id),
@@ -205,7 +214,7 @@ export class PostgresQueue implements Queue {
   readonly #url: string;
 
   constructor(url: string) {
-    this.#db = new PostgresDatabase(url);
+    this.#db = new PostgresDatabase(url, QUEUE_SESSION);
     this.#url = url;
   }
 
