@@ -169,21 +169,27 @@ export class Broker {
     this.#connect();
   }
 
+  /**
+   * Waits, up to `ms`, for the connection attempt in progress to end, whatever its outcome. Processes call
+   * it once at start, so that they normally begin connected; a broker that is down does not hold them.
+   */
+  async settled(ms: number): Promise<void> {
+    if (this.#attempt) await Promise.race([this.#attempt, new Promise((r) => setTimeout(r, ms).unref())]);
+  }
+
   /** Resolves when the broker can be used now; else throws UnavailableError (see the class comment). */
   async usable(): Promise<void> {
     if (this.#state === 'connecting' && this.#failures === 0 && this.#attempt) {
       await Promise.race([this.#attempt, new Promise((r) => setTimeout(r, ATTEMPT_WAIT_MS).unref())]);
     }
-    switch (this.#state) {
-      case 'up':
-        return;
-      case 'closed':
-        throw new UnavailableError('the RabbitMQ connection is closed');
-      case 'blocked':
-        throw new UnavailableError('RabbitMQ blocks publishers (a memory or disk alarm)');
-      default:
-        throw new UnavailableError(`RabbitMQ at ${this.settings.display} is not reachable`, this.#lastError);
+    if (this.#state === 'up') return;
+    if (this.#state === 'closed') throw new UnavailableError('the RabbitMQ connection is closed');
+    if (this.#state === 'blocked')
+      throw new UnavailableError('RabbitMQ blocks publishers (a memory or disk alarm)');
+    if (this.#state === 'connecting' && this.#failures === 0) {
+      throw new UnavailableError(`RabbitMQ at ${this.settings.display} has not answered yet (connecting)`);
     }
+    throw new UnavailableError(`RabbitMQ at ${this.settings.display} is not reachable`, this.#lastError);
   }
 
   /**

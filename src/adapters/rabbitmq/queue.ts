@@ -28,6 +28,8 @@ const SETTLE_MAX_MS = 2_000;
  * so that a worker already waiting, or one starting now, becomes its active consumer.
  */
 const HANDOVER_PAUSE_MS = 1_000;
+/** How long migrate() (every process runs it at start) waits for the first connection to RabbitMQ. */
+const START_CONNECT_WAIT_MS = 10_000;
 /** Events a claim looks at before it answers null (each turn without a batch dropped what it saw). */
 const MAX_TURNS = 100;
 
@@ -110,6 +112,9 @@ export class RabbitQueue implements Queue {
 
   async migrate(): Promise<void> {
     await this.#index.migrate(this.#settings.partitions);
+    // Declaring the topology can take seconds on a busy broker (10 queues): begin connected when possible,
+    // rather than answer the first requests 503. A broker that is down fails the attempt at once.
+    await this.#broker.settled(START_CONNECT_WAIT_MS);
   }
 
   async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
