@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { fromDb, isTransient, poolConfig, toDb } from '../src/adapters/postgres/database.js';
+
+describe('PostgreSQL adapter plumbing', () => {
+  it('takes the pool size from the URL and leaves the rest to libpq', () => {
+    const config = poolConfig('postgresql://u@db.example:5433/onsale?max=25&application_name=web');
+    expect(config.max).toBe(25);
+    expect(config.connectionString).toBe('postgresql://u@db.example:5433/onsale?application_name=web');
+    expect(poolConfig('postgres://u@h/onsale').max).toBe(10);
+    for (const bad of ['0', '1001', 'ten', '2.5']) {
+      expect(() => poolConfig(`postgres://u@h/onsale?max=${bad}`)).toThrow(/max \(the pool size\)/);
+    }
+  });
+
+  it('adds server settings to the options already in the URL', () => {
+    const url = 'postgres://u@h/onsale?options=-c%20statement_timeout%3D5000';
+    const options = new URL(poolConfig(url, { enable_bitmapscan: 'off' }).connectionString!).searchParams;
+    expect(options.get('options')).toBe('-c statement_timeout=5000 -c enable_bitmapscan=off');
+  });
+
+  it('stores any string as text PostgreSQL accepts, and reads it back unchanged', () => {
+    const strings = ['plain', 'nul\u0000byte\u0000', '\\0', '\\\\0\u0000\\', 'e\u0301 💃🏽', '', '\\'];
+    for (const s of strings) {
+      expect(toDb(s)).not.toContain('\u0000');
+      expect(fromDb(toDb(s))).toBe(s);
+    }
+    // One-to-one, so equality (keys, lookups) holds on the stored form.
+    expect(new Set(strings.map(toDb)).size).toBe(strings.length);
+    expect(toDb('aBc-123_x')).toBe('aBc-123_x');
+  });
+
+  it('tells an outage or a conflict to retry from an error in the request', () => {
+    for (const code of ['57P01', '57P03', '40001', '40P01', '53300', '08006', 'ECONNREFUSED', 'ECONNRESET']) {
+      expect(isTransient(Object.assign(new Error('x'), { code })), code).toBe(true);
+    }
+    expect(isTransient(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isTransient(new Error('timeout exceeded when trying to connect'))).toBe(true);
+    expect(isTransient(new AggregateError([Object.assign(new Error('a'), { code: 'ECONNREFUSED' })]))).toBe(
+      true,
+    );
+    for (const code of ['23505', '23514', '42P01', '22021']) {
+      expect(isTransient(Object.assign(new Error('x'), { code })), code).toBe(false);
+    }
+    expect(isTransient(new Error('allocation would oversell'))).toBe(false);
+  });
+});
