@@ -149,7 +149,7 @@ export class RabbitQueue implements Queue {
     const deliveries = batch.receipts as Delivery[];
     // The index first: once its rows are gone, a redelivery of these messages is dropped, never redone.
     await this.#index.remove(deliveries.map((d) => d.purchase.purchaseId));
-    for (const d of deliveries) this.#finish(d, 'ack');
+    this.#finish(deliveries, 'ack');
     this.#unlease(batch);
   }
 
@@ -167,7 +167,7 @@ export class RabbitQueue implements Queue {
     );
     // Then to `{prefix}.dead` through the dead-letter exchange: a copy for RabbitMQ's own tools. The index
     // is what deadLetters() and replayDeadLetters() read.
-    for (const d of deliveries) this.#finish(d, 'reject');
+    this.#finish(deliveries, 'reject');
     this.#unlease(batch);
   }
 
@@ -332,9 +332,11 @@ export class RabbitQueue implements Queue {
     );
     if (this.#leases.get(eventId) !== lease) return null; // the partition was lost meanwhile
     const byId = new Map(candidates.map((d) => [d.purchase.purchaseId, d]));
-    for (const id of found.gone) this.#finish(byId.get(id)!, 'ack');
-    for (const id of found.dead) this.#finish(byId.get(id)!, 'reject');
-    for (const d of duplicates) this.#finish(d, 'ack');
+    this.#finish([...found.gone.map((id) => byId.get(id)!), ...duplicates], 'ack');
+    this.#finish(
+      found.dead.map((id) => byId.get(id)!),
+      'reject',
+    );
     if (found.queued.length === 0) {
       this.#unleaseToken(eventId, lease.token);
       return null;
@@ -375,17 +377,24 @@ export class RabbitQueue implements Queue {
     this.#leases.delete(eventId);
   }
 
-  /** Takes a delivery out of the buffer and acks or rejects it on the broker (if its channel still lives). */
-  #finish(delivery: Delivery, how: 'ack' | 'reject'): void {
-    const list = this.#events.get(delivery.purchase.eventId);
-    const at = list ? list.indexOf(delivery) : -1;
-    if (at >= 0) {
-      list!.splice(at, 1);
-      if (list!.length === 0) this.#events.delete(delivery.purchase.eventId);
-      this.#views[delivery.partition]!.held -= 1;
+  /**
+   * Takes deliveries out of the buffer (one pass per event: a batch may be 10,000 of a 20,000 prefetch) and
+   * acks or rejects each on the broker, by its own tag, if its channel still lives.
+   */
+  #finish(deliveries: readonly Delivery[], how: 'ack' | 'reject'): void {
+    const done = new Set(deliveries);
+    for (const eventId of new Set(deliveries.map((d) => d.purchase.eventId))) {
+      const list = this.#events.get(eventId);
+      if (!list) continue;
+      const kept = list.filter((d) => !done.has(d));
+      this.#views[list[0]!.partition]!.held -= list.length - kept.length;
+      if (kept.length > 0) this.#events.set(eventId, kept);
+      else this.#events.delete(eventId);
     }
-    if (how === 'ack') this.#broker.ack(delivery.partition, delivery.generation, delivery.message);
-    else this.#broker.reject(delivery.partition, delivery.generation, delivery.message);
+    for (const d of deliveries) {
+      if (how === 'ack') this.#broker.ack(d.partition, d.generation, d.message);
+      else this.#broker.reject(d.partition, d.generation, d.message);
+    }
   }
 }
 
