@@ -24,6 +24,9 @@ interface KeyRow {
   purchase_id: string;
 }
 
+/** Where the reads of event $1's queue start (see migration 0002). */
+const REMOVED_THROUGH = '(SELECT removed_through FROM queue_depth WHERE event_id = $1)';
+
 /**
  * The statements of the queue adapter. Each says what it returns and what its parameters are. Lists travel
  * as arrays (`unnest($1, $2, …)`): one statement per batch, never one per row.
@@ -85,12 +88,15 @@ const SQL = {
   pickEvent: `SELECT e.event_id FROM queue_events e JOIN queue_depth d ON d.event_id = e.event_id
     WHERE d.queued > 0
       AND (e.lease_owner IS NULL OR e.lease_owner = $1 OR e.lease_expires_at <= clock_timestamp())
-    ORDER BY (SELECT min(q.seq) FROM queue_purchases q WHERE q.event_id = e.event_id)
+    ORDER BY (SELECT min(q.seq) FROM queue_purchases q WHERE q.event_id = e.event_id AND q.seq > d.removed_through)
     LIMIT 1
     FOR UPDATE OF e SKIP LOCKED`,
-  /** The first $2 queued purchases of event $1, in acceptance order (all columns of queue_purchases). */
+  /**
+   * The first $2 queued purchases of event $1, in acceptance order (all columns of queue_purchases). Like
+   * every read of an event's queue, it starts after removed_through (see migration 0002).
+   */
   head: `SELECT seq, purchase_id, event_id, buyer_id, items, accepted_at FROM queue_purchases
-    WHERE event_id = $1 ORDER BY seq LIMIT $2`,
+    WHERE event_id = $1 AND seq > ${REMOVED_THROUGH} ORDER BY seq LIMIT $2`,
   /**
    * Gives event $1 to worker $2 for $3 ms (database clock, so workers on several hosts agree), and counts one
    * more delivery of head seq $4 (starting again at 1 for a new head). Returns head_deliveries.
@@ -102,11 +108,15 @@ const SQL = {
     WHERE event_id = $1 RETURNING head_deliveries`,
   /**
    * Removes the purchases of event $1 up to seq $2 (exactly a claimed batch, which was the event's head: no
-   * smaller seq can appear later, see lockEnqueue) and takes them off the depth. Returns nothing.
+   * smaller seq can appear later, see lockEnqueue), takes them off the depth and moves removed_through up.
+   * Returns nothing.
    */
-  remove: `WITH removed AS (DELETE FROM queue_purchases WHERE event_id = $1 AND seq <= $2 RETURNING 1)
-    UPDATE queue_depth SET queued = queued - (SELECT count(*) FROM removed)
-    WHERE event_id = $1 AND EXISTS (SELECT 1 FROM removed)`,
+  remove: `WITH removed AS (
+      DELETE FROM queue_purchases WHERE event_id = $1 AND seq > ${REMOVED_THROUGH} AND seq <= $2 RETURNING 1
+    )
+    UPDATE queue_depth
+    SET queued = queued - (SELECT count(*) FROM removed), removed_through = greatest(removed_through, $2)
+    WHERE event_id = $1`,
   /** Ends worker $2's lease of event $1, if it still holds it. Returns nothing. */
   unlease: `UPDATE queue_events SET lease_owner = NULL, lease_expires_at = NULL
     WHERE event_id = $1 AND lease_owner = $2`,
@@ -115,15 +125,16 @@ const SQL = {
    * depth. Safe to repeat. Returns nothing.
    */
   bury: `WITH removed AS (
-      DELETE FROM queue_purchases WHERE event_id = $1 AND seq <= $2
+      DELETE FROM queue_purchases WHERE event_id = $1 AND seq > ${REMOVED_THROUGH} AND seq <= $2
       RETURNING seq, purchase_id, event_id, buyer_id, items, accepted_at
     ), buried AS (
       INSERT INTO queue_dead_letters (purchase_id, event_id, buyer_id, items, accepted_at, seq, reason)
       SELECT purchase_id, event_id, buyer_id, items, accepted_at, seq, $3 FROM removed
       ON CONFLICT (purchase_id) DO NOTHING
     )
-    UPDATE queue_depth SET queued = queued - (SELECT count(*) FROM removed)
-    WHERE event_id = $1 AND EXISTS (SELECT 1 FROM removed)`,
+    UPDATE queue_depth
+    SET queued = queued - (SELECT count(*) FROM removed), removed_through = greatest(removed_through, $2)
+    WHERE event_id = $1`,
   /** The $1 oldest dead letters: purchase columns, reason, dead_at. */
   deadLetters: `SELECT purchase_id, event_id, buyer_id, items, accepted_at, reason, dead_at
     FROM queue_dead_letters ORDER BY dead_at, seq LIMIT $1`,
@@ -152,9 +163,17 @@ const SQL = {
     UNION ALL
     SELECT purchase_id, event_id, buyer_id, items, accepted_at FROM queue_dead_letters WHERE purchase_id = $1
     LIMIT 1`,
-  /** Queued purchases in all, and the acceptance time of the oldest (or null). One row: depth, oldest. */
+  /**
+   * Queued purchases in all, and the acceptance time of the oldest (or null): the oldest of the events'
+   * heads. One row: depth, oldest. (sum() of bigint is numeric, which node-postgres reads as text: hence
+   * the casts back to bigint here and below.)
+   */
   depth: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM queue_depth) AS depth,
-    (SELECT accepted_at FROM queue_purchases ORDER BY seq LIMIT 1) AS oldest`,
+    (SELECT h.accepted_at FROM queue_depth d CROSS JOIN LATERAL (
+        SELECT q.seq, q.accepted_at FROM queue_purchases q
+        WHERE q.event_id = d.event_id AND q.seq > d.removed_through ORDER BY q.seq LIMIT 1
+      ) h
+      WHERE d.queued > 0 ORDER BY h.seq LIMIT 1) AS oldest`,
   /** Queued purchases and dead letters of event $1. One row: queued, dead. */
   depthOf: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM queue_depth WHERE event_id = $1) AS queued,
     (SELECT count(*) FROM queue_dead_letters WHERE event_id = $1) AS dead`,
