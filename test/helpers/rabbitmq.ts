@@ -3,8 +3,9 @@ import { execFile } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { brokerNames, DEFAULT_PARTITIONS } from '../../src/adapters/rabbitmq/broker.js';
+import { DEFAULT_PARTITIONS } from '../../src/adapters/rabbitmq/broker.js';
 import { RabbitQueue } from '../../src/adapters/rabbitmq/queue.js';
+import { deleteRabbitTopology as deleteTopology } from '../../src/bench/services.js';
 import type { Queue } from '../../src/ports/queue.js';
 import { freePort, tempDir } from './processes.js';
 import { freshPostgresDatabase, RABBITMQ_URL, uniqueName } from './services.js';
@@ -19,28 +20,12 @@ export function rabbitUrl(prefix: string, base = RABBITMQ_URL): string {
 }
 
 /** Deletes the queues and the exchange a prefix owns (see Broker), whether they exist or not. */
-export async function deleteRabbitTopology(
+export function deleteRabbitTopology(
   prefix: string,
   partitions = DEFAULT_PARTITIONS,
   base = RABBITMQ_URL,
 ): Promise<void> {
-  const names = brokerNames(prefix, partitions);
-  const conn = await connect(base);
-  try {
-    for (const queue of [...names.partitions, names.deadQueue]) {
-      // A failed operation closes its channel: one channel per operation.
-      const channel = await conn.createChannel();
-      channel.on('error', () => undefined);
-      await channel.deleteQueue(queue).catch(() => undefined);
-      await channel.close().catch(() => undefined);
-    }
-    const channel = await conn.createChannel();
-    channel.on('error', () => undefined);
-    await channel.deleteExchange(names.deadExchange).catch(() => undefined);
-    await channel.close().catch(() => undefined);
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
+  return deleteTopology(base, prefix, partitions);
 }
 
 /** Fails loudly, naming the broker, when the shared RabbitMQ is down. */

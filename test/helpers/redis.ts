@@ -1,23 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
+import { deleteRedisKeys as deleteKeys } from '../../src/bench/services.js';
 import { freePort, tempDir } from './processes.js';
 import { REDIS_URL } from './services.js';
 
 /** Deletes the keys matching `pattern` (e.g. `onsale_test_ab12:*`) on the shared Redis. */
-export async function deleteRedisKeys(pattern: string, url = REDIS_URL): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+export function deleteRedisKeys(pattern: string, url = REDIS_URL): Promise<void> {
+  return deleteKeys(url, pattern);
 }
 
 /**

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import { createDatabase, ServiceUnreachableError, uniqueName } from '../../src/bench/services.js';
 
 /**
  * The shared servers the engine tests use (started before the session and by .ci/run): PostgreSQL on
@@ -20,32 +19,14 @@ export function included(backend: Backend): boolean {
 }
 
 /** A short random suffix for names that must not collide between test files running in parallel. */
-export function uniqueName(prefix: string): string {
-  return `${prefix}_${randomBytes(5).toString('hex')}`;
-}
+export { uniqueName };
 
 /** A fresh, empty PostgreSQL database; `drop` removes it (ending its connections first). */
 export async function freshPostgresDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = uniqueName('onsale_test');
-  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
   try {
-    await admin.connect();
+    return await createDatabase(POSTGRES_ADMIN_URL, 'onsale_test');
   } catch (error) {
-    throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL}; start it (see .ci/run)`, {
-      cause: error,
-    });
+    if (!(error instanceof ServiceUnreachableError)) throw error;
+    throw new Error(`${error.message}; start it (see .ci/run)`, { cause: error });
   }
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(POSTGRES_ADMIN_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
 }
