@@ -2,6 +2,7 @@
 import cluster from 'node:cluster';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { openQueue, openStorage } from './adapters/index.js';
+import { PARTS, type BenchOptions, type Part } from './bench/options.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
 import { resolveAdminToken } from './shared/admin-token.js';
 import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js';
@@ -120,14 +121,15 @@ function program(): Command {
     .command('bench')
     .description(
       'the benchmark suite: accepted purchases/s of `onsale start` against a bare Fastify handler, and ' +
-        'allocated purchases/s of the worker against a naive one-transaction-per-purchase allocator ' +
-        '(needs wrk); prints progress on stderr, then a table and a JSON line on stdout',
+        'allocated purchases/s of the worker against a naive one-transaction-per-purchase allocator, on the ' +
+        'embedded engine, then on PostgreSQL, and with Redis and RabbitMQ queues (needs wrk and, for the ' +
+        'engine parts, those servers); prints progress on stderr, then a table and a JSON line on stdout',
     )
     .option('--quick', 'one shorter round of each measurement (under 3 minutes)')
     .addOption(
       new Option(
         '--duration <seconds>',
-        'seconds of load per measured wrk run [default 20, 10 with --quick]',
+        'seconds of load per measured wrk run [default 20, 8 with --quick]',
       ).argParser(wholeNumber),
     )
     .addOption(
@@ -136,14 +138,45 @@ function program(): Command {
       ),
     )
     .addOption(new Option('--threads <n>', 'wrk threads [default 1]').argParser(wholeNumber))
+    .addOption(
+      new Option(
+        '--only <parts>',
+        'comma-separated parts to run [default all]: core (embedded SQLite: ackVsBare, allocVsNaive), ' +
+          'postgres (allocation on PostgreSQL), redis and rabbitmq (the accept path with that queue and ' +
+          'PostgreSQL storage). A server a chosen part needs that does not answer fails the bench (exit 1)',
+      ).argParser(benchParts),
+    )
+    .option(
+      '--postgres-url <url>',
+      'admin URL of the PostgreSQL server where throw-away databases are created [env ' +
+        'ONSALE_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres]',
+    )
+    .option(
+      '--redis-url <url>',
+      'Redis server; keys go under a unique prefix, deleted after [env ONSALE_BENCH_REDIS_URL, default ' +
+        'redis://127.0.0.1:6379]',
+    )
+    .option(
+      '--rabbitmq-url <url>',
+      'RabbitMQ broker; queues go under a unique prefix, deleted after [env ONSALE_BENCH_RABBITMQ_URL, ' +
+        'default amqp://guest:guest@127.0.0.1:5672]',
+    )
     .allowExcessArguments(false)
-    .action(async (opts: { quick?: boolean; duration?: number; connections?: number; threads?: number }) => {
+    .action(async (opts: BenchOptions) => {
       // Loaded here so that the server roles, which share this entry point, never load the bench.
       const { runBench } = await import('./bench/run.js');
       process.exit(await runBench(opts));
     });
 
   return root;
+}
+
+function benchParts(raw: string): Part[] {
+  const parts = raw.split(',').map((p) => p.trim());
+  const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+  if (unknown.length > 0 || parts.length === 0)
+    throw new InvalidArgumentError(`expected a comma-separated list of ${PARTS.join(', ')}.`);
+  return parts as Part[];
 }
 
 function wholeNumber(raw: string): number {

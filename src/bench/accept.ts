@@ -18,11 +18,17 @@ const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
 
 /**
  * What runs on the real side: `start` is `onsale start` as `npm start` runs it (web servers sharing the port
- * and a worker allocating what they accept, all on this machine); `serve` is one `onsale serve` and no
- * worker, which isolates the accept path. The bare side runs as many processes as the real side has web
- * servers.
+ * and a worker allocating what they accept, all on this machine), on the embedded defaults unless `engine`
+ * sets it up on other servers; `serve` is one `onsale serve` and no worker, which isolates the accept path.
+ * The bare side runs as many processes as the real side has web servers.
  */
-export type Topology = { kind: 'start'; web: number } | { kind: 'serve' };
+export type Topology = { kind: 'start'; web: number; engine?: Engine } | { kind: 'serve' };
+
+/** Other servers for `onsale start`: `prepare` makes fresh ones (a database, a key prefix) for one run. */
+export interface Engine {
+  name: string;
+  prepare: () => Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }>;
+}
 
 export interface AcceptPlan {
   rounds: number;
@@ -62,11 +68,14 @@ export async function measureAccept(
 ): Promise<AcceptFigures> {
   const processes = topology.kind === 'start' ? topology.web : 1;
   const realName =
-    topology.kind === 'start' ? `onsale start (${topology.web} web, 1 worker)` : 'onsale serve (no worker)';
+    topology.kind === 'serve'
+      ? 'onsale serve (no worker)'
+      : `onsale start (${topology.web} web, workers)${topology.engine ? ` on ${topology.engine.name}` : ''}`;
   const real: RealRun[] = [];
   const bare: WrkResult[] = [];
   for (let r = 1; r <= plan.rounds; r++) {
-    const label = `accept ${topology.kind} ${r}/${plan.rounds}`;
+    const engine = topology.kind === 'start' ? topology.engine : undefined;
+    const label = `accept ${engine ? engine.name : topology.kind} ${r}/${plan.rounds}`;
     for (const side of r % 2 === 1 ? ['bare', 'real'] : ['real', 'bare']) {
       if (side === 'bare') {
         const run = await bareRun(plan, processes);
@@ -156,12 +165,14 @@ async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
   const dir = tempDir();
   const port = await freePort();
   const adminToken = randomBytes(18).toString('base64url');
+  const engine = topology.kind === 'start' && topology.engine ? await topology.engine.prepare() : null;
   const env = cleanEnv({
     ONSALE_DATA_DIR: dir.path,
     PORT: String(port),
     ONSALE_ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'warn',
     ...(topology.kind === 'start' ? { ONSALE_WEB: String(topology.web) } : {}),
+    ...engine?.env,
   });
   const onsale = spawnNode(CLI, [topology.kind], env);
   try {
@@ -194,6 +205,7 @@ async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
   } finally {
     await onsale.stop();
     dir.remove();
+    await engine?.cleanup();
   }
 }
 

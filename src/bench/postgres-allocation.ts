@@ -1,17 +1,14 @@
 /**
  * Allocation on PostgreSQL, the counterpart of allocation.ts for the embedded engine: the real worker loop
- * (startWorkerLoop, --batch-size purchases per transaction) draining a pre-filled PostgreSQL queue table,
+ * (startWorkerLoop, `batchSize` purchases per transaction) draining a pre-filled PostgreSQL queue table,
  * against a naive allocator on the same schema and server that takes one purchase per transaction.
+ * `onsale bench --only postgres` runs it.
  *
- *   npm run build && node dist/bench/postgres-allocation.js [--purchases 100000] [--naive-purchases 20000]
- *     [--naive-seconds 10] [--batch-size 500] [--admin-url postgres://postgres@127.0.0.1:5432/postgres]
- *
- * Each side runs on a database of its own, created on the server of --admin-url (default: the local one,
- * or ONSALE_BENCH_POSTGRES_URL) and dropped afterwards. As in allocation.ts, the naive allocator runs on a
- * database that already holds half as many allocated purchases as the worker's ends with, so both are
- * measured at the same average table size; and each side's work is checked before its rate is reported.
+ * Each side runs on a database of its own, created on the server of `adminUrl` and dropped afterwards. As
+ * in allocation.ts, the naive allocator runs on a database that already holds half as many allocated
+ * purchases as the worker's ends with, so both are measured at the same average table size; and each
+ * side's work is checked before its rate is reported.
  */
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { PostgresQueue } from '../adapters/postgres/queue.js';
 import { PostgresStorage } from '../adapters/postgres/storage.js';
@@ -20,6 +17,24 @@ import type { PurchaseItem, RejectReason } from '../domain/types.js';
 import type { EnqueueRequest } from '../ports/queue.js';
 import { createLogger } from '../shared/logger.js';
 import { startWorkerLoop } from '../worker/worker.js';
+import { sleep } from './processes.js';
+import { createDatabase } from './services.js';
+
+export interface PostgresAllocationPlan {
+  /** The admin URL of the server: the throw-away databases are created there. */
+  adminUrl: string;
+  /** Purchases queued for the worker loop, all drained. */
+  purchases: number;
+  /** Purchases queued for the naive allocator, which runs for at most `naiveSeconds`. */
+  naivePurchases: number;
+  naiveSeconds: number;
+  batchSize: number;
+}
+
+export interface PostgresAllocationFigures {
+  allocPerSec: number;
+  naivePerSec: number;
+}
 
 interface BenchDatabase {
   url: string;
@@ -28,19 +43,13 @@ interface BenchDatabase {
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs `fn` on a fresh database (migrated, with one event that has stock for everyone), then drops it. */
 async function withDatabase<T>(adminUrl: string, fn: (db: BenchDatabase) => Promise<T>): Promise<T> {
-  const name = `onsale_bench_${Date.now().toString(36)}_${process.pid}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
+  const { url, drop } = await createDatabase(adminUrl, 'onsale_bench');
   try {
-    const storage = new PostgresStorage(url.toString());
-    const queue = new PostgresQueue(url.toString());
+    const storage = new PostgresStorage(url);
+    const queue = new PostgresQueue(url);
     let event;
     try {
       await storage.migrate();
@@ -54,10 +63,9 @@ async function withDatabase<T>(adminUrl: string, fn: (db: BenchDatabase) => Prom
     } finally {
       await Promise.all([storage.close(), queue.close()]);
     }
-    return await fn({ url: url.toString(), eventId: event.id, ticketTypeId: event.ticketTypes[0]!.id });
+    return await fn({ url, eventId: event.id, ticketTypeId: event.ticketTypes[0]!.id });
   } finally {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
+    await drop();
   }
 }
 
@@ -288,32 +296,18 @@ async function verify(db: BenchDatabase, expected: number, who: string): Promise
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      purchases: { type: 'string', default: '100000' },
-      'naive-purchases': { type: 'string', default: '20000' },
-      'naive-seconds': { type: 'string', default: '10' },
-      'batch-size': { type: 'string', default: '500' },
-      'admin-url': {
-        type: 'string',
-        default: process.env.ONSALE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-      },
-    },
-  });
-  const purchases = Number(values.purchases);
-  const naivePurchases = Number(values['naive-purchases']);
-  const naiveSeconds = Number(values['naive-seconds']);
-  const batchSize = Number(values['batch-size']);
-  const adminUrl = values['admin-url'];
-  const say = (line: string) => process.stdout.write(`${line}\n`);
-
+/** The worker loop drains `plan.purchases`; then the naive allocator runs at the same average table size. */
+export async function measurePostgresAllocation(
+  plan: PostgresAllocationPlan,
+  progress: (line: string) => void,
+): Promise<PostgresAllocationFigures> {
+  const { adminUrl, purchases, batchSize } = plan;
   const worker = await withDatabase(adminUrl, async (db) => {
-    say(`postgres allocation: filling a queue with ${fmt(purchases)} purchases`);
+    progress(`postgres allocation: filling a queue with ${fmt(purchases)} purchases`);
     await fillQueue(db, 0, purchases);
     const run = await drainWithWorker(db, purchases, batchSize);
     await verify(db, purchases, 'worker loop');
-    say(
+    progress(
       `postgres allocation: worker loop (batches of ${batchSize}) allocated ${fmt(run.allocated)} in ` +
         `${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
     );
@@ -321,20 +315,17 @@ async function main(): Promise<void> {
   });
   const half = Math.floor(purchases / 2);
   const naive = await withDatabase(adminUrl, async (db) => {
-    say(`postgres allocation: preparing the naive allocator's database: ${fmt(half)} allocated first`);
+    progress(`postgres allocation: preparing the naive allocator's database: ${fmt(half)} allocated first`);
     await fillQueue(db, 0, half);
     await drainWithWorker(db, half, batchSize);
-    await fillQueue(db, half, naivePurchases);
-    const run = await runNaive(db, naiveSeconds);
+    await fillQueue(db, half, plan.naivePurchases);
+    const run = await runNaive(db, plan.naiveSeconds);
     await verify(db, half + run.allocated, 'naive allocator');
-    say(
+    progress(
       `postgres allocation: naive allocator (one transaction per purchase) allocated ${fmt(run.allocated)} ` +
         `in ${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
     );
     return run;
   });
-  const ratio = worker.allocated / worker.seconds / (naive.allocated / naive.seconds);
-  say(`postgres allocation: worker loop / naive = ${ratio.toFixed(1)}x`);
+  return { allocPerSec: worker.allocated / worker.seconds, naivePerSec: naive.allocated / naive.seconds };
 }
-
-await main();

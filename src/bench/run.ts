@@ -1,19 +1,30 @@
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../config.js';
-import { measureAccept, type AcceptPlan } from './accept.js';
+import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
+import { PARTS, type BenchOptions, type Part } from './options.js';
+import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
+import {
+  assertPostgresReachable,
+  assertRabbitReachable,
+  assertRedisReachable,
+  createDatabase,
+  deleteRabbitTopology,
+  deleteRedisKeys,
+  ServiceUnreachableError,
+  uniqueName,
+} from './services.js';
 import { assertWrkInstalled, WrkMissingError } from './wrk.js';
 
-/** The goals of issue 2. */
-export const GOALS = { ackVsBare: 0.7, allocVsNaive: 50 } as const;
+/** The goals of issue 2 (the embedded engine) and issue 3 (the scale-out engines). */
+export const GOALS = { ackVsBare: 0.7, allocVsNaive: 50, pgAllocPerSec: 50_000 } as const;
 
-export interface BenchOptions {
-  quick?: boolean;
-  duration?: number;
-  connections?: number;
-  threads?: number;
-}
+export const DEFAULT_URLS = {
+  postgres: process.env.ONSALE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  redis: process.env.ONSALE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+  rabbitmq: process.env.ONSALE_BENCH_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+} as const;
 
 function progress(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
@@ -23,11 +34,41 @@ const round = (n: number, digits: number) => Number(n.toFixed(digits));
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const mb = (n: number | null) => (n === null ? null : round(n, 1));
 
+/** A queue server for the accept path, with PostgreSQL storage: a fresh database and prefix per run. */
+function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl: string): Engine {
+  return {
+    name,
+    prepare: async () => {
+      const db = await createDatabase(postgresUrl, 'onsale_bench');
+      const prefix = uniqueName('onsale_bench');
+      const queueUrl = new URL(serverUrl);
+      queueUrl.searchParams.set('prefix', prefix);
+      return {
+        env: { ONSALE_DATABASE_URL: db.url, ONSALE_QUEUE_URL: queueUrl.toString() },
+        cleanup: async () => {
+          if (name === 'redis') await deleteRedisKeys(serverUrl, `${prefix}:*`);
+          else await deleteRabbitTopology(serverUrl, prefix);
+          await db.drop();
+        },
+      };
+    },
+  };
+}
+
+/** Fails with ServiceUnreachableError, before anything is measured, if a server the parts need is down. */
+async function assertServers(parts: ReadonlySet<Part>, urls: Record<Exclude<Part, 'core'>, string>) {
+  if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq'))
+    await assertPostgresReachable(urls.postgres);
+  if (parts.has('redis')) await assertRedisReachable(urls.redis);
+  if (parts.has('rabbitmq')) await assertRabbitReachable(urls.rabbitmq);
+}
+
 /**
  * `onsale bench`: the accept path of `onsale start` against a bare Fastify handler (and, to show what the
  * worker beside it costs, one `onsale serve` without a worker against one bare process), then the worker
- * against a naive one-transaction-per-purchase allocator. Progress goes to stderr; a table, then one JSON
- * line, to stdout. Returns the exit status.
+ * against a naive one-transaction-per-purchase allocator; then the same comparisons on the scale-out
+ * engines (PostgreSQL allocation; the accept path with a Redis or RabbitMQ queue). `options.only` chooses
+ * the parts. Progress goes to stderr; a table, then one JSON line, to stdout. Returns the exit status.
  */
 export async function runBench(options: BenchOptions): Promise<number> {
   try {
@@ -35,6 +76,20 @@ export async function runBench(options: BenchOptions): Promise<number> {
   } catch (error) {
     if (!(error instanceof WrkMissingError)) throw error;
     process.stderr.write(`${error.message}\n`);
+    return 1;
+  }
+  const parts = new Set<Part>(options.only ?? PARTS);
+  const urls = {
+    postgres: options.postgresUrl ?? DEFAULT_URLS.postgres,
+    redis: options.redisUrl ?? DEFAULT_URLS.redis,
+    rabbitmq: options.rabbitmqUrl ?? DEFAULT_URLS.rabbitmq,
+  };
+  try {
+    await assertServers(parts, urls);
+  } catch (error) {
+    if (!(error instanceof ServiceUnreachableError)) throw error;
+    // Never skipped silently: a part asked for and not measured is a failed bench.
+    process.stderr.write(`[bench] ${error.message}; start it, or leave its part out with --only\n`);
     return 1;
   }
   cleanUpOnExit();
@@ -46,7 +101,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     load: {
       threads: options.threads ?? 1,
       connections: options.connections ?? 256,
-      durationSec: options.duration ?? (quick ? 10 : 20),
+      durationSec: options.duration ?? (quick ? 8 : 20),
     },
     warmupSec: quick ? 2 : 3,
   };
@@ -54,6 +109,13 @@ export async function runBench(options: BenchOptions): Promise<number> {
     purchases: quick ? 30_000 : 100_000,
     naivePurchases: quick ? 15_000 : 40_000,
     naiveSeconds: quick ? 3 : 10,
+  };
+  const pgAllocation = {
+    adminUrl: urls.postgres,
+    purchases: quick ? 30_000 : 100_000,
+    naivePurchases: quick ? 10_000 : 20_000,
+    naiveSeconds: quick ? 3 : 10,
+    batchSize: defaults.batchSize,
   };
   const machine = {
     cpus: availableParallelism(),
@@ -65,49 +127,136 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const started = Date.now();
   progress(
     `machine: ${machine.cpus} CPUs, ${int(machine.memoryMb)} MB, node ${machine.node}, ` +
-      `load average ${machine.loadAverage1m} before starting`,
+      `load average ${machine.loadAverage1m} before starting; parts: ${[...parts].join(', ')}`,
   );
   progress(
     `accept: wrk ${accept.load.threads} thread(s), ${accept.load.connections} connections, ` +
       `${accept.load.durationSec} s per run after ${accept.warmupSec} s of warm-up`,
   );
 
-  const start = await measureAccept(accept, { kind: 'start', web: defaults.web }, progress);
-  const serve = await measureAccept(accept, { kind: 'serve' }, progress);
-  const alloc = await measureAllocation(allocation, progress);
-  const allocVsNaive = alloc.allocPerSec / alloc.naivePerSec;
+  const rows: Array<[string, string]> = [];
+  const goal = (ratio: number, target: number) =>
+    `${ratio.toFixed(2)}  (goal ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'})`;
+  const ms = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)}`;
+  const latencyRow = (name: string, f: AcceptFigures): [string, string] => [
+    `ack latency p50 / p99 ms, ${name} / bare`,
+    `${ms(f.real.p50Ms, f.real.p99Ms)}  /  ${ms(f.bare.p50Ms, f.bare.p99Ms)}`,
+  ];
+  let core: Record<string, unknown> = {};
+  let goalsMet: Record<string, boolean> = {};
+  if (parts.has('core')) {
+    const start = await measureAccept(accept, { kind: 'start', web: defaults.web }, progress);
+    const serve = await measureAccept(accept, { kind: 'serve' }, progress);
+    const alloc = await measureAllocation(allocation, progress);
+    const allocVsNaive = alloc.allocPerSec / alloc.naivePerSec;
+    core = {
+      ackVsBare: round(start.ratio, 3),
+      allocVsNaive: round(allocVsNaive, 1),
+      ackPerSec: Math.round(start.real.acceptedPerSec),
+      bareAckPerSec: Math.round(start.bare.acceptedPerSec),
+      allocPerSec: Math.round(alloc.allocPerSec),
+      naivePerSec: Math.round(alloc.naivePerSec),
+      ackLatencyP50Ms: round(start.real.p50Ms, 2),
+      ackLatencyP99Ms: round(start.real.p99Ms, 2),
+      bareLatencyP50Ms: round(start.bare.p50Ms, 2),
+      bareLatencyP99Ms: round(start.bare.p99Ms, 2),
+      ackNon202: start.non202,
+      webPeakRssMb: mb(start.webPeakRssMb),
+      workerPeakRssMb: mb(alloc.workerPeakRssMb),
+      ackCpu: { web: round(start.cpu.web, 2), worker: round(start.cpu.worker, 2) },
+      serveOnly: {
+        ackVsBare: round(serve.ratio, 3),
+        ackPerSec: Math.round(serve.real.acceptedPerSec),
+        bareAckPerSec: Math.round(serve.bare.acceptedPerSec),
+        ackLatencyP50Ms: round(serve.real.p50Ms, 2),
+        ackLatencyP99Ms: round(serve.real.p99Ms, 2),
+        non202: serve.non202,
+        webPeakRssMb: mb(serve.webPeakRssMb),
+      },
+    };
+    goalsMet = {
+      ackVsBare: start.ratio >= GOALS.ackVsBare,
+      allocVsNaive: allocVsNaive >= GOALS.allocVsNaive,
+    };
+    rows.push(
+      [`accepted/s, onsale start (${defaults.web} web + worker)`, int(start.real.acceptedPerSec)],
+      [`accepted/s, bare Fastify (${defaults.web} processes)`, int(start.bare.acceptedPerSec)],
+      ['ackVsBare', goal(start.ratio, GOALS.ackVsBare)],
+      latencyRow('onsale', start),
+      [
+        'accepted/s, onsale serve (no worker) / bare',
+        `${int(serve.real.acceptedPerSec)} / ${int(serve.bare.acceptedPerSec)} = ${serve.ratio.toFixed(2)}`,
+      ],
+      ['allocated/s, onsale worker', int(alloc.allocPerSec)],
+      ['allocated/s, naive allocator', int(alloc.naivePerSec)],
+      ['allocVsNaive', goal(allocVsNaive, GOALS.allocVsNaive)],
+      [
+        'peak RSS MB, web / worker',
+        `${mb(start.webPeakRssMb) ?? 'n/a'} / ${mb(alloc.workerPeakRssMb) ?? 'n/a'}`,
+      ],
+    );
+  }
+  let engines: Record<string, unknown> = {};
+  if (parts.has('postgres')) {
+    const pgAlloc = await measurePostgresAllocation(pgAllocation, progress);
+    const ratio = pgAlloc.allocPerSec / pgAlloc.naivePerSec;
+    engines = {
+      pgAllocPerSec: Math.round(pgAlloc.allocPerSec),
+      pgNaivePerSec: Math.round(pgAlloc.naivePerSec),
+      pgAllocVsNaive: round(ratio, 1),
+    };
+    goalsMet = {
+      ...goalsMet,
+      pgAllocPerSec: pgAlloc.allocPerSec >= GOALS.pgAllocPerSec,
+      pgAllocVsNaive: ratio >= GOALS.allocVsNaive,
+    };
+    rows.push(
+      [
+        'allocated/s, PostgreSQL worker loop',
+        `${int(pgAlloc.allocPerSec)}  (goal ≥ ${int(GOALS.pgAllocPerSec)}: ` +
+          `${pgAlloc.allocPerSec >= GOALS.pgAllocPerSec ? 'met' : 'MISSED'})`,
+      ],
+      ['allocated/s, PostgreSQL naive allocator', int(pgAlloc.naivePerSec)],
+      ['pgAllocVsNaive', goal(ratio, GOALS.allocVsNaive)],
+    );
+  }
+  for (const name of ['redis', 'rabbitmq'] as const) {
+    if (!parts.has(name)) continue;
+    const engine = queueEngine(name, urls.postgres, urls[name]);
+    const f = await measureAccept(accept, { kind: 'start', web: defaults.web, engine }, progress);
+    const key = name === 'redis' ? 'redis' : 'rabbit';
+    engines = {
+      ...engines,
+      [`${key}AckPerSec`]: Math.round(f.real.acceptedPerSec),
+      [`${key}AckVsBare`]: round(f.ratio, 3),
+      [`${key}BareAckPerSec`]: Math.round(f.bare.acceptedPerSec),
+      [`${key}AckLatencyP50Ms`]: round(f.real.p50Ms, 2),
+      [`${key}AckLatencyP99Ms`]: round(f.real.p99Ms, 2),
+      [`${key}AckNon202`]: f.non202,
+      [`${key}AckCpu`]: { web: round(f.cpu.web, 2), worker: round(f.cpu.worker, 2) },
+    };
+    goalsMet = { ...goalsMet, [`${key}AckVsBare`]: f.ratio >= GOALS.ackVsBare };
+    rows.push(
+      [
+        `accepted/s, onsale start on ${name} + PostgreSQL / bare`,
+        `${int(f.real.acceptedPerSec)} / ${int(f.bare.acceptedPerSec)}`,
+      ],
+      [`${key}AckVsBare`, goal(f.ratio, GOALS.ackVsBare)],
+      latencyRow(`${name}`, f),
+    );
+  }
   // Other work on the machine moves every figure: the load average before and after tells whether there was.
   machine.loadAverage1mAtEnd = round(loadavg()[0] ?? 0, 2);
   progress(`load average ${machine.loadAverage1mAtEnd} at the end`);
 
   const result = {
-    ackVsBare: round(start.ratio, 3),
-    allocVsNaive: round(allocVsNaive, 1),
-    ackPerSec: Math.round(start.real.acceptedPerSec),
-    bareAckPerSec: Math.round(start.bare.acceptedPerSec),
-    allocPerSec: Math.round(alloc.allocPerSec),
-    naivePerSec: Math.round(alloc.naivePerSec),
-    ackLatencyP50Ms: round(start.real.p50Ms, 2),
-    ackLatencyP99Ms: round(start.real.p99Ms, 2),
-    bareLatencyP50Ms: round(start.bare.p50Ms, 2),
-    bareLatencyP99Ms: round(start.bare.p99Ms, 2),
-    ackNon202: start.non202,
-    webPeakRssMb: mb(start.webPeakRssMb),
-    workerPeakRssMb: mb(alloc.workerPeakRssMb),
-    ackCpu: { web: round(start.cpu.web, 2), worker: round(start.cpu.worker, 2) },
-    serveOnly: {
-      ackVsBare: round(serve.ratio, 3),
-      ackPerSec: Math.round(serve.real.acceptedPerSec),
-      bareAckPerSec: Math.round(serve.bare.acceptedPerSec),
-      ackLatencyP50Ms: round(serve.real.p50Ms, 2),
-      ackLatencyP99Ms: round(serve.real.p99Ms, 2),
-      non202: serve.non202,
-      webPeakRssMb: mb(serve.webPeakRssMb),
-    },
+    ...core,
+    ...engines,
     goals: GOALS,
-    goalsMet: { ackVsBare: start.ratio >= GOALS.ackVsBare, allocVsNaive: allocVsNaive >= GOALS.allocVsNaive },
+    goalsMet,
     setup: {
       quick,
+      parts: [...parts],
       rounds: accept.rounds,
       wrkThreads: accept.load.threads,
       connections: accept.load.connections,
@@ -115,31 +264,13 @@ export async function runBench(options: BenchOptions): Promise<number> {
       webProcesses: defaults.web,
       workerBatchSize: defaults.batchSize,
       allocPurchases: allocation.purchases,
+      pgAllocPurchases: pgAllocation.purchases,
+      engineStorage: 'postgres',
     },
     machine,
     elapsedSec: Math.round((Date.now() - started) / 1000),
   };
 
-  const goal = (ratio: number, target: number) =>
-    `${ratio.toFixed(2)}  (goal ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'})`;
-  const ms = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)}`;
-  const rows: Array<[string, string]> = [
-    [`accepted/s, onsale start (${defaults.web} web + worker)`, int(start.real.acceptedPerSec)],
-    [`accepted/s, bare Fastify (${defaults.web} processes)`, int(start.bare.acceptedPerSec)],
-    ['ackVsBare', goal(start.ratio, GOALS.ackVsBare)],
-    [
-      'ack latency p50 / p99 ms, onsale / bare',
-      `${ms(start.real.p50Ms, start.real.p99Ms)}  /  ${ms(start.bare.p50Ms, start.bare.p99Ms)}`,
-    ],
-    [
-      'accepted/s, onsale serve (no worker) / bare',
-      `${int(serve.real.acceptedPerSec)} / ${int(serve.bare.acceptedPerSec)} = ${serve.ratio.toFixed(2)}`,
-    ],
-    ['allocated/s, onsale worker', int(alloc.allocPerSec)],
-    ['allocated/s, naive allocator', int(alloc.naivePerSec)],
-    ['allocVsNaive', goal(allocVsNaive, GOALS.allocVsNaive)],
-    ['peak RSS MB, web / worker', `${result.webPeakRssMb ?? 'n/a'} / ${result.workerPeakRssMb ?? 'n/a'}`],
-  ];
   const width = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n\n`);
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -1,0 +1,16 @@
+/** The bench's options, in a module of their own so that the CLI can parse them without loading the bench. */
+
+/** What `--only` may choose: the embedded engine (issue 2's figures), then one part per server. */
+export const PARTS = ['core', 'postgres', 'redis', 'rabbitmq'] as const;
+export type Part = (typeof PARTS)[number];
+
+export interface BenchOptions {
+  quick?: boolean;
+  duration?: number;
+  connections?: number;
+  threads?: number;
+  only?: readonly Part[];
+  postgresUrl?: string;
+  redisUrl?: string;
+  rabbitmqUrl?: string;
+}
