@@ -30,8 +30,10 @@ const SQL = {
   bought: 'SELECT quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id = ? AND ticket_type_id = ?',
   sell: 'UPDATE ticket_types SET sold = sold + ? WHERE id = ? AND sold + held + ? <= capacity',
   insertPurchase:
-    'INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)',
-  insertTicket: 'INSERT INTO tickets (id, purchase_id, ticket_type_id, code) VALUES (?, ?, ?, ?)',
+    'INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, tickets, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)',
+  insertCode: 'INSERT INTO ticket_codes (code) VALUES (?)',
+  addCount:
+    'INSERT INTO purchase_counts (event_id, status, n) VALUES (?, ?, 1) ON CONFLICT (event_id, status) DO UPDATE SET n = n + 1',
   addBought:
     'INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES (?, ?, ?, ?) ON CONFLICT (event_id, buyer_id, ticket_type_id) DO UPDATE SET quantity = quantity + excluded.quantity',
 } as const;
@@ -80,8 +82,14 @@ export class NaiveAllocator {
           reason = this.#shortage(entry.event_id, items);
         }
       }
+      // The same rows as the worker's storage writes (schema 0002): tickets in the purchase row, each code
+      // in ticket_codes, the count per status and the buyer's totals.
       const now = new Date().toISOString();
       const status = reason ? 'rejected' : 'confirmed';
+      const fresh = reason ? [] : newTickets(items.reduce((sum, i) => sum + i.quantity, 0));
+      const tickets = items.flatMap((item) =>
+        fresh.splice(0, item.quantity).map((t) => ({ ...t, ticketTypeId: item.ticketTypeId })),
+      );
       s.insertPurchase.run(
         entry.purchase_id,
         entry.event_id,
@@ -89,19 +97,15 @@ export class NaiveAllocator {
         status,
         reason,
         entry.items,
+        JSON.stringify(tickets),
         entry.accepted_at,
         now,
       );
+      for (const t of tickets) s.insertCode.run(t.code);
+      s.addCount.run(entry.event_id, status);
       if (!reason) {
-        const tickets = newTickets(items.reduce((sum, i) => sum + i.quantity, 0));
-        let next = 0;
-        for (const item of items) {
-          for (let i = 0; i < item.quantity; i++) {
-            const t = tickets[next++]!;
-            s.insertTicket.run(t.id, entry.purchase_id, item.ticketTypeId, t.code);
-          }
+        for (const item of items)
           s.addBought.run(entry.event_id, entry.buyer_id, item.ticketTypeId, item.quantity);
-        }
       }
       s.remove.run(entry.seq);
       s.subPending.run(entry.event_id);
