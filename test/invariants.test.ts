@@ -92,43 +92,54 @@ describe.each(ENGINES.filter((e) => e.backends.every(included)))(
       await cleanup();
     });
 
-    it('keeps every invariant, sells out exactly, and refuses no honest buyer', async () => {
-      const intents = makeCrowd({ count: 5000, buyers: 1800, types: event.ticketTypes, seed: 42 });
-      // A tenth of the crowd sends an Idempotency-Key; a few of those resend the same request.
-      intents.forEach((intent, i) => {
-        if (i % 10 === 0) intent.idempotencyKey = `key-${i}`;
-      });
-      const replays = intents.filter((_, i) => i % 100 === 0);
-      const sent = await sendCrowd({
-        baseUrl: onsale.baseUrl,
-        eventId: event.id,
-        intents: [...intents, ...replays],
-        concurrency: 64,
-      });
+    // A flood on a busy two-core machine may take more than the default minute.
+    it(
+      'keeps every invariant, sells out exactly, and refuses no honest buyer',
+      { timeout: 180_000 },
+      async () => {
+        const intents = makeCrowd({ count: 5000, buyers: 1800, types: event.ticketTypes, seed: 42 });
+        // A tenth of the crowd sends an Idempotency-Key; a few of those resend the same request.
+        intents.forEach((intent, i) => {
+          if (i % 10 === 0) intent.idempotencyKey = `key-${i}`;
+        });
+        const replays = intents.filter((_, i) => i % 100 === 0);
+        const sent = await sendCrowd({
+          baseUrl: onsale.baseUrl,
+          eventId: event.id,
+          intents: [...intents, ...replays],
+          concurrency: 64,
+        });
 
-      expect(sent.filter((r) => r.status !== 202 && r.status !== 200)).toEqual([]);
-      const stats = await waitDrained(onsale.baseUrl, event.id);
-      const seen = await observe({
-        baseUrl: onsale.baseUrl,
-        eventId: event.id,
-        adminToken: ADMIN_TOKEN,
-        sent,
-      });
-      expect(checkInvariants({ sent, purchases: seen.purchases, stock: seen.stock })).toEqual([]);
+        expect(sent.filter((r) => r.status !== 202 && r.status !== 200)).toEqual([]);
+        const stats = await waitDrained(onsale.baseUrl, event.id);
+        const seen = await observe({
+          baseUrl: onsale.baseUrl,
+          eventId: event.id,
+          adminToken: ADMIN_TOKEN,
+          sent,
+        });
+        expect(checkInvariants({ sent, purchases: seen.purchases, stock: seen.stock })).toEqual([]);
 
-      // Replays made no second purchase: 5000 purchases in all, whatever was resent.
-      const total = Object.values(stats.purchases as Record<string, number>).reduce((a, b) => a + b, 0);
-      expect(total).toBe(5000);
-      for (const replay of replays) {
-        const answers = sent.filter((r) => r.buyerId === replay.buyerId && r.items === replay.items);
-        expect(new Set(answers.map((a) => a.purchaseId)).size).toBe(1);
-      }
+        // Replays made no second purchase: 5000 purchases in all, whatever was resent.
+        const total = Object.values(stats.purchases as Record<string, number>).reduce((a, b) => a + b, 0);
+        expect(total).toBe(5000);
+        for (const replay of replays) {
+          const answers = sent.filter((r) => r.buyerId === replay.buyerId && r.items === replay.items);
+          expect(new Set(answers.map((a) => a.purchaseId)).size).toBe(1);
+        }
 
-      // The crowd asked for far more than there was: every type sold out, none beyond capacity.
-      for (const t of stats.ticketTypes) expect(t).toMatchObject({ sold: t.capacity, available: 0, held: 0 });
-      const reasons = new Set([...seen.purchases.values()].map((p) => p?.reason));
-      expect(reasons).toEqual(new Set([null, 'sold_out', 'insufficient_inventory', 'limit_exceeded']));
-    });
+        // The crowd asked for far more than there was: every type sold out, none beyond capacity.
+        for (const t of stats.ticketTypes)
+          expect(t).toMatchObject({ sold: t.capacity, available: 0, held: 0 });
+        // Buyers were served and buyers were turned away; which other reasons show up depends on the
+        // interleaving (a late buyer may find a type empty rather than short), so they are allowed, not required.
+        const reasons = new Set([...seen.purchases.values()].map((p) => p?.reason));
+        expect(reasons).toContain(null);
+        expect(reasons).toContain('sold_out');
+        for (const r of reasons)
+          expect([null, 'sold_out', 'insufficient_inventory', 'limit_exceeded']).toContain(r);
+      },
+    );
 
     it('answers a purchase in the same state through every web server', async () => {
       const small = await createEvent(onsale.baseUrl, {
