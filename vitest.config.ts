@@ -3,8 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Floods, crashes and server restarts on two cores: generous, so that a busy machine is not a failure.
+    testTimeout: 180_000,
+    hookTimeout: 120_000,
     // Tests start real processes and floods; two cores do not gain from more parallel files.
     fileParallelism: true,
     maxWorkers: 2,
