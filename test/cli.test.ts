@@ -4,7 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteQueue } from '../src/adapters/sqlite/queue.js';
-import { freePort, runCli, tempDir, waitForReady } from './helpers/processes.js';
+import { freePort, runCli, tempDir, until, waitForReady } from './helpers/processes.js';
 
 const dirs: Array<{ remove: () => void }> = [];
 afterAll(() => dirs.forEach((d) => d.remove()));
@@ -13,14 +13,6 @@ function dataDir(): string {
   const d = tempDir();
   dirs.push(d);
   return d.path;
-}
-
-async function until(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function titlesOfChildren(pid: number): string[] {
@@ -76,7 +68,7 @@ describe('onsale command line', () => {
     const port = await freePort();
     const env = { ONSALE_DATA_DIR: dir, PORT: String(port), ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' };
     const first = runCli(['start'], env);
-    await until(() => first.output().includes('stop with Ctrl+C'));
+    await until(() => first.output().includes('stop with Ctrl+C'), 15_000);
     const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
     expect(statSync(join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
     const out = first.output();
@@ -102,7 +94,7 @@ describe('onsale command line', () => {
 
     // The second start reuses the folder: same token, not printed, no second demo event.
     const second = runCli(['start'], env);
-    await until(() => second.output().includes('stop with Ctrl+C'));
+    await until(() => second.output().includes('stop with Ctrl+C'), 15_000);
     expect(second.output()).not.toContain(token);
     expect(second.output()).not.toContain('demo event');
     const list = (await (await fetch(`http://127.0.0.1:${port}/api/events`)).json()) as { events: unknown[] };
@@ -170,7 +162,7 @@ describe('onsale command line', () => {
       },
     ]);
     const worker = runCli(['worker', '--max-attempts', '2'], env);
-    await until(() => worker.output().includes('purchase dead-lettered'));
+    await until(() => worker.output().includes('purchase dead-lettered'), 15_000);
     expect((await worker.stop()).code).toBe(0);
 
     const list = runCli(['dlq', 'list'], env);

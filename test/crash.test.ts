@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { observe, sendCrowd } from '../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../src/simulate/invariants.js';
@@ -11,42 +10,10 @@ import {
   waitForReady,
   type Onsale,
   type RunningProcess,
+  alive,
+  childrenOf,
+  until,
 } from './helpers/processes.js';
-
-/** The children of `pid` with their process titles, e.g. [{ pid: 123, title: 'onsale-worker' }]. */
-function childrenOf(pid: number): Array<{ pid: number; title: string }> {
-  let out: string;
-  try {
-    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
-  } catch {
-    return []; // ps exits 1 when there are none
-  }
-  return out
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [p, ...title] = line.trim().split(/\s+/);
-      return { pid: Number(p), title: title.join(' ') };
-    });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * "Kill any process at any time: no accepted purchase vanishes, none is applied twice, no ticket is

@@ -1,5 +1,4 @@
 import { connect, type Channel } from 'amqplib';
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -17,35 +16,9 @@ import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
 import { createEvent, purchase, waitDrained, type CreatedEvent } from '../helpers/api.js';
 import { makeCrowd } from '../helpers/crowd.js';
-import { ADMIN_TOKEN, freePort, startOnsale, type Onsale } from '../helpers/processes.js';
+import { ADMIN_TOKEN, childrenOf, freePort, startOnsale, until, type Onsale } from '../helpers/processes.js';
 import { rabbitQueue, rabbitUrl, startPrivateRabbit, type PrivateRabbit } from '../helpers/rabbitmq.js';
 import { freshPostgresDatabase, included, RABBITMQ_URL, uniqueName } from '../helpers/services.js';
-
-/** The children of `pid` with their process titles. */
-function childrenOf(pid: number): Array<{ pid: number; title: string }> {
-  let out: string;
-  try {
-    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
-  } catch {
-    return []; // ps exits 1 when there are none
-  }
-  return out
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [p, ...title] = line.trim().split(/\s+/);
-      return { pid: Number(p), title: title.join(' ') };
-    });
-}
-
-async function until(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** The database beside RabbitMQ: it holds the storage and the queue's index. */
 const DATABASES = [
@@ -190,7 +163,10 @@ describe.runIf(included('rabbitmq')).each(DATABASES.filter((d) => d.run))(
         },
       });
       expect(killed).toBeDefined();
-      await until(() => childrenOf(supervisor).filter((c) => c.title === 'onsale-worker').length === 2);
+      await until(
+        () => childrenOf(supervisor).filter((c) => c.title === 'onsale-worker').length === 2,
+        30_000,
+      );
 
       // 202, or 503 while the broker was down: never a 500. A worker's death costs no buyer anything.
       expect([...new Set(sent.map((r) => r.status))].filter((s) => s !== 202 && s !== 503)).toEqual([]);

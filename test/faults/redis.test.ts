@@ -1,39 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
 import { createEvent, waitDrained } from '../helpers/api.js';
 import { makeCrowd } from '../helpers/crowd.js';
-import { ADMIN_TOKEN, startOnsale, type Onsale } from '../helpers/processes.js';
+import { ADMIN_TOKEN, childrenOf, startOnsale, until, type Onsale } from '../helpers/processes.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis.js';
 import { included } from '../helpers/services.js';
-
-/** The children of `pid` with their process titles. */
-function childrenOf(pid: number): Array<{ pid: number; title: string }> {
-  let out: string;
-  try {
-    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
-  } catch {
-    return [];
-  }
-  return out
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [p, ...title] = line.trim().split(/\s+/);
-      return { pid: Number(p), title: title.join(' ') };
-    });
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** One purchase sent while Redis is down: what came back. */
 interface Probe {
