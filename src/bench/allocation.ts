@@ -101,8 +101,15 @@ async function createEvent(url: string): Promise<{ eventId: string; ticketTypeId
   }
 }
 
-/** Queues `count` purchases of 2 tickets each, by buyers `buyer-<from>` onwards (one purchase each). */
-async function fillQueue(db: BenchDatabase, from: number, count: number): Promise<void> {
+/**
+ * Queues `count` purchases of 2 tickets each, by buyers `buyer-<from>` onwards (one purchase each), on the
+ * queue engine of `db.url` (the SQLite and the PostgreSQL benches both fill their queue with it).
+ */
+export async function fillQueue(
+  db: Pick<BenchDatabase, 'url' | 'eventId' | 'ticketTypeId'>,
+  from: number,
+  count: number,
+): Promise<void> {
   const queue = openQueue(db.url);
   try {
     // Big batches: filling is set-up, not what is measured.

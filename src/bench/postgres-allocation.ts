@@ -12,11 +12,11 @@
 import pg from 'pg';
 import { PostgresQueue } from '../adapters/postgres/queue.js';
 import { PostgresStorage } from '../adapters/postgres/storage.js';
-import { newPurchaseId, newTickets } from '../domain/ids.js';
+import { newTickets } from '../domain/ids.js';
 import type { PurchaseItem, RejectReason } from '../domain/types.js';
-import type { EnqueueRequest } from '../ports/queue.js';
 import { createLogger } from '../shared/logger.js';
 import { startWorkerLoop } from '../worker/worker.js';
+import { fillQueue } from './allocation.js';
 import { sleep } from './processes.js';
 import { createDatabase } from './services.js';
 
@@ -66,31 +66,6 @@ async function withDatabase<T>(adminUrl: string, fn: (db: BenchDatabase) => Prom
     return await fn({ url, eventId: event.id, ticketTypeId: event.ticketTypes[0]!.id });
   } finally {
     await drop();
-  }
-}
-
-/** Queues `count` purchases of 2 tickets each, by buyers `buyer-<from>` onwards (one purchase each). */
-async function fillQueue(db: BenchDatabase, from: number, count: number): Promise<void> {
-  const queue = new PostgresQueue(db.url);
-  try {
-    // Big batches: filling is set-up, not what is measured.
-    for (let i = from; i < from + count;) {
-      const batch: EnqueueRequest[] = [];
-      for (; batch.length < 10_000 && i < from + count; i++) {
-        batch.push({
-          purchase: {
-            purchaseId: newPurchaseId(),
-            eventId: db.eventId,
-            buyerId: `buyer-${i}`,
-            items: [{ ticketTypeId: db.ticketTypeId, quantity: 2 }],
-            acceptedAt: new Date().toISOString(),
-          },
-        });
-      }
-      await queue.enqueue(batch);
-    }
-  } finally {
-    await queue.close();
   }
 }
 
