@@ -1,11 +1,15 @@
 import type { Statement } from 'better-sqlite3';
-import { readdirSync, readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
-import { guarded, openSqlite, type SqliteDatabase } from '../sqlite/database.js';
+import {
+  guarded,
+  migrateSqlite,
+  openSqlite,
+  prepareAll,
+  withoutBlockingOnLock,
+  type SqliteDatabase,
+} from '../sqlite/database.js';
 import {
   partitionMismatch,
   type IndexedPurchase,
@@ -19,10 +23,6 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/sqlite/', import.meta
 const COMPONENT = 'rabbitmq';
 
 const MIGRATION_SQL = {
-  ledger:
-    'CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (component, version))',
-  applied: 'SELECT version FROM schema_migrations WHERE component = ?',
-  record: 'INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?, ?, ?, ?)',
   /** Records the partition count of a prefix the first time it is seen. */
   claimPrefix:
     'INSERT INTO rabbitmq_topology (prefix, partitions) VALUES (?, ?) ON CONFLICT (prefix) DO NOTHING',
@@ -95,8 +95,6 @@ export class SqliteIndex implements PurchaseIndex {
   readonly #prefix: string;
   readonly #write: Record<keyof typeof WRITE_SQL, Statement>;
   readonly #read: Record<keyof typeof READ_SQL, Statement>;
-  /** How long a write waits for the lock before it fails as unavailable (openSqlite's busy_timeout). */
-  readonly #busyTimeoutMs: number;
   /** The tail of the chain of writes on #db: each runs after the previous one ended. */
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -111,7 +109,6 @@ export class SqliteIndex implements PurchaseIndex {
     this.#read.oldest.pluck();
     this.#read.find.pluck();
     this.#write.claimHead.pluck();
-    this.#busyTimeoutMs = this.#db.pragma('busy_timeout', { simple: true }) as number;
   }
 
   async migrate(partitions: number): Promise<void> {
@@ -292,51 +289,15 @@ export class SqliteIndex implements PurchaseIndex {
     });
   }
 
-  /**
-   * Takes the write lock without blocking the event loop (as SqliteQueue does): SQLite's busy handler
-   * would sleep the whole process, so a busy lock fails the attempt at once and it is retried every
-   * millisecond until busy_timeout has passed; then it fails as unavailable.
-   */
+  /** Takes the write lock without blocking the event loop (as SqliteQueue does). */
   async #begin(): Promise<void> {
-    const deadline = Date.now() + this.#busyTimeoutMs;
-    for (;;) {
-      this.#db.pragma('busy_timeout = 0');
-      try {
-        guarded(() => this.#db.exec('BEGIN IMMEDIATE'));
-        return;
-      } catch (error) {
-        if (!isBusy(error) || Date.now() >= deadline) throw error;
-      } finally {
-        this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
-      }
-      await sleep(1);
-    }
+    await withoutBlockingOnLock(this.#db, () => this.#db.exec('BEGIN IMMEDIATE'));
   }
 }
 
 /** Applies the numbered, append-only migrations of the index that the file has not seen yet. */
 function migrateIndex(db: SqliteDatabase): void {
-  const files = readdirSync(MIGRATIONS_DIR)
-    .filter((name) => /^\d{4}_.*\.sql$/.test(name))
-    .sort();
-  db.exec(MIGRATION_SQL.ledger);
-  const applied = db.prepare(MIGRATION_SQL.applied).pluck();
-  const record = db.prepare(MIGRATION_SQL.record);
-  db.transaction(() => {
-    const done = new Set(applied.all(COMPONENT) as number[]);
-    for (const name of files) {
-      const version = Number(name.slice(0, 4));
-      if (done.has(version)) continue;
-      db.exec(readFileSync(`${MIGRATIONS_DIR}${name}`, 'utf8'));
-      record.run(COMPONENT, version, name, new Date().toISOString());
-    }
-  }).immediate();
-}
-
-function prepareAll<K extends string>(db: SqliteDatabase, sql: Record<K, string>): Record<K, Statement> {
-  return Object.fromEntries(
-    Object.entries(sql).map(([name, text]) => [name, db.prepare(text as string)]),
-  ) as Record<K, Statement>;
+  migrateSqlite(db, COMPONENT, MIGRATIONS_DIR);
 }
 
 function countBy(rows: ReadonlyArray<{ event_id: string }>): Map<string, number> {
@@ -347,10 +308,4 @@ function countBy(rows: ReadonlyArray<{ event_id: string }>): Map<string, number>
 
 function parse(payload: string): AcceptedPurchase {
   return JSON.parse(payload) as AcceptedPurchase;
-}
-
-function isBusy(error: unknown): boolean {
-  const code =
-    error instanceof UnavailableError ? (error.cause as { code?: unknown } | undefined)?.code : null;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

@@ -1,6 +1,7 @@
-import Database from 'better-sqlite3';
+import Database, { type Statement } from 'better-sqlite3';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../domain/errors.js';
 
@@ -34,12 +35,15 @@ export function openSqlite(url: string): SqliteDatabase {
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
 /**
- * Applies the numbered, append-only migrations of one component (`storage` or `queue`) that the database
- * has not seen yet. The IMMEDIATE transaction takes the write lock first, so processes that start together
- * apply each migration once.
+ * Applies the numbered, append-only migrations of one component (`storage`, `queue`, or another adapter's
+ * with its own folder) that the database has not seen yet. The IMMEDIATE transaction takes the write lock
+ * first, so processes that start together apply each migration once.
  */
-export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue'): void {
-  const dir = `${MIGRATIONS_DIR}${component}/`;
+export function migrateSqlite(
+  db: SqliteDatabase,
+  component: string,
+  dir = `${MIGRATIONS_DIR}${component}/`,
+): void {
   const files = readdirSync(dir)
     .filter((name) => /^\d{4}_.*\.sql$/.test(name))
     .sort();
@@ -72,4 +76,45 @@ export function guarded<T>(fn: () => T): T {
     }
     throw error;
   }
+}
+
+/** Prepares every statement of a table of named SQL texts. */
+export function prepareAll<K extends string>(
+  db: SqliteDatabase,
+  sql: Record<K, string>,
+): Record<K, Statement> {
+  return Object.fromEntries(
+    Object.entries(sql).map(([name, text]) => [name, db.prepare(text as string)]),
+  ) as Record<K, Statement>;
+}
+
+/**
+ * Runs `attempt` (one that takes the write lock: BEGIN IMMEDIATE) without blocking the event loop while
+ * another connection holds the lock. SQLite's own busy handler sleeps the whole process in growing steps
+ * (1, 2, 5 … 100 ms) and often sleeps on after the lock is free; in a web server nothing is read or
+ * answered meanwhile. Measured by `onsale bench` (two web servers and a worker on one file), the web servers
+ * spent 35-90% of their time there, up to 760 ms at a time (docs/benchmarks.md). Here a busy lock fails
+ * the attempt at once, and it is retried every millisecond until the connection's busy_timeout has passed;
+ * then it fails as before (UnavailableError).
+ */
+export async function withoutBlockingOnLock<T>(db: SqliteDatabase, attempt: () => T): Promise<T> {
+  const busyTimeoutMs = db.pragma('busy_timeout', { simple: true }) as number;
+  const deadline = Date.now() + busyTimeoutMs;
+  for (;;) {
+    db.pragma('busy_timeout = 0');
+    try {
+      return guarded(attempt);
+    } catch (error) {
+      if (!isBusy(error) || Date.now() >= deadline) throw error;
+    } finally {
+      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    }
+    await sleep(1);
+  }
+}
+
+function isBusy(error: unknown): boolean {
+  const code =
+    error instanceof UnavailableError ? (error.cause as { code?: unknown } | undefined)?.code : null;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

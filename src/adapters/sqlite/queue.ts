@@ -1,9 +1,14 @@
-import type { Statement, Transaction } from 'better-sqlite3';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { UnavailableError } from '../../domain/errors.js';
+import type { Statement } from 'better-sqlite3';
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
-import { guarded, migrateSqlite, openSqlite, type SqliteDatabase } from './database.js';
+import {
+  guarded,
+  migrateSqlite,
+  openSqlite,
+  prepareAll,
+  withoutBlockingOnLock,
+  type SqliteDatabase,
+} from './database.js';
 
 interface QueueRow {
   seq: number;
@@ -72,19 +77,13 @@ function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
 export class SqliteQueue implements Queue {
   readonly #db: SqliteDatabase;
   readonly #stmt: Record<keyof typeof SQL, Statement>;
-  /** How long a write waits for the lock before it fails as unavailable (openSqlite's busy_timeout). */
-  readonly #busyTimeoutMs: number;
 
   constructor(url: string) {
     this.#db = guarded(() => openSqlite(url));
     migrateSqlite(this.#db, 'queue');
-    const db = this.#db;
-    this.#stmt = Object.fromEntries(
-      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
-    ) as Record<keyof typeof SQL, Statement>;
+    this.#stmt = prepareAll(this.#db, SQL);
     for (const name of ['nextEvent', 'lease', 'depth', 'oldest', 'depthOf', 'deadOf'] as const)
       this.#stmt[name].pluck();
-    this.#busyTimeoutMs = db.pragma('busy_timeout', { simple: true }) as number;
   }
 
   async migrate(): Promise<void> {
@@ -114,30 +113,8 @@ export class SqliteQueue implements Queue {
       for (const [eventId, count] of perEvent) s.addPending.run(eventId, count);
       return results;
     });
-    return this.#immediateWithoutBlocking(write);
-  }
-
-  /**
-   * Runs `write` as an IMMEDIATE transaction, waiting for the write lock without blocking the event loop.
-   * SQLite's own busy handler sleeps the whole process in growing steps (1, 2, 5 … 100 ms) and often sleeps
-   * on after the lock is free; in a web server nothing is read or answered meanwhile. Measured by
-   * `onsale bench` (two web servers and a worker on one file), the web servers spent 35-90% of their time
-   * there, up to 760 ms at a time (docs/benchmarks.md). Here a busy lock fails the attempt at once, and it
-   * is retried every millisecond until busy_timeout has passed; then it fails as before (UnavailableError).
-   */
-  async #immediateWithoutBlocking<T>(write: Transaction<() => T>): Promise<T> {
-    const deadline = Date.now() + this.#busyTimeoutMs;
-    for (;;) {
-      this.#db.pragma('busy_timeout = 0');
-      try {
-        return guarded(() => write.immediate());
-      } catch (error) {
-        if (!isBusy(error) || Date.now() >= deadline) throw error;
-      } finally {
-        this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
-      }
-      await sleep(1);
-    }
+    // A web server waits here for the worker's commits: never with its event loop blocked.
+    return withoutBlockingOnLock(this.#db, () => write.immediate());
   }
 
   async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
@@ -255,10 +232,4 @@ export class SqliteQueue implements Queue {
   async close(): Promise<void> {
     this.#db.close();
   }
-}
-
-function isBusy(error: unknown): boolean {
-  const code =
-    error instanceof UnavailableError ? (error.cause as { code?: unknown } | undefined)?.code : null;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

@@ -14,7 +14,7 @@ import type {
 } from '../../domain/types.js';
 import type { Storage } from '../../ports/storage.js';
 import type { Statement } from 'better-sqlite3';
-import { guarded, migrateSqlite, openSqlite, type SqliteDatabase } from './database.js';
+import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 
 interface TicketTypeRow {
   id: string;
@@ -74,10 +74,7 @@ export class SqliteStorage implements Storage {
   constructor(url: string) {
     this.#db = guarded(() => openSqlite(url));
     migrateSqlite(this.#db, 'storage');
-    const db = this.#db;
-    this.#stmt = Object.fromEntries(
-      Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)]),
-    ) as Record<keyof typeof SQL, Statement>;
+    this.#stmt = prepareAll(this.#db, SQL);
     this.#stmt.alreadyApplied.pluck();
   }
 
