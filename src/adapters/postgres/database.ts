@@ -259,21 +259,27 @@ const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`
  * for the first one and then find its work done.
  */
 export async function migratePostgres(db: PostgresDatabase, component: 'storage' | 'queue'): Promise<void> {
-  const dir = `${MIGRATIONS_DIR}${component}/`;
+  await db.transaction((tx) => applyMigrations(tx, component, `${MIGRATIONS_DIR}${component}/`));
+}
+
+/**
+ * Inside `tx`: applies the numbered migrations in `dir` that component `component` has not seen yet, under
+ * the lock every component's migrations take (so processes starting together apply each once). Adapters
+ * with migrations of their own (the RabbitMQ queue's index) call it with their folder.
+ */
+export async function applyMigrations(tx: Tx, component: string, dir: string): Promise<void> {
   const files = readdirSync(dir)
     .filter((name) => /^\d{4}_.*\.sql$/.test(name))
     .sort()
     .map((name) => ({ name, version: Number(name.slice(0, 4)), sql: readFileSync(`${dir}${name}`, 'utf8') }));
-  await db.transaction(async (tx) => {
-    await tx.query(LOCK_MIGRATIONS);
-    await tx.query(CREATE_LEDGER);
-    const applied = await tx.query<{ version: number }>(APPLIED_VERSIONS, [component]);
-    const done = new Set(applied.rows.map((r) => r.version));
-    for (const file of files) {
-      if (done.has(file.version)) continue;
-      // No parameters: sent as a simple query, so a file may hold several statements.
-      await tx.query(file.sql);
-      await tx.query(RECORD_VERSION, [component, file.version, file.name]);
-    }
-  });
+  await tx.query(LOCK_MIGRATIONS);
+  await tx.query(CREATE_LEDGER);
+  const applied = await tx.query<{ version: number }>(APPLIED_VERSIONS, [component]);
+  const done = new Set(applied.rows.map((r) => r.version));
+  for (const file of files) {
+    if (done.has(file.version)) continue;
+    // No parameters: sent as a simple query, so a file may hold several statements.
+    await tx.query(file.sql);
+    await tx.query(RECORD_VERSION, [component, file.version, file.name]);
+  }
 }

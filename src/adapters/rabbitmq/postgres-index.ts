@@ -1,9 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
-import { ADVISORY_LOCK, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
+import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
 import { partitionOf } from './broker.js';
 import {
   partitionMismatch,
@@ -17,22 +16,8 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/postgres/', import.me
 /** The component name of these migrations in schema_migrations (shared with the storage's and queue's). */
 const COMPONENT = 'rabbitmq';
 
-/** Statements of the migration step. */
+/** Statements of the migration step, after the index's migrations (applyMigrations). */
 const MIGRATION_SQL = {
-  /** Waits for, then holds to the end of the transaction, the lock every component's migrations take. */
-  lock: `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`,
-  /** The ledger of applied migrations, as src/adapters/postgres/database.ts creates it. Returns nothing. */
-  ledger: `CREATE TABLE IF NOT EXISTS schema_migrations (
-  component text NOT NULL,
-  version integer NOT NULL,
-  name text NOT NULL,
-  applied_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (component, version)
-)`,
-  /** Versions of component $1 already applied. */
-  applied: 'SELECT version FROM schema_migrations WHERE component = $1',
-  /** Records migration $2 (file $3) of component $1. Returns nothing. */
-  record: 'INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)',
   /** Records prefix $1 with $2 partitions unless it is known. Returns nothing. */
   claimPrefix:
     'INSERT INTO rabbitmq_topology (prefix, partitions) VALUES ($1, $2) ON CONFLICT (prefix) DO NOTHING',
@@ -151,24 +136,8 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async migrate(partitions: number): Promise<void> {
-    const files = readdirSync(MIGRATIONS_DIR)
-      .filter((name) => /^\d{4}_.*\.sql$/.test(name))
-      .sort()
-      .map((name) => ({
-        name,
-        version: Number(name.slice(0, 4)),
-        sql: readFileSync(`${MIGRATIONS_DIR}${name}`, 'utf8'),
-      }));
     const known = await this.#db.transaction(async (tx) => {
-      await tx.query(MIGRATION_SQL.lock);
-      await tx.query(MIGRATION_SQL.ledger);
-      const applied = await tx.query<{ version: number }>(MIGRATION_SQL.applied, [COMPONENT]);
-      const done = new Set(applied.rows.map((r) => r.version));
-      for (const file of files) {
-        if (done.has(file.version)) continue;
-        await tx.query(file.sql); // no parameters: a simple query, so a file may hold several statements
-        await tx.query(MIGRATION_SQL.record, [COMPONENT, file.version, file.name]);
-      }
+      await applyMigrations(tx, COMPONENT, MIGRATIONS_DIR);
       await tx.query(MIGRATION_SQL.claimPrefix, [this.#prefix, partitions]);
       const row = await tx.query<{ partitions: number }>(MIGRATION_SQL.prefixPartitions, [this.#prefix]);
       return row.rows[0]!.partitions;
