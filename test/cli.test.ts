@@ -80,7 +80,9 @@ describe('onsale command line', () => {
     expect(out).toContain('curl -i -X POST');
     // Workers name themselves once loaded, which may come after the web servers answer.
     const expectedTitles = ['onsale-web', 'onsale-web', 'onsale-worker', 'onsale-worker'];
-    await until(() => titlesOfChildren(first.child.pid!).join() === expectedTitles.join(), 15_000).catch(() => {});
+    await until(() => titlesOfChildren(first.child.pid!).join() === expectedTitles.join(), 15_000).catch(
+      () => {},
+    );
     expect(titlesOfChildren(first.child.pid!)).toEqual(expectedTitles);
     expect(
       execFileSync('ps', ['-o', 'args=', '-p', String(first.child.pid)], { encoding: 'utf8' }).trim(),
