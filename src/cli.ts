@@ -19,8 +19,9 @@ const WEB: Key[] = [
   'buyerRate',
   'addressRate',
   'rateLimitExempt',
+  'metrics',
 ];
-const WORKER: Key[] = ['batchSize', 'maxAttempts'];
+const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics'];
 
 /** Exit status for a bad setting or flag (operations.md). */
 const EXIT_BAD_SETTING = 2;
@@ -69,6 +70,7 @@ function program(): Command {
   withSettings(root.command('worker').description('one worker: allocates queued purchases'), [
     ...COMMON,
     ...WORKER,
+    'metricsPort',
   ]).action(async (_opts, command: Command) => {
     await runWorker(configFrom(command), process.env.ONSALE_WORKER_ID);
   });

@@ -26,6 +26,10 @@ export interface Config {
   rateLimitExempt: string[];
   batchSize: number;
   maxAttempts: number;
+  /** Whether processes record metrics and web servers serve /metrics (off: for the benchmark's baseline). */
+  metrics: boolean;
+  /** Port of a standalone worker's own /metrics listener; null: none. */
+  metricsPort: number | null;
 }
 
 export class ConfigError extends Error {
@@ -240,6 +244,27 @@ export const SETTINGS = [
     accepts: 'a whole number 1..100',
     parse: integer(1, 100),
     fallback: () => '5',
+  }),
+  setting({
+    key: 'metrics',
+    flag: '--metrics',
+    env: 'ONSALE_METRICS',
+    description: 'Prometheus metrics: recorded by every process, served on /metrics of the web servers',
+    accepts: 'on or off',
+    parse: (raw) => {
+      if (!['on', 'off'].includes(raw.trim())) throw new Error('not on or off');
+      return raw.trim() === 'on';
+    },
+    fallback: () => 'on',
+  }),
+  setting({
+    key: 'metricsPort',
+    flag: '--metrics-port',
+    env: 'ONSALE_METRICS_PORT',
+    description: 'port where a standalone worker serves its own /metrics (on --host), to be scraped',
+    accepts: 'a port number 1..65535, or off',
+    parse: (raw) => (raw.trim() === 'off' ? null : integer(1, 65535)(raw)),
+    fallback: () => 'off',
   }),
 ] as const;
 

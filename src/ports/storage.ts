@@ -4,6 +4,7 @@ import type {
   NewEvent,
   Purchase,
   PurchaseStatus,
+  RejectReason,
   SaleEvent,
 } from '../domain/types.js';
 
@@ -34,11 +35,22 @@ export interface Storage {
   /**
    * Allocates a batch of one event's purchases in the order given, in one transaction. A purchase already
    * applied (a redelivered batch) is skipped, so applying the same batch twice has the effect of once.
-   * Returns how many purchases this call applied.
+   * Returns how many purchases this call applied, and what became of each of them (for metrics and logs).
    */
-  applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<{ applied: number }>;
+  applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult>;
 
   /** Throws UnavailableError when the database does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What applyBatch did: only the purchases this call applied (none of a batch already applied). */
+export interface BatchResult {
+  applied: number;
+  outcomes: Array<{
+    purchaseId: string;
+    acceptedAt: string;
+    outcome: 'confirmed' | 'rejected';
+    reason: RejectReason | null;
+  }>;
 }

@@ -2,6 +2,8 @@ import cluster, { type Worker as ClusterChild } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
+import { serveMachineMetrics } from '../metrics/cluster.js';
+import { enableMetrics, setWorkerCount } from '../metrics/metrics.js';
 import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
@@ -35,13 +37,20 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
 
   let stopping = false;
   const children = new Map<ClusterChild, ChildSpec>();
+  if (config.metrics) {
+    enableMetrics();
+    serveMachineMetrics();
+  }
+  const countWorkers = () => setWorkerCount([...children.values()].filter((s) => s.role === 'worker').length);
   const restarts = new Map<string, { count: number; since: number }>();
 
   function fork(spec: ChildSpec): void {
     const child = cluster.fork({ [CHILD_SPEC_ENV]: JSON.stringify(spec), ONSALE_ADMIN_TOKEN: admin.token });
     children.set(child, spec);
+    countWorkers();
     child.on('exit', (code, signal) => {
       children.delete(child);
+      countWorkers();
       if (stopping) return;
       const slot = spec.workerId ?? `web`;
       const history = restarts.get(slot) ?? { count: 0, since: Date.now() };

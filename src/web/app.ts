@@ -7,7 +7,6 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { register } from 'prom-client';
 import { OnsaleError } from '../domain/errors.js';
 import { newPurchaseId } from '../domain/ids.js';
 import {
@@ -18,6 +17,7 @@ import {
   type SaleEvent,
 } from '../domain/types.js';
 import type { Config } from '../config.js';
+import { installObservability, noteErrorCode, notePurchase, requestId } from '../metrics/http.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { Backpressure, RateLimiter } from './admission.js';
@@ -63,6 +63,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     trustProxy: false,
+    genReqId: requestId,
     // While closing, requests still arriving on open connections are handled here, not by Fastify's own
     // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable (draining below).
     return503OnClosing: false,
@@ -108,6 +109,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
 
   app.setErrorHandler((error, request, reply) => {
     const failure = toOnsaleError(error);
+    noteErrorCode(request, failure?.code ?? 'internal_error');
     if (!failure) {
       request.log.error({ err: error, url: request.url }, 'request failed');
       return sendError(reply, 500, 'internal_error', 'something went wrong on our side');
@@ -118,6 +120,9 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, 404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
   );
+
+  // Request logs and metrics, and GET /metrics: before the routes, so that their hooks cover every route.
+  installObservability(app, { storage, queue, logger });
 
   app.addHook('onRequest', async (request) => {
     // The route matched, not the raw URL: the router decodes /%61pi/events to /api/events, which must count.
@@ -183,11 +188,6 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
       return sendError(reply, 503, 'unavailable', 'the database or the queue does not answer', 1);
     }
     return { status: 'ready' };
-  });
-
-  app.get('/metrics', async (_request, reply) => {
-    reply.type(register.contentType);
-    return register.metrics();
   });
 
   app.post<{ Body: NewEventBody }>(
@@ -291,10 +291,12 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
         throw new OnsaleError('idempotency_conflict', 'this Idempotency-Key was used with a different body');
       }
       if (result.status === 'duplicate') {
+        notePurchase(request, result.purchaseId);
         const first = await findPurchase(result.purchaseId);
         return reply.code(200).send(receipt(result.purchaseId, first?.status ?? 'queued'));
       }
       backpressure.accepted();
+      notePurchase(request, purchase.purchaseId);
       return reply.code(202).send(receipt(purchase.purchaseId, 'queued'));
     },
   );

@@ -1,6 +1,6 @@
-import { collectDefaultMetrics } from 'prom-client';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
+import { startProcessMetrics } from '../metrics/cluster.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { buildApp } from './app.js';
@@ -9,7 +9,7 @@ import { buildApp } from './app.js';
 export async function runWebServer(config: Config, adminToken: string): Promise<void> {
   process.title = 'onsale-web';
   const logger = createLogger(config.logLevel, 'web');
-  collectDefaultMetrics();
+  if (config.metrics) startProcessMetrics();
   const storage = openStorage(config.databaseUrl);
   const queue = openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { openQueue, openStorage } from '../adapters/index.js';
@@ -5,6 +6,9 @@ import type { Config } from '../config.js';
 import { UnavailableError } from '../domain/errors.js';
 import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import { startProcessMetrics } from '../metrics/cluster.js';
+import { serveWorkerMetrics } from '../metrics/listener.js';
+import { countRetry, observeBatch, setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 
@@ -73,13 +77,21 @@ export function startWorkerLoop(opts: {
     }
     const started = performance.now();
     try {
-      const { applied } = await storage.applyBatch(work.eventId, work.purchases);
+      const { applied, outcomes } = await storage.applyBatch(work.eventId, work.purchases);
       await queue.ack(work);
       failures.delete(head.purchaseId);
-      logger.debug(
-        { eventId: work.eventId, size: work.purchases.length, applied, ms: performance.now() - started },
-        'batch allocated',
-      );
+      const ms = performance.now() - started;
+      observeBatch(work.purchases.length, ms / 1000, outcomes);
+      // At debug, one line per finalized purchase: its id ties it to the web server's request line.
+      if (logger.isLevelEnabled('debug')) {
+        for (const o of outcomes) {
+          logger.debug(
+            { purchaseId: o.purchaseId, eventId: work.eventId, outcome: o.outcome, reason: o.reason },
+            'purchase finalized',
+          );
+        }
+      }
+      logger.debug({ eventId: work.eventId, size: work.purchases.length, applied, ms }, 'batch allocated');
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       failures.set(head.purchaseId, { message, transient: error instanceof UnavailableError });
@@ -104,6 +116,7 @@ export function startWorkerLoop(opts: {
         failed = 0;
       } catch (error) {
         failed += 1;
+        countRetry();
         const wait = Math.min(RETRY_MAX_MS, 50 * 2 ** Math.min(failed, 10));
         logger.warn({ err: error, failed, retryInMs: wait }, 'batch failed; it stays queued and is retried');
         await sleep(wait);
@@ -124,6 +137,15 @@ export function startWorkerLoop(opts: {
 export async function runWorker(config: Config, workerId?: string): Promise<void> {
   process.title = 'onsale-worker';
   const logger = createLogger(config.logLevel, 'worker');
+  if (config.metrics) startProcessMetrics();
+  // Under `onsale start` the supervisor counts its workers and serves their metrics through the web
+  // servers; a standalone worker counts itself and may serve its own.
+  const standalone = !cluster.isWorker;
+  if (standalone) setWorkerCount(1);
+  const listener =
+    config.metrics && standalone && config.metricsPort !== null
+      ? await serveWorkerMetrics(config.host, config.metricsPort)
+      : null;
   const storage = openStorage(config.databaseUrl);
   const queue = openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
@@ -139,6 +161,6 @@ export async function runWorker(config: Config, workerId?: string): Promise<void
   logger.info({ workerId: id }, 'worker started');
   onShutdown(logger, async () => {
     await loop.stop();
-    await Promise.all([storage.close(), queue.close()]);
+    await Promise.all([storage.close(), queue.close(), listener?.close()]);
   });
 }

@@ -58,7 +58,16 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
       buy('d', [[1, 1]]), // VIP gone: sold out
       buy('e', [[0, 1]]),
     ];
-    expect(await storage.applyBatch(event.id, batch)).toEqual({ applied: 5 });
+    const result = await storage.applyBatch(event.id, batch);
+    expect(result.applied).toBe(5);
+    // What the worker counts and logs: each applied purchase's outcome, in the order given.
+    expect(result.outcomes.map((o) => [o.purchaseId, o.acceptedAt, o.outcome, o.reason])).toEqual([
+      [batch[0]!.purchaseId, batch[0]!.acceptedAt, 'confirmed', null],
+      [batch[1]!.purchaseId, batch[1]!.acceptedAt, 'rejected', 'insufficient_inventory'],
+      [batch[2]!.purchaseId, batch[2]!.acceptedAt, 'confirmed', null],
+      [batch[3]!.purchaseId, batch[3]!.acceptedAt, 'rejected', 'sold_out'],
+      [batch[4]!.purchaseId, batch[4]!.acceptedAt, 'rejected', 'sold_out'],
+    ]);
     const statuses = await Promise.all(batch.map((p) => storage.getPurchase(p.purchaseId)));
     expect(statuses.map((p) => [p!.status, p!.reason])).toEqual([
       ['confirmed', null],
@@ -81,11 +90,13 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
 
   it('applies a redelivered batch once', async () => {
     const batch = [buy('a', [[0, 2]]), buy('b', [[1, 1]])];
-    expect(await storage.applyBatch(event.id, batch)).toEqual({ applied: 2 });
+    expect((await storage.applyBatch(event.id, batch)).applied).toBe(2);
     const before = await storage.getPurchase(batch[0]!.purchaseId);
     // The same batch again, from another connection, with one new purchase appended.
     const more = [...batch, buy('c', [[0, 1]])];
-    expect(await reopen().applyBatch(event.id, more)).toEqual({ applied: 1 });
+    const again = await reopen().applyBatch(event.id, more);
+    expect(again.applied).toBe(1);
+    expect(again.outcomes.map((o) => o.purchaseId)).toEqual([more[2]!.purchaseId]);
     expect(await storage.getPurchase(batch[0]!.purchaseId)).toEqual(before);
     const stats = (await storage.getStats(event.id))!;
     expect(stats.ticketTypes.map((t) => t.sold)).toEqual([3, 1]);

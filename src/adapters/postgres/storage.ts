@@ -10,7 +10,7 @@ import type {
   RejectReason,
   SaleEvent,
 } from '../../domain/types.js';
-import type { Storage } from '../../ports/storage.js';
+import type { BatchResult, Storage } from '../../ports/storage.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 
 interface TicketTypeRow {
@@ -269,11 +269,11 @@ export class PostgresStorage implements Storage {
     return new Map(rows.map((r) => [fromDb(r.id), { status: r.status, updatedAt: r.updated_at }]));
   }
 
-  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<{ applied: number }> {
-    if (purchases.length === 0) return { applied: 0 };
+  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult> {
+    if (purchases.length === 0) return { applied: 0, outcomes: [] };
     const event = toDb(eventId);
-    const applied = await this.#db.transaction((tx) => this.#apply(tx, event, purchases));
-    return { applied };
+    const outcomes = await this.#db.transaction((tx) => this.#apply(tx, event, purchases));
+    return { applied: outcomes.length, outcomes };
   }
 
   /**
@@ -281,7 +281,11 @@ export class PostgresStorage implements Storage {
    * rest in memory (domain allocate(), in the order given), then write everything with one statement per
    * table. Safe to run again after a lost COMMIT answer: the second run finds the batch applied.
    */
-  async #apply(tx: Tx, event: string, purchases: readonly AcceptedPurchase[]): Promise<number> {
+  async #apply(
+    tx: Tx,
+    event: string,
+    purchases: readonly AcceptedPurchase[],
+  ): Promise<BatchResult['outcomes']> {
     const stock = new Map<string, StockLevel>();
     const locked = await tx.query<Omit<TicketTypeRow, 'name' | 'price_cents'>>(SQL.lockStock, [event]);
     for (const t of locked.rows) {
@@ -298,7 +302,7 @@ export class PostgresStorage implements Storage {
     ]);
     const doneIds = new Set(done.rows.map((r) => fromDb(r.id)));
     const fresh = purchases.filter((p) => !doneIds.has(p.purchaseId));
-    if (fresh.length === 0) return 0;
+    if (fresh.length === 0) return [];
 
     const buyers = [...new Set(fresh.map((p) => p.buyerId))];
     const bought = new Map<string, number>();
@@ -327,6 +331,7 @@ export class PostgresStorage implements Storage {
     };
     const added = new Map<string, { buyer: string; type: string; quantity: number }>();
     const soldByType = new Map<string, number>();
+    const outcomes: BatchResult['outcomes'] = [];
     for (const decision of allocate(fresh, stock, bought)) {
       const p = decision.purchase;
       const id = toDb(p.purchaseId);
@@ -334,6 +339,12 @@ export class PostgresStorage implements Storage {
       rows.buyer.push(toDb(p.buyerId));
       rows.status.push(decision.outcome);
       rows.reason.push(decision.outcome === 'rejected' ? decision.reason : null);
+      outcomes.push({
+        purchaseId: p.purchaseId,
+        acceptedAt: p.acceptedAt,
+        outcome: decision.outcome,
+        reason: decision.outcome === 'rejected' ? decision.reason : null,
+      });
       items.push(JSON.stringify(p.items));
       created.push(p.acceptedAt);
       if (decision.outcome === 'rejected') continue;
@@ -393,7 +404,7 @@ export class PostgresStorage implements Storage {
         throw new Error(`allocation would oversell event ${fromDb(event)}; batch rolled back`);
       }
     }
-    return fresh.length;
+    return outcomes;
   }
 
   async ping(): Promise<void> {

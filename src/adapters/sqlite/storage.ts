@@ -12,7 +12,7 @@ import type {
   Ticket,
   TicketType,
 } from '../../domain/types.js';
-import type { Storage } from '../../ports/storage.js';
+import type { BatchResult, Storage } from '../../ports/storage.js';
 import type { Statement } from 'better-sqlite3';
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 
@@ -203,12 +203,12 @@ export class SqliteStorage implements Storage {
     return new Map(rows.map((r) => [r.id, { status: r.status, updatedAt: r.updated_at }]));
   }
 
-  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<{ applied: number }> {
+  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult> {
     const s = this.#stmt;
-    const apply = this.#db.transaction((): number => {
+    const apply = this.#db.transaction((): BatchResult['outcomes'] => {
       const done = new Set(s.alreadyApplied.all(JSON.stringify(purchases.map((p) => p.purchaseId))));
       const fresh = purchases.filter((p) => !done.has(p.purchaseId));
-      if (fresh.length === 0) return 0;
+      if (fresh.length === 0) return [];
 
       const stock = new Map<string, StockLevel>();
       for (const t of s.ticketTypes.all(eventId) as TicketTypeRow[]) {
@@ -226,9 +226,16 @@ export class SqliteStorage implements Storage {
       const now = new Date().toISOString();
       const soldByType = new Map<string, number>();
       let confirmed = 0;
+      const outcomes: BatchResult['outcomes'] = [];
       for (const decision of allocate(fresh, stock, bought)) {
         const p = decision.purchase;
         const items = JSON.stringify(p.items);
+        outcomes.push({
+          purchaseId: p.purchaseId,
+          acceptedAt: p.acceptedAt,
+          outcome: decision.outcome,
+          reason: decision.outcome === 'rejected' ? decision.reason : null,
+        });
         if (decision.outcome === 'rejected') {
           s.insertPurchase.run(
             p.purchaseId,
@@ -269,9 +276,10 @@ export class SqliteStorage implements Storage {
           throw new Error(`allocation would oversell ticket type ${typeId}; batch rolled back`);
         }
       }
-      return fresh.length;
+      return outcomes;
     });
-    return { applied: guarded(() => apply.immediate()) };
+    const outcomes = guarded(() => apply.immediate());
+    return { applied: outcomes.length, outcomes };
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,99 @@
+import { randomUUID } from 'node:crypto';
+import cluster from 'node:cluster';
+import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Queue } from '../ports/queue.js';
+import type { Storage } from '../ports/storage.js';
+import { sendError } from '../web/errors.js';
+import { machineMetrics } from './cluster.js';
+import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from './metrics.js';
+import { sharedStateRegistry } from './shared-state.js';
+
+const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
+/** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
+const POLLED = new Set(['/healthz', '/readyz', '/metrics']);
+/** An X-Request-Id from a load balancer is kept when it looks like an id; anything else gets a fresh one. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** Fastify's genReqId: the load balancer's X-Request-Id if it sent a sane one, else a random UUID. */
+export function requestId(request: IncomingMessage): string {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** What the route learnt about a request, for its log line and its metrics. */
+const notes = new WeakMap<FastifyRequest, { purchaseId?: string; errorCode?: string }>();
+
+/** The purchase a request created or named: logged with the request, and by the worker that allocates it. */
+export function notePurchase(request: FastifyRequest, purchaseId: string): void {
+  notes.set(request, { ...notes.get(request), purchaseId });
+}
+
+/** The api.md error code a request was answered with (the refusal reason of a purchase). */
+export function noteErrorCode(request: FastifyRequest, code: string): void {
+  notes.set(request, { ...notes.get(request), errorCode: code });
+}
+
+/** Refusal reasons: api.md's error codes, with the three kinds of bad input folded into "invalid". */
+function refusalReason(code: string | undefined, status: number): string {
+  if (code === 'invalid_request' || code === 'payload_too_large' || code === 'unsupported_media_type')
+    return 'invalid';
+  if (code) return code === 'internal_error' ? 'error' : code;
+  if (status === 429) return 'rate_limited';
+  if (status === 503) return 'unavailable';
+  return status >= 500 ? 'error' : 'invalid';
+}
+
+/**
+ * One log line per request (with its id, route, status, time and purchase id), the request metrics, the
+ * purchase accept/refuse counters, and GET /metrics: the whole machine's metrics under `onsale start`,
+ * this process's otherwise, plus the queue and stock gauges read once from the shared state.
+ */
+export function installObservability(
+  app: FastifyInstance,
+  deps: { storage: Storage; queue: Queue; logger: Logger },
+): void {
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const status = reply.statusCode;
+    const seconds = reply.elapsedTime / 1000;
+    const note = notes.get(request);
+    observeRequest(route, request.method, status, seconds);
+    if (route === PURCHASE_ROUTE && request.method === 'POST') {
+      if (status === 202) countAccepted();
+      else if (status >= 400) countRefused(refusalReason(note?.errorCode, status));
+    }
+    const line = {
+      method: request.method,
+      route,
+      url: request.url,
+      status,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+      ...(note?.purchaseId ? { purchaseId: note.purchaseId } : {}),
+      ...(note?.errorCode ? { code: note.errorCode } : {}),
+    };
+    if (POLLED.has(route)) request.log.debug(line, 'request');
+    else request.log.info(line, 'request');
+  });
+
+  const shared = metricsEnabled() ? sharedStateRegistry(deps.storage, deps.queue, deps.logger) : null;
+  app.get('/metrics', async (request, reply) => {
+    if (!shared) {
+      noteErrorCode(request, 'not_found');
+      return sendError(reply, 404, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
+    }
+    try {
+      const own = cluster.isWorker ? await machineMetrics() : await registry.metrics();
+      reply.type(registry.contentType);
+      return own + (await shared.metrics());
+    } catch (error) {
+      deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
+      return sendError(reply, 503, 'unavailable', 'the metrics cannot be gathered right now', 1);
+    }
+  });
+}

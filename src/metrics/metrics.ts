@@ -1,0 +1,145 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * The metrics of one process: what it did (requests, accepts, refusals, batches). Under `onsale start`
+ * these per-process registries are summed across the machine by the supervisor (cluster.ts); the state
+ * every process shares (queue, stock, dead letters) is read once at scrape time instead (shared-state.ts).
+ *
+ * Every recorder is a no-op until enableMetrics() runs (ONSALE_METRICS=off never calls it), and swallows
+ * its own failures: a metric must never break a request or a batch.
+ */
+export const registry = new Registry();
+
+let enabled = false;
+
+/** Starts recording (and the process defaults: CPU, memory, event loop, GC). Idempotent. */
+export function enableMetrics(): void {
+  if (enabled) return;
+  enabled = true;
+  collectDefaultMetrics({ register: registry });
+  // prom-client names these three gauges with a counter's _total suffix, which `promtool check metrics`
+  // flags; they are the sums of nodejs_active_handles, _requests and _resources, which stay.
+  for (const name of [
+    'nodejs_active_handles_total',
+    'nodejs_active_requests_total',
+    'nodejs_active_resources_total',
+  ])
+    registry.removeSingleMetric(name);
+}
+
+export function metricsEnabled(): boolean {
+  return enabled;
+}
+
+const registers = [registry];
+
+const httpDuration = new Histogram({
+  name: 'onsale_http_request_duration_seconds',
+  help: 'HTTP requests by route pattern (never the raw URL), method and status, and how long they took',
+  labelNames: ['route', 'method', 'status'] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers,
+});
+
+const accepted = new Counter({
+  name: 'onsale_purchases_accepted_total',
+  help: 'Purchases answered 202: durably queued',
+  registers,
+});
+
+const refused = new Counter({
+  name: 'onsale_purchases_refused_total',
+  help: 'Purchase requests not queued, by reason (rate_limited, overloaded, invalid, sales_not_open, ...)',
+  labelNames: ['reason'] as const,
+  registers,
+});
+
+const finalized = new Counter({
+  name: 'onsale_purchases_finalized_total',
+  help: 'Purchases that reached a final status, by outcome (and reason, for a rejection)',
+  labelNames: ['outcome', 'reason'] as const,
+  registers,
+});
+
+const endToEnd = new Histogram({
+  name: 'onsale_purchase_end_to_end_seconds',
+  help: 'From acceptance (the 202) to the final status being committed',
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+  registers,
+});
+
+const batchSize = new Histogram({
+  name: 'onsale_allocation_batch_size',
+  help: 'Purchases per allocated batch',
+  buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+  registers,
+});
+
+const allocationDuration = new Histogram({
+  name: 'onsale_allocation_duration_seconds',
+  help: 'Time to allocate one batch: storage transaction and queue ack',
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  registers,
+});
+
+const retries = new Counter({
+  name: 'onsale_retries_total',
+  help: 'Worker attempts that failed (a batch, or claiming one) and are retried after a back-off',
+  registers,
+});
+
+const workers = new Gauge({
+  name: 'onsale_workers',
+  help: 'Live worker processes (set by whoever runs them: the supervisor, or a standalone worker itself)',
+  registers,
+});
+
+function safely(record: () => void): void {
+  if (!enabled) return;
+  try {
+    record();
+  } catch {
+    // A metric is never worth a failed request or batch.
+  }
+}
+
+export function observeRequest(route: string, method: string, status: number, seconds: number): void {
+  safely(() => httpDuration.observe({ route, method, status: String(status) }, seconds));
+}
+
+export function countAccepted(): void {
+  safely(() => accepted.inc());
+}
+
+export function countRefused(reason: string): void {
+  safely(() => refused.inc({ reason }));
+}
+
+export function countRetry(): void {
+  safely(() => retries.inc());
+}
+
+/** A batch the worker committed: its size, how long it took, and each fresh purchase's outcome. */
+export function observeBatch(
+  size: number,
+  seconds: number,
+  outcomes: ReadonlyArray<{ acceptedAt: string; outcome: string; reason: string | null }>,
+): void {
+  safely(() => {
+    batchSize.observe(size);
+    allocationDuration.observe(seconds);
+    const now = Date.now();
+    for (const o of outcomes) {
+      finalized.inc(o.reason ? { outcome: o.outcome, reason: o.reason } : { outcome: o.outcome });
+      endToEnd.observe(Math.max(0, (now - Date.parse(o.acceptedAt)) / 1000));
+    }
+  });
+}
+
+/**
+ * The one place that says how many workers are alive: the supervisor calls it when it forks or loses
+ * one (and so will the autoscaler), a standalone worker sets 1 for itself.
+ */
+export function setWorkerCount(count: number): void {
+  safely(() => workers.set(count));
+}
