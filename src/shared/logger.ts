@@ -1,13 +1,31 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
-/** JSON logs on stdout, one line per record, tagged with the process's role. */
-export function createLogger(level: string, role: string): Logger {
-  return pino({
-    level,
-    base: { role, pid: process.pid },
-    redact: {
-      paths: ['req.headers.authorization', 'headers.authorization', 'adminToken'],
-      censor: '[secret]',
+/**
+ * Fields never written to a log, wherever a caller puts them: the admin token, Authorization headers and
+ * payment tokens. Request lines carry no header or body at all; this is the net under that rule.
+ */
+export const REDACTED_PATHS = [
+  'adminToken',
+  'token',
+  'paymentToken',
+  'authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  '*.adminToken',
+  '*.paymentToken',
+  '*.authorization',
+  'body.paymentToken',
+  'req.body.paymentToken',
+];
+
+/** JSON logs on stdout (or `destination`), one line per record, tagged with the process's role. */
+export function createLogger(level: string, role: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { role, pid: process.pid },
+      redact: { paths: REDACTED_PATHS, censor: '[secret]' },
     },
-  });
+    destination,
+  );
 }
