@@ -28,6 +28,8 @@ export type Topology = { kind: 'start'; web: number; engine?: Engine } | { kind:
 export interface Engine {
   name: string;
   prepare: () => Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }>;
+  /** Runs beside the load once onsale is ready (e.g. a Prometheus-like scraper); returns how to stop it. */
+  whileRunning?: (base: string) => () => void;
 }
 
 export interface AcceptPlan {
@@ -49,7 +51,7 @@ export interface AcceptFigures {
   cpu: { web: number; worker: number };
 }
 
-interface RealRun {
+export interface RealRun {
   wrk: WrkResult;
   rssMb: number | null;
   cpu: { web: number; worker: number };
@@ -161,7 +163,7 @@ async function bareRun(plan: AcceptPlan, processes: number): Promise<WrkResult> 
   }
 }
 
-async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
+export async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
   const dir = tempDir();
   const port = await freePort();
   const adminToken = randomBytes(18).toString('base64url');
@@ -175,9 +177,11 @@ async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
     ...engine?.env,
   });
   const onsale = spawnNode(CLI, [topology.kind], env);
+  let stopBeside: (() => void) | null = null;
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/readyz`, onsale);
+    stopBeside = topology.kind === 'start' ? (topology.engine?.whileRunning?.(base) ?? null) : null;
     const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
     const target = await createEvent(base, admin);
 
@@ -203,6 +207,7 @@ async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
       queuedAtEnd: purchases.queued,
     };
   } finally {
+    stopBeside?.();
     await onsale.stop();
     dir.remove();
     await engine?.cleanup();

@@ -2,6 +2,7 @@ import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../config.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
+import { measureMetricsCost } from './metrics-cost.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
@@ -17,8 +18,13 @@ import {
 } from './services.js';
 import { assertWrkInstalled, WrkMissingError } from './wrk.js';
 
-/** The goals of issue 2 (the embedded engine) and issue 3 (the scale-out engines). */
-export const GOALS = { ackVsBare: 0.7, allocVsNaive: 50, pgAllocPerSec: 50_000 } as const;
+/** The goals of issue 2 (the embedded engine), issue 3 (the scale-out engines) and issue 5 (metrics' cost). */
+export const GOALS = {
+  ackVsBare: 0.7,
+  allocVsNaive: 50,
+  pgAllocPerSec: 50_000,
+  metricsMaxCost: 0.05,
+} as const;
 
 export const DEFAULT_URLS = {
   postgres: process.env.ONSALE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -56,7 +62,10 @@ function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl:
 }
 
 /** Fails with ServiceUnreachableError, before anything is measured, if a server the parts need is down. */
-async function assertServers(parts: ReadonlySet<Part>, urls: Record<Exclude<Part, 'core'>, string>) {
+async function assertServers(
+  parts: ReadonlySet<Part>,
+  urls: Record<Exclude<Part, 'core' | 'metrics'>, string>,
+) {
   if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq'))
     await assertPostgresReachable(urls.postgres);
   if (parts.has('redis')) await assertRedisReachable(urls.redis);
@@ -243,6 +252,35 @@ export async function runBench(options: BenchOptions): Promise<number> {
       ],
       [`${key}AckVsBare`, goal(f.ratio, GOALS.ackVsBare)],
       latencyRow(`${name}`, f),
+    );
+  }
+  if (parts.has('metrics')) {
+    const cost = await measureMetricsCost(accept, defaults.web, progress);
+    const share = 1 - cost.ratio;
+    engines = {
+      ...engines,
+      metricsOnAckPerSec: Math.round(cost.on.wrk.acceptedPerSec),
+      metricsOffAckPerSec: Math.round(cost.off.wrk.acceptedPerSec),
+      metricsOnVsOff: round(cost.ratio, 3),
+      metricsOnLatencyP99Ms: round(cost.on.wrk.p99Ms, 2),
+      metricsOffLatencyP99Ms: round(cost.off.wrk.p99Ms, 2),
+      metricsScrapes: cost.scrapes,
+    };
+    goalsMet = { ...goalsMet, metricsCost: share <= GOALS.metricsMaxCost };
+    rows.push(
+      [
+        'accepted/s, onsale start, metrics on (scraped every 1 s) / off',
+        `${int(cost.on.wrk.acceptedPerSec)} / ${int(cost.off.wrk.acceptedPerSec)}`,
+      ],
+      [
+        'metricsOnVsOff',
+        `${cost.ratio.toFixed(3)}  (cost ${(share * 100).toFixed(1)}%, goal ≤ ${GOALS.metricsMaxCost * 100}%: ` +
+          `${share <= GOALS.metricsMaxCost ? 'met' : 'MISSED'})`,
+      ],
+      [
+        'ack latency p50 / p99 ms, metrics on / off',
+        `${ms(cost.on.wrk.p50Ms, cost.on.wrk.p99Ms)}  /  ${ms(cost.off.wrk.p50Ms, cost.off.wrk.p99Ms)}`,
+      ],
     );
   }
   // Other work on the machine moves every figure: the load average before and after tells whether there was.

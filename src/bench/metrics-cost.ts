@@ -1,0 +1,61 @@
+import { realRun, type AcceptPlan, type Engine, type RealRun } from './accept.js';
+
+/** How often the "on" side is scraped, like a Prometheus with a 1 s interval (busier than the usual 5–15 s). */
+const SCRAPE_EVERY_MS = 1_000;
+
+export interface MetricsCost {
+  on: RealRun;
+  off: RealRun;
+  /** Accepted/s with metrics on (and scraped) over accepted/s with metrics off. */
+  ratio: number;
+  scrapes: number;
+}
+
+/**
+ * The cost of metrics on the accept path: `onsale start` on the embedded engine under wrk, with metrics on
+ * and /metrics scraped every second, against the same with ONSALE_METRICS=off, alternating which goes
+ * first each round (a shared machine drifts) and reporting the medians.
+ */
+export async function measureMetricsCost(
+  plan: AcceptPlan,
+  web: number,
+  progress: (line: string) => void,
+): Promise<MetricsCost> {
+  let scrapes = 0;
+  const on: Engine = {
+    name: 'metrics on',
+    prepare: async () => ({ env: { ONSALE_METRICS: 'on' }, cleanup: async () => undefined }),
+    whileRunning: (base) => {
+      const timer = setInterval(() => {
+        fetch(`${base}/metrics`).then(
+          async (res) => {
+            await res.text();
+            if (res.ok) scrapes += 1;
+          },
+          () => undefined,
+        );
+      }, SCRAPE_EVERY_MS);
+      return () => clearInterval(timer);
+    },
+  };
+  const off: Engine = {
+    name: 'metrics off',
+    prepare: async () => ({ env: { ONSALE_METRICS: 'off' }, cleanup: async () => undefined }),
+  };
+  const runs = { on: [] as RealRun[], off: [] as RealRun[] };
+  for (let r = 1; r <= plan.rounds; r++) {
+    for (const side of r % 2 === 1 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      const run = await realRun(plan, { kind: 'start', web, engine: side === 'on' ? on : off });
+      progress(
+        `metrics ${r}/${plan.rounds}: onsale start, metrics ${side}: ` +
+          `${Math.round(run.wrk.acceptedPerSec).toLocaleString('en-US')} 202/s, ` +
+          `p50 ${run.wrk.p50Ms.toFixed(1)} ms, p99 ${run.wrk.p99Ms.toFixed(1)} ms`,
+      );
+      runs[side].push(run);
+    }
+  }
+  const median = (xs: RealRun[]) =>
+    [...xs].sort((a, b) => a.wrk.acceptedPerSec - b.wrk.acceptedPerSec)[Math.floor((xs.length - 1) / 2)]!;
+  const [onRun, offRun] = [median(runs.on), median(runs.off)];
+  return { on: onRun, off: offRun, ratio: onRun.wrk.acceptedPerSec / offRun.wrk.acceptedPerSec, scrapes };
+}
