@@ -68,6 +68,8 @@ export function installObservability(
       if (status === 202) countAccepted();
       else if (status >= 400) countRefused(refusalReason(note?.errorCode, status));
     }
+    const level = POLLED.has(route) ? 'debug' : 'info';
+    if (!deps.logger.isLevelEnabled(level)) return;
     const line = {
       method: request.method,
       route,
@@ -77,8 +79,7 @@ export function installObservability(
       ...(note?.purchaseId ? { purchaseId: note.purchaseId } : {}),
       ...(note?.errorCode ? { code: note.errorCode } : {}),
     };
-    if (POLLED.has(route)) request.log.debug(line, 'request');
-    else request.log.info(line, 'request');
+    request.log[level](line, 'request');
   });
 
   const shared = metricsEnabled() ? sharedStateRegistry(deps.storage, deps.queue, deps.logger) : null;
