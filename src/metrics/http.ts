@@ -8,7 +8,7 @@ import type { Storage } from '../ports/storage.js';
 import { sendError } from '../web/errors.js';
 import { machineMetrics } from './cluster.js';
 import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from './metrics.js';
-import { sharedStateRegistry } from './shared-state.js';
+import { sharedStateMetrics } from './shared-state.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
 /** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
@@ -82,7 +82,7 @@ export function installObservability(
     request.log[level](line, 'request');
   });
 
-  const shared = metricsEnabled() ? sharedStateRegistry(deps.storage, deps.queue, deps.logger) : null;
+  const shared = metricsEnabled() ? sharedStateMetrics(deps.storage, deps.queue, deps.logger) : null;
   app.get('/metrics', async (request, reply) => {
     if (!shared) {
       noteErrorCode(request, 'not_found');
@@ -91,7 +91,7 @@ export function installObservability(
     try {
       const own = cluster.isWorker ? await machineMetrics() : await registry.metrics();
       reply.type(registry.contentType);
-      return own + (await shared.metrics());
+      return own + (await shared());
     } catch (error) {
       deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
       return sendError(reply, 503, 'unavailable', 'the metrics cannot be gathered right now', 1);

@@ -1,4 +1,3 @@
-import { Gauge, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
@@ -21,11 +20,11 @@ interface Reading {
 /**
  * Gauges of the state all processes share: the queue, the stock, the dead letters. Summing them across
  * processes would be wrong, so they are not in the per-process registry: the web server that is scraped
- * reads them once, at scrape time, from the database and the queue. If that read fails, they are left
- * out of this scrape (and the failure logged); the rest of /metrics is still served.
+ * reads them once, at scrape time, from the database and the queue, and writes them in the text format
+ * itself. If that read fails they are left out of the scrape (a gauge of 0 would claim an empty queue)
+ * and the failure is logged; the rest of /metrics is still served.
  */
-export function sharedStateRegistry(storage: Storage, queue: Queue, logger: Logger): Registry {
-  const registry = new Registry();
+export function sharedStateMetrics(storage: Storage, queue: Queue, logger: Logger): () => Promise<string> {
   let last: { at: number; reading: Promise<Reading | null> } | null = null;
 
   function reading(): Promise<Reading | null> {
@@ -38,60 +37,49 @@ export function sharedStateRegistry(storage: Storage, queue: Queue, logger: Logg
     return next;
   }
 
-  const registers = [registry];
-  new Gauge({
-    name: 'onsale_queue_depth',
-    help: 'Purchases accepted and not yet allocated (dead letters not counted)',
-    registers,
-    async collect() {
-      const r = await reading();
-      if (r) this.set(r.depth);
-      else this.reset();
-    },
-  });
-  new Gauge({
-    name: 'onsale_queue_oldest_age_seconds',
-    help: 'Age of the oldest queued purchase (0 when the queue is empty)',
-    registers,
-    async collect() {
-      const r = await reading();
-      if (r) this.set(r.oldestAgeSeconds);
-      else this.reset();
-    },
-  });
-  new Gauge({
-    name: 'onsale_dead_letters',
-    help: 'Purchases in the dead-letter place, waiting for `onsale dlq replay`',
-    registers,
-    async collect() {
-      const r = await reading();
-      if (r) this.set(r.deadLetters);
-      else this.reset();
-    },
-  });
-  new Gauge({
-    name: 'onsale_tickets_available',
-    help: `Tickets left per ticket type, for the ${TICKET_EVENTS} most recent events`,
-    labelNames: ['event', 'ticket_type'] as const,
-    registers,
-    async collect() {
-      const r = await reading();
-      this.reset();
-      for (const t of r?.tickets ?? []) this.set({ event: t.event, ticket_type: t.ticketType }, t.available);
-    },
-  });
-  new Gauge({
-    name: 'onsale_tickets_sold',
-    help: `Tickets sold per ticket type, for the ${TICKET_EVENTS} most recent events`,
-    labelNames: ['event', 'ticket_type'] as const,
-    registers,
-    async collect() {
-      const r = await reading();
-      this.reset();
-      for (const t of r?.tickets ?? []) this.set({ event: t.event, ticket_type: t.ticketType }, t.sold);
-    },
-  });
-  return registry;
+  return async () => {
+    const r = await reading();
+    if (!r) return '';
+    const tickets = (value: (t: Reading['tickets'][number]) => number) =>
+      r.tickets.map(
+        (t) => [`{event="${label(t.event)}",ticket_type="${label(t.ticketType)}"}`, value(t)] as const,
+      );
+    return [
+      gauge('onsale_queue_depth', 'Purchases accepted and not yet allocated (dead letters not counted)', [
+        ['', r.depth],
+      ]),
+      gauge(
+        'onsale_queue_oldest_age_seconds',
+        'Age of the oldest queued purchase (0 when the queue is empty)',
+        [['', r.oldestAgeSeconds]],
+      ),
+      gauge('onsale_dead_letters', 'Purchases in the dead-letter place, waiting for `onsale dlq replay`', [
+        ['', r.deadLetters],
+      ]),
+      gauge(
+        'onsale_tickets_available',
+        `Tickets left per ticket type, for the ${TICKET_EVENTS} most recent events`,
+        tickets((t) => t.available),
+      ),
+      gauge(
+        'onsale_tickets_sold',
+        `Tickets sold per ticket type, for the ${TICKET_EVENTS} most recent events`,
+        tickets((t) => t.sold),
+      ),
+    ].join('');
+  };
+}
+
+/** One gauge family in the text exposition format. */
+function gauge(name: string, help: string, samples: ReadonlyArray<readonly [string, number]>): string {
+  const lines = [`# HELP ${name} ${help.replaceAll('\\', '\\\\')}`, `# TYPE ${name} gauge`];
+  for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** A label value, escaped as the text format requires. */
+function label(value: string): string {
+  return value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
 }
 
 async function read(storage: Storage, queue: Queue): Promise<Reading> {
