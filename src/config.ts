@@ -261,7 +261,7 @@ export const SETTINGS = [
     key: 'metricsPort',
     flag: '--metrics-port',
     env: 'ONSALE_METRICS_PORT',
-    description: 'port where a standalone worker serves its own /metrics (on --host), to be scraped',
+    description: 'port where a standalone worker serves its own /metrics (on HOST), to be scraped',
     accepts: 'a port number 1..65535, or off',
     parse: (raw) => (raw.trim() === 'off' ? null : integer(1, 65535)(raw)),
     fallback: () => 'off',

@@ -8,6 +8,11 @@ export interface MetricsCost {
   off: RealRun;
   /** Accepted/s with metrics on (and scraped) over accepted/s with metrics off. */
   ratio: number;
+  /**
+   * CPU milliseconds the web servers spent per 202, on and off (medians over the rounds): less moved by
+   * other work on a shared machine than throughput is, since it counts only what onsale itself used.
+   */
+  webCpuMsPer202: { on: number; off: number };
   scrapes: number;
 }
 
@@ -49,7 +54,8 @@ export async function measureMetricsCost(
       progress(
         `metrics ${r}/${plan.rounds}: onsale start, metrics ${side}: ` +
           `${Math.round(run.wrk.acceptedPerSec).toLocaleString('en-US')} 202/s, ` +
-          `p50 ${run.wrk.p50Ms.toFixed(1)} ms, p99 ${run.wrk.p99Ms.toFixed(1)} ms`,
+          `p50 ${run.wrk.p50Ms.toFixed(1)} ms, p99 ${run.wrk.p99Ms.toFixed(1)} ms, ` +
+          `web CPU ${cpuPer202(run).toFixed(3)} ms per 202`,
       );
       runs[side].push(run);
     }
@@ -57,5 +63,16 @@ export async function measureMetricsCost(
   const median = (xs: RealRun[]) =>
     [...xs].sort((a, b) => a.wrk.acceptedPerSec - b.wrk.acceptedPerSec)[Math.floor((xs.length - 1) / 2)]!;
   const [onRun, offRun] = [median(runs.on), median(runs.off)];
-  return { on: onRun, off: offRun, ratio: onRun.wrk.acceptedPerSec / offRun.wrk.acceptedPerSec, scrapes };
+  const medianOf = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  return {
+    on: onRun,
+    off: offRun,
+    ratio: onRun.wrk.acceptedPerSec / offRun.wrk.acceptedPerSec,
+    webCpuMsPer202: { on: medianOf(runs.on.map(cpuPer202)), off: medianOf(runs.off.map(cpuPer202)) },
+    scrapes,
+  };
+}
+
+function cpuPer202(run: RealRun): number {
+  return (run.cpu.web / run.wrk.acceptedPerSec) * 1000;
 }

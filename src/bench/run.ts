@@ -264,6 +264,10 @@ export async function runBench(options: BenchOptions): Promise<number> {
       metricsOnVsOff: round(cost.ratio, 3),
       metricsOnLatencyP99Ms: round(cost.on.wrk.p99Ms, 2),
       metricsOffLatencyP99Ms: round(cost.off.wrk.p99Ms, 2),
+      metricsWebCpuMsPer202: {
+        on: round(cost.webCpuMsPer202.on, 4),
+        off: round(cost.webCpuMsPer202.off, 4),
+      },
       metricsScrapes: cost.scrapes,
     };
     goalsMet = { ...goalsMet, metricsCost: share <= GOALS.metricsMaxCost };
@@ -276,6 +280,11 @@ export async function runBench(options: BenchOptions): Promise<number> {
         'metricsOnVsOff',
         `${cost.ratio.toFixed(3)}  (cost ${(share * 100).toFixed(1)}%, goal ≤ ${GOALS.metricsMaxCost * 100}%: ` +
           `${share <= GOALS.metricsMaxCost ? 'met' : 'MISSED'})`,
+      ],
+      [
+        'web CPU ms per 202, metrics on / off',
+        `${cost.webCpuMsPer202.on.toFixed(3)} / ${cost.webCpuMsPer202.off.toFixed(3)} = ` +
+          `${(cost.webCpuMsPer202.on / cost.webCpuMsPer202.off).toFixed(3)}`,
       ],
       [
         'ack latency p50 / p99 ms, metrics on / off',
