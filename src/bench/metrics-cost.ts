@@ -1,7 +1,11 @@
 import { realRun, type AcceptPlan, type Engine, type RealRun } from './accept.js';
 
-/** How often the "on" side is scraped, like a Prometheus with a 1 s interval (busier than the usual 5–15 s). */
-const SCRAPE_EVERY_MS = 1_000;
+/**
+ * How often the "on" side is scraped: the interval of deploy/prometheus/prometheus.yml. A scrape is not
+ * free (every process's registry, the queue and stock read from the database), so this is part of the
+ * cost; measured on 2026-11-28 at 1 s it was about a fifth more web CPU per 202 (docs/benchmarks.md).
+ */
+export const SCRAPE_EVERY_MS = 5_000;
 
 export interface MetricsCost {
   on: RealRun;
@@ -18,7 +22,7 @@ export interface MetricsCost {
 
 /**
  * The cost of metrics on the accept path: `onsale start` on the embedded engine under wrk, with metrics on
- * and /metrics scraped every second, against the same with ONSALE_METRICS=off, alternating which goes
+ * and /metrics scraped every SCRAPE_EVERY_MS, against the same with ONSALE_METRICS=off, alternating which goes
  * first each round (a shared machine drifts) and reporting the medians.
  */
 export async function measureMetricsCost(

@@ -2,7 +2,7 @@ import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../config.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
-import { measureMetricsCost } from './metrics-cost.js';
+import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
@@ -273,7 +273,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     goalsMet = { ...goalsMet, metricsCost: share <= GOALS.metricsMaxCost };
     rows.push(
       [
-        'accepted/s, onsale start, metrics on (scraped every 1 s) / off',
+        `accepted/s, onsale start, metrics on (scraped every ${SCRAPE_EVERY_MS / 1000} s) / off`,
         `${int(cost.on.wrk.acceptedPerSec)} / ${int(cost.off.wrk.acceptedPerSec)}`,
       ],
       [
