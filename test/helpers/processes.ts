@@ -108,7 +108,14 @@ export async function startOnsale(
     processes.push(runCli(['serve'], env));
     for (let i = 0; i < (opts.workers ?? 1); i++) processes.push(runCli(['worker'], env));
   }
-  await waitForReady(`${baseUrl}/readyz`, processes[0]);
+  try {
+    await waitForReady(`${baseUrl}/readyz`, processes[0]);
+  } catch (error) {
+    // The caller never gets the handle to stop them: stop them here, or a supervisor outlives the test.
+    await Promise.all(processes.map((p) => p.stop('SIGKILL')));
+    dir.remove();
+    throw error;
+  }
   return {
     baseUrl,
     dataDir: dir.path,
