@@ -32,12 +32,27 @@ export interface RunningProcess {
   stop: (signal?: NodeJS.Signals) => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+// Every process a test file started and has not seen exit. A test that fails before stopping what it
+// started would otherwise leave supervisors restarting their children for the rest of the run.
+// Vitest ends a test file's process with SIGTERM, so that is covered too: kill, then die of the signal.
+const running = new Set<ChildProcess>();
+const killRunning = () => {
+  for (const child of running) child.kill('SIGKILL');
+};
+process.once('exit', killRunning);
+process.once('SIGTERM', () => {
+  killRunning();
+  process.kill(process.pid, 'SIGTERM');
+});
+
 /** Runs `onsale <args>` from the built CLI, with a clean environment plus `env`. */
 export function runCli(args: string[], env: Record<string, string> = {}): RunningProcess {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
