@@ -5,6 +5,7 @@ import { openQueue, openStorage } from './adapters/index.js';
 import { PARTS, type BenchOptions, type Part } from './bench/options.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
 import { resolveAdminToken } from './shared/admin-token.js';
+import { addSimulateCommand } from './simulate/command.js';
 import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js';
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
@@ -118,6 +119,8 @@ function program(): Command {
     await queue.close();
     process.stdout.write(`${replayed} dead letter(s) put back on the queue\n`);
   });
+
+  addSimulateCommand(root);
 
   root
     .command('bench')

@@ -78,16 +78,104 @@ export async function observe(opts: {
     }
   }
   await Promise.all(Array.from({ length: opts.concurrency ?? 32 }, lane));
-  const auth = { headers: { authorization: `Bearer ${opts.adminToken}` } };
+  const { stock, stats } = await readStock(opts.baseUrl, opts.eventId, opts.adminToken);
+  return { purchases, stock, stats };
+}
+
+/** The event's stock as checkInvariants wants it: admin stats, with each type's maxPerBuyer from the event. */
+export async function readStock(
+  baseUrl: string,
+  eventId: string,
+  adminToken: string,
+): Promise<{ stock: StockView[]; stats: unknown }> {
+  const auth = { headers: { authorization: `Bearer ${adminToken}` } };
   const [statsRes, eventRes] = await Promise.all([
-    fetch(`${opts.baseUrl}/api/events/${opts.eventId}/stats`, auth),
-    fetch(`${opts.baseUrl}/api/events/${opts.eventId}`),
+    fetch(`${baseUrl}/api/events/${eventId}/stats`, auth),
+    fetch(`${baseUrl}/api/events/${eventId}`),
   ]);
+  if (statsRes.status !== 200 || eventRes.status !== 200) {
+    throw new Error(
+      `could not read event ${eventId}: stats answered ${statsRes.status}, the event ${eventRes.status}`,
+    );
+  }
   const stats = (await statsRes.json()) as { ticketTypes: Array<Omit<StockView, 'maxPerBuyer'>> };
   const event = (await eventRes.json()) as { ticketTypes: Array<{ id: string; maxPerBuyer: number }> };
   const stock = stats.ticketTypes.map((t) => ({
     ...t,
     maxPerBuyer: event.ticketTypes.find((e) => e.id === t.id)?.maxPerBuyer ?? Infinity,
   }));
-  return { purchases, stock, stats };
+  return { stock, stats };
+}
+
+/** A deterministic pseudo-random generator (mulberry32), so a crowd can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** How buyers arrive: all at the opening second, a ramp whose rate grows over the duration, or three waves. */
+export const ARRIVALS = ['burst', 'ramp', 'waves'] as const;
+export type Arrival = (typeof ARRIVALS)[number];
+
+/** A request of the simulator's crowd: an Intent with its Idempotency-Key and when it is due. */
+export interface PlannedRequest extends Intent {
+  idempotencyKey: string;
+  /** Milliseconds after the opening. */
+  at: number;
+}
+
+/**
+ * The simulator's crowd: `buyers` distinct buyers, each asking for one ticket type (sometimes two) with a
+ * quantity of 1..`maxQuantity`; a fraction `repeat` of them come back with a second request (its own key), as
+ * real buyers do in another tab, which is what the per-buyer limit is for. Sorted by due time.
+ */
+export function planCrowd(opts: {
+  buyers: number;
+  repeat: number;
+  types: ReadonlyArray<{ id: string; maxPerBuyer: number }>;
+  maxQuantity: number;
+  arrival: Arrival;
+  durationMs: number;
+  seed: number;
+  buyerPrefix: string;
+}): PlannedRequest[] {
+  const random = rng(opts.seed);
+  const waves = 3;
+  const due = (i: number): number => {
+    if (opts.arrival === 'burst') return 0;
+    const u = i / opts.buyers;
+    // A ramp: the arrival rate grows linearly, so the number arrived grows with the square of time.
+    if (opts.arrival === 'ramp') return opts.durationMs * Math.sqrt(u);
+    return (Math.floor(u * waves) * opts.durationMs) / waves;
+  };
+  const items = () => {
+    const first = opts.types[Math.floor(random() * opts.types.length)]!;
+    const picked = [first];
+    if (random() < 0.2) {
+      const second = opts.types[Math.floor(random() * opts.types.length)]!;
+      if (second.id !== first.id) picked.push(second);
+    }
+    return picked.map((t) => ({
+      ticketTypeId: t.id,
+      quantity: 1 + Math.floor(random() * Math.min(opts.maxQuantity, t.maxPerBuyer)),
+    }));
+  };
+  const plan: PlannedRequest[] = [];
+  for (let i = 0; i < opts.buyers; i++) {
+    const buyerId = `${opts.buyerPrefix}-${i}`;
+    const at = due(i);
+    plan.push({ buyerId, items: items(), idempotencyKey: `${buyerId}-1`, at });
+    // The second try comes up to two seconds later (within the duration, if there is one).
+    if (random() < opts.repeat) {
+      const later = at + random() * Math.max(2000, opts.durationMs / 10);
+      plan.push({ buyerId, items: items(), idempotencyKey: `${buyerId}-2`, at: later });
+    }
+  }
+  return plan.sort((a, b) => a.at - b.at);
 }

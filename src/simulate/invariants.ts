@@ -18,6 +18,11 @@ export interface SentPurchase {
   /** HTTP status; only 200/202 carry a purchaseId. */
   status: number;
   purchaseId?: string;
+  /**
+   * The answer itself was final (a synchronous shop, bench/shops): it dates the purchase for first come, first
+   * served as a 202 does.
+   */
+  synchronous?: boolean;
 }
 
 export interface FinalPurchase {
@@ -79,7 +84,9 @@ export function checkInvariants(input: {
   }
 
   // 2. Nothing lost: every accepted purchase is known and final.
-  const accepted = input.sent.filter((r) => r.purchaseId && (r.status === 202 || r.status === 200));
+  const accepted = input.sent.filter(
+    (r) => r.purchaseId && (r.status === 202 || r.status === 200 || r.synchronous),
+  );
   for (const r of accepted) {
     const p = input.purchases.get(r.purchaseId!);
     if (!p) add('nothing_lost', `purchase ${r.purchaseId} was accepted but is unknown`);
@@ -141,9 +148,10 @@ export function checkInvariants(input: {
 
   // 5. First come, first served (api.md's concrete form): A answered 202 before B was sent, both ask for the
   // same ticket types, A asks no more of each, B got tickets ⇒ A was not refused for lack of stock.
-  // An idempotent replay (200) is not a new acceptance: only the 202 dates a purchase.
+  // An idempotent replay (200) is not a new acceptance: only the 202 (or a synchronous final answer) dates a
+  // purchase.
   const outcomes = accepted
-    .filter((r) => r.status === 202)
+    .filter((r) => r.status === 202 || r.synchronous)
     .map((r) => ({ r, p: input.purchases.get(r.purchaseId!) }))
     .filter((x): x is { r: SentPurchase; p: FinalPurchase } => !!x.p);
   const signature = (items: ItemView[]) =>

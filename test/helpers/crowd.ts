@@ -1,16 +1,6 @@
-import type { Intent } from '../../src/simulate/crowd.js';
+import { rng, type Intent } from '../../src/simulate/crowd.js';
 
-/** A deterministic pseudo-random generator, so a failing flood can be replayed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /**
  * A crowd of `count` purchase requests from `buyers` buyers (so many buyers come back), each asking for one
