@@ -174,13 +174,15 @@ function ticketsChart(r: SimulationReport): string {
   );
 }
 
+/** Horizontal bars, drawn half as wide as the line charts: they sit two to a row. */
 function hbars(rows: Array<[string, number, string]>): string {
-  const rowH = 28;
+  const rowH = 26;
   const max = Math.max(1, ...rows.map(([, v]) => v));
-  const left = 220;
+  const left = 150;
+  const W = 520;
   const bars = rows
     .map(([label, v, text], i) => {
-      const w = ((W - left - 140) * v) / max;
+      const w = ((W - left - 90) * v) / max;
       const y = i * rowH;
       return (
         `<text class="label" x="${left - 8}" y="${y + 18}" text-anchor="end">${esc(label)}</text>` +
