@@ -1,0 +1,223 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { SimulationReport } from '../src/simulate/run.js';
+import { startBrokenShop, type Fault } from './helpers/broken-shop.js';
+import { ADMIN_TOKEN, runCli, startOnsale, tempDir } from './helpers/processes.js';
+
+/** `onsale simulate`, through the real CLI: its checks catch broken servers, and pass against onsale. */
+
+const dir = tempDir('onsale-simulate-');
+afterAll(() => dir.remove());
+
+async function simulate(
+  url: string,
+  name: string,
+  flags: string[],
+): Promise<{ code: number | null; output: string; report: SimulationReport }> {
+  const json = join(dir.path, `${name}.json`);
+  const run = runCli(
+    [
+      'simulate',
+      '--url',
+      url,
+      '--report-json',
+      json,
+      '--report-html',
+      join(dir.path, `${name}.html`),
+      ...flags,
+    ],
+    { ONSALE_ADMIN_TOKEN: ADMIN_TOKEN },
+  );
+  const { code } = await run.exited;
+  let report: SimulationReport;
+  try {
+    report = JSON.parse(readFileSync(json, 'utf8')) as SimulationReport;
+  } catch {
+    throw new Error(`no report from simulate (exit ${code}):\n${run.output()}`);
+  }
+  return { code, output: run.output(), report };
+}
+
+describe('onsale simulate against deliberately broken servers', () => {
+  const small = [
+    '--buyers',
+    '200',
+    '--tickets',
+    '30',
+    '--ticket-types',
+    '1',
+    '--max-quantity',
+    '1',
+    '--repeat',
+    '0',
+  ];
+  const cases: Array<[Fault, string, string[]]> = [
+    ['oversell', 'no_oversell', []],
+    ['out_of_order', 'first_come_first_served', ['--connections', '4']],
+    ['drop', 'nothing_lost', ['--settle', '2']],
+    ['no_limit', 'per_buyer_limit', ['--repeat', '1', '--max-per-buyer', '1', '--buyers', '20']],
+  ];
+
+  it('passes against the same server without a fault (the control)', async () => {
+    const shop = await startBrokenShop('honest', ADMIN_TOKEN);
+    try {
+      const { code, output, report } = await simulate(shop.url, 'honest', small);
+      expect(code, output).toBe(0);
+      expect(report.invariants).toMatchObject({ ok: true, violations: [] });
+      expect(report.totals.ticketsSold).toBe(30);
+    } finally {
+      await shop.close();
+    }
+  }, 60_000);
+
+  for (const [fault, invariant, extra] of cases) {
+    it(`fails naming ${invariant} against a server that breaks it (${fault})`, async () => {
+      const shop = await startBrokenShop(fault, ADMIN_TOKEN);
+      try {
+        const { code, output, report } = await simulate(shop.url, fault, [...small, ...extra]);
+        expect(code, output).toBe(1);
+        expect(report.invariants.ok).toBe(false);
+        expect(report.invariants.violations.map((v) => v.invariant)).toContain(invariant);
+        expect(output).toContain(`${invariant}:`);
+        expect(output).toContain('INVARIANTS BROKEN');
+      } finally {
+        await shop.close();
+      }
+    }, 60_000);
+  }
+});
+
+describe('onsale simulate against onsale', () => {
+  it('plays a burst against `onsale start`: everything accepted, sold out, every invariant held', async () => {
+    const onsale = await startOnsale({ mode: 'start' });
+    try {
+      const { code, output, report } = await simulate(onsale.baseUrl, 'start', [
+        '--buyers',
+        '3000',
+        '--tickets',
+        '900',
+      ]);
+      expect(code, output).toBe(0);
+      expect(report.invariants).toEqual({
+        ok: true,
+        checked: [
+          'no_oversell',
+          'nothing_lost',
+          'no_double_effect',
+          'per_buyer_limit',
+          'first_come_first_served',
+        ],
+        violations: [],
+      });
+      const t = report.totals;
+      expect(t.buyers).toBe(3000);
+      expect(t.requests).toBeGreaterThan(3000); // some buyers come back
+      expect(t.accepted + t.gaveUp).toBe(t.requests);
+      expect(t.confirmed + t.rejected).toBe(t.accepted);
+      expect(t.notFinal).toBe(0);
+      expect(t.ticketsSold).toBe(900);
+      expect(t.capacity).toBe(900);
+      expect(report.stock).toHaveLength(3);
+      expect(report.rejections.sold_out).toBeGreaterThan(0);
+      expect(report.timeToSellOutSec).toBeGreaterThan(0);
+      expect(report.ackLatencyMs.count).toBeGreaterThanOrEqual(t.accepted);
+      expect(report.endToEndLatencyMs.count).toBe(t.accepted);
+      expect(report.endToEndLatencyMs.p99).toBeGreaterThanOrEqual(report.endToEndLatencyMs.p50);
+      const perSecond = report.timeline.reduce((n, s) => n + s.accepted, 0);
+      expect(perSecond).toBe(t.accepted);
+      expect(output).toContain('invariants: all held');
+    } finally {
+      await onsale.stop();
+    }
+  }, 180_000);
+
+  it('plays a ramp against `onsale serve` + `onsale worker`, following purchases by SSE', async () => {
+    const onsale = await startOnsale({ mode: 'split', workers: 1 });
+    try {
+      const { code, output, report } = await simulate(onsale.baseUrl, 'split', [
+        '--buyers',
+        '600',
+        '--tickets',
+        '200',
+        '--arrival',
+        'ramp',
+        '--duration',
+        '3',
+        '--follow',
+        'sse',
+      ]);
+      expect(code, output).toBe(0);
+      expect(report.invariants.ok).toBe(true);
+      expect(report.totals.notFinal).toBe(0);
+      expect(report.totals.ticketsSold).toBe(200);
+      expect(report.options).toMatchObject({ arrival: 'ramp', follow: 'sse' });
+      expect(report.options).not.toHaveProperty('adminToken');
+      // A ramp spreads the crowd over its duration: requests are sent in more than one second.
+      expect(report.timeline.filter((s) => s.sent > 0).length).toBeGreaterThanOrEqual(2);
+    } finally {
+      await onsale.stop();
+    }
+  }, 180_000);
+
+  // Reads the report the first test of this block wrote.
+  it('renders its HTML report in Chromium, under its own CSP, with its charts and no console error', async () => {
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      const requests: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') errors.push(m.text());
+      });
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('request', (r) => requests.push(r.url()));
+      await page.goto(`file://${join(dir.path, 'start.html')}`);
+      expect(await page.locator('h1').textContent()).toBe('Flash sale simulation');
+      expect(await page.locator('.verdict').textContent()).toBe('All invariants held');
+      // Throughput, tickets left, two latencies, rejections, stock (and refusals, when there were any).
+      expect(await page.locator('svg.chart').count()).toBeGreaterThanOrEqual(6);
+      expect(await page.locator('polyline.series').count()).toBe(5);
+      expect(await page.locator('.invariants li.ok').count()).toBe(5);
+      // The stylesheet is allowed by its hash: were it blocked, the body would have no max-width.
+      expect(await page.locator('body').evaluate((b) => getComputedStyle(b).maxWidth)).toBe('1100px');
+      const box = await page.locator('svg.chart').first().boundingBox();
+      expect(box!.height).toBeGreaterThan(100);
+      expect(errors).toEqual([]);
+      expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
+
+  it('refuses bad flags with exit status 2, naming the flag', async () => {
+    const bad: Array<[string[], string]> = [
+      [['--buyers', '0'], '--buyers'],
+      [['--arrival', 'sideways'], '--arrival'],
+      [['--repeat', '2'], '--repeat'],
+      [['--url', 'ftp://x'], '--url'],
+      [['--follow', 'telepathy'], '--follow'],
+    ];
+    for (const [flags, name] of bad) {
+      const run = runCli(['simulate', ...flags], { ONSALE_ADMIN_TOKEN: ADMIN_TOKEN });
+      expect((await run.exited).code, run.output()).toBe(2);
+      expect(run.output()).toContain(name);
+    }
+    const noToken = runCli(['simulate', '--url', 'http://127.0.0.1:9']);
+    expect((await noToken.exited).code).toBe(2);
+    expect(noToken.output()).toContain('--admin-token');
+  }, 60_000);
+});
