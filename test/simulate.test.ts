@@ -193,7 +193,9 @@ describe('onsale simulate against onsale', () => {
       expect(await page.locator('polyline.series').count()).toBe(5);
       expect(await page.locator('.invariants li.ok').count()).toBe(5);
       // The stylesheet is allowed by its hash: were it blocked, the body would have no max-width.
-      expect(await page.locator('body').evaluate((b) => getComputedStyle(b).maxWidth)).toBe('1100px');
+      expect(
+        await page.locator('body').evaluate((b) => b.ownerDocument.defaultView!.getComputedStyle(b).maxWidth),
+      ).toBe('1100px');
       const box = await page.locator('svg.chart').first().boundingBox();
       expect(box!.height).toBeGreaterThan(100);
       expect(errors).toEqual([]);

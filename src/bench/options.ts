@@ -1,7 +1,10 @@
 /** The bench's options, in a module of their own so that the CLI can parse them without loading the bench. */
 
-/** What `--only` may choose: the embedded engine (issue 2's figures), then one part per server. */
-export const PARTS = ['core', 'postgres', 'redis', 'rabbitmq', 'metrics'] as const;
+/**
+ * What `--only` may choose: the embedded engine (issue 2's figures), then one part per server, the cost of
+ * metrics, then the whole sale against the baseline shops.
+ */
+export const PARTS = ['core', 'postgres', 'redis', 'rabbitmq', 'metrics', 'sale'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface BenchOptions {

@@ -6,6 +6,7 @@ import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
+import { measureSale } from './sale.js';
 import {
   assertPostgresReachable,
   assertRabbitReachable,
@@ -64,9 +65,9 @@ function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl:
 /** Fails with ServiceUnreachableError, before anything is measured, if a server the parts need is down. */
 async function assertServers(
   parts: ReadonlySet<Part>,
-  urls: Record<Exclude<Part, 'core' | 'metrics'>, string>,
+  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale'>, string>,
 ) {
-  if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq'))
+  if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq') || parts.has('sale'))
     await assertPostgresReachable(urls.postgres);
   if (parts.has('redis')) await assertRedisReachable(urls.redis);
   if (parts.has('rabbitmq')) await assertRabbitReachable(urls.rabbitmq);
@@ -292,6 +293,45 @@ export async function runBench(options: BenchOptions): Promise<number> {
       ],
     );
   }
+  let sale: Record<string, unknown> = {};
+  if (parts.has('sale')) {
+    const plan = quick ? { buyers: 4_000, tickets: 1_000 } : { buyers: 40_000, tickets: 10_000 };
+    const figures = await measureSale(plan, urls, progress);
+    const [advisory, skipLocked, onsalePg, onsaleEmbedded] = figures as [
+      (typeof figures)[number],
+      (typeof figures)[number],
+      (typeof figures)[number],
+      (typeof figures)[number],
+    ];
+    const vs = (a: number, b: number) => round(a / Math.max(b, 1), 2);
+    sale = {
+      sale: {
+        loadGenerator: 'onsale simulate (undici keep-alive pools, in the bench process)',
+        ...plan,
+        contenders: figures,
+        onsalePgVsAdvisoryLock: vs(onsalePg.ticketsPerSec, advisory.ticketsPerSec),
+        onsalePgVsSkipLocked: vs(onsalePg.ticketsPerSec, skipLocked.ticketsPerSec),
+        onsaleEmbeddedVsAdvisoryLock: vs(onsaleEmbedded.ticketsPerSec, advisory.ticketsPerSec),
+      },
+    };
+    for (const f of figures) {
+      rows.push([
+        `sale tickets/s, ${f.name}`,
+        `${int(f.ticketsPerSec)}  (ack p99 ${f.ackP99Ms.toFixed(1)} ms, final p99 ${f.finalP99Ms.toFixed(1)} ms, ` +
+          `errors ${f.errors}, invariants ${f.invariantsOk ? 'kept' : `BROKEN: ${f.violated.join(', ')}`})`,
+      ]);
+    }
+    rows.push(
+      [
+        'sale: onsale (PostgreSQL) / advisory-lock shop',
+        vs(onsalePg.ticketsPerSec, advisory.ticketsPerSec).toFixed(2),
+      ],
+      [
+        'sale: onsale (PostgreSQL) / SKIP LOCKED shop',
+        vs(onsalePg.ticketsPerSec, skipLocked.ticketsPerSec).toFixed(2),
+      ],
+    );
+  }
   // Other work on the machine moves every figure: the load average before and after tells whether there was.
   machine.loadAverage1mAtEnd = round(loadavg()[0] ?? 0, 2);
   progress(`load average ${machine.loadAverage1mAtEnd} at the end`);
@@ -299,6 +339,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const result = {
     ...core,
     ...engines,
+    ...sale,
     goals: GOALS,
     goalsMet,
     setup: {

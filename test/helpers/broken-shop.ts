@@ -101,7 +101,12 @@ export async function startBrokenShop(
         id: randomUUID(),
         name: body.name,
         salesOpenAt: new Date().toISOString(),
-        types: body.ticketTypes.map((t) => ({ maxPerBuyer: 10, ...t, id: randomUUID(), sold: 0 })),
+        types: body.ticketTypes.map((t) => ({
+          ...t,
+          maxPerBuyer: t.maxPerBuyer ?? 10,
+          id: randomUUID(),
+          sold: 0,
+        })),
       };
       events.set(event.id, event);
       return send(res, 201, eventView(event));
