@@ -115,11 +115,16 @@ export function addSimulateCommand(root: Command): void {
     )
     .addOption(
       new Option('--followers <n>', 'buyers following their purchase at once (connections for it)')
-        .default(32)
+        .default(256)
         .argParser(whole(1, 10_000)),
     )
     .addOption(
-      new Option('--follow <how>', 'how buyers follow a purchase').choices(['poll', 'sse']).default('poll'),
+      new Option(
+        '--follow <how>',
+        'how buyers follow a purchase: sse (one stream each, the server pushes) or poll (GET until final)',
+      )
+        .choices(['sse', 'poll'])
+        .default('sse'),
     )
     .addOption(
       new Option(

@@ -10,7 +10,8 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 export function progressLine(p: Progress): string {
   return (
     `${p.elapsedSec.toFixed(1).padStart(6)} s  sent ${int(p.sent)}  accepted ${int(p.accepted)}  ` +
-    `refused ${int(p.refused)}  queued ${int(p.queued)}  confirmed ${int(p.confirmed)}  ` +
+    `refused ${int(p.refused)}  queued ${int(p.queued)}  following ${int(p.following)}  ` +
+    `confirmed ${int(p.confirmed)}  ` +
     `rejected ${int(p.rejected)}  ${int(p.requestsPerSec)} req/s  ` +
     `ack p50 ${p.ackP50Ms.toFixed(1)} / p99 ${p.ackP99Ms.toFixed(1)} ms  ` +
     `tickets left ${p.ticketsLeft === null ? '?' : int(p.ticketsLeft)}`

@@ -35,7 +35,9 @@ export interface Progress {
   sent: number;
   accepted: number;
   refused: number;
+  /** Purchases the server still has queued (its stats), and accepted purchases not yet seen final. */
   queued: number;
+  following: number;
   confirmed: number;
   rejected: number;
   requestsPerSec: number;
@@ -186,6 +188,7 @@ export async function simulate(
     const records: SentPurchase[] = [];
     const finals = new Map<string, FinalPurchase | null>();
     let ticketsLeft: number | null = null;
+    let serverQueued: number | null = null;
     let soldOutAt: number | null = null;
     let syncIds = 0;
 
@@ -308,9 +311,11 @@ export async function simulate(
     let monitoring = true;
     const monitor = (async () => {
       while (monitoring) {
-        const left = await ticketsAvailable(followPool, base, event.id, admin);
+        const read = await readStats(followPool, base, event.id, admin);
         const now = performance.now();
-        if (left !== null) {
+        if (read !== null) {
+          const left = read.left;
+          serverQueued = read.queued;
           ticketsLeft = left;
           bucket(now).ticketsLeft = left;
           if (left === 0 && soldOutAt === null) soldOutAt = now;
@@ -330,7 +335,8 @@ export async function simulate(
         sent: c.sent,
         accepted: c.accepted,
         refused: c.refused,
-        queued: c.accepted - c.confirmed - c.rejected,
+        queued: serverQueued ?? c.accepted - c.confirmed - c.rejected,
+        following: c.accepted - c.confirmed - c.rejected,
         confirmed: c.confirmed,
         rejected: c.rejected,
         requestsPerSec: ((c.sent - lastSent) * 1000) / Math.max(1, now - lastTick),
@@ -521,9 +527,9 @@ async function followSse(
         headers: { accept: 'text/event-stream' },
       });
       if (res.statusCode !== 200) {
+        // No stream for it (a server without SSE, or a purchase it does not know): poll instead.
         await res.body.dump();
-        await sleep(100);
-        continue;
+        return followPoll(pool, base, id, deadline);
       }
       // A stream that stays open past the deadline (a purchase that never ends) is cut.
       const guard = setInterval(() => {
@@ -558,12 +564,13 @@ async function followSse(
   return last;
 }
 
-async function ticketsAvailable(
+/** Tickets left (available or held) and purchases queued, from the event's exact stats; null if unreadable. */
+async function readStats(
   pool: Pool,
   base: string,
   eventId: string,
   admin: Record<string, string>,
-): Promise<number | null> {
+): Promise<{ left: number; queued: number } | null> {
   try {
     const res = await pool.request({
       path: `${base}/api/events/${eventId}/stats`,
@@ -572,8 +579,14 @@ async function ticketsAvailable(
     });
     const text = await res.body.text();
     if (res.statusCode !== 200) return null;
-    const stats = JSON.parse(text) as { ticketTypes: Array<{ available: number; held: number }> };
-    return stats.ticketTypes.reduce((n, t) => n + t.available + t.held, 0);
+    const stats = JSON.parse(text) as {
+      ticketTypes: Array<{ available: number; held: number }>;
+      purchases?: { queued?: number };
+    };
+    return {
+      left: stats.ticketTypes.reduce((n, t) => n + t.available + t.held, 0),
+      queued: stats.purchases?.queued ?? 0,
+    };
   } catch {
     return null;
   }
