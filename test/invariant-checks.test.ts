@@ -103,4 +103,29 @@ describe('checkInvariants', () => {
     const overlapping = { ...b, sentAt: a.sentAt + 1 };
     expect(checkInvariants({ sent: [a, overlapping], purchases, stock: stock(1, 1) })).toEqual([]);
   });
+
+  it('checks a sale of the standard size (200,000 purchases) and still finds one out-of-order refusal', () => {
+    // Comparing every pair would never finish here: the check must scale with the crowd (it did not once).
+    const n = 200_000;
+    const s: SentPurchase[] = [];
+    const purchases = new Map<string, FinalPurchase>();
+    for (let i = 0; i < n; i++) {
+      const id = `p${i}`;
+      s.push({
+        buyerId: `b-${id}`,
+        items: [ga],
+        sentAt: i * 10,
+        answeredAt: i * 10 + 5,
+        status: 202,
+        purchaseId: id,
+      });
+      // The first 50,000 get tickets, the rest are refused, except p70000: p50000 was refused before it came.
+      const served = i < 50_000 || i === 70_000;
+      purchases.set(id, served ? final(id, 'confirmed', null, [`c${i}`]) : final(id, 'rejected', 'sold_out'));
+    }
+    const v = checkInvariants({ sent: s, purchases, stock: stock(50_001, 50_001) });
+    expect(v.map((x) => x.invariant)).toEqual(['first_come_first_served']);
+    expect(v[0]!.detail).toContain('p50000');
+    expect(v[0]!.detail).toContain('p70000');
+  }, 60_000);
 });
