@@ -295,7 +295,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   }
   let sale: Record<string, unknown> = {};
   if (parts.has('sale')) {
-    const plan = quick ? { buyers: 4_000, tickets: 1_000 } : { buyers: 40_000, tickets: 10_000 };
+    const plan = quick ? { buyers: 2_000, tickets: 500 } : { buyers: 40_000, tickets: 10_000 };
     const figures = await measureSale(plan, urls, progress);
     const [advisory, skipLocked, onsalePg, onsaleEmbedded] = figures as [
       (typeof figures)[number],
