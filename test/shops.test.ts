@@ -27,13 +27,13 @@ describe.skipIf(!included('postgres'))('the baseline shops of the bench', () => 
       const exited = new Promise((r) => child.once('exit', r));
       try {
         const url = `http://127.0.0.1:${port}`;
-        await waitForReady(`${url}/healthz`).catch((error: unknown) => {
+        await waitForReady(`${url}/healthz`, undefined, 60_000).catch((error: unknown) => {
           throw new Error(`${String(error)}\n${output}`);
         });
         const report = await simulate({
           url,
           adminToken: ADMIN_TOKEN,
-          buyers: 400,
+          buyers: 300,
           repeat: 0,
           arrival: 'burst',
           durationSec: 0,
@@ -69,6 +69,6 @@ describe.skipIf(!included('postgres'))('the baseline shops of the bench', () => 
         await exited;
         await db.drop();
       }
-    }, 120_000);
+    }, 300_000);
   }
 });

@@ -70,7 +70,7 @@ describe('onsale simulate against deliberately broken servers', () => {
     } finally {
       await shop.close();
     }
-  }, 60_000);
+  }, 300_000);
 
   for (const [fault, invariant, extra] of cases) {
     it(`fails naming ${invariant} against a server that breaks it (${fault})`, async () => {
@@ -85,7 +85,7 @@ describe('onsale simulate against deliberately broken servers', () => {
       } finally {
         await shop.close();
       }
-    }, 60_000);
+    }, 300_000);
   }
 });
 
@@ -131,7 +131,7 @@ describe('onsale simulate against onsale', () => {
     } finally {
       await onsale.stop();
     }
-  }, 180_000);
+  }, 300_000);
 
   it('plays a ramp against `onsale serve` + `onsale worker`, following purchases by SSE', async () => {
     const onsale = await startOnsale({ mode: 'split', workers: 1 });
@@ -159,7 +159,7 @@ describe('onsale simulate against onsale', () => {
     } finally {
       await onsale.stop();
     }
-  }, 180_000);
+  }, 300_000);
 
   // Reads the report the first test of this block wrote.
   it('renders its HTML report in Chromium, under its own CSP, with its charts and no console error', async () => {
@@ -203,7 +203,7 @@ describe('onsale simulate against onsale', () => {
     } finally {
       await browser.close();
     }
-  }, 60_000);
+  }, 300_000);
 
   it('refuses bad flags with exit status 2, naming the flag', async () => {
     const bad: Array<[string[], string]> = [
@@ -221,5 +221,5 @@ describe('onsale simulate against onsale', () => {
     const noToken = runCli(['simulate', '--url', 'http://127.0.0.1:9']);
     expect((await noToken.exited).code).toBe(2);
     expect(noToken.output()).toContain('--admin-token');
-  }, 60_000);
+  }, 300_000);
 });
