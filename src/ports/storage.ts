@@ -31,6 +31,12 @@ export interface Storage {
   getStatuses(
     purchaseIds: readonly string[],
   ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>>;
+  /**
+   * The allocated purchases of an event (queued ones are on the queue), newest accepted first, at most
+   * `limit`. With `match`, only those whose buyer id or purchase id is exactly `match`. For the admin page:
+   * it may scan the event's purchases, so it is not for the hot path.
+   */
+  listPurchases(eventId: string, options: { match?: string; limit: number }): Promise<Purchase[]>;
 
   /**
    * Allocates a batch of one event's purchases in the order given, in one transaction. A purchase already

@@ -136,6 +136,42 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
     expect(statuses.has('unknown')).toBe(false);
   });
 
+  it("lists an event's purchases newest first, bounded, and finds them by buyer or purchase id", async () => {
+    const at = (second: number) => `2026-01-01T00:00:${String(second).padStart(2, '0')}.000Z`;
+    const batch = ['ann', 'bob', 'ann', 'cy'].map((buyer, i) => ({
+      ...buy(buyer, [[0, 1]]),
+      acceptedAt: at(i),
+    }));
+    await storage.applyBatch(event.id, batch.slice(0, 2));
+    await storage.applyBatch(event.id, batch.slice(2));
+    const other = await storage.createEvent({
+      name: 'Other night',
+      salesOpenAt: event.salesOpenAt,
+      holdSeconds: 0,
+      ticketTypes: [{ name: 'GA', priceCents: 0, capacity: 5, maxPerBuyer: 4 }],
+    });
+    const elsewhere = { ...buy('ann', []), eventId: other.id };
+    elsewhere.items = [{ ticketTypeId: other.ticketTypes[0]!.id, quantity: 1 }];
+    await storage.applyBatch(other.id, [elsewhere]);
+    const ids = (list: Array<{ purchaseId: string }>) => list.map((p) => p.purchaseId);
+    const db = reopen();
+
+    expect(ids(await db.listPurchases(event.id, { limit: 10 }))).toEqual(ids(batch).reverse());
+    expect(ids(await db.listPurchases(event.id, { limit: 2 }))).toEqual([
+      batch[3]!.purchaseId,
+      batch[2]!.purchaseId,
+    ]);
+    expect(ids(await db.listPurchases(event.id, { match: 'ann', limit: 10 }))).toEqual([
+      batch[2]!.purchaseId,
+      batch[0]!.purchaseId,
+    ]);
+    const found = await db.listPurchases(event.id, { match: batch[1]!.purchaseId, limit: 10 });
+    expect(found).toEqual([await db.getPurchase(batch[1]!.purchaseId)]);
+    expect(found[0]!.tickets).toHaveLength(1);
+    expect(await db.listPurchases(event.id, { match: 'nobody', limit: 10 })).toEqual([]);
+    expect(await db.listPurchases('missing', { limit: 10 })).toEqual([]);
+  });
+
   it('keeps text verbatim', async () => {
     const name = "Zoë 💃🏽 ‏שלום‎ e\u0301 '; DROP TABLE events; -- \u0000 <b>";
     const created = await storage.createEvent({

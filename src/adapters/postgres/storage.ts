@@ -23,6 +23,12 @@ interface TicketTypeRow {
   held: number;
 }
 
+interface TicketRow {
+  id: string;
+  ticket_type_id: string;
+  code: string;
+}
+
 interface PurchaseRow {
   id: string;
   event_id: string;
@@ -68,6 +74,16 @@ const SQL = {
     FROM purchases WHERE id = $1`,
   /** The tickets of purchase $1 (id, ticket_type_id, code), in the order they were issued. */
   ticketsOf: 'SELECT id, ticket_type_id, code FROM tickets WHERE purchase_id = $1 ORDER BY position',
+  /**
+   * The latest purchases of event $1, newest accepted first, at most $3; when $2 is not null, only those
+   * whose buyer_id or id is $2. For the admin page: past the event_id index it filters and sorts.
+   */
+  listPurchases: `SELECT id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at
+    FROM purchases WHERE event_id = $1 AND ($2::text IS NULL OR buyer_id = $2 OR id = $2)
+    ORDER BY created_at DESC, id DESC LIMIT $3`,
+  /** The tickets (purchase_id, id, ticket_type_id, code) of the purchases $1, each purchase's in issue order. */
+  ticketsOfMany: `SELECT purchase_id, id, ticket_type_id, code FROM tickets WHERE purchase_id = ANY($1::text[])
+    ORDER BY purchase_id, position`,
   /** Status and last change (id, status, updated_at) of the purchases among ids $1 that are stored. */
   statuses: 'SELECT id, status, updated_at FROM purchases WHERE id = ANY($1::text[])',
   /**
@@ -240,22 +256,29 @@ export class PostgresStorage implements Storage {
     // tickets never change, so tickets read after their purchase are all there.
     const row = (await this.#db.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0];
     if (!row) return null;
-    const tickets = await this.#db.query<{ id: string; ticket_type_id: string; code: string }>(
-      SQL.ticketsOf,
-      [id],
-    );
-    return {
-      purchaseId: fromDb(row.id),
-      eventId: fromDb(row.event_id),
-      buyerId: fromDb(row.buyer_id),
-      status: row.status,
-      reason: row.reason,
-      items: JSON.parse(row.items) as PurchaseItem[],
-      tickets: tickets.rows.map((t) => ({ id: t.id, ticketTypeId: fromDb(t.ticket_type_id), code: t.code })),
-      holdExpiresAt: row.hold_expires_at,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-    };
+    const tickets = await this.#db.query<TicketRow>(SQL.ticketsOf, [id]);
+    return fromRow(row, tickets.rows);
+  }
+
+  async listPurchases(eventId: string, options: { match?: string; limit: number }): Promise<Purchase[]> {
+    const match = options.match === undefined ? null : toDb(options.match);
+    const { rows } = await this.#db.query<PurchaseRow>(SQL.listPurchases, [
+      toDb(eventId),
+      match,
+      options.limit,
+    ]);
+    if (rows.length === 0) return [];
+    // Tickets never change once issued, so reading them after their purchases needs no shared snapshot.
+    const tickets = await this.#db.query<TicketRow & { purchase_id: string }>(SQL.ticketsOfMany, [
+      rows.map((r) => r.id),
+    ]);
+    const byPurchase = new Map<string, TicketRow[]>();
+    for (const t of tickets.rows) {
+      const list = byPurchase.get(t.purchase_id) ?? [];
+      list.push(t);
+      byPurchase.set(t.purchase_id, list);
+    }
+    return rows.map((row) => fromRow(row, byPurchase.get(row.id) ?? []));
   }
 
   async getStatuses(
@@ -414,4 +437,19 @@ export class PostgresStorage implements Storage {
   async close(): Promise<void> {
     await this.#db.close();
   }
+}
+
+function fromRow(row: PurchaseRow, tickets: readonly TicketRow[]): Purchase {
+  return {
+    purchaseId: fromDb(row.id),
+    eventId: fromDb(row.event_id),
+    buyerId: fromDb(row.buyer_id),
+    status: row.status,
+    reason: row.reason,
+    items: JSON.parse(row.items) as PurchaseItem[],
+    tickets: tickets.map((t) => ({ id: t.id, ticketTypeId: fromDb(t.ticket_type_id), code: t.code })),
+    holdExpiresAt: row.hold_expires_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
 }

@@ -51,6 +51,10 @@ const SQL = {
   purchaseCounts: 'SELECT status, n FROM purchase_counts WHERE event_id = ?',
   getPurchase: 'SELECT * FROM purchases WHERE id = ?',
   statuses: 'SELECT id, status, updated_at FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
+  // No index serves these two (one per purchase would slow every allocation): they scan the table.
+  listPurchases: 'SELECT * FROM purchases WHERE event_id = ? ORDER BY created_at DESC, id DESC LIMIT ?',
+  matchPurchases:
+    'SELECT * FROM purchases WHERE event_id = ? AND (buyer_id = ? OR id = ?) ORDER BY created_at DESC, id DESC LIMIT ?',
   alreadyApplied: 'SELECT id FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   boughtByBuyers:
     'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
@@ -177,19 +181,17 @@ export class SqliteStorage implements Storage {
 
   async getPurchase(purchaseId: string): Promise<Purchase | null> {
     const row = guarded(() => this.#stmt.getPurchase.get(purchaseId)) as PurchaseRow | undefined;
-    if (!row) return null;
-    return {
-      purchaseId: row.id,
-      eventId: row.event_id,
-      buyerId: row.buyer_id,
-      status: row.status,
-      reason: row.reason,
-      items: JSON.parse(row.items) as PurchaseItem[],
-      tickets: JSON.parse(row.tickets) as Ticket[],
-      holdExpiresAt: row.hold_expires_at,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-    };
+    return row ? fromRow(row) : null;
+  }
+
+  async listPurchases(eventId: string, options: { match?: string; limit: number }): Promise<Purchase[]> {
+    const { match, limit } = options;
+    const rows = guarded(() =>
+      match === undefined
+        ? this.#stmt.listPurchases.all(eventId, limit)
+        : this.#stmt.matchPurchases.all(eventId, match, match, limit),
+    ) as PurchaseRow[];
+    return rows.map(fromRow);
   }
 
   async getStatuses(
@@ -289,4 +291,19 @@ export class SqliteStorage implements Storage {
   async close(): Promise<void> {
     this.#db.close();
   }
+}
+
+function fromRow(row: PurchaseRow): Purchase {
+  return {
+    purchaseId: row.id,
+    eventId: row.event_id,
+    buyerId: row.buyer_id,
+    status: row.status,
+    reason: row.reason,
+    items: JSON.parse(row.items) as PurchaseItem[],
+    tickets: JSON.parse(row.tickets) as Ticket[],
+    holdExpiresAt: row.hold_expires_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
 }
