@@ -29,8 +29,10 @@ import {
   eventParams,
   newEventBody,
   purchaseBody,
+  purchaseListQuery,
   purchaseParams,
   type NewEventBody,
+  type PurchaseListQuery,
   type PurchaseBody,
 } from './schemas.js';
 import { StatusWatcher } from './status-stream.js';
@@ -238,6 +240,25 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
       const { queued, deadLetters } = await queue.depthOf(request.params.eventId);
       stats.purchases.queued = queued + deadLetters;
       return { ...stats, deadLetters };
+    },
+  );
+
+  app.get<{ Params: { eventId: string }; Querystring: PurchaseListQuery }>(
+    '/api/events/:eventId/purchases',
+    { ...adminOnly, schema: { params: eventParams, querystring: purchaseListQuery } },
+    async (request) => {
+      const event = await eventOr404(request.params.eventId);
+      const { q, limit } = request.query;
+      const purchases = await storage.listPurchases(event.id, {
+        ...(q === undefined ? {} : { match: q }),
+        limit: limit === undefined ? 50 : Number(limit),
+      });
+      // A purchase still on the queue is not in storage yet: found by its id, it is listed too.
+      if (q !== undefined && q.length <= 64 && purchases.length === 0) {
+        const queued = await queue.find(q);
+        if (queued?.eventId === event.id) purchases.push(queuedPurchase(queued));
+      }
+      return { purchases };
     },
   );
 

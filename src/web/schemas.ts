@@ -61,6 +61,21 @@ export const purchaseParams = {
   properties: { purchaseId: id },
 } as const;
 
+/** Query strings are text (types are not coerced), so `limit` is checked as digits: 1..100. */
+export const purchaseListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    q: { type: 'string', minLength: 1, maxLength: 128 },
+    limit: { type: 'string', pattern: '^([1-9][0-9]?|100)$' },
+  },
+} as const;
+
+export interface PurchaseListQuery {
+  q?: string;
+  limit?: string;
+}
+
 export interface NewEventBody {
   name: string;
   salesOpenAt?: string;
