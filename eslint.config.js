@@ -12,6 +12,35 @@ export default tseslint.config(
     },
   },
   {
+    // The pages' scripts run in the browser, as plain scripts (no bundler, no modules).
+    files: ['src/web/pages/public/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: Object.fromEntries(
+        [
+          'window',
+          'document',
+          'location',
+          'sessionStorage',
+          'fetch',
+          'crypto',
+          'setTimeout',
+          'setInterval',
+          'clearInterval',
+          'EventSource',
+          'URLSearchParams',
+          'HTMLElement',
+          'HTMLFormElement',
+          'HTMLInputElement',
+          'HTMLSelectElement',
+          'HTMLButtonElement',
+          'MessageEvent',
+          'Response',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     // Tests read JSON answers of the API as they come.
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

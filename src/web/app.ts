@@ -24,7 +24,7 @@ import { Backpressure, RateLimiter } from './admission.js';
 import { clientErrorResponse, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
 import { EventCache } from './event-cache.js';
 import { GroupCommit } from './group-commit.js';
-import { landingPage } from './landing.js';
+import { registerPages } from './pages/pages.js';
 import {
   eventParams,
   newEventBody,
@@ -178,7 +178,14 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     return purchase;
   }
 
-  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(landingPage()));
+  registerPages(app, {
+    listEvents: () => storage.listEvents(),
+    event: async (eventId) => {
+      const event = await events.event(eventId);
+      return event && withAvailability(event, await events.availability(event.id));
+    },
+    purchase: findPurchase,
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 

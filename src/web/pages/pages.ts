@@ -1,0 +1,225 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { FINAL_STATUSES, type Purchase, type SaleEvent } from '../../domain/types.js';
+import { html, type SafeHtml } from './html.js';
+import { qrSvg } from './qr.js';
+import {
+  adminPage,
+  eventPage,
+  eventsPage,
+  layout,
+  notFoundPage,
+  purchasePage,
+  type AssetUrls,
+  type EventWithAvailability,
+  type FormState,
+} from './views.js';
+
+/** What the pages read; app.ts passes its own cached readers, so pages cost the API nothing extra. */
+export interface PageReaders {
+  listEvents(): Promise<Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>>;
+  event(eventId: string): Promise<EventWithAvailability | null>;
+  purchase(purchaseId: string): Promise<Purchase | null>;
+}
+
+/**
+ * Strict for pages: scripts and styles only from this origin as files (no inline code, no eval), no
+ * framing, forms post only here. Data is never markup: the server escapes it, the scripts use textContent.
+ */
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  // Purchase pages carry the purchase id, which is what lets one read it: never send it elsewhere.
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
+
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
+
+/** URL ids are opaque and URL-safe (api.md); anything else is not one of ours. */
+const ID = /^[A-Za-z0-9_~.-]{1,64}$/;
+
+interface Asset {
+  body: Buffer;
+  type: string;
+  hash: string;
+}
+
+/** Reads the page assets (copied next to this file by the build) once, at start. */
+function loadAssets(): Map<string, Asset> {
+  const dir = new URL('./public/', import.meta.url);
+  const assets = new Map<string, Asset>();
+  for (const name of readdirSync(dir)) {
+    const type = TYPES[extname(name)];
+    if (!type) continue;
+    const body = readFileSync(new URL(name, dir));
+    assets.set(name, {
+      body,
+      type,
+      hash: createHash('sha256').update(body).digest('base64url').slice(0, 12),
+    });
+  }
+  return assets;
+}
+
+/** The buyer pages (`/`, `/events/:id`, `/purchases/:id`), the admin page (`/admin`) and their assets. */
+export function registerPages(app: FastifyInstance, read: PageReaders): void {
+  const assets = loadAssets();
+  const assetUrl: AssetUrls = (name) => `/assets/${name}?v=${assets.get(name)?.hash ?? ''}`;
+
+  app.register(async (pages) => {
+    pages.addHook('onSend', async (_request, reply) => {
+      reply.headers(SECURITY_HEADERS);
+    });
+    // The plain form of the event page posts here when its script has not loaded (yet).
+    pages.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string' },
+      (_request, body, done) => done(null, new URLSearchParams(body as string)),
+    );
+
+    const page = (
+      reply: FastifyReply,
+      title: string,
+      body: SafeHtml,
+      opts: { cache?: string; head?: SafeHtml } = {},
+    ) =>
+      reply
+        .type('text/html; charset=utf-8')
+        .header('cache-control', opts.cache ?? 'no-cache')
+        .send(layout(assetUrl, { title, script: 'buyer.js', body, head: opts.head }));
+    const notFound = (reply: FastifyReply, what: string) =>
+      page(reply.code(404), 'Not found', notFoundPage(what));
+
+    pages.get('/', async (_request, reply) =>
+      page(reply, 'On sale — onsale', eventsPage(await read.listEvents())),
+    );
+
+    pages.get<{ Params: { eventId: string } }>('/events/:eventId', async (request, reply) => {
+      const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+      if (!event) return notFound(reply, 'There is no such event.');
+      return page(reply, event.name, eventPage(event, newForm()));
+    });
+
+    pages.post<{ Params: { eventId: string }; Body: URLSearchParams }>(
+      '/events/:eventId/buy',
+      async (request, reply) => {
+        const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+        if (!event) return notFound(reply, 'There is no such event.');
+        const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
+        const form: FormState = {
+          buyerId: fields.get('buyerId') ?? '',
+          idempotencyKey: fields.get('idempotencyKey') || newKey(),
+          quantities: new Map(
+            event.ticketTypes.map((t) => [t.id, Number.parseInt(fields.get(`qty-${t.id}`) ?? '0', 10) || 0]),
+          ),
+        };
+        const items = [...form.quantities]
+          .filter(([, n]) => n > 0)
+          .map(([ticketTypeId, quantity]) => ({ ticketTypeId, quantity }));
+        if (items.length === 0) {
+          form.notice = { kind: 'error', text: 'Choose at least one ticket.' };
+          return page(reply.code(400), event.name, eventPage(event, form));
+        }
+        // The API route itself decides, with all its checks and limits, counted against this client.
+        const answer = await app.inject({
+          method: 'POST',
+          url: `/api/events/${event.id}/purchases`,
+          headers: { 'content-type': 'application/json', 'idempotency-key': form.idempotencyKey },
+          payload: JSON.stringify({ buyerId: form.buyerId, items }),
+          remoteAddress: request.ip,
+        });
+        const body = answer.json() as { purchaseId?: string; error?: { message: string } };
+        if (body.purchaseId) return reply.redirect(`/purchases/${body.purchaseId}`, 303);
+        if (answer.statusCode === 429 || answer.statusCode === 503) {
+          const seconds = String(answer.headers['retry-after'] ?? '1');
+          reply.header('retry-after', seconds);
+          form.notice = {
+            kind: 'busy',
+            text: `So many people are buying right now that we could not take your request yet. Please press Buy again in ${seconds} s — your request will not be counted twice.`,
+          };
+        } else {
+          form.notice = {
+            kind: 'error',
+            text: body.error?.message ?? 'Something went wrong; please try again.',
+          };
+          form.idempotencyKey = newKey();
+        }
+        return page(reply.code(answer.statusCode), event.name, eventPage(event, form));
+      },
+    );
+
+    pages.get<{ Params: { purchaseId: string } }>('/purchases/:purchaseId', async (request, reply) => {
+      const purchase = ID.test(request.params.purchaseId)
+        ? await read.purchase(request.params.purchaseId)
+        : null;
+      if (!purchase) return notFound(reply, 'There is no such purchase.');
+      const event = await read.event(purchase.eventId);
+      const names = new Map(event?.ticketTypes.map((t) => [t.id, t.name]));
+      // The page holds ticket codes: no cache keeps it.
+      return page(reply, 'Your purchase', purchasePage(purchase, names), {
+        cache: 'no-store',
+        // Without the script (or before it loads), an unfinished purchase's page reloads itself.
+        head: FINAL_STATUSES.has(purchase.status)
+          ? undefined
+          : html`<noscript><meta http-equiv="refresh" content="3" /></noscript>`,
+      });
+    });
+
+    pages.get<{ Params: { purchaseId: string; ticketId: string } }>(
+      '/purchases/:purchaseId/tickets/:ticketId/qr.svg',
+      async (request, reply) => {
+        const { purchaseId, ticketId } = request.params;
+        const purchase = ID.test(purchaseId) ? await read.purchase(purchaseId) : null;
+        const ticket = purchase?.tickets.find((t) => t.id === ticketId);
+        if (!ticket) return notFound(reply, 'There is no such ticket.');
+        // A ticket's code never changes; the browser may keep its image, but only for this person.
+        return reply
+          .type('image/svg+xml')
+          .header('cache-control', 'private, max-age=31536000, immutable')
+          .send(qrSvg(ticket.code));
+      },
+    );
+
+    pages.get('/admin', async (_request, reply) =>
+      reply
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .send(layout(assetUrl, { title: 'Admin — onsale', script: 'admin.js', body: adminPage() })),
+    );
+
+    pages.get<{ Params: { name: string }; Querystring: { v?: string } }>(
+      '/assets/:name',
+      async (request, reply) => {
+        const asset = assets.get(request.params.name);
+        if (!asset) return notFound(reply, 'There is no such file.');
+        // Pages link assets with their hash: that exact version may be kept for good, anything else revalidated.
+        const current = request.query.v === asset.hash;
+        const etag = `"${asset.hash}"`;
+        if (request.headers['if-none-match'] === etag) return reply.code(304).header('etag', etag).send();
+        return reply
+          .type(asset.type)
+          .header('cache-control', current ? 'public, max-age=31536000, immutable' : 'no-cache')
+          .header('etag', etag)
+          .send(asset.body);
+      },
+    );
+  });
+}
+
+function newForm(): FormState {
+  return { buyerId: '', quantities: new Map(), idempotencyKey: newKey() };
+}
+
+/** The Idempotency-Key of one buy attempt: the page's script and the plain form both resend it on retry. */
+function newKey(): string {
+  return randomBytes(16).toString('base64url');
+}

@@ -1,0 +1,184 @@
+// The buyer pages' script. The pages work without it (the server renders them and the form posts plainly);
+// with it, the form buys without leaving the page, waits out busy moments by itself, availability stays
+// live and a purchase's status follows the server as it changes. Data goes into the page only as text.
+'use strict';
+
+/** Seconds to wait when a refusal carries no usable Retry-After, and the most we ever wait at once. */
+const DEFAULT_RETRY_S = 2;
+const MAX_RETRY_S = 60;
+const AVAILABILITY_POLL_MS = 2000;
+
+/** @param {number} n */
+const availabilityText = (n) => (n > 0 ? `${n} left` : 'Sold out');
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A fresh Idempotency-Key (getRandomValues works on plain http too, unlike randomUUID). */
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** @param {HTMLFormElement} form */
+function enhanceBuyForm(form) {
+  const eventId = form.dataset.eventId ?? '';
+  const notice = /** @type {HTMLElement} */ (document.getElementById('notice'));
+  const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'));
+  const keyInput = /** @type {HTMLInputElement} */ (form.elements.namedItem('idempotencyKey'));
+  const email = /** @type {HTMLInputElement} */ (form.elements.namedItem('buyerId'));
+  const fieldset = form.querySelector('fieldset');
+
+  /** @param {'busy' | 'error' | ''} kind @param {string} text */
+  function say(kind, text) {
+    const p = document.createElement('p');
+    p.className = `notice ${kind}`;
+    p.textContent = text;
+    notice.replaceChildren(p);
+  }
+
+  /** @param {boolean} waiting */
+  function setWaiting(waiting) {
+    button.disabled = waiting;
+    email.readOnly = waiting;
+    if (fieldset) fieldset.disabled = waiting;
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    /** @type {Array<{ ticketTypeId: string, quantity: number }>} */
+    const items = [];
+    for (const select of form.querySelectorAll('select[name^="qty-"]')) {
+      const quantity = Number(/** @type {HTMLSelectElement} */ (select).value);
+      if (quantity > 0) items.push({ ticketTypeId: select.getAttribute('name')?.slice(4) ?? '', quantity });
+    }
+    if (!email.checkValidity()) {
+      say('error', 'Please enter your email address: your tickets are kept under it.');
+      email.focus();
+      return;
+    }
+    if (items.length === 0) {
+      say('error', 'Choose at least one ticket.');
+      form.querySelector('select')?.focus();
+      return;
+    }
+    setWaiting(true);
+    say('', 'Sending your request…');
+    const body = JSON.stringify({ buyerId: email.value, items });
+    // The same key on every retry: the server makes one purchase of it however many times it arrives.
+    const key = keyInput.value || newKey();
+    keyInput.value = key;
+    for (let attempt = 1; ; attempt++) {
+      /** @type {Response | null} */
+      let res = null;
+      try {
+        res = await fetch(`/api/events/${encodeURIComponent(eventId)}/purchases`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          body,
+        });
+      } catch {
+        // No answer (the network, or a server restarting): as busy, try again shortly.
+      }
+      if (res && (res.status === 200 || res.status === 202)) {
+        const receipt = await res.json();
+        location.assign(`/purchases/${encodeURIComponent(receipt.purchaseId)}`);
+        return;
+      }
+      if (res && res.status !== 429 && res.status !== 503) {
+        const answer = await res.json().catch(() => null);
+        say('error', answer?.error?.message ?? 'Something went wrong; please try again.');
+        keyInput.value = newKey(); // nothing was bought with the old key: a changed form may use a new one
+        setWaiting(false);
+        return;
+      }
+      const retryAfter = Number(res?.headers.get('retry-after'));
+      const seconds = Math.min(MAX_RETRY_S, retryAfter > 0 ? retryAfter : DEFAULT_RETRY_S);
+      say(
+        'busy',
+        `So many people are buying right now that we have to wait a moment. We will try again by ourselves in ${seconds} s (attempt ${attempt + 1}) — keep this page open; your request will not be counted twice.`,
+      );
+      await sleep(seconds * 1000);
+    }
+  });
+
+  // Availability, live: one small read every two seconds while the page is visible.
+  const cells = form.querySelectorAll('[data-type-id]');
+  setInterval(async () => {
+    if (document.hidden) return;
+    try {
+      const res = await fetch(`/api/events/${encodeURIComponent(eventId)}`);
+      if (!res.ok) return;
+      const event = await res.json();
+      for (const cell of cells) {
+        const type = event.ticketTypes.find(
+          (/** @type {any} */ t) => t.id === cell.getAttribute('data-type-id'),
+        );
+        if (type) cell.textContent = availabilityText(type.available);
+      }
+    } catch {
+      // Offline for a moment: the next tick tries again.
+    }
+  }, AVAILABILITY_POLL_MS);
+}
+
+/** @param {HTMLElement} box */
+function followPurchase(box) {
+  const purchaseId = box.dataset.purchaseId ?? '';
+  const final = new Set(['confirmed', 'rejected', 'expired', 'cancelled']);
+  if (final.has(box.dataset.status ?? '')) return;
+  /** @type {Map<string, string>} */
+  const typeNames = new Map();
+
+  const stream = new EventSource(`/api/purchases/${encodeURIComponent(purchaseId)}/events`);
+  stream.addEventListener('status', async (e) => {
+    const purchase = JSON.parse(/** @type {MessageEvent} */ (e).data);
+    if (final.has(purchase.status)) stream.close(); // else EventSource would reconnect when the stream ends
+    if (purchase.status === box.dataset.status) return;
+    if (purchase.status === 'confirmed') await fillTickets(box, purchase, typeNames);
+    box.dataset.status = purchase.status;
+    for (const panel of box.querySelectorAll('[data-panel]')) {
+      /** @type {HTMLElement} */ (panel).hidden = panel.getAttribute('data-panel') !== purchase.status;
+    }
+    for (const reason of box.querySelectorAll('[data-reason]')) {
+      /** @type {HTMLElement} */ (reason).hidden = reason.getAttribute('data-reason') !== purchase.reason;
+    }
+  });
+}
+
+/**
+ * Lists the tickets of a confirmed purchase, each with its QR code (an image the server draws).
+ * @param {HTMLElement} box @param {any} purchase @param {Map<string, string>} typeNames
+ */
+async function fillTickets(box, purchase, typeNames) {
+  try {
+    const res = await fetch(`/api/events/${encodeURIComponent(purchase.eventId)}`);
+    if (res.ok) for (const t of (await res.json()).ticketTypes) typeNames.set(t.id, t.name);
+  } catch {
+    // Names are a nicety: tickets are listed without them.
+  }
+  const list = box.querySelector('.tickets');
+  if (!list) return;
+  list.replaceChildren(
+    ...purchase.tickets.map((/** @type {any} */ ticket) => {
+      const item = document.createElement('li');
+      item.className = 'ticket';
+      const img = document.createElement('img');
+      img.src = `/purchases/${encodeURIComponent(purchase.purchaseId)}/tickets/${encodeURIComponent(ticket.id)}/qr.svg`;
+      img.width = 192;
+      img.height = 192;
+      img.alt = `QR code of ticket ${ticket.code}`;
+      const name = document.createElement('span');
+      name.textContent = typeNames.get(ticket.ticketTypeId) ?? 'Ticket';
+      const code = document.createElement('code');
+      code.textContent = ticket.code;
+      item.append(img, name, ' ', code);
+      return item;
+    }),
+  );
+}
+
+const buyForm = document.getElementById('buy');
+if (buyForm instanceof HTMLFormElement) enhanceBuyForm(buyForm);
+const purchaseBox = document.getElementById('purchase');
+if (purchaseBox) followPurchase(purchaseBox);

@@ -1,0 +1,294 @@
+import type { Purchase, PurchaseStatus, RejectReason, SaleEvent, TicketType } from '../../domain/types.js';
+import { html, type SafeHtml } from './html.js';
+
+/** The URL of each asset with its content hash, so that browsers may keep it for good. */
+export type AssetUrls = (name: string) => string;
+
+export type EventWithAvailability = Omit<SaleEvent, 'ticketTypes'> & {
+  ticketTypes: Array<TicketType & { available: number }>;
+};
+
+export function layout(
+  assets: AssetUrls,
+  opts: { title: string; script: 'buyer.js' | 'admin.js'; body: SafeHtml; head?: SafeHtml | undefined },
+): string {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>${opts.title}</title>
+        <link rel="icon" href="${assets('icon.svg')}" type="image/svg+xml" />
+        <link rel="stylesheet" href="${assets('style.css')}" />
+        <script src="${assets(opts.script)}" defer></script>
+        ${opts.head}
+      </head>
+      <body>
+        <a class="skip" href="#main">Skip to content</a>
+        <header class="top"><a href="/">onsale</a></header>
+        <main id="main">${opts.body}</main>
+      </body>
+    </html> `.text;
+}
+
+export function eventsPage(events: Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>): SafeHtml {
+  return html`<h1>On sale</h1>
+    ${
+      events.length === 0
+        ? html`<p>Nothing is on sale right now. Come back soon.</p>`
+        : html`<ul class="events">
+            ${events.map(
+              (e) =>
+                html`<li>
+                  <a href="/events/${e.id}">${e.name}</a> <span class="muted">${when(e.salesOpenAt)}</span>
+                </li>`,
+            )}
+          </ul>`
+    }`;
+}
+
+export interface FormState {
+  buyerId: string;
+  quantities: Map<string, number>;
+  idempotencyKey: string;
+  /** What the last attempt of the plain form got: shown above the form. */
+  notice?: { kind: 'busy' | 'error'; text: string };
+}
+
+export function eventPage(event: EventWithAvailability, form: FormState): SafeHtml {
+  const single = event.ticketTypes.length === 1;
+  return html`<h1>${event.name}</h1>
+    <p class="muted">${when(event.salesOpenAt)}</p>
+    <form id="buy" method="post" action="/events/${event.id}/buy" data-event-id="${event.id}">
+      <fieldset class="types">
+        <legend>Tickets</legend>
+        ${event.ticketTypes.map((t) => {
+          const chosen = form.quantities.get(t.id) ?? (single && t.available > 0 ? 1 : 0);
+          const options = Array.from({ length: t.maxPerBuyer + 1 }, (_, n) => n);
+          return html`<div class="type">
+            <label for="qty-${t.id}">${t.name} <span class="price">${price(t.priceCents)}</span></label>
+            <span class="available" id="available-${t.id}" data-type-id="${t.id}"
+              >${availability(t.available)}</span
+            >
+            <select id="qty-${t.id}" name="qty-${t.id}" aria-describedby="available-${t.id}">
+              ${options.map((n) => html`<option value="${n}" ${n === chosen ? html` selected` : ''}>${n}</option>`)}
+            </select>
+          </div>`;
+        })}
+      </fieldset>
+      <label for="email">Email</label>
+      <input
+        id="email"
+        name="buyerId"
+        type="email"
+        autocomplete="email"
+        required
+        maxlength="128"
+        value="${form.buyerId}"
+      />
+      <input type="hidden" name="idempotencyKey" value="${form.idempotencyKey}" />
+      <button type="submit">Buy</button>
+      <div id="notice" role="status" aria-live="polite">
+        ${form.notice ? html`<p class="notice ${form.notice.kind}">${form.notice.text}</p>` : ''}
+      </div>
+    </form>`;
+}
+
+/** What a buyer reads for each status; the page script shows the panel of the status it receives. */
+const STATUS_TEXT: Record<PurchaseStatus, { title: string; text: string }> = {
+  queued: {
+    title: 'You are in line',
+    text: 'We have your request and keep your place. Your tickets will be confirmed in a moment — this page updates by itself.',
+  },
+  held: { title: 'Reserved', text: 'Your tickets are reserved for you while you pay.' },
+  confirmed: { title: 'Confirmed', text: 'Your tickets are ready. Show one code per person at the door.' },
+  rejected: { title: 'No tickets this time', text: '' },
+  expired: {
+    title: 'Reservation expired',
+    text: 'The reservation ran out before payment; the tickets went back on sale.',
+  },
+  cancelled: { title: 'Cancelled', text: 'This purchase was cancelled; nothing was charged.' },
+};
+
+const REASON_TEXT: Record<RejectReason, string> = {
+  sold_out: 'Sorry — these tickets sold out before we reached your request. Nothing was charged.',
+  insufficient_inventory:
+    'Sorry — there were not enough tickets left for everything you asked for, so we reserved none and charged nothing. You can try again with fewer.',
+  limit_exceeded:
+    'This would go over the number of tickets one buyer may have for this event, so we reserved none and charged nothing.',
+};
+
+export function purchasePage(purchase: Purchase, typeNames: Map<string, string>): SafeHtml {
+  const statuses = Object.keys(STATUS_TEXT) as PurchaseStatus[];
+  return html`<h1>Your purchase</h1>
+    <div
+      id="purchase"
+      data-purchase-id="${purchase.purchaseId}"
+      data-status="${purchase.status}"
+      role="status"
+      aria-live="polite"
+    >
+      ${statuses.map(
+        (s) =>
+          html`<section class="panel ${s}" data-panel="${s}" ${s === purchase.status ? '' : html` hidden`}>
+            <h2>${STATUS_TEXT[s].title}</h2>
+            ${STATUS_TEXT[s].text ? html`<p>${STATUS_TEXT[s].text}</p>` : ''}
+            ${
+              s === 'rejected'
+                ? (Object.keys(REASON_TEXT) as RejectReason[]).map(
+                    (r) =>
+                      html`<p data-reason="${r}" ${r === purchase.reason ? '' : html` hidden`}>
+                        ${REASON_TEXT[r]}
+                      </p>`,
+                  )
+                : ''
+            }
+            ${
+              s === 'confirmed'
+                ? html`<ul class="tickets">
+                    ${purchase.tickets.map((t) => ticket(purchase.purchaseId, t, typeNames))}
+                  </ul>`
+                : ''
+            }
+          </section>`,
+      )}
+    </div>
+    <p class="muted">
+      Purchase <code>${purchase.purchaseId}</code> for ${purchase.buyerId}. Keep this page's address to find
+      your tickets again.
+    </p>
+    <p><a href="/events/${purchase.eventId}">Back to the event</a></p>`;
+}
+
+function ticket(
+  purchaseId: string,
+  t: Purchase['tickets'][number],
+  typeNames: Map<string, string>,
+): SafeHtml {
+  return html`<li class="ticket">
+    <img
+      src="/purchases/${purchaseId}/tickets/${t.id}/qr.svg"
+      width="192"
+      height="192"
+      alt="QR code of ticket ${t.code}"
+    /><span>${typeNames.get(t.ticketTypeId) ?? 'Ticket'}</span> <code>${t.code}</code>
+  </li>`;
+}
+
+export function notFoundPage(what: string): SafeHtml {
+  return html`<h1>Not found</h1>
+    <p>${what}</p>
+    <p><a href="/">See what is on sale</a></p>`;
+}
+
+export function adminPage(): SafeHtml {
+  return html`<h1>Admin</h1>
+    <form id="signin" class="card">
+      <h2>Sign in</h2>
+      <label for="token">Admin token</label>
+      <input id="token" type="password" autocomplete="off" required />
+      <button type="submit">Sign in</button>
+      <p class="muted">
+        The token stays in this browser tab only (session storage) and is never put in a URL.
+      </p>
+      <p id="signin-error" class="notice error" role="alert"></p>
+    </form>
+    <div id="console" hidden>
+      <p><button type="button" id="signout">Sign out</button></p>
+      <section class="card" aria-labelledby="sale-title">
+        <h2 id="sale-title">Live sale</h2>
+        <label for="event">Event</label>
+        <select id="event"></select>
+        <p id="live-error" class="notice error" role="alert"></p>
+        <table id="stock" class="grid">
+          <caption>
+            Tickets per type
+          </caption>
+          <thead>
+            <tr>
+              <th scope="col">Type</th>
+              <th scope="col">Sold</th>
+              <th scope="col">Held</th>
+              <th scope="col">Available</th>
+              <th scope="col">Capacity</th>
+              <th scope="col">Progress</th>
+            </tr>
+          </thead>
+          <tbody></tbody>
+        </table>
+        <dl id="figures" class="figures"></dl>
+        <div class="charts">
+          <figure>
+            <figcaption>Arrivals per second</figcaption>
+            <svg
+              id="chart-arrivals"
+              class="chart"
+              viewBox="0 0 300 100"
+              role="img"
+              aria-label="Arrivals per second"
+            ></svg>
+          </figure>
+          <figure>
+            <figcaption>Allocations per second</figcaption>
+            <svg
+              id="chart-allocations"
+              class="chart"
+              viewBox="0 0 300 100"
+              role="img"
+              aria-label="Allocations per second"
+            ></svg>
+          </figure>
+        </div>
+      </section>
+      <section class="card" aria-labelledby="purchases-title">
+        <h2 id="purchases-title">Purchases</h2>
+        <form id="search">
+          <label for="q">Buyer or purchase id</label>
+          <input id="q" type="search" maxlength="128" />
+          <button type="submit">Search</button>
+        </form>
+        <table id="purchases" class="grid">
+          <caption>
+            Latest purchases (up to 50)
+          </caption>
+          <thead>
+            <tr>
+              <th scope="col">Purchase</th>
+              <th scope="col">Buyer</th>
+              <th scope="col">Status</th>
+              <th scope="col">Tickets</th>
+              <th scope="col">Accepted</th>
+            </tr>
+          </thead>
+          <tbody></tbody>
+        </table>
+      </section>
+      <form id="create" class="card">
+        <h2>New event</h2>
+        <label for="create-name">Name</label>
+        <input id="create-name" required maxlength="200" />
+        <label for="create-opens">Sales open (empty: now)</label>
+        <input id="create-opens" type="datetime-local" />
+        <fieldset id="create-types">
+          <legend>Ticket types</legend>
+        </fieldset>
+        <button type="button" id="add-type">Add a ticket type</button>
+        <button type="submit">Create event</button>
+        <p id="create-notice" class="notice" role="status" aria-live="polite"></p>
+      </form>
+    </div>`;
+}
+
+function when(iso: string): string {
+  const at = new Date(iso);
+  const text = at.toUTCString().replace('GMT', 'UTC');
+  return at.getTime() > Date.now() ? `Sales open ${text}` : `On sale since ${text}`;
+}
+
+function price(cents: number): string {
+  return cents === 0 ? 'free' : (cents / 100).toFixed(2);
+}
+
+export function availability(n: number): string {
+  return n > 0 ? `${n} left` : 'Sold out';
+}
