@@ -381,6 +381,7 @@ $('create').addEventListener('submit', async (e) => {
         ticketTypes,
       }),
     });
+    /** @type {HTMLFormElement} */ ($('create')).reset();
     notice.className = 'notice';
     notice.textContent = `Created “${event.name}”. Buyers find it at /events/${event.id}.`;
     await loadEvents(event.id);
