@@ -73,6 +73,7 @@ describe('onsale command line', () => {
     expect(statSync(join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
     const out = first.output();
     expect(out).toContain(`onsale is running at http://127.0.0.1:${port}`);
+    expect(out).toContain(`pages: http://127.0.0.1:${port}/ for buyers, http://127.0.0.1:${port}/admin`);
     expect(out).toContain(`admin token (shown once; kept in ${join(dir, 'admin-token')}): ${token}`);
     const eventUrl = /demo event "DJ Night \(demo\)": (\S+)/.exec(out)![1]!;
     const event = (await (await fetch(eventUrl)).json()) as { ticketTypes: unknown[] };

@@ -109,6 +109,7 @@ function announce(
 ): void {
   const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const lines = [``, `onsale is running at ${base}`];
+  lines.push(`  pages: ${base}/ for buyers, ${base}/admin for the admin`);
   if (demo) {
     const type = demo.ticketTypes[0]!;
     lines.push(

@@ -7,7 +7,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEvent, getJson, purchase, waitFinal, type CreatedEvent } from '../helpers/api.js';
-import { launchBrowser, openPage, screenshots, DESKTOP, type WatchedPage } from '../helpers/browser.js';
+import { launchBrowser, openPage, screenshots, type WatchedPage } from '../helpers/browser.js';
 import { startOnsale, until, type Onsale } from '../helpers/processes.js';
 
 let browser: Browser;
@@ -29,7 +29,7 @@ async function onsale(opts: Parameters<typeof startOnsale>[0] = {}): Promise<Ons
   return o;
 }
 
-async function page(viewport?: typeof DESKTOP): Promise<WatchedPage> {
+async function page(viewport?: { width: number; height: number }): Promise<WatchedPage> {
   const p = await openPage(browser, viewport);
   pages.push(p);
   return p;
