@@ -149,8 +149,8 @@ function program(): Command {
         'comma-separated parts to run [default all]: core (embedded SQLite: ackVsBare, allocVsNaive), ' +
           'postgres (allocation on PostgreSQL), redis and rabbitmq (the accept path with that queue and ' +
           'PostgreSQL storage), metrics (the accept path with metrics on and scraped, against off), sale (the ' +
-          'whole sale, driven by the simulator, against the baseline shops on PostgreSQL). ' +
-          'A server a chosen part needs that does not answer fails the bench (exit 1)',
+          'whole sale, driven by the simulator, against the baseline shops on PostgreSQL), pages (the event ' +
+          'page against the API JSON). A server a chosen part needs that does not answer fails the bench (exit 1)',
       ).argParser(benchParts),
     )
     .option(

@@ -144,7 +144,10 @@ describe('pages', () => {
 
     const invalid = await postForm({ ...fields, buyerId: '', idempotencyKey: 'form-key-4' });
     expect(invalid.status).toBe(400);
-    expect(invalid.text).toMatch(/class="notice error"/);
+    expect(invalid.text).toContain('Please enter your email address');
+    const tooMany = await postForm({ ...fields, [`qty-${typeId}`]: '3', idempotencyKey: 'form-key-5' });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.text).toMatch(/<p class="notice error">[^<]*must be at most 2/);
 
     // The API itself still takes JSON only: the form parser belongs to the pages.
     const api = await fetch(`${base}/api/events/${event.id}/purchases`, {

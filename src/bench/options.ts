@@ -2,9 +2,9 @@
 
 /**
  * What `--only` may choose: the embedded engine (issue 2's figures), then one part per server, the cost of
- * metrics, then the whole sale against the baseline shops.
+ * metrics, the whole sale against the baseline shops, then the buyer's event page.
  */
-export const PARTS = ['core', 'postgres', 'redis', 'rabbitmq', 'metrics', 'sale'] as const;
+export const PARTS = ['core', 'postgres', 'redis', 'rabbitmq', 'metrics', 'sale', 'pages'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface BenchOptions {

@@ -4,6 +4,7 @@ import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from 
 import { measureAllocation, type AllocationPlan } from './allocation.js';
 import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
+import { measurePages } from './pages.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
 import { measureSale } from './sale.js';
@@ -65,7 +66,7 @@ function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl:
 /** Fails with ServiceUnreachableError, before anything is measured, if a server the parts need is down. */
 async function assertServers(
   parts: ReadonlySet<Part>,
-  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale'>, string>,
+  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale' | 'pages'>, string>,
 ) {
   if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq') || parts.has('sale'))
     await assertPostgresReachable(urls.postgres);
@@ -332,6 +333,34 @@ export async function runBench(options: BenchOptions): Promise<number> {
       ],
     );
   }
+  let pages: Record<string, unknown> = {};
+  if (parts.has('pages')) {
+    const f = await measurePages(
+      { rounds: accept.rounds, load: accept.load, warmupSec: accept.warmupSec },
+      progress,
+    );
+    pages = {
+      pages: {
+        ...f,
+        pagePerSec: Math.round(f.pagePerSec),
+        apiPerSec: Math.round(f.apiPerSec),
+        ratio: round(f.ratio, 3),
+        pageP99Ms: round(f.pageP99Ms, 2),
+        apiP99Ms: round(f.apiP99Ms, 2),
+      },
+    };
+    const w = f.weight;
+    rows.push(
+      [
+        'event pages/s, HTML / API JSON (onsale serve)',
+        `${int(f.pagePerSec)} / ${int(f.apiPerSec)} = ${f.ratio.toFixed(2)}`,
+      ],
+      [
+        'event page bytes, HTML + CSS + JS + icon',
+        `${int(w.html)} + ${int(w.css)} + ${int(w.js)} + ${int(w.icon)} = ${int(w.total)} (${int(w.gzipTotal)} gzipped)`,
+      ],
+    );
+  }
   // Other work on the machine moves every figure: the load average before and after tells whether there was.
   machine.loadAverage1mAtEnd = round(loadavg()[0] ?? 0, 2);
   progress(`load average ${machine.loadAverage1mAtEnd} at the end`);
@@ -340,6 +369,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     ...core,
     ...engines,
     ...sale,
+    ...pages,
     goals: GOALS,
     goalsMet,
     setup: {

@@ -125,8 +125,13 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         const items = [...form.quantities]
           .filter(([, n]) => n > 0)
           .map(([ticketTypeId, quantity]) => ({ ticketTypeId, quantity }));
-        if (items.length === 0) {
-          form.notice = { kind: 'error', text: 'Choose at least one ticket.' };
+        const missing = !form.buyerId.trim()
+          ? 'Please enter your email address: your tickets are kept under it.'
+          : items.length === 0
+            ? 'Choose at least one ticket.'
+            : null;
+        if (missing) {
+          form.notice = { kind: 'error', text: missing };
           return page(reply.code(400), event.name, eventPage(event, form));
         }
         // The API route itself decides, with all its checks and limits, counted against this client.
