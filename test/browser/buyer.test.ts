@@ -11,11 +11,14 @@ import { launchBrowser, openPage, screenshots, type WatchedPage } from '../helpe
 import { startOnsale, until, type Onsale } from '../helpers/processes.js';
 
 let browser: Browser;
+/** One server with a worker for the tests that need nothing special (fewer processes on a busy machine). */
+let main: Onsale;
 const running: Onsale[] = [];
 const pages: WatchedPage[] = [];
 
 beforeAll(async () => {
-  browser = await launchBrowser();
+  [browser, main] = await Promise.all([launchBrowser(), startOnsale()]);
+  running.push(main);
 });
 
 afterAll(async () => {
@@ -39,7 +42,7 @@ const purchaseIdOf = (url: string) => /\/purchases\/([^/?#]+)$/.exec(url)?.[1] ?
 
 describe('buyer page', () => {
   it('lists the event, buys a ticket and shows it Confirmed with a QR code', async () => {
-    const o = await onsale();
+    const o = main;
     const event = await createEvent(o.baseUrl, {
       name: 'Rooftop <b>jazz</b> & friends',
       ticketTypes: [{ name: 'Standing', priceCents: 2500, capacity: 50, maxPerBuyer: 4 }],
@@ -54,7 +57,7 @@ describe('buyer page', () => {
     await p.getByLabel(/Standing/).selectOption('2');
     await p.getByRole('button', { name: 'Buy' }).click();
 
-    await p.getByRole('heading', { name: 'Confirmed' }).waitFor({ timeout: 30_000 });
+    await p.getByRole('heading', { name: 'Confirmed' }).waitFor({ timeout: 60_000 });
     const qr = p.getByRole('img', { name: /QR code of ticket/ });
     await expect.poll(() => qr.count()).toBe(2);
     await until(() => qr.first().evaluate((img: any) => img.complete && img.naturalWidth > 0));
@@ -117,7 +120,7 @@ describe('buyer page', () => {
   });
 
   it('explains kindly that the tickets sold out', async () => {
-    const o = await onsale();
+    const o = main;
     const event = await createEvent(o.baseUrl, {
       ticketTypes: [{ name: 'Last seat', priceCents: 0, capacity: 1, maxPerBuyer: 1 }],
     });
@@ -131,7 +134,7 @@ describe('buyer page', () => {
     await waitFinal(o.baseUrl, taken.body.purchaseId);
     await p.getByLabel('Email').fill('late@example.com');
     await p.getByRole('button', { name: 'Buy' }).click();
-    await p.getByRole('heading', { name: 'No tickets this time' }).waitFor({ timeout: 30_000 });
+    await p.getByRole('heading', { name: 'No tickets this time' }).waitFor({ timeout: 60_000 });
     await p
       .getByText('Sorry — these tickets sold out before we reached your request.', { exact: false })
       .waitFor();

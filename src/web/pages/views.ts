@@ -51,7 +51,7 @@ export interface FormState {
   buyerId: string;
   quantities: Map<string, number>;
   idempotencyKey: string;
-  /** What the last attempt of the plain form got: shown above the form. */
+  /** What the last attempt of the plain form got: shown under the Buy button. */
   notice?: { kind: 'busy' | 'error'; text: string };
 }
 
