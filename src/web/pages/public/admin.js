@@ -382,9 +382,10 @@ $('create').addEventListener('submit', async (e) => {
       }),
     });
     /** @type {HTMLFormElement} */ ($('create')).reset();
+    // The live view switches to the new event first, so the notice means it is ready.
+    await loadEvents(event.id);
     notice.className = 'notice';
     notice.textContent = `Created “${event.name}”. Buyers find it at /events/${event.id}.`;
-    await loadEvents(event.id);
   } catch (error) {
     notice.className = 'notice error';
     notice.textContent = `Not created: ${failed(error)}`;
