@@ -50,6 +50,7 @@ export async function sendCrowd(opts: {
         answeredAt: performance.now(),
         status,
         ...(purchaseId ? { purchaseId } : {}),
+        ...(intent.idempotencyKey ? { idempotencyKey: intent.idempotencyKey } : {}),
       };
       records.push(record);
       opts.onAnswer?.(record);

@@ -18,6 +18,8 @@ export interface SentPurchase {
   /** HTTP status; only 200/202 carry a purchaseId. */
   status: number;
   purchaseId?: string;
+  /** The Idempotency-Key it was sent with, if any: sending it again tells what became of an unanswered one. */
+  idempotencyKey?: string;
   /**
    * The answer itself was final (a synchronous shop, bench/shops): it dates the purchase for first come, first
    * served as a 202 does.
