@@ -169,7 +169,8 @@ function program(): Command {
           'postgres (allocation on PostgreSQL), redis and rabbitmq (the accept path with that queue and ' +
           'PostgreSQL storage), metrics (the accept path with metrics on and scraped, against off), sale (the ' +
           'whole sale, driven by the simulator, against the baseline shops on PostgreSQL), pages (the event ' +
-          'page against the API JSON). A server a chosen part needs that does not answer fails the bench (exit 1)',
+          'page against the API JSON), cluster (onsale cluster: HAProxy in front of 1, 2, 3 web servers, and ' +
+          'the balancer hop against one server straight). A server a chosen part needs that does not answer fails the bench (exit 1)',
       ).argParser(benchParts),
     )
     .option(

@@ -22,12 +22,14 @@ export interface LbPlan {
 }
 
 /**
- * The health-check timing both balancers share with the web servers' drain delay: a server whose /readyz
- * turns 503 is out of rotation after at most CHECK_MS + FAST_CHECK_MS (+ a check timeout), well within
- * the 2 s a web server of `onsale cluster` keeps serving after it started draining.
+ * HAProxy's health-check timing, matched to the web servers' drain delay: a server whose /readyz turns 503
+ * is out of rotation after three failed checks, CHECK_MS + 2 × FAST_CHECK_MS ≈ 1 s, within the 2 s a web
+ * server of `onsale cluster` keeps serving after it started draining. A check may take CHECK_TIMEOUT: a
+ * server slowed down by a flood is busy, not dead, and must not be taken out (which would overload the rest).
  */
 export const CHECK_MS = 500;
 const FAST_CHECK_MS = 250;
+const CHECK_TIMEOUT = '2s';
 /** The drain delay `onsale cluster` gives its web servers at least. */
 export const CLUSTER_DRAIN_MS = 2_000;
 
@@ -99,7 +101,7 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 10s
-    timeout check 1s
+    timeout check ${CHECK_TIMEOUT}
     # A request whose server refused the connection, or died before answering, is tried again on
     # another server (redispatch) up to 3 times. The backend narrows which requests may be replayed.
     retries 3
@@ -116,11 +118,12 @@ frontend buyers
 
 backend web
     balance roundrobin
-    # A server whose /readyz is not 200 (draining, dead, or without its database) is out within ~1 s.
+    # A server whose /readyz is not 200 (draining, dead, or without its database) is out within ~1 s;
+    # refused connections count at once, slow answers only after the check timeout.
     option httpchk
     http-check send meth GET uri /readyz
     http-check expect status 200
-    default-server check inter ${CHECK_MS}ms fastinter ${FAST_CHECK_MS}ms downinter ${CHECK_MS}ms fall 2 rise 2 maxconn 1000
+    default-server check inter ${CHECK_MS}ms fastinter ${FAST_CHECK_MS}ms downinter ${CHECK_MS}ms fall 3 rise 2 maxconn 1000
     # Connections to the servers are kept open and reused.
     http-reuse safe
     # Only a request that is safe to send twice is replayed once a server may have seen it: reads, and

@@ -111,7 +111,7 @@ export function steadyLoad(opts: { baseUrl: string; eventId: string; ticketTypeI
       const buyerId = `steady-${n++}@example.com`;
       const items = [{ ticketTypeId: opts.ticketTypeId, quantity: 1 }];
       const sentAt = performance.now();
-      let status = 0;
+      let status: number;
       let purchaseId: string | undefined;
       try {
         const res = await fetch(url, {
