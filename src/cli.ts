@@ -221,8 +221,7 @@ async function runChild(spec: ChildSpec): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with an IPC channel or
-  // its role as command).
+  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with ONSALE_CLUSTER_CHILD).
   const childSpec = process.env[CHILD_SPEC_ENV];
   if (childSpec && (cluster.isWorker || process.env.ONSALE_CLUSTER_CHILD === '1')) {
     delete process.env[CHILD_SPEC_ENV];

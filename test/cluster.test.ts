@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkInvariants, type SentPurchase } from '../src/simulate/invariants.js';
 import { observe, sendCrowd } from '../src/simulate/crowd.js';
-import { createEvent, waitDrained, type CreatedEvent } from './helpers/api.js';
+import { createEvent, purchase, waitDrained, type CreatedEvent } from './helpers/api.js';
 import {
   haproxyAnswersByServer,
   nginxAnswersByServer,
@@ -212,6 +212,32 @@ describe('onsale cluster behind HAProxy', () => {
     expect(Date.now() - stoppingAt).toBeLessThan(10_000);
     for (const pid of children) expect(alive(pid)).toBe(false);
     await expect(fetch(`${c.baseUrl}/readyz`)).rejects.toThrow();
+  });
+});
+
+describe('a web server told to stop', () => {
+  it('turns /readyz to 503 first, keeps serving for the drain delay, then exits 0', async () => {
+    const dir = tempDir();
+    cleanups.push(async () => dir.remove());
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = { ONSALE_DATA_DIR: dir.path, PORT: String(port), ONSALE_ADMIN_TOKEN: ADMIN_TOKEN };
+    const serve = runCli(['serve', '--drain-delay', '3000'], env);
+    cleanups.push(() => serve.stop('SIGKILL'));
+    await waitForReady(`${base}/readyz`, serve);
+    const event = await createEvent(base);
+    const buy = (buyerId: string) =>
+      purchase(base, event.id, { buyerId, items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }] });
+
+    const stoppingAt = Date.now();
+    serve.child.kill('SIGTERM');
+    await until(async () => (await fetch(`${base}/readyz`)).status === 503, 2_000);
+    // Still serving while the balancer takes it out: purchases are accepted as usual.
+    expect((await buy('late@example.com')).status).toBe(202);
+    expect(Date.now() - stoppingAt).toBeLessThan(3_000);
+    expect(await serve.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - stoppingAt).toBeGreaterThanOrEqual(3_000);
+    expect(Date.now() - stoppingAt).toBeLessThan(10_000);
   });
 });
 

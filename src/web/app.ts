@@ -71,7 +71,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     genReqId: requestId,
     // While closing, requests still arriving on open connections are handled here, not by Fastify's own
-    // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable (draining below).
+    // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable (closing below).
     return503OnClosing: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     // Requests refused before they reach a route still get api.md's error body, not Fastify's.
@@ -112,7 +112,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   const commits = new GroupCommit<EnqueueRequest, EnqueueResult>((batch) => queue.enqueue(batch));
   const tokenDigest = createHash('sha256').update(adminToken).digest();
   let draining = false;
-  // Set once the server closes (after the drain delay): purchases still arriving on open connections are refused.
+  // Set once the server closes (after the drain delay): purchases still coming on open connections are refused.
   let closing = false;
 
   app.setErrorHandler((error, request, reply) => {
