@@ -24,12 +24,12 @@ export interface LbPlan {
 /**
  * HAProxy's health-check timing, matched to the web servers' drain delay: a server whose /readyz turns 503
  * is out of rotation after three failed checks, CHECK_MS + 2 × FAST_CHECK_MS ≈ 1 s, within the 2 s a web
- * server of `onsale cluster` keeps serving after it started draining. A check may take CHECK_TIMEOUT: a
+ * server of `onsale cluster` keeps serving after it started draining. A check may take CHECK_TIMEOUT (5 s): a
  * server slowed down by a flood is busy, not dead, and must not be taken out (which would overload the rest).
  */
 export const CHECK_MS = 500;
 const FAST_CHECK_MS = 250;
-const CHECK_TIMEOUT = '2s';
+const CHECK_TIMEOUT = '5s';
 /** The drain delay `onsale cluster` gives its web servers at least. */
 export const CLUSTER_DRAIN_MS = 2_000;
 
