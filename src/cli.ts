@@ -11,6 +11,7 @@ import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js'
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
 import { runAutoscaler } from './cluster/autoscaler.js';
+import { runBalancerWrapper } from './cluster/lb-wrapper.js';
 
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
@@ -217,6 +218,7 @@ async function runChild(spec: ChildSpec): Promise<void> {
   if (spec.role === 'web') await runWebServer(spec.config, process.env.ONSALE_ADMIN_TOKEN ?? '');
   else if (spec.role === 'autoscaler')
     await runAutoscaler(spec.config, spec.workers ?? spec.config.workersMin);
+  else if (spec.role === 'lb') runBalancerWrapper(spec.command ?? []);
   else await runWorker(spec.config, spec.workerId);
 }
 
@@ -225,6 +227,8 @@ async function main(): Promise<void> {
   const childSpec = process.env[CHILD_SPEC_ENV];
   if (childSpec && (cluster.isWorker || process.env.ONSALE_CLUSTER_CHILD === '1')) {
     delete process.env[CHILD_SPEC_ENV];
+    // A child of `onsale cluster` stops when its supervisor goes away (its IPC channel closes), even killed.
+    if (!cluster.isWorker) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
     return runChild(JSON.parse(childSpec) as ChildSpec);
   }
   try {

@@ -48,7 +48,9 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
   let stopping = false;
   let rolling = false;
   const cli = process.argv[1]!;
-  const child = (spec: ChildSpec, ipc = false): ChildProcess =>
+  // Every child has an IPC channel: when this process dies, even by SIGKILL, the channel closes and the
+  // children stop (cli.ts), so none is left behind.
+  const child = (spec: ChildSpec): ChildProcess =>
     spawn(process.execPath, [...process.execArgv, cli, spec.role], {
       env: {
         ...process.env,
@@ -56,7 +58,7 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
         ONSALE_CLUSTER_CHILD: '1',
         ONSALE_ADMIN_TOKEN: admin.token,
       },
-      stdio: ipc ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
 
   const webConfig = (server: Backend): Config => ({
@@ -94,16 +96,16 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
   await setWorkers(config.workersMin);
 
   supervisor.run('autoscaler', () => {
-    const scaler = child({ role: 'autoscaler', config, workers }, true);
+    const scaler = child({ role: 'autoscaler', config, workers });
     scaler.on('message', (message) => {
       if (isScaleMessage(message) && !stopping) void setWorkers(message.workers);
     });
     return scaler;
   });
 
-  supervisor.run('lb', () =>
-    spawn(balancer, balancerArgs(config.lb, configPath, runDir), { stdio: ['ignore', 'inherit', 'inherit'] }),
-  );
+  // The balancer runs under a small wrapper (onsale-lb) that stops it when this process goes away.
+  const lbCommand = [balancer, ...balancerArgs(config.lb, configPath, runDir)];
+  supervisor.run('lb', () => child({ role: 'lb', config, command: lbCommand }));
 
   const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
 

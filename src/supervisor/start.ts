@@ -10,7 +10,7 @@ import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
 import { isScaleMessage } from '../cluster/autoscaler.js';
 import { createDemoEvent } from './demo.js';
 
-export type ChildRole = 'web' | 'worker' | 'autoscaler';
+export type ChildRole = 'web' | 'worker' | 'autoscaler' | 'lb';
 
 /** What the supervisor hands each child in its environment. */
 export interface ChildSpec {
@@ -19,6 +19,8 @@ export interface ChildSpec {
   workerId?: string;
   /** The autoscaler's: how many workers run when it starts. */
   workers?: number;
+  /** The load balancer wrapper's (onsale cluster): the balancer's command line. */
+  command?: string[];
 }
 
 export const CHILD_SPEC_ENV = 'ONSALE_CHILD_SPEC';

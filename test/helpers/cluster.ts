@@ -37,7 +37,8 @@ export async function startCluster(env: Record<string, string>): Promise<Cluster
     if (proc.child.exitCode !== null) throw new Error(`cluster exited:\n${proc.output()}`);
     return proc.output().includes('onsale cluster is running');
   }, 60_000).catch((error: unknown) => {
-    void proc.stop('SIGKILL');
+    // SIGTERM: the cluster stops its children (SIGKILL would leave them behind).
+    void proc.stop('SIGTERM');
     throw new Error(`${String(error)}\n${proc.output()}`);
   });
   const servers = [...proc.output().matchAll(/web-\d+ (127\.0\.0\.1:\d+)/g)].map((m) => m[1]!);
