@@ -70,7 +70,7 @@ export class Supervisor {
 
   /**
    * Stops every child with SIGTERM, those named in `last` only after the others have exited (the load
-   * balancer outlives the servers it sends to); SIGKILL for any still running after `deadlineMs`.
+   * balancer outlives the servers it sends to); SIGKILL for any other still running after `deadlineMs`.
    * Resolves true if all stopped in time.
    */
   async stopAll(last: readonly string[], deadlineMs: number): Promise<boolean> {
@@ -89,7 +89,9 @@ export class Supervisor {
     })();
     const inTime = await Promise.race([done, timedOut]);
     clearTimeout(timer);
-    if (!inTime) for (const s of slots) s.child?.kill('SIGKILL');
+    // Late: SIGKILL, except for those stopped last (the balancer's wrapper), which pass SIGTERM on to
+    // what they run instead of leaving it behind.
+    if (!inTime) for (const s of slots) s.child?.kill(last.includes(s.name) ? 'SIGTERM' : 'SIGKILL');
     return inTime;
   }
 

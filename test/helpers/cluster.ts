@@ -36,7 +36,7 @@ export async function startCluster(env: Record<string, string>): Promise<Cluster
   await until(() => {
     if (proc.child.exitCode !== null) throw new Error(`cluster exited:\n${proc.output()}`);
     return proc.output().includes('onsale cluster is running');
-  }, 60_000).catch((error: unknown) => {
+  }, 120_000).catch((error: unknown) => {
     // SIGTERM: the cluster stops its children (SIGKILL would leave them behind).
     void proc.stop('SIGTERM');
     throw new Error(`${String(error)}\n${proc.output()}`);
