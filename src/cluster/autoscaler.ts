@@ -1,5 +1,6 @@
 import { openQueue } from '../adapters/index.js';
 import type { Config } from '../config.js';
+import { startProcessMetrics } from '../metrics/cluster.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 
@@ -127,6 +128,8 @@ export async function runAutoscaler(config: Config, workers: number): Promise<vo
   process.title = 'onsale-autoscaler';
   const logger = createLogger(config.logLevel, 'autoscaler');
   if (!process.send) throw new Error('the autoscaler runs as a child of onsale start or onsale cluster');
+  // Under `onsale start` the supervisor collects every child's metrics for /metrics: this one answers too.
+  if (config.metrics) startProcessMetrics();
   const queue = openQueue(config.queueUrl, config);
   const policy = defaultPolicy(config.workersMin, config.workersMax);
   let state: ScalerState = { workers, changedAt: 0, quietSince: null };
