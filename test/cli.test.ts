@@ -69,7 +69,13 @@ describe('onsale command line', () => {
   it('start on a fresh folder opens a demo event, prints the token once, and stops cleanly on SIGTERM', async () => {
     const dir = dataDir();
     const port = await freePort();
-    const env = { ONSALE_DATA_DIR: dir, PORT: String(port), ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' };
+    const env = {
+      ONSALE_DATA_DIR: dir,
+      PORT: String(port),
+      ONSALE_WEB: '2',
+      ONSALE_WORKERS_MIN: '2',
+      ONSALE_WORKERS_MAX: '2',
+    };
     const first = runCli(['start'], env);
     await until(() => first.output().includes('stop with Ctrl+C'), 15_000);
     const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
