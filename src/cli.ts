@@ -4,11 +4,14 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { openQueue, openStorage } from './adapters/index.js';
 import { PARTS, type BenchOptions, type Part } from './bench/options.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
+import { BalancerMissingError } from './cluster/lb.js';
 import { resolveAdminToken } from './shared/admin-token.js';
 import { addSimulateCommand } from './simulate/command.js';
 import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js';
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
+import { runAutoscaler } from './cluster/autoscaler.js';
+import { runBalancerWrapper } from './cluster/lb-wrapper.js';
 
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
@@ -21,6 +24,8 @@ const WEB: Key[] = [
   'addressRate',
   'rateLimitExempt',
   'metrics',
+  'trustProxy',
+  'drainDelay',
 ];
 const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics'];
 
@@ -55,6 +60,21 @@ function program(): Command {
   ).action(async (_opts, command: Command) => {
     const config = configFrom(command);
     await runStart(config, resolveAdminToken(config.dataDir, process.env));
+  });
+
+  withSettings(
+    root
+      .command('cluster')
+      .description(
+        'a load balancer (HAProxy, or nginx with --lb nginx) in front of --web serve processes, the ' +
+          'workers and the autoscaler, supervised together; SIGHUP restarts the web servers one by one',
+      ),
+    [...COMMON, ...WEB, ...WORKER, 'web', 'workersMin', 'workersMax', 'lb'],
+  ).action(async (_opts, command: Command) => {
+    const config = configFrom(command);
+    // Loaded here so that the other roles never load the cluster's code.
+    const { runCluster } = await import('./cluster/cluster.js');
+    await runCluster(config, resolveAdminToken(config.dataDir, process.env));
   });
 
   withSettings(root.command('serve').description('one web server (run several behind a load balancer)'), [
@@ -150,7 +170,8 @@ function program(): Command {
           'postgres (allocation on PostgreSQL), redis and rabbitmq (the accept path with that queue and ' +
           'PostgreSQL storage), metrics (the accept path with metrics on and scraped, against off), sale (the ' +
           'whole sale, driven by the simulator, against the baseline shops on PostgreSQL), pages (the event ' +
-          'page against the API JSON). A server a chosen part needs that does not answer fails the bench (exit 1)',
+          'page against the API JSON), cluster (onsale cluster: HAProxy in front of 1, 2, 3 web servers, and ' +
+          'the balancer hop against one server straight). A server a chosen part needs that does not answer fails the bench (exit 1)',
       ).argParser(benchParts),
     )
     .option(
@@ -195,12 +216,21 @@ function wholeNumber(raw: string): number {
 /** A child of `onsale start`: its role and configuration come from the supervisor. */
 async function runChild(spec: ChildSpec): Promise<void> {
   if (spec.role === 'web') await runWebServer(spec.config, process.env.ONSALE_ADMIN_TOKEN ?? '');
+  else if (spec.role === 'autoscaler')
+    await runAutoscaler(spec.config, spec.workers ?? spec.config.workersMin);
+  else if (spec.role === 'lb') runBalancerWrapper(spec.command ?? []);
   else await runWorker(spec.config, spec.workerId);
 }
 
 async function main(): Promise<void> {
+  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with ONSALE_CLUSTER_CHILD).
   const childSpec = process.env[CHILD_SPEC_ENV];
-  if (cluster.isWorker && childSpec) return runChild(JSON.parse(childSpec) as ChildSpec);
+  if (childSpec && (cluster.isWorker || process.env.ONSALE_CLUSTER_CHILD === '1')) {
+    delete process.env[CHILD_SPEC_ENV];
+    // A child of `onsale cluster` stops when its supervisor goes away (its IPC channel closes), even killed.
+    if (!cluster.isWorker) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+    return runChild(JSON.parse(childSpec) as ChildSpec);
+  }
   try {
     await program().parseAsync(process.argv);
   } catch (error) {
@@ -209,7 +239,7 @@ async function main(): Promise<void> {
         error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : EXIT_BAD_SETTING,
       );
     }
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof BalancerMissingError) {
       process.stderr.write(`onsale: ${error.message}\n`);
       process.exit(EXIT_BAD_SETTING);
     }

@@ -30,6 +30,9 @@ export interface Config {
   metrics: boolean;
   /** Port of a standalone worker's own /metrics listener; null: none. */
   metricsPort: number | null;
+  trustProxy: string[];
+  drainDelay: number;
+  lb: 'haproxy' | 'nginx';
 }
 
 export class ConfigError extends Error {
@@ -143,7 +146,7 @@ export const SETTINGS = [
     key: 'web',
     flag: '--web',
     env: 'ONSALE_WEB',
-    description: 'web server processes for start',
+    description: 'web server processes for start and cluster',
     accepts: 'a whole number 1..256',
     parse: integer(1, 256),
     fallback: () => String(availableParallelism()),
@@ -265,6 +268,44 @@ export const SETTINGS = [
     accepts: 'a port number 1..65535, or off',
     parse: (raw) => (raw.trim() === 'off' ? null : integer(1, 65535)(raw)),
     fallback: () => 'off',
+  }),
+  setting({
+    key: 'trustProxy',
+    flag: '--trust-proxy',
+    env: 'ONSALE_TRUST_PROXY',
+    description:
+      'load balancers whose X-Forwarded-For is believed, so that rate limits count buyers (cluster sets it)',
+    accepts: 'a comma-separated list of IP addresses or CIDR ranges, or none',
+    parse: (raw) => {
+      const list = raw.trim() === '' || raw.trim() === 'none' ? [] : raw.split(',').map((a) => a.trim());
+      if (list.some((a) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a)))
+        throw new Error('not a list of addresses');
+      return list;
+    },
+    fallback: () => 'none',
+  }),
+  setting({
+    key: 'drainDelay',
+    flag: '--drain-delay',
+    env: 'ONSALE_DRAIN_DELAY',
+    description:
+      'milliseconds a stopping web server keeps serving after /readyz turns 503, so the balancer sees it first',
+    accepts: 'a whole number of milliseconds 0..8000 (cluster uses at least 2000)',
+    parse: integer(0, 8000),
+    fallback: () => '0',
+  }),
+  setting({
+    key: 'lb',
+    flag: '--lb',
+    env: 'ONSALE_LB',
+    description: 'the load balancer cluster runs',
+    accepts: 'haproxy or nginx',
+    parse: (raw) => {
+      const lb = raw.trim();
+      if (lb !== 'haproxy' && lb !== 'nginx') throw new Error('unknown load balancer');
+      return lb;
+    },
+    fallback: () => 'haproxy',
   }),
 ] as const;
 

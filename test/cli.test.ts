@@ -21,7 +21,7 @@ function titlesOfChildren(pid: number): string[] {
 }
 
 describe('onsale command line', () => {
-  it.each(['start', 'serve', 'worker', 'migrate'])(
+  it.each(['start', 'serve', 'worker', 'migrate', 'cluster'])(
     '%s --help describes the command and its settings',
     async (cmd) => {
       const p = runCli([cmd, '--help']);
@@ -42,6 +42,9 @@ describe('onsale command line', () => {
     [['serve'], { ONSALE_BUYER_RATE: 'lots' }, 'ONSALE_BUYER_RATE'],
     [['start', '--workers-min', '5', '--workers-max', '2'], {}, 'ONSALE_WORKERS_MAX'],
     [['worker', '--batch-size', '0'], {}, '--batch-size'],
+    [['cluster'], { ONSALE_LB: 'traefik' }, 'ONSALE_LB'],
+    [['serve'], { ONSALE_TRUST_PROXY: 'the balancer' }, 'ONSALE_TRUST_PROXY'],
+    [['serve', '--drain-delay', '9000'], {}, '--drain-delay'],
     [['serve', '--no-such-flag'], {}, '--no-such-flag'],
     [['launch'], {}, 'launch'],
   ] as Array<[string[], Record<string, string>, string]>)(
@@ -66,7 +69,13 @@ describe('onsale command line', () => {
   it('start on a fresh folder opens a demo event, prints the token once, and stops cleanly on SIGTERM', async () => {
     const dir = dataDir();
     const port = await freePort();
-    const env = { ONSALE_DATA_DIR: dir, PORT: String(port), ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' };
+    const env = {
+      ONSALE_DATA_DIR: dir,
+      PORT: String(port),
+      ONSALE_WEB: '2',
+      ONSALE_WORKERS_MIN: '2',
+      ONSALE_WORKERS_MAX: '2',
+    };
     const first = runCli(['start'], env);
     await until(() => first.output().includes('stop with Ctrl+C'), 15_000);
     const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
@@ -80,7 +89,13 @@ describe('onsale command line', () => {
     expect(event.ticketTypes.length).toBeGreaterThan(0);
     expect(out).toContain('curl -i -X POST');
     // Workers name themselves once loaded, which may come after the web servers answer.
-    const expectedTitles = ['onsale-web', 'onsale-web', 'onsale-worker', 'onsale-worker'];
+    const expectedTitles = [
+      'onsale-autoscaler',
+      'onsale-web',
+      'onsale-web',
+      'onsale-worker',
+      'onsale-worker',
+    ];
     await until(() => titlesOfChildren(first.child.pid!).join() === expectedTitles.join(), 15_000).catch(
       () => {},
     );

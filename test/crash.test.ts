@@ -30,7 +30,10 @@ describe('crashes during a flood', () => {
   });
 
   it('loses nothing that was answered 202 and doubles nothing', async () => {
-    onsale = await startOnsale({ mode: 'start', env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' } });
+    onsale = await startOnsale({
+      mode: 'start',
+      env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2' },
+    });
     const { baseUrl } = onsale;
     const supervisor = onsale.processes[0]!.child.pid!;
     const event = await createEvent(baseUrl, {
@@ -87,7 +90,12 @@ describe('crashes during a flood', () => {
     expect(refusedWhileDown).toBeGreaterThan(0);
 
     // Phase 3: onsale starts again on the same data folder and takes the rest of the crowd.
-    restarted = runCli(['start'], { ...onsale.env, ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' });
+    restarted = runCli(['start'], {
+      ...onsale.env,
+      ONSALE_WEB: '2',
+      ONSALE_WORKERS_MIN: '2',
+      ONSALE_WORKERS_MAX: '2',
+    });
     await waitForReady(`${baseUrl}/readyz`, restarted);
     sent.push(
       ...(await sendCrowd({ baseUrl, eventId: event.id, intents: crowd.slice(7000), concurrency: 48 })),

@@ -88,7 +88,11 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
   let prometheus: RunningPrometheus | undefined;
 
   beforeAll(async () => {
-    onsale = await startOnsale({ mode: 'start', env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' } });
+    // Workers held at two: the autoscaler would otherwise add some during the flood (onsale_workers below).
+    onsale = await startOnsale({
+      mode: 'start',
+      env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2' },
+    });
     const config = prometheusConfig({
       web: [new URL(onsale.baseUrl).host],
       ruleFiles: [join(PROMETHEUS_DIR, 'alerts.yml')],

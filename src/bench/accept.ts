@@ -111,7 +111,7 @@ export async function measureAccept(
   };
 }
 
-function describe(run: WrkResult): string {
+export function describe(run: WrkResult): string {
   const others = Object.entries(run.statuses).filter(([s]) => s !== '202');
   const refused = others.length > 0 ? `, other answers ${others.map(([s, n]) => `${s}×${n}`).join(' ')}` : '';
   const lost = run.socketErrors > 0 ? `, ${run.socketErrors} without answer` : '';
@@ -121,7 +121,7 @@ function describe(run: WrkResult): string {
   );
 }
 
-function median<T>(items: readonly T[], by: (item: T) => number): T {
+export function median<T>(items: readonly T[], by: (item: T) => number): T {
   const sorted = [...items].sort((a, b) => by(a) - by(b));
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
@@ -132,7 +132,7 @@ function buyerPrefix(): string {
 }
 
 /** A warm-up run (JIT, connection set-up), then the measured run. */
-async function warmThenMeasure(
+export async function warmThenMeasure(
   plan: AcceptPlan,
   base: string,
   target: { eventId: string; ticketTypeId: string },
@@ -215,7 +215,7 @@ export async function realRun(plan: AcceptPlan, topology: Topology): Promise<Rea
 }
 
 /** An event with capacity at the API's maximum: nothing is refused for stock during the bench. */
-async function createEvent(
+export async function createEvent(
   base: string,
   headers: Record<string, string>,
 ): Promise<{ eventId: string; ticketTypeId: string }> {

@@ -2,9 +2,19 @@
 
 /**
  * What `--only` may choose: the embedded engine (issue 2's figures), then one part per server, the cost of
- * metrics, the whole sale against the baseline shops, then the buyer's event page.
+ * metrics, the whole sale against the baseline shops, then the buyer's event page, and
+ * `onsale cluster` behind HAProxy.
  */
-export const PARTS = ['core', 'postgres', 'redis', 'rabbitmq', 'metrics', 'sale', 'pages'] as const;
+export const PARTS = [
+  'core',
+  'postgres',
+  'redis',
+  'rabbitmq',
+  'metrics',
+  'sale',
+  'pages',
+  'cluster',
+] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface BenchOptions {

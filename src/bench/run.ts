@@ -3,6 +3,8 @@ import { loadConfig } from '../config.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
 import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
+import { BalancerMissingError, findBalancer } from '../cluster/lb.js';
+import { CLUSTER_WEB, measureCluster } from './cluster.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePages } from './pages.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
@@ -66,7 +68,7 @@ function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl:
 /** Fails with ServiceUnreachableError, before anything is measured, if a server the parts need is down. */
 async function assertServers(
   parts: ReadonlySet<Part>,
-  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale' | 'pages'>, string>,
+  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale' | 'pages' | 'cluster'>, string>,
 ) {
   if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq') || parts.has('sale'))
     await assertPostgresReachable(urls.postgres);
@@ -102,6 +104,15 @@ export async function runBench(options: BenchOptions): Promise<number> {
     // Never skipped silently: a part asked for and not measured is a failed bench.
     process.stderr.write(`[bench] ${error.message}; start it, or leave its part out with --only\n`);
     return 1;
+  }
+  if (parts.has('cluster')) {
+    try {
+      findBalancer('haproxy');
+    } catch (error) {
+      if (!(error instanceof BalancerMissingError)) throw error;
+      process.stderr.write(`[bench] ${error.message} Or leave the cluster part out with --only.\n`);
+      return 1;
+    }
   }
   cleanUpOnExit();
   const quick = options.quick ?? false;
@@ -358,6 +369,31 @@ export async function runBench(options: BenchOptions): Promise<number> {
       [
         'event page bytes, HTML + CSS + JS + icon',
         `${int(w.html)} + ${int(w.css)} + ${int(w.js)} + ${int(w.icon)} = ${int(w.total)} (${int(w.gzipTotal)} gzipped)`,
+      ],
+    );
+  }
+  if (parts.has('cluster')) {
+    const c = await measureCluster(accept, progress);
+    const hopCost = c.hop.acceptedPerSec / c.direct.acceptedPerSec;
+    engines = {
+      ...engines,
+      clusterAckPerSec: Object.fromEntries(
+        CLUSTER_WEB.map((w) => [w, Math.round(c.throughLb[w]!.acceptedPerSec)]),
+      ),
+      clusterDirectAckPerSec: Math.round(c.direct.acceptedPerSec),
+      clusterHopAckPerSec: Math.round(c.hop.acceptedPerSec),
+      clusterHopVsDirect: round(hopCost, 3),
+      clusterHopLatencyP50Ms: { direct: round(c.direct.p50Ms, 2), haproxy: round(c.hop.p50Ms, 2) },
+    };
+    rows.push(
+      [
+        `accepted/s through HAProxy, ${CLUSTER_WEB.join(' / ')} web`,
+        CLUSTER_WEB.map((w) => int(c.throughLb[w]!.acceptedPerSec)).join(' / '),
+      ],
+      [
+        'balancer hop, 1 web: HAProxy / straight',
+        `${int(c.hop.acceptedPerSec)} / ${int(c.direct.acceptedPerSec)} = ${hopCost.toFixed(2)}; p50 ` +
+          `${c.hop.p50Ms.toFixed(1)} / ${c.direct.p50Ms.toFixed(1)} ms`,
       ],
     );
   }

@@ -7,15 +7,20 @@ import { enableMetrics, setWorkerCount } from '../metrics/metrics.js';
 import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
+import { isScaleMessage } from '../cluster/autoscaler.js';
 import { createDemoEvent } from './demo.js';
 
-export type ChildRole = 'web' | 'worker';
+export type ChildRole = 'web' | 'worker' | 'autoscaler' | 'lb';
 
 /** What the supervisor hands each child in its environment. */
 export interface ChildSpec {
   role: ChildRole;
   config: Config;
   workerId?: string;
+  /** The autoscaler's: how many workers run when it starts. */
+  workers?: number;
+  /** The load balancer wrapper's (onsale cluster): the balancer's command line. */
+  command?: string[];
 }
 
 export const CHILD_SPEC_ENV = 'ONSALE_CHILD_SPEC';
@@ -43,15 +48,22 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
   }
   const countWorkers = () => setWorkerCount([...children.values()].filter((s) => s.role === 'worker').length);
   const restarts = new Map<string, { count: number; since: number }>();
+  /** Workers stopped by the autoscaler: their exit is not a crash. */
+  const retired = new Set<ClusterChild>();
 
-  function fork(spec: ChildSpec): void {
+  function fork(spec: ChildSpec): ClusterChild {
     const child = cluster.fork({ [CHILD_SPEC_ENV]: JSON.stringify(spec), ONSALE_ADMIN_TOKEN: admin.token });
     children.set(child, spec);
     countWorkers();
+    if (spec.role === 'autoscaler') {
+      child.on('message', (message: unknown) => {
+        if (isScaleMessage(message) && !stopping) setWorkers(message.workers);
+      });
+    }
     child.on('exit', (code, signal) => {
       children.delete(child);
       countWorkers();
-      if (stopping) return;
+      if (stopping || retired.delete(child)) return;
       const slot = spec.workerId ?? `web`;
       const history = restarts.get(slot) ?? { count: 0, since: Date.now() };
       if (Date.now() - history.since > 60_000) Object.assign(history, { count: 0, since: Date.now() });
@@ -64,9 +76,25 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
         'child died; restarting',
       );
       setTimeout(() => {
-        if (!stopping) fork(spec);
+        if (!stopping) fork(spec.role === 'autoscaler' ? { ...spec, workers } : spec);
       }, delay).unref();
     });
+    return child;
+  }
+
+  // The number of worker processes: the one place it is known. The autoscaler child asks for more or fewer.
+  let workers = 0;
+  let nextWorker = 1;
+  function setWorkers(count: number): void {
+    const target = Math.min(config.workersMax, Math.max(config.workersMin, count));
+    for (; workers < target; workers++) fork({ role: 'worker', config, workerId: `worker-${nextWorker++}` });
+    // The newest go first; each finishes its batch before it exits.
+    const running = [...children].filter(([c, s]) => s.role === 'worker' && !retired.has(c)).reverse();
+    for (const [child] of running.slice(0, Math.max(0, workers - target))) {
+      retired.add(child);
+      child.process.kill('SIGTERM');
+    }
+    workers = target;
   }
 
   let announced = false;
@@ -77,8 +105,9 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
   });
 
   for (let i = 0; i < config.web; i++) fork({ role: 'web', config });
-  for (let i = 0; i < config.workersMin; i++) fork({ role: 'worker', config, workerId: `worker-${i + 1}` });
-  logger.info({ web: config.web, workers: config.workersMin, pid: process.pid }, 'supervisor started');
+  setWorkers(config.workersMin);
+  fork({ role: 'autoscaler', config, workers });
+  logger.info({ web: config.web, workers, pid: process.pid }, 'supervisor started');
 
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;

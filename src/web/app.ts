@@ -47,7 +47,10 @@ export interface AppDeps {
 
 export interface OnsaleApp {
   app: FastifyInstance;
-  /** Turns /readyz to 503 so that a load balancer stops sending before the server closes. */
+  /**
+   * Turns /readyz to 503 so that a load balancer stops sending before the server closes; requests that still
+   * come are served as usual until close.
+   */
   startDraining(): void;
   /** Waits for purchases being written to the queue. */
   drain(): Promise<void>;
@@ -64,10 +67,11 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
-    trustProxy: false,
+    // X-Forwarded-For names the client only when it comes from a trusted balancer (ONSALE_TRUST_PROXY).
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     genReqId: requestId,
     // While closing, requests still arriving on open connections are handled here, not by Fastify's own
-    // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable (draining below).
+    // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable (closing below).
     return503OnClosing: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     // Requests refused before they reach a route still get api.md's error body, not Fastify's.
@@ -108,6 +112,8 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   const commits = new GroupCommit<EnqueueRequest, EnqueueResult>((batch) => queue.enqueue(batch));
   const tokenDigest = createHash('sha256').update(adminToken).digest();
   let draining = false;
+  // Set once the server closes (after the drain delay): purchases still coming on open connections are refused.
+  let closing = false;
 
   app.setErrorHandler((error, request, reply) => {
     const failure = toOnsaleError(error);
@@ -135,6 +141,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   // Status streams never end by themselves before a final status: end them so that closing does not wait.
   const openStreams = new Set<() => void>();
   app.addHook('preClose', async () => {
+    closing = true;
     for (const end of [...openStreams]) end();
     watcher.close();
   });
@@ -301,7 +308,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
       }
       buyerLimit.take(`${event.id}\u0000${buyerId}`);
       backpressure.check();
-      if (draining)
+      if (closing)
         throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
 
       const purchase: AcceptedPurchase = {

@@ -17,8 +17,10 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   await web.app.listen({ port: config.port, host: config.host });
 
   onShutdown(logger, async () => {
-    // /readyz answers 503 from now on; the listener closes, requests in flight finish.
+    // /readyz answers 503 from now on; a balancer takes the server out within its check interval, while it
+    // still serves what comes. Then the listener closes and requests in flight finish.
     web.startDraining();
+    if (config.drainDelay > 0) await new Promise((r) => setTimeout(r, config.drainDelay));
     await web.app.close();
     await web.drain();
     await Promise.all([storage.close(), queue.close()]);

@@ -31,7 +31,12 @@ describe.skipIf(!included('postgres'))('PostgreSQL stopped and started during a 
     const databaseUrl = await server.createDatabase('onsale');
     onsale = await startOnsale({
       mode: 'start',
-      env: { ONSALE_DATABASE_URL: databaseUrl, ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' },
+      env: {
+        ONSALE_DATABASE_URL: databaseUrl,
+        ONSALE_WEB: '2',
+        ONSALE_WORKERS_MIN: '2',
+        ONSALE_WORKERS_MAX: '2',
+      },
     });
     const { baseUrl } = onsale;
     const event = await createEvent(baseUrl, {

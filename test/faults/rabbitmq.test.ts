@@ -58,6 +58,7 @@ describe.runIf(included('rabbitmq')).each(DATABASES.filter((d) => d.run))(
           ONSALE_QUEUE_URL: rabbitUrl(uniqueName('onsale_fault'), rabbit.url),
           ONSALE_WEB: '2',
           ONSALE_WORKERS_MIN: '2',
+          ONSALE_WORKERS_MAX: '2',
         },
       });
       event = await createEvent(onsale.baseUrl, {

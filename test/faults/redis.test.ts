@@ -36,7 +36,12 @@ describe.runIf(included('redis'))('a Redis queue that goes away mid-flood', () =
     redis = await startPrivateRedis();
     onsale = await startOnsale({
       mode: 'start',
-      env: { ONSALE_QUEUE_URL: `${redis.url}?prefix=fault`, ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2' },
+      env: {
+        ONSALE_QUEUE_URL: `${redis.url}?prefix=fault`,
+        ONSALE_WEB: '2',
+        ONSALE_WORKERS_MIN: '2',
+        ONSALE_WORKERS_MAX: '2',
+      },
     });
     const { baseUrl } = onsale;
     const supervisor = onsale.processes[0]!.child.pid!;
