@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SimulationReport } from '../src/simulate/run.js';
+import { launchBrowser } from './helpers/browser.js';
 import { startBrokenShop, type Fault } from './helpers/broken-shop.js';
 import { ADMIN_TOKEN, runCli, startOnsale, tempDir } from './helpers/processes.js';
 
@@ -163,19 +163,7 @@ describe('onsale simulate against onsale', () => {
 
   // Reads the report the first test of this block wrote.
   it('renders its HTML report in Chromium, under its own CSP, with its charts and no console error', async () => {
-    const browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    const browser = await launchBrowser();
     try {
       const page = await browser.newPage();
       const errors: string[] = [];

@@ -7,11 +7,7 @@ export interface Intent {
   idempotencyKey?: string;
 }
 
-/**
- * Sends `intents` to the purchase endpoint with at most `concurrency` requests in flight, recording what each
- * client saw. A request that fails at the network level (a server killed mid-request) is recorded with
- * status 0: it was never acknowledged, so nothing is owed for it.
- */
+/** Sends `intents` to the purchase endpoint with at most `concurrency` requests in flight (sendPurchase). */
 export async function sendCrowd(opts: {
   baseUrl: string;
   eventId: string;
@@ -24,40 +20,48 @@ export async function sendCrowd(opts: {
   const url = `${opts.baseUrl}/api/events/${opts.eventId}/purchases`;
   async function lane(): Promise<void> {
     while (next < opts.intents.length) {
-      const intent = opts.intents[next++]!;
-      const sentAt = performance.now();
-      let status: number;
-      let purchaseId: string | undefined;
-      try {
-        const res = await fetch(url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            ...(intent.idempotencyKey ? { 'idempotency-key': intent.idempotencyKey } : {}),
-          },
-          body: JSON.stringify({ buyerId: intent.buyerId, items: intent.items }),
-        });
-        status = res.status;
-        const body = (await res.json()) as { purchaseId?: string };
-        purchaseId = body.purchaseId;
-      } catch {
-        status = 0;
-      }
-      const record: SentPurchase = {
-        buyerId: intent.buyerId,
-        items: intent.items,
-        sentAt,
-        answeredAt: performance.now(),
-        status,
-        ...(purchaseId ? { purchaseId } : {}),
-        ...(intent.idempotencyKey ? { idempotencyKey: intent.idempotencyKey } : {}),
-      };
+      const record = await sendPurchase(url, opts.intents[next++]!);
       records.push(record);
       opts.onAnswer?.(record);
     }
   }
   await Promise.all(Array.from({ length: opts.concurrency }, lane));
   return records;
+}
+
+/**
+ * Sends one purchase to `url` (an event's purchase endpoint) and records what the client saw. A request that
+ * fails at the network level (a server killed mid-request) is recorded with status 0: it was never
+ * acknowledged, so nothing is owed for it.
+ */
+export async function sendPurchase(url: string, intent: Intent): Promise<SentPurchase> {
+  const sentAt = performance.now();
+  let status: number;
+  let purchaseId: string | undefined;
+  try {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(intent.idempotencyKey ? { 'idempotency-key': intent.idempotencyKey } : {}),
+      },
+      body: JSON.stringify({ buyerId: intent.buyerId, items: intent.items }),
+    });
+    status = res.status;
+    const body = (await res.json()) as { purchaseId?: string };
+    purchaseId = body.purchaseId;
+  } catch {
+    status = 0;
+  }
+  return {
+    buyerId: intent.buyerId,
+    items: intent.items,
+    sentAt,
+    answeredAt: performance.now(),
+    status,
+    ...(purchaseId ? { purchaseId } : {}),
+    ...(intent.idempotencyKey ? { idempotencyKey: intent.idempotencyKey } : {}),
+  };
 }
 
 /** Reads the final state of every accepted purchase and the event's stock, for checkInvariants. */

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { sendPurchase } from '../../src/simulate/crowd.js';
 import type { SentPurchase } from '../../src/simulate/invariants.js';
 import {
   ADMIN_TOKEN,
@@ -111,28 +112,7 @@ export function steadyLoad(opts: { baseUrl: string; eventId: string; ticketTypeI
     while (running) {
       const buyerId = `steady-${n++}@example.com`;
       const items = [{ ticketTypeId: opts.ticketTypeId, quantity: 1 }];
-      const sentAt = performance.now();
-      let status: number;
-      let purchaseId: string | undefined;
-      try {
-        const res = await fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ buyerId, items }),
-        });
-        status = res.status;
-        purchaseId = ((await res.json()) as { purchaseId?: string }).purchaseId;
-      } catch {
-        status = 0;
-      }
-      sent.push({
-        buyerId,
-        items,
-        sentAt,
-        answeredAt: performance.now(),
-        status,
-        ...(purchaseId ? { purchaseId } : {}),
-      });
+      sent.push(await sendPurchase(url, { buyerId, items }));
     }
   }
   const lanes = Promise.all(Array.from({ length: opts.lanes }, lane));
