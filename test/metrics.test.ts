@@ -133,6 +133,8 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
     // The shared-state gauges may be up to a second old (a reading serves the scrapes of one second).
     const scrape = async () => samples(await (await fetch(`${baseUrl}/metrics`)).text());
     await until(async () => sum(await scrape(), 'onsale_queue_depth') === 0);
+    // Each web server keeps its own reading: past one more second, the other's is from after the drain too.
+    await new Promise((r) => setTimeout(r, 1_100));
 
     // One scrape of either web server shows the sums over all processes: the same truth every time.
     for (let scrape = 0; scrape < 4; scrape++) {
