@@ -189,6 +189,12 @@ function program(): Command {
       'RabbitMQ broker; queues go under a unique prefix, deleted after [env ONSALE_BENCH_RABBITMQ_URL, ' +
         'default amqp://guest:guest@127.0.0.1:5672]',
     )
+    .option(
+      '--write <file>',
+      'write the results (command, machine, table, JSON) into this Markdown file, replacing its results ' +
+        'section or adding one [default docs/benchmarks.md after a full run: every part, not --quick]',
+    )
+    .option('--no-write', 'write no results file, even after a full run')
     .allowExcessArguments(false)
     .action(async (opts: BenchOptions) => {
       // Loaded here so that the server roles, which share this entry point, never load the bench.

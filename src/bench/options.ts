@@ -26,4 +26,9 @@ export interface BenchOptions {
   postgresUrl?: string;
   redisUrl?: string;
   rabbitmqUrl?: string;
+  /**
+   * The Markdown file to write the results into (its results section; results-file.ts), false for none.
+   * Unset: docs/benchmarks.md after a full run (every part, not --quick), when run in the repository.
+   */
+  write?: string | false;
 }

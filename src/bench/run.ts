@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../config.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
@@ -21,6 +22,7 @@ import {
   uniqueName,
 } from './services.js';
 import { assertWrkInstalled, WrkMissingError } from './wrk.js';
+import { renderResultsSection, writeResultsFile } from './results-file.js';
 
 /** The goals of issue 2 (the embedded engine), issue 3 (the scale-out engines) and issue 5 (metrics' cost). */
 export const GOALS = {
@@ -74,6 +76,19 @@ async function assertServers(
     await assertPostgresReachable(urls.postgres);
   if (parts.has('redis')) await assertRedisReachable(urls.redis);
   if (parts.has('rabbitmq')) await assertRabbitReachable(urls.rabbitmq);
+}
+
+/** Where the results go: --write FILE, none with --no-write, else docs/benchmarks.md after a full run. */
+function whereToWrite(options: BenchOptions, quick: boolean, parts: ReadonlySet<Part>): string | null {
+  if (options.write === false) return null;
+  if (typeof options.write === 'string') return options.write;
+  if (quick || parts.size < PARTS.length) return null;
+  const docs = 'docs/benchmarks.md';
+  if (existsSync(docs)) return docs;
+  progress(
+    `not run from the repository (no ${docs} here): the results are not written; --write FILE writes them`,
+  );
+  return null;
 }
 
 /**
@@ -147,6 +162,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     loadAverage1mAtEnd: 0,
   };
   const started = Date.now();
+  const resultsFile = whereToWrite(options, quick, parts);
   progress(
     `machine: ${machine.cpus} CPUs, ${int(machine.memoryMb)} MB, node ${machine.node}, ` +
       `load average ${machine.loadAverage1m} before starting; parts: ${[...parts].join(', ')}`,
@@ -275,6 +291,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
       metricsOnAckPerSec: Math.round(cost.on.wrk.acceptedPerSec),
       metricsOffAckPerSec: Math.round(cost.off.wrk.acceptedPerSec),
       metricsOnVsOff: round(cost.ratio, 3),
+      metricsRoundRatios: cost.roundRatios.map((r) => round(r, 3)),
+      metricsRecordingNsPer202: Math.round(cost.recordingNsPer202),
       metricsOnLatencyP99Ms: round(cost.on.wrk.p99Ms, 2),
       metricsOffLatencyP99Ms: round(cost.off.wrk.p99Ms, 2),
       metricsWebCpuMsPer202: {
@@ -286,13 +304,19 @@ export async function runBench(options: BenchOptions): Promise<number> {
     goalsMet = { ...goalsMet, metricsCost: share <= GOALS.metricsMaxCost };
     rows.push(
       [
-        `accepted/s, onsale start, metrics on (scraped every ${SCRAPE_EVERY_MS / 1000} s) / off`,
+        `accepted/s, onsale start, metrics on (scraped every ${SCRAPE_EVERY_MS / 1000} s) / off, medians`,
         `${int(cost.on.wrk.acceptedPerSec)} / ${int(cost.off.wrk.acceptedPerSec)}`,
       ],
       [
-        'metricsOnVsOff',
+        'metricsOnVsOff (median of the rounds)',
         `${cost.ratio.toFixed(3)}  (cost ${(share * 100).toFixed(1)}%, goal ≤ ${GOALS.metricsMaxCost * 100}%: ` +
           `${share <= GOALS.metricsMaxCost ? 'met' : 'MISSED'})`,
+      ],
+      ['on/off ratio of each round (back-to-back runs)', cost.roundRatios.map((r) => r.toFixed(3)).join(' ')],
+      [
+        'recording per 202 (request histogram + counter)',
+        `${Math.round(cost.recordingNsPer202)} ns = ` +
+          `${((cost.recordingNsPer202 / 1e6 / cost.webCpuMsPer202.off) * 100).toFixed(1)}% of the web CPU per 202 (off)`,
       ],
       [
         'web CPU ms per 202, metrics on / off',
@@ -428,5 +452,20 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const width = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n\n`);
   process.stdout.write(`${JSON.stringify(result)}\n`);
+  if (resultsFile) {
+    const args = process.argv.slice(3);
+    writeResultsFile(
+      resultsFile,
+      renderResultsSection({
+        startedAt: new Date(started),
+        elapsedSec: (Date.now() - started) / 1000,
+        command: `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
+        machine,
+        rows,
+        json: JSON.stringify(result),
+      }),
+    );
+    progress(`results written to ${resultsFile}`);
+  }
   return 0;
 }
