@@ -154,7 +154,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--duration <seconds>',
-        'seconds of load per measured wrk run [default 20, 8 with --quick]',
+        'seconds of load per measured wrk run [default 20, 5 with --quick]',
       ).argParser(wholeNumber),
     )
     .addOption(

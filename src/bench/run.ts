@@ -138,9 +138,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
     load: {
       threads: options.threads ?? 1,
       connections: options.connections ?? 256,
-      durationSec: options.duration ?? (quick ? 8 : 20),
+      durationSec: options.duration ?? (quick ? 5 : 20),
     },
-    warmupSec: quick ? 2 : 3,
+    warmupSec: quick ? 1 : 3,
   };
   const allocation: AllocationPlan = {
     purchases: quick ? 30_000 : 100_000,
