@@ -219,13 +219,14 @@ function wholeNumber(raw: string): number {
   return Number(raw);
 }
 
-/** A child of `onsale start`: its role and configuration come from the supervisor. */
+/** A child of `onsale start` or `onsale cluster`: its role and configuration come from the supervisor. */
 async function runChild(spec: ChildSpec): Promise<void> {
+  const under = cluster.isWorker ? 'start' : 'cluster';
   if (spec.role === 'web') await runWebServer(spec.config, process.env.ONSALE_ADMIN_TOKEN ?? '');
   else if (spec.role === 'autoscaler')
-    await runAutoscaler(spec.config, spec.workers ?? spec.config.workersMin);
+    await runAutoscaler(spec.config, spec.workers ?? spec.config.workersMin, under);
   else if (spec.role === 'lb') runBalancerWrapper(spec.command ?? []);
-  else await runWorker(spec.config, spec.workerId);
+  else await runWorker(spec.config, spec.workerId, under);
 }
 
 async function main(): Promise<void> {

@@ -1,6 +1,9 @@
+import type { Logger } from 'pino';
 import { openQueue } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { startProcessMetrics } from '../metrics/cluster.js';
+import { serveProcessMetricsOrLog } from '../metrics/listener.js';
+import { setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 
@@ -109,6 +112,26 @@ export interface ScaleMessage {
   reason: string;
 }
 
+/**
+ * Between `onsale cluster` and its autoscaler, for onsale_workers: the autoscaler asks once it listens,
+ * and the cluster tells it the worker processes it runs, then again each time that number changes.
+ */
+export interface WorkersMessage {
+  type: 'onsale-workers';
+  /** Absent in the autoscaler's question. */
+  workers?: number;
+}
+
+export function isWorkersMessage(message: unknown): message is WorkersMessage {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as WorkersMessage).type === 'onsale-workers' &&
+    ((message as WorkersMessage).workers === undefined ||
+      Number.isInteger((message as WorkersMessage).workers))
+  );
+}
+
 export function isScaleMessage(message: unknown): message is ScaleMessage {
   return (
     typeof message === 'object' &&
@@ -124,12 +147,18 @@ const OBSERVE_EVERY_MS = 500;
  * The autoscaler process: watches the queue and asks its parent, which owns the worker processes, for
  * more or fewer of them. `workers` is the count the parent runs now.
  */
-export async function runAutoscaler(config: Config, workers: number): Promise<void> {
+export async function runAutoscaler(
+  config: Config,
+  workers: number,
+  under: 'start' | 'cluster' = 'start',
+): Promise<void> {
   process.title = 'onsale-autoscaler';
   const logger = createLogger(config.logLevel, 'autoscaler');
   if (!process.send) throw new Error('the autoscaler runs as a child of onsale start or onsale cluster');
   // Under `onsale start` the supervisor collects every child's metrics for /metrics: this one answers too.
   if (config.metrics) startProcessMetrics();
+  const listener =
+    config.metrics && under === 'cluster' ? await exportWorkerCount(config, workers, logger) : null;
   const queue = openQueue(config.queueUrl, config);
   const policy = defaultPolicy(config.workersMin, config.workersMax);
   let state: ScalerState = { workers, changedAt: 0, quietSince: null };
@@ -162,6 +191,28 @@ export async function runAutoscaler(config: Config, workers: number): Promise<vo
   onShutdown(logger, async () => {
     running = false;
     await loop;
-    await queue.close();
+    await Promise.all([queue.close(), listener?.close()]);
   });
+}
+
+/**
+ * Under `onsale cluster`, where every process is scraped on its own: onsale_workers on this process's
+ * /metrics (config.metricsPort), set from what the cluster tells it. It is the one process of the cluster
+ * that exports it, so the count is never summed from several; the cluster (its parent) is the one that
+ * knows how many worker processes are alive.
+ */
+async function exportWorkerCount(
+  config: Config,
+  workers: number,
+  logger: Logger,
+): Promise<{ close: () => Promise<void> } | null> {
+  setWorkerCount(workers);
+  process.on('message', (message: unknown) => {
+    if (isWorkersMessage(message) && message.workers !== undefined) setWorkerCount(message.workers);
+  });
+  // Asked now that the answer is listened for: a change made while this process started is not missed.
+  process.send!({ type: 'onsale-workers' } satisfies WorkersMessage);
+  return config.metricsPort === null
+    ? null
+    : serveProcessMetricsOrLog(config.host, config.metricsPort, logger);
 }

@@ -19,10 +19,15 @@ interface Slot {
 export class Supervisor {
   readonly #logger: Logger;
   readonly #slots = new Map<string, Slot>();
+  /** Every child process alive now, with its name: those retiring too, until they exit. */
+  readonly #alive = new Map<ChildProcess, string>();
+  readonly #onChange: () => void;
   #stopping = false;
 
-  constructor(logger: Logger) {
+  /** `onChange` is called each time a child starts or exits. */
+  constructor(logger: Logger, onChange: () => void = () => {}) {
     this.#logger = logger;
+    this.#onChange = onChange;
   }
 
   /** Starts a child under `name` and keeps it running. */
@@ -41,6 +46,11 @@ export class Supervisor {
 
   names(prefix = ''): string[] {
     return [...this.#slots.keys()].filter((n) => n.startsWith(prefix));
+  }
+
+  /** How many child processes whose name starts with `prefix` are alive now. */
+  alive(prefix: string): number {
+    return [...this.#alive.values()].filter((n) => n.startsWith(prefix)).length;
   }
 
   pid(name: string): number | undefined {
@@ -98,9 +108,13 @@ export class Supervisor {
   #start(slot: Slot): void {
     const child = slot.spawn();
     slot.child = child;
+    this.#alive.set(child, slot.name);
+    this.#onChange();
     slot.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         slot.child = null;
+        this.#alive.delete(child);
+        this.#onChange();
         resolve();
         if (this.#stopping || slot.planned || this.#slots.get(slot.name) !== slot) return;
         const crashes = slot.crashes;

@@ -1,11 +1,13 @@
 import { createServer } from 'node:http';
+import type { Logger } from 'pino';
 import { registry } from './metrics.js';
 
 /**
- * A standalone worker's own /metrics (ONSALE_METRICS_PORT), so that Prometheus can scrape workers run
- * apart from the web servers. Anything else on that port is a 404; a failed collection is a 503.
+ * A process's own /metrics on a port of its own, so that Prometheus can scrape a process that has no web
+ * server: a standalone worker (ONSALE_METRICS_PORT), and the workers and the autoscaler of `onsale cluster`.
+ * Anything else on that port is a 404; a failed collection is a 503.
  */
-export async function serveWorkerMetrics(
+export async function serveProcessMetrics(
   host: string,
   port: number,
 ): Promise<{ close: () => Promise<void> }> {
@@ -29,4 +31,21 @@ export async function serveWorkerMetrics(
   return {
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * For a child of `onsale cluster` (a worker, the autoscaler): its own /metrics if the port can be had, else
+ * none and an error logged. A metrics failure never stops the process; Prometheus shows its target down.
+ */
+export async function serveProcessMetricsOrLog(
+  host: string,
+  port: number,
+  logger: Logger,
+): Promise<{ close: () => Promise<void> } | null> {
+  try {
+    return await serveProcessMetrics(host, port);
+  } catch (error) {
+    logger.error({ err: error, host, port }, 'metrics: cannot listen for scrapes; carrying on without');
+    return null;
+  }
 }

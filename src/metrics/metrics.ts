@@ -88,10 +88,12 @@ const retries = new Counter({
   registers,
 });
 
+// Registered by the first setWorkerCount() only: a process that does not know the count (a web server, a
+// worker of a supervisor) exports no series, so that each cluster has one (see setWorkerCount).
 const workers = new Gauge({
   name: 'onsale_workers',
-  help: 'Live worker processes (set by whoever runs them: the supervisor, or a standalone worker itself)',
-  registers,
+  help: 'Live worker processes (set by whoever runs them: the supervisor, the autoscaler, or a standalone worker itself)',
+  registers: [],
 });
 
 function safely(record: () => void): void {
@@ -148,9 +150,14 @@ export function observeBatch(
 }
 
 /**
- * The one place that says how many workers are alive: the supervisor calls it when it forks or loses
- * one (and so will the autoscaler), a standalone worker sets 1 for itself.
+ * The one place that says how many workers are alive: the supervisor of `onsale start` calls it when it
+ * forks or loses one, the autoscaler of `onsale cluster` when its parent tells it, a standalone worker sets
+ * 1 for itself. Only the process that calls it exports onsale_workers, so Prometheus's sum() counts each
+ * worker once.
  */
 export function setWorkerCount(count: number): void {
-  safely(() => workers.set(count));
+  safely(() => {
+    if (!registry.getSingleMetric('onsale_workers')) registry.registerMetric(workers);
+    workers.set(count);
+  });
 }

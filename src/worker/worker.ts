@@ -1,4 +1,3 @@
-import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { openQueue, openStorage } from '../adapters/index.js';
@@ -7,7 +6,7 @@ import { UnavailableError } from '../domain/errors.js';
 import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { startProcessMetrics } from '../metrics/cluster.js';
-import { serveWorkerMetrics } from '../metrics/listener.js';
+import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { countRetry, observeBatch, setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
@@ -133,19 +132,28 @@ export function startWorkerLoop(opts: {
   };
 }
 
-/** One worker process (`onsale worker`, or one of `onsale start`'s workers). */
-export async function runWorker(config: Config, workerId?: string): Promise<void> {
+/**
+ * One worker process: `onsale worker` (standalone), or a child of `onsale start` (a node:cluster worker) or
+ * of `onsale cluster` (`under`).
+ */
+export async function runWorker(
+  config: Config,
+  workerId?: string,
+  under?: 'start' | 'cluster',
+): Promise<void> {
   process.title = 'onsale-worker';
   const logger = createLogger(config.logLevel, 'worker');
   if (config.metrics) startProcessMetrics();
   // Under `onsale start` the supervisor counts its workers and serves their metrics through the web
-  // servers; a standalone worker counts itself and may serve its own.
-  const standalone = !cluster.isWorker;
-  if (standalone) setWorkerCount(1);
+  // servers. Under `onsale cluster` the autoscaler counts them, and each serves its own metrics on the
+  // port the cluster gave it. A standalone worker counts itself and may serve its own.
+  if (!under) setWorkerCount(1);
   const listener =
-    config.metrics && standalone && config.metricsPort !== null
-      ? await serveWorkerMetrics(config.host, config.metricsPort)
-      : null;
+    !config.metrics || config.metricsPort === null || under === 'start'
+      ? null
+      : under === 'cluster'
+        ? await serveProcessMetricsOrLog(config.host, config.metricsPort, logger)
+        : await serveProcessMetrics(config.host, config.metricsPort);
   const storage = openStorage(config.databaseUrl);
   const queue = openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
