@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { DEPLOY_EXAMPLE, renderHaproxy, renderNginx } from '../src/cluster/lb.js';
 import { SETTINGS } from '../src/config.js';
+import { prometheusConfig } from '../src/metrics/prometheus-config.js';
 
 const DEPLOY = resolve(import.meta.dirname, '../deploy');
 
@@ -12,6 +13,29 @@ describe('deploy/ balancer templates', () => {
   it('are what onsale cluster generates for the documented example addresses', () => {
     expect(readFileSync(join(DEPLOY, 'haproxy/haproxy.cfg'), 'utf8')).toBe(renderHaproxy(DEPLOY_EXAMPLE));
     expect(readFileSync(join(DEPLOY, 'nginx/nginx.conf'), 'utf8')).toBe(renderNginx(DEPLOY_EXAMPLE));
+  });
+});
+
+describe('deploy/prometheus/prometheus.yml', () => {
+  it('is what prometheusConfig() generates for its example targets, and its jobs are those of the alert rules', () => {
+    const example = parseAllDocuments(readFileSync(join(DEPLOY, 'prometheus/prometheus.yml'), 'utf8'));
+    expect(example).toHaveLength(1);
+    const generated = prometheusConfig({
+      web: ['127.0.0.1:3000', '127.0.0.1:3001'],
+      workers: ['127.0.0.1:9464', '127.0.0.1:9465'],
+      ruleFiles: ['alerts.yml'],
+    });
+    expect(example[0]!.toJS()).toEqual(JSON.parse(generated));
+    // The web-server-down rule names a job that both this file and onsale cluster's configuration define.
+    const alerts = readFileSync(join(DEPLOY, 'prometheus/alerts.yml'), 'utf8');
+    const jobs = [...alerts.matchAll(/job="([^"]+)"/g)].map((m) => m[1]);
+    expect(jobs.length).toBeGreaterThan(0);
+    const clusterJobs = (
+      JSON.parse(prometheusConfig({ targetsFile: '/run/targets.json' })) as {
+        scrape_configs: Array<{ job_name: string }>;
+      }
+    ).scrape_configs.map((j) => j.job_name);
+    for (const job of jobs) expect(clusterJobs).toContain(job);
   });
 });
 
