@@ -252,7 +252,8 @@ export const SETTINGS = [
     key: 'metrics',
     flag: '--metrics',
     env: 'ONSALE_METRICS',
-    description: 'Prometheus metrics: recorded by every process, served on /metrics of the web servers',
+    description:
+      'Prometheus metrics: recorded by every process, served on /metrics of the web servers (under cluster, also of each worker and the autoscaler)',
     accepts: 'on or off',
     parse: (raw) => {
       if (!['on', 'off'].includes(raw.trim())) throw new Error('not on or off');

@@ -1,25 +1,34 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
+import { prometheusConfig, scrapeTargets, type ScrapeTarget } from '../metrics/prometheus-config.js';
 import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
+import { writeFileAtomically } from '../shared/write-atomically.js';
 import { CHILD_SPEC_ENV, type ChildSpec } from '../supervisor/start.js';
-import { isScaleMessage } from './autoscaler.js';
+import { isScaleMessage, isWorkersMessage, type WorkersMessage } from './autoscaler.js';
 import { balancerArgs, CHECK_MS, CLUSTER_DRAIN_MS, findBalancer, renderConfig, type Backend } from './lb.js';
 import { Supervisor } from './supervisor.js';
 
-/** The web servers listen here, reachable by the balancer only; it connects from this address too. */
+/**
+ * The web servers listen here, reachable by the balancer only; it connects from this address too. The
+ * workers and the autoscaler serve their /metrics here, for a Prometheus on the same machine.
+ */
 const INTERNAL_HOST = '127.0.0.1';
+/** The alert rules the generated Prometheus configuration loads, when onsale runs from its checkout. */
+const ALERT_RULES = resolve(import.meta.dirname, '../../deploy/prometheus/alerts.yml');
 
 /**
  * `onsale cluster`: a load balancer (HAProxy or nginx) on the configured port in front of `config.web`
  * `onsale serve` processes on free local ports, the workers, and the autoscaler that sets how many workers
  * run; all supervised. SIGHUP restarts the web servers one at a time (a rolling restart); SIGTERM/SIGINT
- * stops everything within 10 s.
+ * stops everything within 10 s. With metrics on, every process is scraped on its own port: the cluster
+ * writes a Prometheus configuration next to the balancer's, and a targets file it rewrites whenever the
+ * autoscaler changes the workers.
  */
 export async function runCluster(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
@@ -44,7 +53,39 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
     renderConfig(config.lb, { listenHost: config.host, listenPort: config.port, servers, runDir }),
   );
 
-  const supervisor = new Supervisor(logger);
+  // What Prometheus scrapes, by process name; the targets file is written again whenever it changes.
+  const targets = new Map<string, ScrapeTarget>();
+  for (const server of servers)
+    targets.set(server.name, {
+      role: 'web',
+      instance: server.name,
+      address: `${server.host}:${server.port}`,
+    });
+  const targetsPath = join(runDir, 'prometheus-targets.json');
+  const prometheusPath = join(runDir, 'prometheus.yml');
+  const writeTargets = () => {
+    if (!config.metrics) return;
+    try {
+      writeFileAtomically(targetsPath, scrapeTargets([...targets.values()]));
+    } catch (error) {
+      // Prometheus keeps the targets it had; the workers change all the same.
+      logger.error({ err: error, path: targetsPath }, 'cannot write the Prometheus targets file');
+    }
+  };
+  /** A free local port for the /metrics of a worker or the autoscaler (none with metrics off). */
+  const metricsPort = async () => (config.metrics ? await freePort(INTERNAL_HOST) : null);
+
+  // The autoscaler exports onsale_workers, the worker processes alive: it is told each time that changes.
+  let scaler: ChildProcess | null = null;
+  const tellWorkers = () => {
+    const message: WorkersMessage = { type: 'onsale-workers', workers: supervisor.alive('worker-') };
+    try {
+      if (scaler?.connected) scaler.send(message, () => {});
+    } catch {
+      // It is going away; the next one asks when it starts.
+    }
+  };
+  const supervisor = new Supervisor(logger, tellWorkers);
   let stopping = false;
   let rolling = false;
   const cli = process.argv[1]!;
@@ -75,11 +116,17 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
   // The number of worker processes the cluster runs: the one place it is known.
   let workers = 0;
   let nextWorker = 1;
-  async function setWorkers(count: number): Promise<void> {
+  /** Starts or retires workers; resolves with the retirements under way. */
+  async function applyWorkers(count: number): Promise<Array<Promise<void>>> {
     const target = Math.min(config.workersMax, Math.max(config.workersMin, count));
     while (workers < target) {
       const name = `worker-${nextWorker++}`;
-      supervisor.run(name, () => child({ role: 'worker', config, workerId: name }));
+      // Its port is picked once: restarted, the worker listens where Prometheus already looks.
+      const port = await metricsPort();
+      const workerConfig: Config = { ...config, host: INTERNAL_HOST, metricsPort: port };
+      supervisor.run(name, () => child({ role: 'worker', config: workerConfig, workerId: name }));
+      if (port !== null)
+        targets.set(name, { role: 'worker', instance: name, address: `${INTERNAL_HOST}:${port}` });
       workers += 1;
     }
     const retiring: Array<Promise<void>> = [];
@@ -88,20 +135,52 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
       .names('worker-')
       .reverse()
       .slice(0, Math.max(0, workers - target))) {
+      targets.delete(name);
       retiring.push(supervisor.retire(name));
     }
     workers = target;
-    await Promise.all(retiring);
+    writeTargets();
+    return retiring;
+  }
+  // One change at a time (picking ports waits), but a retirement in progress does not hold up the next.
+  let scaling: Promise<unknown> = Promise.resolve();
+  async function setWorkers(count: number): Promise<void> {
+    const applied = scaling.then(() => applyWorkers(count));
+    scaling = applied.catch(() => undefined);
+    await Promise.all(await applied);
   }
   await setWorkers(config.workersMin);
 
+  const scalerPort = await metricsPort();
+  if (scalerPort !== null)
+    targets.set('autoscaler', {
+      role: 'autoscaler',
+      instance: 'autoscaler',
+      address: `${INTERNAL_HOST}:${scalerPort}`,
+    });
   supervisor.run('autoscaler', () => {
-    const scaler = child({ role: 'autoscaler', config, workers });
+    const scalerConfig: Config = { ...config, host: INTERNAL_HOST, metricsPort: scalerPort };
+    scaler = child({ role: 'autoscaler', config: scalerConfig, workers });
     scaler.on('message', (message) => {
-      if (isScaleMessage(message) && !stopping) void setWorkers(message.workers);
+      if (isScaleMessage(message) && !stopping)
+        setWorkers(message.workers).catch((error: unknown) =>
+          logger.error({ err: error, workers: message.workers }, 'cannot change the workers'),
+        );
+      else if (isWorkersMessage(message) && message.workers === undefined) tellWorkers();
     });
     return scaler;
   });
+
+  // Prometheus: the targets first, so that the configuration never names a missing file.
+  writeTargets();
+  if (config.metrics)
+    writeFileSync(
+      prometheusPath,
+      prometheusConfig({
+        targetsFile: targetsPath,
+        ruleFiles: existsSync(ALERT_RULES) ? [ALERT_RULES] : [],
+      }),
+    );
 
   // The balancer runs under a small wrapper (onsale-lb) that stops it when this process goes away.
   const lbCommand = [balancer, ...balancerArgs(config.lb, configPath, runDir)];
@@ -153,6 +232,9 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
       `  ${config.lb} (config ${configPath}) in front of ${servers.length} web server(s): ` +
         servers.map((s) => `${s.name} ${s.host}:${s.port}`).join(', '),
       `  ${workers} worker(s), scaled between ${config.workersMin} and ${config.workersMax} by the autoscaler`,
+      config.metrics
+        ? `  Prometheus config (every process; targets in ${targetsPath}): ${prometheusPath}`
+        : '  metrics off (ONSALE_METRICS=off): no Prometheus config',
       admin.created
         ? `  admin token (shown once; kept in ${admin.path}): ${admin.token}`
         : admin.path
@@ -182,7 +264,7 @@ async function waitReady(url: string, giveUp: () => boolean): Promise<void> {
   }
 }
 
-/** A port nothing listens on now, for one web server. */
+/** A port nothing listens on now, for one web server or one process's /metrics. */
 async function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
