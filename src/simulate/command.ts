@@ -51,6 +51,7 @@ export interface SimulateFlags {
   settle: number;
   retries: number;
   seed: number;
+  processes: number;
   reportJson?: string;
   reportHtml?: string;
 }
@@ -109,12 +110,18 @@ export function addSimulateCommand(root: Command): void {
         .argParser(whole(1, 100)),
     )
     .addOption(
-      new Option('--connections <n>', 'keep-alive connections (and buyers in flight) for purchases')
+      new Option(
+        '--connections <n>',
+        'keep-alive connections (and buyers in flight) for purchases, in all; divided among --processes',
+      )
         .default(64)
         .argParser(whole(1, 10_000)),
     )
     .addOption(
-      new Option('--followers <n>', 'buyers following their purchase at once (connections for it)')
+      new Option(
+        '--followers <n>',
+        'buyers following their purchase at once (connections for it), in all; divided among --processes',
+      )
         .default(256)
         .argParser(whole(1, 10_000)),
     )
@@ -141,6 +148,17 @@ export function addSimulateCommand(root: Command): void {
     )
     .addOption(
       new Option('--seed <n>', 'seed of the crowd, to replay it').default(1).argParser(whole(0, 2 ** 32 - 1)),
+    )
+    .addOption(
+      new Option(
+        '--processes <n>',
+        'processes that play the crowd: more than 1 plans it here and splits it among child processes, each ' +
+          'on its own pools with its part of --connections and --followers (at least 1 each), merged for one ' +
+          'report and one invariant check; for when one process cannot send fast enough (see clientCpu in the ' +
+          'report)',
+      )
+        .default(1)
+        .argParser(whole(1, 64)),
     )
     .addOption(new Option('--report-json <path>', 'write the report as JSON here'))
     .addOption(new Option('--report-html <path>', 'write the report as a self-contained HTML page here'))

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { clientCpuLine } from './cost.js';
 import type { Percentiles } from './stats.js';
 import type { SimulationReport } from './run.js';
 
@@ -22,6 +23,8 @@ export function renderHtml(report: SimulationReport): string {
       report.timeToSellOutSec === null ? 'not sold out' : `${report.timeToSellOutSec.toFixed(1)} s`,
     ],
     ['requests/s', int(report.requestsPerSec)],
+    ['simulator CPU / request', `${report.clientCpuMsPerRequest.toFixed(3)} ms`],
+    ['one simulator core', `${int(report.clientRequestsPerCoreSec)} req/s`],
     ['ack p99', `${report.ackLatencyMs.p99.toFixed(1)} ms`],
     ['end-to-end p99', `${(report.endToEndLatencyMs.p99 / 1000).toFixed(2)} s`],
   ];
@@ -41,6 +44,7 @@ export function renderHtml(report: SimulationReport): string {
 <p class="verdict ${inv.ok ? 'ok' : 'bad'}">${inv.ok ? 'All invariants held' : `${inv.violations.length} invariant violation(s)`}</p>
 </header>
 <section class="cards">${cards.map(([k, v]) => `<div class="card"><span>${esc(k)}</span><b>${esc(v)}</b></div>`).join('')}</section>
+<p class="cost">${esc(clientCpuLine(report))}. ${esc(report.clientCpu.includes)}.</p>
 <section><h2>Throughput over time</h2>${throughputChart(report)}</section>
 <section><h2>Tickets left</h2>${ticketsChart(report)}</section>
 <section class="two">
@@ -95,6 +99,7 @@ svg .label{fill:var(--ink)}
 .invariants .ok b{color:var(--ok)}.invariants .bad b{color:var(--bad)}
 .detail{font:12px ui-monospace,monospace;color:var(--ink);margin-top:2px}
 .empty{color:var(--muted)}
+.cost{color:var(--muted);font-size:13px;margin:10px 0 0}
 footer{color:var(--muted);font:11px ui-monospace,monospace;margin-top:30px;word-break:break-all}
 @media (max-width:700px){.two{grid-template-columns:1fr}}
 `;

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { SimulateFlags } from './command.js';
+import { clientCpuLine } from './cost.js';
 import { renderHtml } from './html.js';
 import { simulate, type Progress, type SimulationReport } from './run.js';
 
@@ -50,6 +51,7 @@ export function summary(r: SimulationReport): string {
       `gave up ${int(t.gaveUp)}`,
     `tickets sold ${int(t.ticketsSold)} of ${int(t.capacity)}; sold out after ` +
       `${r.timeToSellOutSec === null ? 'never' : `${r.timeToSellOutSec.toFixed(2)} s`}`,
+    clientCpuLine(r),
     `ack latency ms p50 ${r.ackLatencyMs.p50} p90 ${r.ackLatencyMs.p90} p99 ${r.ackLatencyMs.p99} max ${r.ackLatencyMs.max}`,
     `end-to-end ms p50 ${r.endToEndLatencyMs.p50} p90 ${r.endToEndLatencyMs.p90} p99 ${r.endToEndLatencyMs.p99} ` +
       `max ${r.endToEndLatencyMs.max}`,
@@ -73,6 +75,13 @@ export async function runSimulateCommand(
   tickets: number,
 ): Promise<number> {
   let report: SimulationReport;
+  // Ctrl+C or SIGTERM: exiting runs the exit hook that stops the child processes (processes.ts).
+  const interrupted = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\nonsale simulate: ${signal}: stopping\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     report = await simulate(
       {
@@ -93,6 +102,7 @@ export async function runSimulateCommand(
         settleSec: flags.settle,
         retries: flags.retries,
         seed: flags.seed,
+        processes: flags.processes,
       },
       progressPrinter(),
     );

@@ -1,7 +1,8 @@
-import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
-import { planCrowd, readStock, type Arrival, type PlannedRequest } from './crowd.js';
-import { checkInvariants, type FinalPurchase, type SentPurchase, type Violation } from './invariants.js';
+import { planCrowd, readStock, type Arrival } from './crowd.js';
+import { checkInvariants, type Violation } from './invariants.js';
+import { bucketOf, clock, FINAL, playShare, sleep, type SecondFigures, type ShareCounts } from './play.js';
+import { playInChildren, stopChildren } from './processes.js';
 import { percentiles, type Percentiles } from './stats.js';
 
 /** What `onsale simulate` is asked to play (see the CLI for each flag). */
@@ -27,6 +28,11 @@ export interface SimulateOptions {
   /** Polite retries per request on 429, 503 or a broken connection. */
   retries: number;
   seed: number;
+  /**
+   * Processes that play the crowd (default 1): more than one forks children that share `connections` and
+   * `followers` between them (processes.ts).
+   */
+  processes?: number;
 }
 
 /** What the live display shows; sent to `onProgress` about four times a second. */
@@ -48,22 +54,14 @@ export interface Progress {
   answered: number;
 }
 
-export interface SecondFigures {
-  second: number;
-  sent: number;
-  accepted: number;
-  refused: number;
-  confirmed: number;
-  rejected: number;
-  ticketsLeft: number | null;
-}
+export type { SecondFigures } from './play.js';
 
 export interface SimulationReport {
   version: 1;
   url: string;
   eventId: string;
   eventName: string;
-  options: Omit<SimulateOptions, 'adminToken'>;
+  options: Omit<SimulateOptions, 'adminToken'> & { processes: number };
   startedAt: string;
   durationSec: number;
   totals: {
@@ -79,7 +77,21 @@ export interface SimulationReport {
     ticketsSold: number;
     capacity: number;
   };
+  /** Requests sent (retries included) per second, from the opening until the last was answered. */
   requestsPerSec: number;
+  /** The simulator's own cost (see CPU_INCLUDES): CPU milliseconds per request sent. */
+  clientCpuMsPerRequest: number;
+  /** What that implies: requests per second one core of this simulator can send. */
+  clientRequestsPerCoreSec: number;
+  clientCpu: {
+    processes: number;
+    cpuMs: number;
+    /** Seconds from the opening until the last request was answered. */
+    sendSec: number;
+    /** CPU seconds per second over sendSec: near `processes` (or the CPUs), the simulator was the limit. */
+    busyCores: number;
+    includes: string;
+  };
   /** Answers other than an acceptance, per attempt, by error code (network_error: no answer at all). */
   refusals: Record<string, number>;
   /** Final rejections by reason. */
@@ -92,8 +104,6 @@ export interface SimulationReport {
   invariants: { ok: boolean; checked: Array<Violation['invariant']>; violations: Violation[] };
 }
 
-const FINAL = new Set(['confirmed', 'rejected', 'expired', 'cancelled']);
-const REJECTION_CODES = new Set(['sold_out', 'insufficient_inventory', 'limit_exceeded']);
 const INVARIANTS: Array<Violation['invariant']> = [
   'no_oversell',
   'nothing_lost',
@@ -102,40 +112,17 @@ const INVARIANTS: Array<Violation['invariant']> = [
   'first_come_first_served',
 ];
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** A first-in first-out hand-over between the buyers who got a 202 and the lanes that follow purchases. */
-class Handover<T> {
-  private items: T[] = [];
-  private head = 0;
-  private waiting: Array<(item: T | undefined) => void> = [];
-  private closed = false;
-  push(item: T): void {
-    const w = this.waiting.shift();
-    if (w) w(item);
-    else this.items.push(item);
-  }
-  close(): void {
-    this.closed = true;
-    for (const w of this.waiting.splice(0)) w(undefined);
-  }
-  next(): Promise<T | undefined> {
-    if (this.head < this.items.length) return Promise.resolve(this.items[this.head++]);
-    if (this.closed) return Promise.resolve(undefined);
-    return new Promise((r) => this.waiting.push(r));
-  }
-}
-
-interface Accepted {
-  record: SentPurchase;
-  firstSentAt: number;
-}
+export const CPU_INCLUDES =
+  'CPU time (user + system) of every simulator process from the opening until the last request was answered: ' +
+  'sending, retries, the following of accepted purchases and the live display meanwhile; divided by the ' +
+  'requests sent, retries included';
 
 /**
  * Plays a flash sale against a running onsale (or anything speaking api.md): creates or reads the event,
  * sends the crowd on keep-alive pools, retries politely, follows every accepted purchase until it is final,
- * then checks the invariants from outside. Never throws for what the server answers; throws if it cannot
- * reach the server or read the event.
+ * then checks the invariants from outside. With `processes` > 1 the crowd is planned here and split among
+ * child processes (processes.ts), whose records are merged before the one invariant check. Never throws for
+ * what the server answers; throws if it cannot reach the server or read the event, or if a child dies.
  */
 export async function simulate(
   opts: SimulateOptions,
@@ -143,14 +130,17 @@ export async function simulate(
 ): Promise<SimulationReport> {
   const origin = new URL(opts.url).origin;
   const base = new URL(opts.url).pathname.replace(/\/$/, '');
-  // Two pools: long SSE streams and polls must not queue behind the crowd's purchases, nor the reverse.
-  const sendPool = new Pool(origin, { connections: opts.connections, pipelining: 1 });
-  const followPool = new Pool(origin, { connections: opts.followers, pipelining: 1 });
+  // The event, the stats monitor and the final stock; the crowd goes out on the shares' own pools.
+  const pool = new Pool(origin, { connections: 2, pipelining: 1 });
   const admin = { authorization: `Bearer ${opts.adminToken}` };
+  const processes = opts.processes ?? 1;
+  let monitoring = true;
+  let monitor: Promise<void> = Promise.resolve();
+  let ticker: NodeJS.Timeout | undefined;
   try {
     const event = opts.eventId
-      ? await readEvent(sendPool, base, opts.eventId)
-      : await createEvent(sendPool, base, opts, admin);
+      ? await readEvent(pool, base, opts.eventId)
+      : await createEvent(pool, base, opts, admin);
     const plan = planCrowd({
       buyers: opts.buyers,
       repeat: opts.repeat,
@@ -161,241 +151,157 @@ export async function simulate(
       seed: opts.seed,
       buyerPrefix: `sim-${opts.seed}-${Date.now().toString(36)}`,
     });
-
-    const startedAt = new Date();
-    const t0 = performance.now();
-    const timeline: SecondFigures[] = [];
-    const bucket = (t: number): SecondFigures => {
-      const second = Math.max(0, Math.floor((t - t0) / 1000));
-      while (timeline.length <= second) {
-        timeline.push({
-          second: timeline.length,
-          sent: 0,
-          accepted: 0,
-          refused: 0,
-          confirmed: 0,
-          rejected: 0,
-          ticketsLeft: null,
-        });
-      }
-      return timeline[second]!;
+    const shared = {
+      url: opts.url,
+      eventId: event.id,
+      follow: opts.follow,
+      retries: opts.retries,
+      settleSec: opts.settleSec,
     };
-    const c = { sent: 0, accepted: 0, refused: 0, answered: 0, gaveUp: 0, confirmed: 0, rejected: 0 };
-    const refusals: Record<string, number> = {};
-    const rejections: Record<string, number> = {};
-    const ackLatencies: number[] = [];
-    const endToEnd: number[] = [];
-    const records: SentPurchase[] = [];
-    const finals = new Map<string, FinalPurchase | null>();
+    const { t0, shares } =
+      processes === 1
+        ? (() => {
+            const start = clock();
+            return {
+              t0: start,
+              shares: [
+                playShare({
+                  ...shared,
+                  plan,
+                  t0: start,
+                  connections: opts.connections,
+                  followers: opts.followers,
+                  syncPrefix: 'sync',
+                }),
+              ],
+            };
+          })()
+        : await playInChildren(shared, plan, processes, opts);
+    // This process's CPU from here on counts only with children (one process: the share measures it all).
+    const cpuAtStart = process.cpuUsage();
+    const startedAt = new Date(t0);
+    // The monitor's own timeline holds the tickets left each second; the shares' hold the rest.
+    const stockTimeline: SecondFigures[] = [];
     let ticketsLeft: number | null = null;
     let serverQueued: number | null = null;
     let soldOutAt: number | null = null;
-    let syncIds = 0;
-
-    const settle = (id: string, final: FinalPurchase | null, firstSentAt: number) => {
-      finals.set(id, final);
-      if (!final || !FINAL.has(final.status)) return;
-      const now = performance.now();
-      endToEnd.push(now - firstSentAt);
-      if (final.status === 'confirmed') {
-        c.confirmed++;
-        bucket(now).confirmed++;
-      } else {
-        c.rejected++;
-        bucket(now).rejected++;
-        const reason = final.reason ?? final.status;
-        rejections[reason] = (rejections[reason] ?? 0) + 1;
-      }
-    };
-
-    // Following: lanes take accepted purchases in the order they were accepted, which is the order onsale
-    // allocates them in, so a lane waits right behind the allocation front instead of polling the whole crowd.
-    const handover = new Handover<Accepted>();
-    let settleDeadline = Infinity;
-    async function followLane(): Promise<void> {
-      for (let a = await handover.next(); a; a = await handover.next()) {
-        const id = a.record.purchaseId!;
-        const final =
-          opts.follow === 'sse'
-            ? await followSse(followPool, base, id, () => settleDeadline)
-            : await followPoll(followPool, base, id, () => settleDeadline);
-        settle(id, final, a.firstSentAt);
-      }
-    }
-
-    let nextIndex = 0;
-    async function sendLane(): Promise<void> {
-      while (nextIndex < plan.length) {
-        const req = plan[nextIndex++]!;
-        const due = t0 + req.at;
-        if (due > performance.now()) await sleep(due - performance.now());
-        await buy(req);
-      }
-    }
-    async function buy(req: PlannedRequest): Promise<void> {
-      const firstSentAt = performance.now();
-      const body = JSON.stringify({ buyerId: req.buyerId, items: req.items });
-      for (let attempt = 0; ; attempt++) {
-        const sentAt = performance.now();
-        c.sent++;
-        bucket(sentAt).sent++;
-        const answer = await post(
-          sendPool,
-          `${base}/api/events/${event.id}/purchases`,
-          body,
-          req.idempotencyKey,
-        );
-        const answeredAt = performance.now();
-        if (answer.status !== 0) {
-          c.answered++;
-          ackLatencies.push(answeredAt - sentAt);
-          windowLatencies.push(answeredAt - sentAt);
-        }
-        const record: SentPurchase = {
-          buyerId: req.buyerId,
-          items: req.items,
-          sentAt,
-          answeredAt,
-          status: answer.status,
-        };
-        const b = answer.body as (Partial<FinalPurchase> & { error?: { code?: string } }) | undefined;
-        if ((answer.status === 202 || answer.status === 200) && b?.purchaseId) {
-          c.accepted++;
-          bucket(answeredAt).accepted++;
-          record.purchaseId = b.purchaseId;
-          records.push(record);
-          // A synchronous shop answers with the final purchase itself (bench/shops).
-          if (b.status && FINAL.has(b.status) && Array.isArray(b.tickets)) {
-            record.synchronous = true;
-            settle(b.purchaseId, b as FinalPurchase, firstSentAt);
-          } else handover.push({ record, firstSentAt });
-          return;
-        }
-        const code = answer.status === 0 ? 'network_error' : (b?.error?.code ?? `http_${answer.status}`);
-        if (answer.status === 409 && REJECTION_CODES.has(code)) {
-          // A synchronous refusal for lack of stock or over the limit: final at once, and dated like a 202.
-          const id = `sync-${++syncIds}`;
-          Object.assign(record, { purchaseId: id, synchronous: true });
-          records.push(record);
-          settle(
-            id,
-            {
-              purchaseId: id,
-              buyerId: req.buyerId,
-              status: 'rejected',
-              reason: code,
-              items: req.items,
-              tickets: [],
-            },
-            firstSentAt,
-          );
-          return;
-        }
-        c.refused++;
-        bucket(answeredAt).refused++;
-        refusals[code] = (refusals[code] ?? 0) + 1;
-        const retryable = answer.status === 429 || answer.status === 503 || answer.status === 0;
-        if (!retryable || attempt >= opts.retries) {
-          c.gaveUp++;
-          records.push(record);
-          return;
-        }
-        // Polite: wait what Retry-After says (plus up to 20 % so that retries do not arrive as one wave), with
-        // the same Idempotency-Key, so a retry after a lost answer never makes a second purchase.
-        const wait = (answer.retryAfterSec ?? Math.min(2 ** attempt * 0.1, 2)) * 1000;
-        await sleep(wait * (1 + Math.random() * 0.2));
-      }
-    }
 
     // The monitor reads the exact stock a few times a second: tickets left, and when the sale sold out.
-    let monitoring = true;
-    const monitor = (async () => {
+    monitor = (async () => {
       while (monitoring) {
-        const read = await readStats(followPool, base, event.id, admin);
-        const now = performance.now();
+        const read = await readStats(pool, base, event.id, admin);
+        const now = clock();
         if (read !== null) {
-          const left = read.left;
           serverQueued = read.queued;
-          ticketsLeft = left;
-          bucket(now).ticketsLeft = left;
-          if (left === 0 && soldOutAt === null) soldOutAt = now;
+          ticketsLeft = read.left;
+          bucketOf(stockTimeline, t0, now).ticketsLeft = read.left;
+          if (read.left === 0 && soldOutAt === null) soldOutAt = now;
         }
         await sleep(250);
       }
     })();
 
-    let windowLatencies: number[] = [];
+    const sum = (key: keyof ShareCounts) => shares.reduce((n, s) => n + s.counts[key], 0);
     let lastSent = 0;
     let lastTick = t0;
     const tick = () => {
-      const now = performance.now();
-      const sorted = windowLatencies.sort((x, y) => x - y);
+      const now = clock();
+      const sorted = shares.flatMap((s) => s.takeWindow()).sort((x, y) => x - y);
+      const [sent, accepted, confirmed, rejected] = [
+        sum('sent'),
+        sum('accepted'),
+        sum('confirmed'),
+        sum('rejected'),
+      ];
       onProgress({
-        elapsedSec: (now - t0) / 1000,
-        sent: c.sent,
-        accepted: c.accepted,
-        refused: c.refused,
-        queued: serverQueued ?? c.accepted - c.confirmed - c.rejected,
-        following: c.accepted - c.confirmed - c.rejected,
-        confirmed: c.confirmed,
-        rejected: c.rejected,
-        requestsPerSec: ((c.sent - lastSent) * 1000) / Math.max(1, now - lastTick),
+        elapsedSec: Math.max(0, now - t0) / 1000,
+        sent,
+        accepted,
+        refused: sum('refused'),
+        queued: serverQueued ?? accepted - confirmed - rejected,
+        following: accepted - confirmed - rejected,
+        confirmed,
+        rejected,
+        requestsPerSec: ((sent - lastSent) * 1000) / Math.max(1, now - lastTick),
         ackP50Ms: sorted[Math.floor(sorted.length * 0.5)] ?? 0,
         ackP99Ms: sorted[Math.floor(sorted.length * 0.99)] ?? 0,
         ticketsLeft,
         planned: plan.length,
-        answered: c.answered,
+        answered: sum('answered'),
       });
-      windowLatencies = [];
-      lastSent = c.sent;
+      lastSent = sent;
       lastTick = now;
     };
-    const ticker = setInterval(tick, 250);
+    ticker = setInterval(tick, 250);
 
-    const followers = Promise.all(Array.from({ length: opts.followers }, followLane));
-    await Promise.all(Array.from({ length: Math.min(opts.connections, plan.length) }, sendLane));
-    const sendSeconds = (performance.now() - t0) / 1000;
-    settleDeadline = performance.now() + opts.settleSec * 1000;
-    handover.close();
-    await followers;
+    // A child that dies fails the run at once, whether it was still sending or following.
+    const results = Promise.all(shares.map((s) => s.done));
+    await Promise.race([Promise.all(shares.map((s) => s.sent)), results]);
+    const parentCpu = process.cpuUsage(cpuAtStart);
+    const merged = await results;
     monitoring = false;
     await monitor;
     clearInterval(ticker);
     tick();
 
+    const sendEndAt = Math.max(...merged.map((r) => r.sendEndAt));
+    const sendSeconds = Math.max(sendEndAt - t0, 1) / 1000;
+    // One process: its share measured the whole process. Several: the children, plus this parent's display.
+    const cpuMs =
+      processes === 1
+        ? merged[0]!.sendCpuMs
+        : (parentCpu.user + parentCpu.system) / 1000 + merged.reduce((n, r) => n + r.sendCpuMs, 0);
+    const records = merged.flatMap((r) => r.records);
+    const finals = new Map(merged.flatMap((r) => r.finals));
+    const total = (key: keyof ShareCounts) => merged.reduce((n, r) => n + r.counts[key], 0);
+    const attempts = total('sent');
     const { stock } = await readStock(opts.url.replace(/\/$/, ''), event.id, opts.adminToken);
     const violations = checkInvariants({ sent: records, purchases: finals, stock });
     const notFinal = [...finals.values()].filter((p) => !p || !FINAL.has(p.status)).length;
     const ticketsSold = stock.reduce((n, s) => n + s.sold + s.held, 0);
-    const durationSec = (performance.now() - t0) / 1000;
+    const durationSec = (clock() - t0) / 1000;
     const { adminToken: _secret, ...shown } = opts;
+    const msPerRequest = cpuMs / Math.max(attempts, 1);
     return {
       version: 1,
       url: opts.url,
       eventId: event.id,
       eventName: event.name,
-      options: shown,
+      options: { ...shown, processes },
       startedAt: startedAt.toISOString(),
       durationSec: round(durationSec),
       totals: {
         buyers: opts.buyers,
         requests: plan.length,
-        attempts: c.sent,
-        accepted: c.accepted,
-        gaveUp: c.gaveUp,
-        confirmed: c.confirmed,
-        rejected: c.rejected,
+        attempts,
+        accepted: total('accepted'),
+        gaveUp: total('gaveUp'),
+        confirmed: total('confirmed'),
+        rejected: total('rejected'),
         notFinal,
         ticketsSold,
         capacity: stock.reduce((n, s) => n + s.capacity, 0),
       },
-      requestsPerSec: round(c.sent / Math.max(sendSeconds, 0.001)),
-      refusals,
-      rejections,
-      ackLatencyMs: percentiles(ackLatencies),
-      endToEndLatencyMs: percentiles(endToEnd),
+      requestsPerSec: round(attempts / sendSeconds),
+      clientCpuMsPerRequest: round(msPerRequest),
+      clientRequestsPerCoreSec: Math.round(1000 / Math.max(msPerRequest, 0.001)),
+      clientCpu: {
+        processes,
+        cpuMs: Math.round(cpuMs),
+        sendSec: round(sendSeconds),
+        busyCores: round(cpuMs / 1000 / sendSeconds),
+        includes: CPU_INCLUDES,
+      },
+      refusals: mergeCounts(merged.map((r) => r.refusals)),
+      rejections: mergeCounts(merged.map((r) => r.rejections)),
+      ackLatencyMs: percentiles(merged.flatMap((r) => r.ackLatencies)),
+      endToEndLatencyMs: percentiles(merged.flatMap((r) => r.endToEnd)),
       timeToSellOutSec: soldOutAt === null ? null : round((soldOutAt - t0) / 1000),
-      timeline,
+      timeline: mergeTimelines(
+        t0,
+        stockTimeline,
+        merged.map((r) => r.timeline),
+      ),
       stock: stock.map((s) => ({
         id: s.id,
         name: event.ticketTypes.find((t) => t.id === s.id)?.name ?? s.id,
@@ -406,9 +312,38 @@ export async function simulate(
       })),
       invariants: { ok: violations.length === 0, checked: INVARIANTS, violations },
     };
+  } catch (error) {
+    stopChildren();
+    throw error;
   } finally {
-    await Promise.all([sendPool.destroy(), followPool.destroy()]);
+    monitoring = false;
+    clearInterval(ticker);
+    await monitor;
+    await pool.destroy();
   }
+}
+
+function mergeCounts(all: Array<Record<string, number>>): Record<string, number> {
+  const merged: Record<string, number> = {};
+  for (const counts of all) for (const [k, n] of Object.entries(counts)) merged[k] = (merged[k] ?? 0) + n;
+  return merged;
+}
+
+/** The shares' timelines added second by second, with the tickets left the monitor read. */
+function mergeTimelines(t0: number, stock: SecondFigures[], shares: SecondFigures[][]): SecondFigures[] {
+  const merged: SecondFigures[] = [];
+  for (const timeline of shares) {
+    for (const s of timeline) {
+      const m = bucketOf(merged, t0, t0 + s.second * 1000);
+      m.sent += s.sent;
+      m.accepted += s.accepted;
+      m.refused += s.refused;
+      m.confirmed += s.confirmed;
+      m.rejected += s.rejected;
+    }
+  }
+  for (const s of stock) bucketOf(merged, t0, t0 + s.second * 1000).ticketsLeft = s.ticketsLeft;
+  return merged;
 }
 
 const round = (n: number) => Math.round(n * 1000) / 1000;
@@ -457,111 +392,6 @@ async function createEvent(
   if (res.statusCode !== 201)
     throw new Error(`creating the event: the server answered ${res.statusCode} ${body}`);
   return JSON.parse(body) as EventView;
-}
-
-async function post(
-  pool: Pool,
-  path: string,
-  body: string,
-  idempotencyKey: string,
-): Promise<{ status: number; body: unknown; retryAfterSec?: number }> {
-  try {
-    const res = await pool.request({
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
-      body,
-    });
-    const text = await res.body.text();
-    const retryAfter = Number(res.headers['retry-after']);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return {
-      status: res.statusCode,
-      body: parsed,
-      ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSec: retryAfter } : {}),
-    };
-  } catch {
-    return { status: 0, body: undefined };
-  }
-}
-
-/** Polls the purchase until it is final or the deadline passes; returns what was last seen (null: never found). */
-async function followPoll(
-  pool: Pool,
-  base: string,
-  id: string,
-  deadline: () => number,
-): Promise<FinalPurchase | null> {
-  let last: FinalPurchase | null = null;
-  for (let wait = 20; ; wait = Math.min(wait * 1.5, 500)) {
-    try {
-      const res = await pool.request({ path: `${base}/api/purchases/${id}`, method: 'GET' });
-      const text = await res.body.text();
-      if (res.statusCode === 200) last = JSON.parse(text) as FinalPurchase;
-    } catch {
-      // the server may be restarting: poll again
-    }
-    if ((last && FINAL.has(last.status)) || performance.now() > deadline()) return last;
-    await sleep(wait);
-  }
-}
-
-/** Follows the purchase's server-sent events until a final status (reconnecting if the stream ends early). */
-async function followSse(
-  pool: Pool,
-  base: string,
-  id: string,
-  deadline: () => number,
-): Promise<FinalPurchase | null> {
-  let last: FinalPurchase | null = null;
-  while (performance.now() <= deadline()) {
-    try {
-      const res = await pool.request({
-        path: `${base}/api/purchases/${id}/events`,
-        method: 'GET',
-        headers: { accept: 'text/event-stream' },
-      });
-      if (res.statusCode !== 200) {
-        // No stream for it (a server without SSE, or a purchase it does not know): poll instead.
-        await res.body.dump();
-        return followPoll(pool, base, id, deadline);
-      }
-      // A stream that stays open past the deadline (a purchase that never ends) is cut.
-      const guard = setInterval(() => {
-        if (performance.now() > deadline()) res.body.destroy();
-      }, 250);
-      let buffer = '';
-      try {
-        for await (const chunk of res.body) {
-          buffer += (chunk as Buffer).toString();
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const message = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = message
-              .split('\n')
-              .filter((l) => l.startsWith('data:'))
-              .map((l) => l.slice(5).trim())
-              .join('\n');
-            if (data) last = JSON.parse(data) as FinalPurchase;
-          }
-          if (last && FINAL.has(last.status)) break;
-        }
-      } finally {
-        clearInterval(guard);
-        res.body.destroy();
-      }
-      if (last && FINAL.has(last.status)) return last;
-    } catch {
-      await sleep(100);
-    }
-  }
-  return last;
 }
 
 /** Tickets left (available or held) and purchases queued, from the event's exact stats; null if unreadable. */

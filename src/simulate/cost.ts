@@ -1,0 +1,24 @@
+import { availableParallelism } from 'node:os';
+import type { SimulationReport } from './run.js';
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/**
+ * The simulator's own cost, and whether it was the limit: a simulator whose processes were busy nearly all the
+ * time could not send faster, whatever the server could take.
+ */
+export function clientCpuLine(r: SimulationReport): string {
+  const c = r.clientCpu;
+  const busyShare = c.busyCores / Math.min(c.processes, availableParallelism());
+  const verdict =
+    r.options.arrival !== 'burst'
+      ? `the --arrival ${r.options.arrival} paced the requests`
+      : busyShare >= 0.85
+        ? 'the simulator was busy nearly all the time: it was likely the limit (try --processes)'
+        : 'the simulator had CPU to spare: the server (or the network) was the limit';
+  return (
+    `simulator CPU ${r.clientCpuMsPerRequest.toFixed(3)} ms per request ` +
+    `(one core of it sends about ${int(r.clientRequestsPerCoreSec)} req/s); ${c.processes} process(es) used ` +
+    `${c.busyCores.toFixed(2)} CPU-s per second while sending: ${verdict}`
+  );
+}
