@@ -4,7 +4,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { SimulationReport } from '../src/simulate/run.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startBrokenShop, type Fault } from './helpers/broken-shop.js';
-import { ADMIN_TOKEN, runCli, startOnsale, tempDir } from './helpers/processes.js';
+import { ADMIN_TOKEN, alive, childrenOf, runCli, startOnsale, tempDir, until } from './helpers/processes.js';
+
+/** Alive and not a zombie (an orphan's zombie stays until PID 1 reaps it, which some containers never do). */
+function running(pid: number): boolean {
+  try {
+    return alive(pid) && !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** `onsale simulate`, through the real CLI: its checks catch broken servers, and pass against onsale. */
 
@@ -58,6 +67,8 @@ describe('onsale simulate against deliberately broken servers', () => {
     ['out_of_order', 'first_come_first_served', ['--connections', '4']],
     ['drop', 'nothing_lost', ['--settle', '2']],
     ['no_limit', 'per_buyer_limit', ['--repeat', '1', '--max-per-buyer', '1', '--buyers', '20']],
+    // Two processes: their times are merged on one clock, so the order across them is still checked.
+    ['out_of_order', 'first_come_first_served', ['--connections', '4', '--processes', '2']],
   ];
 
   it('passes against the same server without a fault (the control)', async () => {
@@ -73,10 +84,14 @@ describe('onsale simulate against deliberately broken servers', () => {
   }, 300_000);
 
   for (const [fault, invariant, extra] of cases) {
-    it(`fails naming ${invariant} against a server that breaks it (${fault})`, async () => {
+    const title = `${fault}${extra.includes('--processes') ? ', --processes 2' : ''}`;
+    it(`fails naming ${invariant} against a server that breaks it (${title})`, async () => {
       const shop = await startBrokenShop(fault, ADMIN_TOKEN);
       try {
-        const { code, output, report } = await simulate(shop.url, fault, [...small, ...extra]);
+        const { code, output, report } = await simulate(shop.url, title.replace(/\W+/g, '-'), [
+          ...small,
+          ...extra,
+        ]);
         expect(code, output).toBe(1);
         expect(report.invariants.ok).toBe(false);
         expect(report.invariants.violations.map((v) => v.invariant)).toContain(invariant);
@@ -127,6 +142,64 @@ describe('onsale simulate against onsale', () => {
       expect(report.endToEndLatencyMs.p99).toBeGreaterThanOrEqual(report.endToEndLatencyMs.p50);
       const perSecond = report.timeline.reduce((n, s) => n + s.accepted, 0);
       expect(perSecond).toBe(t.accepted);
+      expect(output).toContain('invariants: all held');
+      // The simulator's own cost: CPU per request sent and what one core of it could send.
+      expect(report.clientCpu).toMatchObject({ processes: 1 });
+      expect(report.clientCpu.cpuMs).toBeGreaterThan(0);
+      expect(report.clientCpu.includes).toContain('retries');
+      expect(report.clientCpuMsPerRequest).toBeCloseTo(report.clientCpu.cpuMs / t.attempts, 2);
+      // The same figure, as requests per second of one core (within the rounding of the milliseconds).
+      expect(report.clientRequestsPerCoreSec * report.clientCpuMsPerRequest).toBeGreaterThan(980);
+      expect(report.clientRequestsPerCoreSec * report.clientCpuMsPerRequest).toBeLessThan(1020);
+      expect(output).toMatch(
+        /simulator CPU [\d.]+ ms per request \(one core of it sends about [\d,]+ req\/s\)/,
+      );
+    } finally {
+      await onsale.stop();
+    }
+  }, 300_000);
+
+  it('with --processes 2: the same crowd split in two, merged totals that add up, every invariant held', async () => {
+    const onsale = await startOnsale({ mode: 'start' });
+    try {
+      const { code, output, report } = await simulate(onsale.baseUrl, 'processes', [
+        '--buyers',
+        '3000',
+        '--tickets',
+        '900',
+        '--processes',
+        '2',
+      ]);
+      expect(code, output).toBe(0);
+      expect(report.invariants.ok).toBe(true);
+      expect(report.options.processes).toBe(2);
+      const t = report.totals;
+      // The crowd was planned once and split: the same seed plans as many requests as one process sends.
+      const single = JSON.parse(readFileSync(join(dir.path, 'start.json'), 'utf8')) as SimulationReport;
+      expect(t.requests).toBe(single.totals.requests);
+      expect(t.buyers).toBe(3000);
+      expect(t.accepted + t.gaveUp).toBe(t.requests);
+      expect(t.confirmed + t.rejected).toBe(t.accepted);
+      expect(t.notFinal).toBe(0);
+      expect(t.ticketsSold).toBe(900);
+      // Every accepted purchase is one the server stored, and the reverse: no request played twice or lost.
+      const stats = (await (
+        await fetch(`${onsale.baseUrl}/api/events/${report.eventId}/stats`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        })
+      ).json()) as { purchases: Record<string, number> };
+      const stored = Object.values(stats.purchases).reduce((a, b) => a + b, 0);
+      expect(stored).toBe(t.accepted);
+      expect(stats.purchases.confirmed).toBe(t.confirmed);
+      expect(stats.purchases.rejected).toBe(t.rejected);
+      expect(report.timeline.reduce((n, s) => n + s.sent, 0)).toBe(t.attempts);
+      expect(report.timeline.reduce((n, s) => n + s.accepted, 0)).toBe(t.accepted);
+      expect(report.endToEndLatencyMs.count).toBe(t.accepted);
+      // The simulator's own cost, of both children and the parent.
+      expect(report.clientCpu.processes).toBe(2);
+      expect(report.clientCpu.cpuMs).toBeGreaterThan(0);
+      expect(report.clientCpuMsPerRequest).toBeCloseTo(report.clientCpu.cpuMs / t.attempts, 2);
+      expect(output).toContain('2 process(es) used');
       expect(output).toContain('invariants: all held');
     } finally {
       await onsale.stop();
@@ -180,6 +253,7 @@ describe('onsale simulate against onsale', () => {
       expect(await page.locator('svg.chart').count()).toBeGreaterThanOrEqual(6);
       expect(await page.locator('polyline.series').count()).toBe(5);
       expect(await page.locator('.invariants li.ok').count()).toBe(5);
+      expect(await page.locator('.cost').textContent()).toMatch(/simulator CPU [\d.]+ ms per request/);
       // The stylesheet is allowed by its hash: were it blocked, the body would have no max-width.
       expect(
         await page.locator('body').evaluate((b) => b.ownerDocument.defaultView!.getComputedStyle(b).maxWidth),
@@ -200,6 +274,9 @@ describe('onsale simulate against onsale', () => {
       [['--repeat', '2'], '--repeat'],
       [['--url', 'ftp://x'], '--url'],
       [['--follow', 'telepathy'], '--follow'],
+      [['--processes', '0'], '--processes'],
+      [['--processes', '65'], '--processes'],
+      [['--processes', 'two'], '--processes'],
     ];
     for (const [flags, name] of bad) {
       const run = runCli(['simulate', ...flags], { ONSALE_ADMIN_TOKEN: ADMIN_TOKEN });
@@ -209,5 +286,32 @@ describe('onsale simulate against onsale', () => {
     const noToken = runCli(['simulate', '--url', 'http://127.0.0.1:9']);
     expect((await noToken.exited).code).toBe(2);
     expect(noToken.output()).toContain('--admin-token');
+  }, 300_000);
+
+  it('with --processes 2: a child that dies fails the run naming it; SIGTERM stops the children', async () => {
+    const shop = await startBrokenShop('honest', ADMIN_TOKEN);
+    // A long ramp, so that the children are still sending when they are killed.
+    const long = ['--buyers', '200000', '--arrival', 'ramp', '--duration', '120', '--processes', '2'];
+    const start = async () => {
+      const run = runCli(['simulate', '--url', shop.url, ...long], { ONSALE_ADMIN_TOKEN: ADMIN_TOKEN });
+      await until(() => childrenOf(run.child.pid!).length === 2, 30_000);
+      return { run, children: childrenOf(run.child.pid!).map((c) => c.pid) };
+    };
+    try {
+      const crashed = await start();
+      process.kill(crashed.children[0]!, 'SIGKILL');
+      expect((await crashed.run.exited).code, crashed.run.output()).toBe(1);
+      expect(crashed.run.output()).toMatch(
+        new RegExp(`simulator process [12] of 2 \\(pid ${crashed.children[0]}\\) was killed by SIGKILL`),
+      );
+      await until(() => !running(crashed.children[1]!), 10_000);
+
+      const stopped = await start();
+      stopped.run.child.kill('SIGTERM');
+      expect((await stopped.run.exited).code, stopped.run.output()).toBe(130);
+      await until(() => stopped.children.every((pid) => !running(pid)), 10_000);
+    } finally {
+      await shop.close();
+    }
   }, 300_000);
 });

@@ -112,7 +112,11 @@ interface Accepted {
 
 /** One second's figures of a timeline that starts at t0, growing it as needed. */
 export function bucketOf(timeline: SecondFigures[], t0: number, t: number): SecondFigures {
-  const second = Math.max(0, Math.floor((t - t0) / 1000));
+  return secondOf(timeline, Math.max(0, Math.floor((t - t0) / 1000)));
+}
+
+/** The figures of second `second` of a timeline, growing it as needed. */
+export function secondOf(timeline: SecondFigures[], second: number): SecondFigures {
   while (timeline.length <= second) {
     timeline.push({
       second: timeline.length,

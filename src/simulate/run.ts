@@ -1,7 +1,16 @@
 import { Pool } from 'undici';
 import { planCrowd, readStock, type Arrival } from './crowd.js';
 import { checkInvariants, type Violation } from './invariants.js';
-import { bucketOf, clock, FINAL, playShare, sleep, type SecondFigures, type ShareCounts } from './play.js';
+import {
+  bucketOf,
+  clock,
+  FINAL,
+  playShare,
+  secondOf,
+  sleep,
+  type SecondFigures,
+  type ShareCounts,
+} from './play.js';
 import { playInChildren, stopChildren } from './processes.js';
 import { percentiles, type Percentiles } from './stats.js';
 
@@ -298,7 +307,6 @@ export async function simulate(
       endToEndLatencyMs: percentiles(merged.flatMap((r) => r.endToEnd)),
       timeToSellOutSec: soldOutAt === null ? null : round((soldOutAt - t0) / 1000),
       timeline: mergeTimelines(
-        t0,
         stockTimeline,
         merged.map((r) => r.timeline),
       ),
@@ -330,11 +338,11 @@ function mergeCounts(all: Array<Record<string, number>>): Record<string, number>
 }
 
 /** The shares' timelines added second by second, with the tickets left the monitor read. */
-function mergeTimelines(t0: number, stock: SecondFigures[], shares: SecondFigures[][]): SecondFigures[] {
+function mergeTimelines(stock: SecondFigures[], shares: SecondFigures[][]): SecondFigures[] {
   const merged: SecondFigures[] = [];
   for (const timeline of shares) {
     for (const s of timeline) {
-      const m = bucketOf(merged, t0, t0 + s.second * 1000);
+      const m = secondOf(merged, s.second);
       m.sent += s.sent;
       m.accepted += s.accepted;
       m.refused += s.refused;
@@ -342,7 +350,7 @@ function mergeTimelines(t0: number, stock: SecondFigures[], shares: SecondFigure
       m.rejected += s.rejected;
     }
   }
-  for (const s of stock) bucketOf(merged, t0, t0 + s.second * 1000).ticketsLeft = s.ticketsLeft;
+  for (const s of stock) secondOf(merged, s.second).ticketsLeft = s.ticketsLeft;
   return merged;
 }
 
