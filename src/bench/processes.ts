@@ -17,20 +17,36 @@ const running = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 const OUTPUT_KEPT = 16_384;
 const STOP_DEADLINE_MS = 12_000;
+const CLEANUP_DEADLINE_MS = 30_000;
 
 /**
  * Kills whatever the bench started and deletes its temp folders when it exits early (an error or Ctrl+C),
  * so nothing outlives it.
  */
-export function cleanUpOnExit(): void {
+export function cleanUpOnExit(beforeExit?: () => Promise<void>): void {
   process.once('exit', () => {
     for (const child of running) child.kill('SIGKILL');
     for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   });
+  let stopping = false;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      // A second Ctrl+C does not wait for the clean-up.
+      if (stopping) process.exit(130);
+      stopping = true;
       process.stderr.write(`\n[bench] ${signal}: stopping\n`);
-      process.exit(130);
+      // What only an async clean-up removes (databases, Redis keys), within a deadline; then the exit hook.
+      const deadline = setTimeout(() => process.exit(130), CLEANUP_DEADLINE_MS);
+      void (beforeExit ?? (async () => undefined))()
+        .catch((error: unknown) =>
+          process.stderr.write(
+            `[bench] clean-up failed: ${error instanceof Error ? error.message : String(error)}\n`,
+          ),
+        )
+        .finally(() => {
+          clearTimeout(deadline);
+          process.exit(130);
+        });
     });
   }
 }

@@ -10,7 +10,7 @@ import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePages } from './pages.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
-import { measureSale } from './sale.js';
+import { measureSale, stopContenders } from './sale.js';
 import {
   assertPostgresReachable,
   assertRabbitReachable,
@@ -129,7 +129,11 @@ export async function runBench(options: BenchOptions): Promise<number> {
       return 1;
     }
   }
-  cleanUpOnExit();
+  // Ctrl+C or SIGTERM during the sale part: its contender's throw-away database and keys are removed too.
+  cleanUpOnExit(async () => {
+    const removed = await stopContenders();
+    if (removed.length > 0) progress(`removed: ${removed.join(', ')}`);
+  });
   const quick = options.quick ?? false;
   const defaults = loadConfig({}, {});
   const accept: AcceptPlan = {

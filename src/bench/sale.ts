@@ -24,7 +24,25 @@ export function contenderName(c: Contender): string {
 export interface Running {
   url: string;
   adminToken: string;
+  /** What stop() removes besides the processes: databases, Redis keys, data folders. */
+  leaves: string[];
   stop: () => Promise<void>;
+}
+
+/** Contenders started and not yet stopped, for a clean-up on Ctrl+C (stopContenders). */
+const started = new Set<Running>();
+
+/**
+ * Stops every contender still running and removes what it made; returns what was removed. For SIGINT and
+ * SIGTERM, when the exit hook alone (which kills processes and temp folders) would leave databases behind.
+ */
+export async function stopContenders(): Promise<string[]> {
+  const removed: string[] = [];
+  for (const r of [...started]) {
+    await r.stop();
+    removed.push(...r.leaves);
+  }
+  return removed;
 }
 
 /**
@@ -52,14 +70,15 @@ export async function startContender(
       await db!.drop();
       throw error;
     });
-    return {
+    return track({
       url,
       adminToken,
+      leaves: [`PostgreSQL database ${db!.name}`],
       stop: async () => {
         await server.stop();
         await db!.drop();
       },
-    };
+    });
   }
   const dir = tempDir();
   const prefix = uniqueName('onsale_sale');
@@ -89,7 +108,28 @@ export async function startContender(
     await stop();
     throw error;
   }
-  return { url, adminToken, stop };
+  return track({
+    url,
+    adminToken,
+    leaves: [
+      ...(db ? [`PostgreSQL database ${db.name}`] : []),
+      ...(c.engine === 'postgres+redis' ? [`Redis keys ${prefix}:*`] : []),
+      `data folder ${dir.path}`,
+    ],
+    stop,
+  });
+}
+
+/** Registers a running contender until it is stopped (once, however many times stop() is called). */
+function track(r: Running): Running {
+  started.add(r);
+  let stopping: Promise<void> | null = null;
+  const stop = r.stop;
+  r.stop = () => {
+    stopping ??= stop().finally(() => started.delete(r));
+    return stopping;
+  };
+  return r;
 }
 
 /** One contender's figures in the whole-sale comparison. */

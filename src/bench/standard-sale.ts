@@ -12,7 +12,7 @@ import { renderHtml } from '../simulate/html.js';
 import { progressLine, summary } from '../simulate/report.js';
 import { cleanUpOnExit } from './processes.js';
 import { DEFAULT_URLS } from './run.js';
-import { contenderName, playSale, saleCrowd, type Contender } from './sale.js';
+import { contenderName, playSale, saleCrowd, stopContenders, type Contender } from './sale.js';
 import { assertPostgresReachable, assertRedisReachable } from './services.js';
 
 const ENGINES = ['embedded', 'postgres', 'postgres+redis'] as const;
@@ -58,7 +58,13 @@ async function main(): Promise<number> {
     fail(`--tickets: "${values.tickets}" is not a whole number ≥ 3`);
   if (engines.some((e) => e !== 'embedded')) await assertPostgresReachable(DEFAULT_URLS.postgres);
   if (engines.includes('postgres+redis')) await assertRedisReachable(DEFAULT_URLS.redis);
-  cleanUpOnExit();
+  // Ctrl+C or SIGTERM: onsale is stopped and its throw-away database, Redis keys and data folder removed.
+  cleanUpOnExit(async () => {
+    const removed = await stopContenders();
+    process.stderr.write(
+      `[sale] stopped; removed: ${removed.length > 0 ? removed.join(', ') : 'nothing (no sale was running)'}\n`,
+    );
+  });
   mkdirSync(values.out, { recursive: true });
 
   let broken = false;
