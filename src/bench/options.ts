@@ -3,7 +3,7 @@
 /**
  * What `--only` may choose: the embedded engine (issue 2's figures), then one part per server, the cost of
  * metrics, the whole sale against the baseline shops, then the buyer's event page, and
- * `onsale cluster` behind HAProxy.
+ * `onsale cluster` behind HAProxy, and the send rate of the simulator itself against wrk.
  */
 export const PARTS = [
   'core',
@@ -14,6 +14,7 @@ export const PARTS = [
   'sale',
   'pages',
   'cluster',
+  'simulator',
 ] as const;
 export type Part = (typeof PARTS)[number];
 

@@ -56,8 +56,13 @@ export function cleanUpOnExit(beforeExit?: () => Promise<void>): void {
  * with cleanEnv so that a developer's ONSALE_* settings do not leak into a measurement).
  */
 export function spawnNode(script: string, args: string[], env: NodeJS.ProcessEnv): BenchProcess {
-  const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (child.pid === undefined) throw new Error(`could not start ${script}`);
+  return spawnProcess(process.execPath, [script, ...args], env);
+}
+
+/** Runs `command ...args` as spawnNode does, for the bench's other programs (nginx). */
+export function spawnProcess(command: string, args: string[], env: NodeJS.ProcessEnv): BenchProcess {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid === undefined) throw new Error(`could not start ${command} ${args[0] ?? ''}`);
   running.add(child);
   let out = '';
   const keep = (d: Buffer) => {
@@ -171,6 +176,20 @@ export function childrenOf(pid: number): Array<{ pid: number; title: string }> {
     }
   }
   return found;
+}
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been waited for (cutime and
+ * cstime of /proc/self/stat): the cost of a run of wrk, read before and after it.
+ */
+export function finishedChildrenCpuSeconds(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 /** CPU seconds (user + system) a live process has used so far, from /proc/PID/stat; 0 once it is gone. */

@@ -11,6 +11,7 @@ import { measurePages } from './pages.js';
 import { measurePostgresAllocation } from './postgres-allocation.js';
 import { cleanUpOnExit } from './processes.js';
 import { measureSale, stopContenders } from './sale.js';
+import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
 import {
   assertPostgresReachable,
   assertRabbitReachable,
@@ -70,7 +71,7 @@ function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl:
 /** Fails with ServiceUnreachableError, before anything is measured, if a server the parts need is down. */
 async function assertServers(
   parts: ReadonlySet<Part>,
-  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale' | 'pages' | 'cluster'>, string>,
+  urls: Record<Exclude<Part, 'core' | 'metrics' | 'sale' | 'pages' | 'cluster' | 'simulator'>, string>,
 ) {
   if (parts.has('postgres') || parts.has('redis') || parts.has('rabbitmq') || parts.has('sale'))
     await assertPostgresReachable(urls.postgres);
@@ -119,6 +120,17 @@ export async function runBench(options: BenchOptions): Promise<number> {
     // Never skipped silently: a part asked for and not measured is a failed bench.
     process.stderr.write(`[bench] ${error.message}; start it, or leave its part out with --only\n`);
     return 1;
+  }
+  if (parts.has('simulator')) {
+    try {
+      findBalancer('nginx');
+    } catch (error) {
+      if (!(error instanceof BalancerMissingError)) throw error;
+      process.stderr.write(
+        `[bench] the simulator part needs nginx: ${error.message} Or leave it out with --only.\n`,
+      );
+      return 1;
+    }
   }
   if (parts.has('cluster')) {
     try {
@@ -425,6 +437,60 @@ export async function runBench(options: BenchOptions): Promise<number> {
       ],
     );
   }
+  let simulator: Record<string, unknown> = {};
+  if (parts.has('simulator')) {
+    const f = await measureSimulator(
+      {
+        buyers: quick ? 30_000 : 150_000,
+        connections: options.connections ?? 64,
+        wrkSeconds: options.duration ?? (quick ? 5 : 10),
+      },
+      progress,
+    );
+    const [one, two, wrk1, wrk2] = f.runs as [
+      LoadGeneratorFigures,
+      LoadGeneratorFigures,
+      LoadGeneratorFigures,
+      LoadGeneratorFigures,
+    ];
+    const ratio = (a: number, b: number) => round(a / Math.max(b, 1e-9), 2);
+    simulator = {
+      simulator: {
+        server: 'nginx, one worker, a final 409 sold_out from its configuration',
+        ...f,
+        runs: f.runs.map((r) => ({
+          ...r,
+          requestsPerSec: Math.round(r.requestsPerSec),
+          cpuMsPerRequest: round(r.cpuMsPerRequest, 4),
+          clientBusyCores: round(r.clientBusyCores, 2),
+          serverBusyCores: round(r.serverBusyCores, 2),
+          machineBusyCores: round(r.machineBusyCores, 2),
+        })),
+        processes2VsProcesses1: ratio(two.requestsPerSec, one.requestsPerSec),
+        processes1VsWrk1: ratio(one.requestsPerSec, wrk1.requestsPerSec),
+        processes2VsWrk2: ratio(two.requestsPerSec, wrk2.requestsPerSec),
+        cpuPerRequestProcesses1VsWrk1: ratio(one.cpuMsPerRequest, wrk1.cpuMsPerRequest),
+      },
+    };
+    for (const r of f.runs) {
+      rows.push([
+        `requests/s, ${r.name}`,
+        `${int(r.requestsPerSec)}  (${r.cpuMsPerRequest.toFixed(4)} CPU ms/request; limit: ${r.limit})`,
+      ]);
+    }
+    rows.push(
+      [
+        'simulator: 2 processes / 1, 1 process / wrk 1 thread, 2 / wrk 2 threads',
+        `${ratio(two.requestsPerSec, one.requestsPerSec).toFixed(2)}, ` +
+          `${ratio(one.requestsPerSec, wrk1.requestsPerSec).toFixed(2)}, ` +
+          `${ratio(two.requestsPerSec, wrk2.requestsPerSec).toFixed(2)}`,
+      ],
+      [
+        'simulator CPU per request / wrk (1 process, 1 thread)',
+        ratio(one.cpuMsPerRequest, wrk1.cpuMsPerRequest).toFixed(1),
+      ],
+    );
+  }
   // Other work on the machine moves every figure: the load average before and after tells whether there was.
   machine.loadAverage1mAtEnd = round(loadavg()[0] ?? 0, 2);
   progress(`load average ${machine.loadAverage1mAtEnd} at the end`);
@@ -434,6 +500,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     ...engines,
     ...sale,
     ...pages,
+    ...simulator,
     goals: GOALS,
     goalsMet,
     setup: {
