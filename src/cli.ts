@@ -172,7 +172,8 @@ function program(): Command {
           'whole sale, driven by the simulator, against the baseline shops on PostgreSQL), pages (the event ' +
           'page against the API JSON), cluster (onsale cluster: HAProxy in front of 1, 2, 3 web servers, and ' +
           'the balancer hop against one server straight), simulator (the send rate and CPU per request of onsale ' +
-          'simulate with 1 and 2 processes against wrk, on an nginx stub that cannot be the limit; needs nginx). ' +
+          'simulate with 1 and 2 processes against wrk, on an nginx stub that costs next to nothing, naming what ' +
+          'limited each run; needs nginx). ' +
           'A server a chosen part needs that does not answer fails the bench (exit 1)',
       ).argParser(benchParts),
     )
