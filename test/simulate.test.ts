@@ -1,10 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SimulationReport } from '../src/simulate/run.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startBrokenShop, type Fault } from './helpers/broken-shop.js';
 import { ADMIN_TOKEN, alive, childrenOf, runCli, startOnsale, tempDir, until } from './helpers/processes.js';
+import { POSTGRES_ADMIN_URL, REDIS_URL } from './helpers/services.js';
 
 /** Alive and not a zombie (an orphan's zombie stays until PID 1 reaps it, which some containers never do). */
 function running(pid: number): boolean {
@@ -312,6 +317,62 @@ describe('onsale simulate against onsale', () => {
       await until(() => stopped.children.every((pid) => !running(pid)), 10_000);
     } finally {
       await shop.close();
+    }
+  }, 300_000);
+});
+
+describe('npm run sale', () => {
+  it('on SIGINT stops onsale and removes its throw-away database, Redis keys and data folder, saying so', async () => {
+    const script = fileURLToPath(new URL('../dist/bench/standard-sale.js', import.meta.url));
+    const sale = spawn(
+      process.execPath,
+      [script, '--engines', 'postgres+redis', '--buyers', '100000', '--tickets', '20000', '--out', dir.path],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '/tmp',
+          ONSALE_BENCH_POSTGRES_URL: POSTGRES_ADMIN_URL,
+          ONSALE_BENCH_REDIS_URL: REDIS_URL,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    sale.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    sale.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((r) => sale.once('exit', (code) => r(code)));
+    const postgres = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+    await postgres.connect();
+    const redis = new Redis(REDIS_URL);
+    const databaseExists = async (name: string) =>
+      (await postgres.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
+    const saleDatabases = async () =>
+      (
+        await postgres.query<{ datname: string }>(
+          "SELECT datname FROM pg_database WHERE datname LIKE 'onsale_sale_%'",
+        )
+      ).rows.map((r) => r.datname);
+    try {
+      const before = await saleDatabases();
+      // Selling: the first progress line comes once purchases are on the Redis queue and in the database.
+      await until(() => /\[sale\] +[\d.]+ s +sent [1-9]/.test(output), 120_000);
+      const selling = (await saleDatabases()).filter((d) => !before.includes(d));
+      sale.kill('SIGINT');
+      expect(await exited, output).toBe(130);
+      const removed =
+        /\[sale\] stopped; removed: PostgreSQL database (\w+), Redis keys (\w+):\*, data folder (\S+)\n/.exec(
+          output,
+        );
+      expect(removed, output).not.toBeNull();
+      const [, database, prefix, folder] = removed!;
+      expect(selling).toContain(database); // it existed while selling
+      expect(await databaseExists(database!)).toBe(false);
+      expect(await redis.keys(`${prefix}:*`)).toEqual([]);
+      expect(existsSync(folder!)).toBe(false);
+    } finally {
+      if (sale.exitCode === null) sale.kill('SIGKILL');
+      await postgres.end();
+      redis.disconnect();
     }
   }, 300_000);
 });
