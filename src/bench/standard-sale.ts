@@ -19,9 +19,11 @@ const ENGINES = ['embedded', 'postgres', 'postgres+redis'] as const;
 type Engine = (typeof ENGINES)[number];
 
 const USAGE =
-  'usage: npm run sale -- [--engines embedded,postgres+redis] [--buyers 200000] [--tickets 50000] [--out sale-reports]\n' +
+  'usage: npm run sale -- [--engines embedded,postgres+redis] [--buyers 200000] [--tickets 50000] [--processes 1] ' +
+  '[--out sale-reports]\n' +
   `engines: ${ENGINES.join(', ')} (default embedded); PostgreSQL and Redis from ONSALE_BENCH_POSTGRES_URL and ` +
-  'ONSALE_BENCH_REDIS_URL (defaults: the local servers)\n';
+  'ONSALE_BENCH_REDIS_URL (defaults: the local servers); --processes: simulator processes (1..64, as ' +
+  '`onsale simulate --processes`), sharing its 128 connections and 256 followers\n';
 
 function fail(message: string): never {
   process.stderr.write(`onsale sale: ${message}\n${USAGE}`);
@@ -36,6 +38,7 @@ async function main(): Promise<number> {
         engines: { type: 'string', default: 'embedded' },
         buyers: { type: 'string', default: '200000' },
         tickets: { type: 'string', default: '50000' },
+        processes: { type: 'string', default: '1' },
         out: { type: 'string', default: 'sale-reports' },
         help: { type: 'boolean' },
       },
@@ -56,6 +59,9 @@ async function main(): Promise<number> {
   if (!Number.isInteger(buyers) || buyers < 1) fail(`--buyers: "${values.buyers}" is not a whole number ≥ 1`);
   if (!Number.isInteger(tickets) || tickets < 3)
     fail(`--tickets: "${values.tickets}" is not a whole number ≥ 3`);
+  const processes = Number(values.processes);
+  if (!/^\d+$/.test(values.processes) || processes < 1 || processes > 64)
+    fail(`--processes: "${values.processes}" is not a whole number 1..64`);
   if (engines.some((e) => e !== 'embedded')) await assertPostgresReachable(DEFAULT_URLS.postgres);
   if (engines.includes('postgres+redis')) await assertRedisReachable(DEFAULT_URLS.redis);
   // Ctrl+C or SIGTERM: onsale is stopped and its throw-away database, Redis keys and data folder removed.
@@ -75,11 +81,16 @@ async function main(): Promise<number> {
       `[sale] ${name}: ${buyers.toLocaleString('en-US')} buyers for ${tickets.toLocaleString('en-US')} tickets\n`,
     );
     let lastLog = 0;
-    const report = await playSale(contender, saleCrowd(buyers, tickets), DEFAULT_URLS, (p) => {
-      if (p.elapsedSec - lastLog < 5) return;
-      lastLog = p.elapsedSec;
-      process.stderr.write(`[sale] ${progressLine(p)}\n`);
-    });
+    const report = await playSale(
+      contender,
+      { ...saleCrowd(buyers, tickets), processes },
+      DEFAULT_URLS,
+      (p) => {
+        if (p.elapsedSec - lastLog < 5) return;
+        lastLog = p.elapsedSec;
+        process.stderr.write(`[sale] ${progressLine(p)}\n`);
+      },
+    );
     const file = join(values.out, `sale-${engine.replace('+', '-')}`);
     writeFileSync(`${file}.json`, `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(`${file}.html`, renderHtml(report));
