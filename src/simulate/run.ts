@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { planCrowd, readStock, type Arrival } from './crowd.js';
+import { planCrowd, readStock, type Arrival, type PlannedRequest } from './crowd.js';
 import { checkInvariants, type Violation } from './invariants.js';
 import {
   bucketOf,
@@ -8,8 +8,10 @@ import {
   playShare,
   secondOf,
   sleep,
+  type PlayingShare,
   type SecondFigures,
   type ShareCounts,
+  type ShareOptions,
 } from './play.js';
 import { playInChildren, stopChildren } from './processes.js';
 import { percentiles, type Percentiles } from './stats.js';
@@ -168,24 +170,7 @@ export async function simulate(
       settleSec: opts.settleSec,
     };
     const { t0, shares } =
-      processes === 1
-        ? (() => {
-            const start = clock();
-            return {
-              t0: start,
-              shares: [
-                playShare({
-                  ...shared,
-                  plan,
-                  t0: start,
-                  connections: opts.connections,
-                  followers: opts.followers,
-                  syncPrefix: 'sync',
-                }),
-              ],
-            };
-          })()
-        : await playInChildren(shared, plan, processes, opts);
+      processes === 1 ? playHere(shared, plan, opts) : await playInChildren(shared, plan, processes, opts);
     // This process's CPU from here on counts only with children (one process: the share measures it all).
     const cpuAtStart = process.cpuUsage();
     const startedAt = new Date(t0);
@@ -329,6 +314,24 @@ export async function simulate(
     await monitor;
     await pool.destroy();
   }
+}
+
+/** The whole crowd played by this process, opening now. */
+function playHere(
+  shared: Omit<ShareOptions, 't0' | 'plan' | 'connections' | 'followers' | 'syncPrefix'>,
+  plan: readonly PlannedRequest[],
+  total: { connections: number; followers: number },
+): { t0: number; shares: PlayingShare[] } {
+  const t0 = clock();
+  const share = playShare({
+    ...shared,
+    plan,
+    t0,
+    connections: total.connections,
+    followers: total.followers,
+    syncPrefix: 'sync',
+  });
+  return { t0, shares: [share] };
 }
 
 function mergeCounts(all: Array<Record<string, number>>): Record<string, number> {
