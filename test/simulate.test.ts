@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -152,6 +153,9 @@ describe('onsale simulate against onsale', () => {
       expect(report.clientCpu).toMatchObject({ processes: 1 });
       expect(report.clientCpu.cpuMs).toBeGreaterThan(0);
       expect(report.clientCpu.includes).toContain('retries');
+      // The machine's CPUs, read from /proc/stat over the same time: at least what the simulator used.
+      expect(report.clientCpu.cpus).toBe(availableParallelism());
+      expect(report.clientCpu.machineBusyCores).toBeGreaterThanOrEqual(report.clientCpu.busyCores * 0.9);
       expect(report.clientCpuMsPerRequest).toBeCloseTo(report.clientCpu.cpuMs / t.attempts, 2);
       // The same figure, as requests per second of one core (within the rounding of the milliseconds).
       expect(report.clientRequestsPerCoreSec * report.clientCpuMsPerRequest).toBeGreaterThan(980);

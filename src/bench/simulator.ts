@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { balancerArgs, findBalancer } from '../cluster/lb.js';
+import { machineBusySeconds as machineBusyOrNull } from '../shared/machine-cpu.js';
 import type { SimulationReport } from '../simulate/run.js';
 import {
   childrenOf,
@@ -29,6 +30,8 @@ import { runWrk } from './wrk.js';
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const EVENT_ID = 'bench';
 const TYPE_ID = 'bench-ga';
+/** The bench measures on Linux (it reads /proc for every figure): 0 elsewhere. */
+const machineBusySeconds = () => machineBusyOrNull() ?? 0;
 
 export interface LoadGeneratorFigures {
   name: string;
@@ -105,17 +108,6 @@ function judge(
   }
   if (f.clientBusyCores >= 0.85 * Math.min(clientProcesses, cpus)) return 'the load generator';
   return 'none of the CPUs (latency or connections)';
-}
-
-/** CPU seconds the whole machine has been busy so far (all CPUs, idle and iowait left out), from /proc/stat. */
-function machineBusySeconds(): number {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
-    return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / 100;
-  } catch {
-    return 0;
-  }
 }
 
 /**

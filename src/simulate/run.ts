@@ -1,4 +1,6 @@
+import { availableParallelism } from 'node:os';
 import { Pool } from 'undici';
+import { machineBusySeconds } from '../shared/machine-cpu.js';
 import { planCrowd, readStock, type Arrival, type PlannedRequest } from './crowd.js';
 import { checkInvariants, type Violation } from './invariants.js';
 import {
@@ -101,6 +103,9 @@ export interface SimulationReport {
     sendSec: number;
     /** CPU seconds per second over sendSec: near `processes` (or the CPUs), the simulator was the limit. */
     busyCores: number;
+    /** The machine's CPUs, and how many CPU-s per second all its processes used meanwhile (null: unknown). */
+    cpus: number;
+    machineBusyCores: number | null;
     includes: string;
   };
   /** Answers other than an acceptance, per attempt, by error code (network_error: no answer at all). */
@@ -173,6 +178,7 @@ export async function simulate(
       processes === 1 ? playHere(shared, plan, opts) : await playInChildren(shared, plan, processes, opts);
     // This process's CPU from here on counts only with children (one process: the share measures it all).
     const cpuAtStart = process.cpuUsage();
+    const machineAtStart = { busy: machineBusySeconds(), at: clock() };
     const startedAt = new Date(t0);
     // The monitor's own timeline holds the tickets left each second; the shares' hold the rest.
     const stockTimeline: SecondFigures[] = [];
@@ -232,6 +238,11 @@ export async function simulate(
     const results = Promise.all(shares.map((s) => s.done));
     await Promise.race([Promise.all(shares.map((s) => s.sent)), results]);
     const parentCpu = process.cpuUsage(cpuAtStart);
+    const machineBusy = machineBusySeconds();
+    const machineBusyCores =
+      machineBusy === null || machineAtStart.busy === null
+        ? null
+        : (machineBusy - machineAtStart.busy) / Math.max((clock() - machineAtStart.at) / 1000, 0.001);
     const merged = await results;
     monitoring = false;
     await monitor;
@@ -284,6 +295,8 @@ export async function simulate(
         cpuMs: Math.round(cpuMs),
         sendSec: round(sendSeconds),
         busyCores: round(cpuMs / 1000 / sendSeconds),
+        cpus: availableParallelism(),
+        machineBusyCores: machineBusyCores === null ? null : round(machineBusyCores),
         includes: CPU_INCLUDES,
       },
       refusals: mergeCounts(merged.map((r) => r.refusals)),
