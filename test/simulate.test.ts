@@ -1,11 +1,12 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { clock } from '../src/simulate/play.js';
 import type { SimulationReport } from '../src/simulate/run.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startBrokenShop, type Fault } from './helpers/broken-shop.js';
@@ -296,6 +297,22 @@ describe('onsale simulate against onsale', () => {
     expect((await noToken.exited).code).toBe(2);
     expect(noToken.output()).toContain('--admin-token');
   }, 300_000);
+
+  it('with --processes: every process dates requests on one clock (first come, first served compares them)', () => {
+    // A child's clock() read between two of the parent's: with per-process clocks (performance.now(), which
+    // starts at each process's birth) the child's reading would be far below the parent's.
+    const before = clock();
+    const play = pathToFileURL(fileURLToPath(new URL('../dist/simulate/play.js', import.meta.url))).href;
+    const out = execFileSync(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import { clock } from '${play}'; process.stdout.write(String(clock()));`,
+    ]);
+    const after = clock();
+    const child = Number(out.toString());
+    expect(child).toBeGreaterThanOrEqual(before);
+    expect(child).toBeLessThanOrEqual(after);
+  });
 
   it('with --processes 2: a child that dies fails the run naming it; SIGTERM stops the children', async () => {
     const shop = await startBrokenShop('honest', ADMIN_TOKEN);
