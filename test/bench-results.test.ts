@@ -22,6 +22,7 @@ const section = (value: string) =>
     rows: [
       ['ackVsBare', value],
       ['a figure with | in it', '1 / 2'],
+      ['spaced out', '0.30  (goal ≥ 0.7: MISSED)'],
     ],
     json: '{"ackVsBare":0.9}',
   });

@@ -30,7 +30,8 @@ export interface ResultsSection {
 
 /** The section's Markdown, markers included. */
 export function renderResultsSection(r: ResultsSection): string {
-  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  // One space between words, as Prettier writes table cells; an escaped pipe so that it stays in its cell.
+  const cell = (s: string) => s.replace(/\s+/g, ' ').replace(/\|/g, '\\|');
   const time = (d: Date) => d.toISOString().slice(0, 16).replace('T', ' ');
   const ended = new Date(r.startedAt.getTime() + r.elapsedSec * 1000);
   return [
