@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomically } from '../shared/write-atomically.js';
 
 /**
  * The bench's results written into a Markdown file (docs/benchmarks.md for a full run): one section between
@@ -94,9 +95,7 @@ export function withResultsSection(text: string, section: string): string {
 /** Writes `section` into the Markdown file at `path` (created if missing), atomically. */
 export function writeResultsFile(path: string, section: string): void {
   const text = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
-  const next = withResultsSection(text, section);
-  writeFileSync(`${path}.tmp`, next);
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomically(path, withResultsSection(text, section));
 }
 
 /** The checked-out commit, marked when the tree has changes; "unknown" outside a git checkout. */
