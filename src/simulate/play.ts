@@ -42,6 +42,11 @@ export interface ShareCounts {
   rejected: number;
 }
 
+/** A share's counts before it has sent anything. */
+export function zeroCounts(): ShareCounts {
+  return { sent: 0, accepted: 0, refused: 0, answered: 0, gaveUp: 0, confirmed: 0, rejected: 0 };
+}
+
 export interface SecondFigures {
   second: number;
   sent: number;
@@ -142,15 +147,7 @@ export function playShare(opts: ShareOptions): PlayingShare {
   const { t0, plan } = opts;
   const timeline: SecondFigures[] = [];
   const bucket = (t: number) => bucketOf(timeline, t0, t);
-  const c: ShareCounts = {
-    sent: 0,
-    accepted: 0,
-    refused: 0,
-    answered: 0,
-    gaveUp: 0,
-    confirmed: 0,
-    rejected: 0,
-  };
+  const c = zeroCounts();
   const refusals: Record<string, number> = {};
   const rejections: Record<string, number> = {};
   const ackLatencies: number[] = [];

@@ -1,7 +1,14 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { PlannedRequest } from './crowd.js';
-import { clock, type PlayingShare, type ShareCounts, type ShareOptions, type ShareResult } from './play.js';
+import {
+  clock,
+  zeroCounts,
+  type PlayingShare,
+  type ShareCounts,
+  type ShareOptions,
+  type ShareResult,
+} from './play.js';
 
 /**
  * `onsale simulate --processes N`: the crowd, planned once by the parent, split among N child processes
@@ -88,15 +95,7 @@ function startChild(
   children.add(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-STDERR_KEPT)));
-  const counts: ShareCounts = {
-    sent: 0,
-    accepted: 0,
-    refused: 0,
-    answered: 0,
-    gaveUp: 0,
-    confirmed: 0,
-    rejected: 0,
-  };
+  const counts: ShareCounts = zeroCounts();
   let window: number[] = [];
   let result: ShareResult | null = null;
   let onReady!: () => void;
