@@ -79,6 +79,17 @@ async function assertServers(
   if (parts.has('rabbitmq')) await assertRabbitReachable(urls.rabbitmq);
 }
 
+/** Null when the `kind` balancer is installed; otherwise what to say (`say` given how to install it). */
+function balancerMissing(kind: 'haproxy' | 'nginx', say: (howToInstall: string) => string): string | null {
+  try {
+    findBalancer(kind);
+    return null;
+  } catch (error) {
+    if (!(error instanceof BalancerMissingError)) throw error;
+    return say(error.message);
+  }
+}
+
 /** Where the results go: --write FILE, none with --no-write, else docs/benchmarks.md after a full run. */
 function whereToWrite(options: BenchOptions, quick: boolean, parts: ReadonlySet<Part>): string | null {
   if (options.write === false) return null;
@@ -121,25 +132,14 @@ export async function runBench(options: BenchOptions): Promise<number> {
     process.stderr.write(`[bench] ${error.message}; start it, or leave its part out with --only\n`);
     return 1;
   }
-  if (parts.has('simulator')) {
-    try {
-      findBalancer('nginx');
-    } catch (error) {
-      if (!(error instanceof BalancerMissingError)) throw error;
-      process.stderr.write(
-        `[bench] the simulator part needs nginx: ${error.message} Or leave it out with --only.\n`,
-      );
-      return 1;
-    }
-  }
-  if (parts.has('cluster')) {
-    try {
-      findBalancer('haproxy');
-    } catch (error) {
-      if (!(error instanceof BalancerMissingError)) throw error;
-      process.stderr.write(`[bench] ${error.message} Or leave the cluster part out with --only.\n`);
-      return 1;
-    }
+  const missing =
+    (parts.has('simulator') &&
+      balancerMissing('nginx', (m) => `the simulator part needs nginx: ${m} Or leave it out with --only.`)) ||
+    (parts.has('cluster') &&
+      balancerMissing('haproxy', (m) => `${m} Or leave the cluster part out with --only.`));
+  if (missing) {
+    process.stderr.write(`[bench] ${missing}\n`);
+    return 1;
   }
   // Ctrl+C or SIGTERM during the sale part: its contender's throw-away database and keys are removed too.
   cleanUpOnExit(async () => {
