@@ -33,8 +33,8 @@ export interface MetricsCost {
 
 /**
  * The cost of metrics on the accept path: `onsale start` on the embedded engine under wrk, with metrics on
- * and /metrics scraped every SCRAPE_EVERY_MS, against the same with ONSALE_METRICS=off, alternating which goes
- * first each round (a shared machine drifts) and reporting the medians.
+ * and /metrics scraped every SCRAPE_EVERY_MS, against the same with ONSALE_METRICS=off, back to back,
+ * alternating which goes first each round (a shared machine drifts); the ratio is the median of the rounds'.
  */
 export async function measureMetricsCost(
   plan: AcceptPlan,
