@@ -183,22 +183,26 @@ export function childrenOf(pid: number): Array<{ pid: number; title: string }> {
  * cstime of /proc/self/stat): the cost of a run of wrk, read before and after it.
  */
 export function finishedChildrenCpuSeconds(): number {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[13]) + Number(fields[14])) / 100;
-  } catch {
-    return 0;
-  }
+  // cutime and cstime: fields 16 and 17 of stat(5).
+  return statSeconds('self', 13);
 }
 
 /** CPU seconds (user + system) a live process has used so far, from /proc/PID/stat; 0 once it is gone. */
 export function cpuSeconds(pid: number): number {
+  // utime and stime: fields 14 and 15 of stat(5).
+  return statSeconds(String(pid), 11);
+}
+
+/**
+ * Two consecutive clock-tick fields of /proc/<pid>/stat, counted from the state after the command name, in
+ * seconds; 0 if unreadable.
+ */
+function statSeconds(pid: string, index: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    // Clock ticks, 100 per second on Linux.
+    return (Number(fields[index]) + Number(fields[index + 1])) / 100;
   } catch {
     return 0;
   }
