@@ -4,14 +4,14 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { openQueue, openStorage } from './adapters/index.js';
 import { PARTS, type BenchOptions, type Part } from './bench/options.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
-import { BalancerMissingError } from './cluster/lb.js';
+import { BalancerMissingError } from './processes/lb/balancer.js';
 import { resolveAdminToken } from './shared/admin-token.js';
 import { addSimulateCommand } from './simulate/command.js';
-import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js';
+import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './processes/start.js';
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
-import { runAutoscaler } from './cluster/autoscaler.js';
-import { runBalancerWrapper } from './cluster/lb-wrapper.js';
+import { runAutoscaler } from './processes/autoscaler.js';
+import { runBalancerWrapper } from './processes/lb/wrapper.js';
 
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
@@ -73,7 +73,7 @@ function program(): Command {
   ).action(async (_opts, command: Command) => {
     const config = configFrom(command);
     // Loaded here so that the other roles never load the cluster's code.
-    const { runCluster } = await import('./cluster/cluster.js');
+    const { runCluster } = await import('./processes/cluster.js');
     await runCluster(config, resolveAdminToken(config.dataDir, process.env));
   });
 

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { sendError } from '../web/errors.js';
-import { machineMetrics } from './cluster.js';
+import { machineMetrics } from '../processes/machine-metrics.js';
 import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from './metrics.js';
 import { sharedStateMetrics } from './shared-state.js';
 

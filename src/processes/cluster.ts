@@ -9,9 +9,16 @@ import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
 import { writeFileAtomically } from '../shared/write-atomically.js';
-import { CHILD_SPEC_ENV, type ChildSpec } from '../supervisor/start.js';
+import { CHILD_SPEC_ENV, type ChildSpec } from './start.js';
 import { isScaleMessage, isWorkersMessage, type WorkersMessage } from './autoscaler.js';
-import { balancerArgs, CHECK_MS, CLUSTER_DRAIN_MS, findBalancer, renderConfig, type Backend } from './lb.js';
+import {
+  balancerArgs,
+  CHECK_MS,
+  CLUSTER_DRAIN_MS,
+  findBalancer,
+  renderConfig,
+  type Backend,
+} from './lb/balancer.js';
 import { Supervisor } from './supervisor.js';
 
 /**

@@ -1,6 +1,6 @@
 import cluster, { type Worker as ClusterChild } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
-import { enableMetrics, registry } from './metrics.js';
+import { enableMetrics, registry } from '../metrics/metrics.js';
 
 /**
  * Whole-machine metrics under `onsale start`. A web server scraped on /metrics asks the supervisor (the

@@ -2,13 +2,13 @@ import cluster, { type Worker as ClusterChild } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { serveMachineMetrics } from '../metrics/cluster.js';
+import { serveMachineMetrics } from './machine-metrics.js';
 import { enableMetrics, setWorkerCount } from '../metrics/metrics.js';
 import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
-import { isScaleMessage } from '../cluster/autoscaler.js';
-import { createDemoEvent } from './demo.js';
+import { isScaleMessage } from './autoscaler.js';
+import { createDemoEvent } from './demo-event.js';
 
 export type ChildRole = 'web' | 'worker' | 'autoscaler' | 'lb';
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { openQueue } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { startProcessMetrics } from '../metrics/cluster.js';
+import { startProcessMetrics } from './machine-metrics.js';
 import { serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
