@@ -7,7 +7,8 @@ import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './
 import { BalancerMissingError } from './processes/lb/balancer.js';
 import { resolveAdminToken } from './shared/admin-token.js';
 import { addSimulateCommand } from './simulate/command.js';
-import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './processes/start.js';
+import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/messages.js';
+import { runStart } from './processes/start.js';
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
 import { runAutoscaler } from './processes/autoscaler.js';
@@ -233,9 +234,9 @@ async function runChild(spec: ChildSpec): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with ONSALE_CLUSTER_CHILD).
+  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with CLUSTER_CHILD_ENV).
   const childSpec = process.env[CHILD_SPEC_ENV];
-  if (childSpec && (cluster.isWorker || process.env.ONSALE_CLUSTER_CHILD === '1')) {
+  if (childSpec && (cluster.isWorker || process.env[CLUSTER_CHILD_ENV] === '1')) {
     delete process.env[CHILD_SPEC_ENV];
     // A child of `onsale cluster` stops when its supervisor goes away (its IPC channel closes), even killed.
     if (!cluster.isWorker) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
