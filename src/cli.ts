@@ -4,15 +4,15 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { openQueue, openStorage } from './adapters/index.js';
 import { PARTS, type BenchOptions, type Part } from './bench/options.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
+import { runAutoscaler } from './processes/autoscaler.js';
 import { BalancerMissingError } from './processes/lb/balancer.js';
-import { resolveAdminToken } from './shared/admin-token.js';
-import { addSimulateCommand } from './simulate/command.js';
+import { runBalancerWrapper } from './processes/lb/wrapper.js';
 import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/messages.js';
 import { runStart } from './processes/start.js';
+import { resolveAdminToken } from './shared/admin-token.js';
+import { addSimulateCommand } from './simulate/command.js';
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
-import { runAutoscaler } from './processes/autoscaler.js';
-import { runBalancerWrapper } from './processes/lb/wrapper.js';
 
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
