@@ -4,14 +4,15 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { openQueue, openStorage } from './adapters/index.js';
 import { PARTS, type BenchOptions, type Part } from './bench/options.js';
 import { ConfigError, loadConfig, SETTINGS, type Config, type Setting } from './config.js';
-import { BalancerMissingError } from './cluster/lb.js';
+import { runAutoscaler } from './processes/autoscaler.js';
+import { BalancerMissingError } from './processes/lb/balancer.js';
+import { runBalancerWrapper } from './processes/lb/wrapper.js';
+import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/messages.js';
+import { runStart } from './processes/start.js';
 import { resolveAdminToken } from './shared/admin-token.js';
 import { addSimulateCommand } from './simulate/command.js';
-import { CHILD_SPEC_ENV, runStart, type ChildSpec } from './supervisor/start.js';
 import { runWebServer } from './web/server.js';
 import { runWorker } from './worker/worker.js';
-import { runAutoscaler } from './cluster/autoscaler.js';
-import { runBalancerWrapper } from './cluster/lb-wrapper.js';
 
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
@@ -73,7 +74,7 @@ function program(): Command {
   ).action(async (_opts, command: Command) => {
     const config = configFrom(command);
     // Loaded here so that the other roles never load the cluster's code.
-    const { runCluster } = await import('./cluster/cluster.js');
+    const { runCluster } = await import('./processes/cluster.js');
     await runCluster(config, resolveAdminToken(config.dataDir, process.env));
   });
 
@@ -233,9 +234,9 @@ async function runChild(spec: ChildSpec): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with ONSALE_CLUSTER_CHILD).
+  // A child of `onsale start` (a node:cluster worker) or of `onsale cluster` (spawned with CLUSTER_CHILD_ENV).
   const childSpec = process.env[CHILD_SPEC_ENV];
-  if (childSpec && (cluster.isWorker || process.env.ONSALE_CLUSTER_CHILD === '1')) {
+  if (childSpec && (cluster.isWorker || process.env[CLUSTER_CHILD_ENV] === '1')) {
     delete process.env[CHILD_SPEC_ENV];
     // A child of `onsale cluster` stops when its supervisor goes away (its IPC channel closes), even killed.
     if (!cluster.isWorker) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, defaultPolicy, type Observation, type ScalerState } from '../src/cluster/autoscaler.js';
+import { decide, defaultPolicy, type Observation, type ScalerState } from '../src/processes/autoscaler.js';
 
 const policy = defaultPolicy(1, 4);
 const idle: ScalerState = { workers: 1, changedAt: 0, quietSince: null };

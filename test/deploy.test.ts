@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { DEPLOY_EXAMPLE, renderHaproxy, renderNginx } from '../src/cluster/lb.js';
+import { DEPLOY_EXAMPLE, renderHaproxy, renderNginx } from '../src/processes/lb/balancer.js';
 import { SETTINGS } from '../src/config.js';
 import { prometheusConfig } from '../src/metrics/prometheus-config.js';
 

@@ -4,7 +4,7 @@ import { loadConfig } from '../config.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
 import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
-import { BalancerMissingError, findBalancer } from '../cluster/lb.js';
+import { BalancerMissingError, findBalancer } from '../processes/lb/balancer.js';
 import { CLUSTER_WEB, measureCluster } from './cluster.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePages } from './pages.js';

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { balancerArgs, findBalancer } from '../cluster/lb.js';
+import { balancerArgs, findBalancer } from '../processes/lb/balancer.js';
 import { machineBusySeconds as machineBusyOrNull } from '../shared/machine-cpu.js';
 import type { SimulationReport } from '../simulate/run.js';
 import {

@@ -5,8 +5,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import { machineMetrics } from '../processes/machine-metrics.js';
 import { sendError } from '../web/errors.js';
-import { machineMetrics } from './cluster.js';
 import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from './metrics.js';
 import { sharedStateMetrics } from './shared-state.js';
 

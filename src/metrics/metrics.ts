@@ -2,8 +2,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 /**
  * The metrics of one process: what it did (requests, accepts, refusals, batches). Under `onsale start`
- * these per-process registries are summed across the machine by the supervisor (cluster.ts); the state
- * every process shares (queue, stock, dead letters) is read once at scrape time instead (shared-state.ts).
+ * these per-process registries are summed across the machine by the supervisor
+ * (src/processes/machine-metrics.ts); the state every process shares (queue, stock, dead letters) is read
+ * once at scrape time instead (shared-state.ts).
  *
  * Every recorder is a no-op until enableMetrics() runs (ONSALE_METRICS=off never calls it), and swallows
  * its own failures: a metric must never break a request or a batch.

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
-import { ARRIVALS, type Arrival } from './crowd.js';
+import { ARRIVALS } from './crowd.js';
+import type { SimulateFlags } from './flags.js';
 
 /**
  * `onsale simulate`: its flags, parsed and checked here (a bad value names its flag; the CLI exits 2), and an
@@ -31,29 +32,6 @@ function httpUrl(raw: string): string {
     // reported below
   }
   throw new InvalidArgumentError('expected an http:// or https:// URL, such as http://127.0.0.1:3000.');
-}
-
-export interface SimulateFlags {
-  url: string;
-  adminToken?: string;
-  event?: string;
-  buyers: number;
-  repeat: number;
-  arrival: Arrival;
-  duration: number;
-  ticketTypes: number;
-  tickets?: number;
-  maxPerBuyer: number;
-  maxQuantity: number;
-  connections: number;
-  followers: number;
-  follow: 'poll' | 'sse';
-  settle: number;
-  retries: number;
-  seed: number;
-  processes: number;
-  reportJson?: string;
-  reportHtml?: string;
 }
 
 export function addSimulateCommand(root: Command): void {

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { SimulateFlags } from './command.js';
+import type { SimulateFlags } from './flags.js';
 import { clientCpuLine } from './cost.js';
 import { renderHtml } from './html.js';
 import { simulate, type Progress, type SimulationReport } from './run.js';

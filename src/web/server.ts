@@ -1,6 +1,6 @@
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { startProcessMetrics } from '../metrics/cluster.js';
+import { startProcessMetrics } from '../processes/machine-metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { buildApp } from './app.js';

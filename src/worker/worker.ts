@@ -5,9 +5,9 @@ import type { Config } from '../config.js';
 import { UnavailableError } from '../domain/errors.js';
 import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
-import { startProcessMetrics } from '../metrics/cluster.js';
 import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { countRetry, observeBatch, setWorkerCount } from '../metrics/metrics.js';
+import { startProcessMetrics } from '../processes/machine-metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 

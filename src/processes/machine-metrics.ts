@@ -1,6 +1,16 @@
 import cluster, { type Worker as ClusterChild } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
-import { enableMetrics, registry } from './metrics.js';
+import { enableMetrics, registry } from '../metrics/metrics.js';
+import {
+  isMetricsAnswerMessage,
+  isMetricsAskMessage,
+  isMetricsCollectMessage,
+  isMetricsRegistryMessage,
+  type MetricsAnswerMessage,
+  type MetricsAskMessage,
+  type MetricsCollectMessage,
+  type MetricsRegistryMessage,
+} from './messages.js';
 
 /**
  * Whole-machine metrics under `onsale start`. A web server scraped on /metrics asks the supervisor (the
@@ -12,23 +22,10 @@ import { enableMetrics, registry } from './metrics.js';
  * rate() treats that as a counter reset, which is what a restarted process is anyway.
  */
 
-const ASK = 'onsale:metrics:ask'; // web child → supervisor: "the machine's metrics, please"
-const COLLECT = 'onsale:metrics:collect'; // supervisor → every child: "your registry"
-const REGISTRY = 'onsale:metrics:registry'; // child → supervisor: its registry as JSON
-const ANSWER = 'onsale:metrics:answer'; // supervisor → the asking child: the aggregated text
-
 /** How long the supervisor waits for the children; one that does not answer in time is left out. */
 const COLLECT_TIMEOUT_MS = 2_000;
 /** How long a web server waits for the supervisor before its /metrics fails (503). */
 const ASK_TIMEOUT_MS = 5_000;
-
-interface Message {
-  type?: string;
-  id?: number;
-  metrics?: object[];
-  text?: string;
-  error?: string;
-}
 
 let nextId = 0;
 const waiting = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void }>();
@@ -41,17 +38,19 @@ export function startProcessMetrics(): void {
 
 /** In a cluster child: answers the supervisor's collection requests, and receives its answers. */
 function answerClusterCollection(): void {
-  process.on('message', (message: Message) => {
-    if (message?.type === COLLECT) {
+  const reply = (id: number, metrics: object[]) =>
+    process.send?.({ type: 'onsale:metrics:registry', id, metrics } satisfies MetricsRegistryMessage);
+  process.on('message', (message: unknown) => {
+    if (isMetricsCollectMessage(message)) {
       registry.getMetricsAsJSON().then(
-        (metrics) => process.send?.({ type: REGISTRY, id: message.id, metrics }),
-        () => process.send?.({ type: REGISTRY, id: message.id, metrics: [] }),
+        (metrics) => reply(message.id, metrics),
+        () => reply(message.id, []),
       );
-    } else if (message?.type === ANSWER && message.id !== undefined) {
+    } else if (isMetricsAnswerMessage(message)) {
       const pending = waiting.get(message.id);
       waiting.delete(message.id);
-      if (message.error !== undefined) pending?.reject(new Error(message.error));
-      else pending?.resolve(message.text ?? '');
+      if ('error' in message) pending?.reject(new Error(message.error));
+      else pending?.resolve(message.text);
     }
   });
 }
@@ -68,19 +67,20 @@ export function machineMetrics(): Promise<string> {
       resolve: (text) => (clearTimeout(timer), resolve(text)),
       reject: (error) => (clearTimeout(timer), reject(error)),
     });
-    process.send?.({ type: ASK, id });
+    process.send?.({ type: 'onsale:metrics:ask', id } satisfies MetricsAskMessage);
   });
 }
 
 /** In the supervisor: answers its web servers' requests for the machine's metrics. */
 export function serveMachineMetrics(): void {
   let round = 0;
-  cluster.on('message', (asker: ClusterChild, message: Message) => {
-    if (message?.type !== ASK) return;
+  cluster.on('message', (asker: ClusterChild, message: unknown) => {
+    if (!isMetricsAskMessage(message)) return;
     const id = round++;
     void aggregate(id).then(
-      (text) => send(asker, { type: ANSWER, id: message.id, text }),
-      (error: unknown) => send(asker, { type: ANSWER, id: message.id, error: String(error) }),
+      (text) => send(asker, { type: 'onsale:metrics:answer', id: message.id, text }),
+      (error: unknown) =>
+        send(asker, { type: 'onsale:metrics:answer', id: message.id, error: String(error) }),
     );
   });
 }
@@ -102,18 +102,18 @@ function collectFrom(child: ClusterChild, id: number): Promise<object[]> {
       child.off('exit', onExit);
       resolve(metrics);
     };
-    const onMessage = (message: Message) => {
-      if (message?.type === REGISTRY && message.id === id) done(message.metrics ?? []);
+    const onMessage = (message: unknown) => {
+      if (isMetricsRegistryMessage(message) && message.id === id) done(message.metrics);
     };
     const onExit = () => done([]);
     const timer = setTimeout(() => done([]), COLLECT_TIMEOUT_MS);
     child.on('message', onMessage);
     child.on('exit', onExit);
-    send(child, { type: COLLECT, id });
+    send(child, { type: 'onsale:metrics:collect', id });
   });
 }
 
-function send(child: ClusterChild, message: Message): void {
+function send(child: ClusterChild, message: MetricsCollectMessage | MetricsAnswerMessage): void {
   try {
     if (child.isConnected()) child.send(message);
   } catch {

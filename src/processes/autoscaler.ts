@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import { openQueue } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { startProcessMetrics } from '../metrics/cluster.js';
 import { serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
+import { startProcessMetrics } from './machine-metrics.js';
+import { isWorkersMessage, type ScaleMessage, type WorkersMessage } from './messages.js';
 
 /** What the autoscaler sees of the queue at one instant. */
 export interface Observation {
@@ -103,42 +104,6 @@ export function decide(state: ScalerState, obs: Observation, policy: ScalePolicy
     );
   }
   return { state: next };
-}
-
-/** The message the autoscaler sends its parent (the supervisor of `start` or `cluster`) over IPC. */
-export interface ScaleMessage {
-  type: 'onsale-scale';
-  workers: number;
-  reason: string;
-}
-
-/**
- * Between `onsale cluster` and its autoscaler, for onsale_workers: the autoscaler asks once it listens,
- * and the cluster tells it the worker processes it runs, then again each time that number changes.
- */
-export interface WorkersMessage {
-  type: 'onsale-workers';
-  /** Absent in the autoscaler's question. */
-  workers?: number;
-}
-
-export function isWorkersMessage(message: unknown): message is WorkersMessage {
-  return (
-    typeof message === 'object' &&
-    message !== null &&
-    (message as WorkersMessage).type === 'onsale-workers' &&
-    ((message as WorkersMessage).workers === undefined ||
-      Number.isInteger((message as WorkersMessage).workers))
-  );
-}
-
-export function isScaleMessage(message: unknown): message is ScaleMessage {
-  return (
-    typeof message === 'object' &&
-    message !== null &&
-    (message as ScaleMessage).type === 'onsale-scale' &&
-    Number.isInteger((message as ScaleMessage).workers)
-  );
 }
 
 const OBSERVE_EVERY_MS = 500;

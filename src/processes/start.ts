@@ -2,28 +2,13 @@ import cluster, { type Worker as ClusterChild } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { serveMachineMetrics } from '../metrics/cluster.js';
 import { enableMetrics, setWorkerCount } from '../metrics/metrics.js';
 import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
-import { isScaleMessage } from '../cluster/autoscaler.js';
-import { createDemoEvent } from './demo.js';
-
-export type ChildRole = 'web' | 'worker' | 'autoscaler' | 'lb';
-
-/** What the supervisor hands each child in its environment. */
-export interface ChildSpec {
-  role: ChildRole;
-  config: Config;
-  workerId?: string;
-  /** The autoscaler's: how many workers run when it starts. */
-  workers?: number;
-  /** The load balancer wrapper's (onsale cluster): the balancer's command line. */
-  command?: string[];
-}
-
-export const CHILD_SPEC_ENV = 'ONSALE_CHILD_SPEC';
+import { createDemoEvent } from './demo-event.js';
+import { serveMachineMetrics } from './machine-metrics.js';
+import { CHILD_SPEC_ENV, isScaleMessage, type ChildSpec } from './messages.js';
 
 /**
  * `onsale start`: the supervisor (the node:cluster primary) migrates the database, makes the demo event on

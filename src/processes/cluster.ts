@@ -9,9 +9,22 @@ import type { AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
 import { writeFileAtomically } from '../shared/write-atomically.js';
-import { CHILD_SPEC_ENV, type ChildSpec } from '../supervisor/start.js';
-import { isScaleMessage, isWorkersMessage, type WorkersMessage } from './autoscaler.js';
-import { balancerArgs, CHECK_MS, CLUSTER_DRAIN_MS, findBalancer, renderConfig, type Backend } from './lb.js';
+import {
+  CHILD_SPEC_ENV,
+  CLUSTER_CHILD_ENV,
+  isScaleMessage,
+  isWorkersMessage,
+  type ChildSpec,
+  type WorkersMessage,
+} from './messages.js';
+import {
+  balancerArgs,
+  CHECK_MS,
+  CLUSTER_DRAIN_MS,
+  findBalancer,
+  renderConfig,
+  type Backend,
+} from './lb/balancer.js';
 import { Supervisor } from './supervisor.js';
 
 /**
@@ -96,7 +109,7 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
       env: {
         ...process.env,
         [CHILD_SPEC_ENV]: JSON.stringify(spec),
-        ONSALE_CLUSTER_CHILD: '1',
+        [CLUSTER_CHILD_ENV]: '1',
         ONSALE_ADMIN_TOKEN: admin.token,
       },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

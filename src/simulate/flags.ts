@@ -1,0 +1,29 @@
+import type { Arrival } from './crowd.js';
+
+/**
+ * The flags of `onsale simulate` once parsed and checked (command.ts), as the command's action hands them
+ * to the simulator (report.ts). Apart from both so that the command, which loads the simulator only when
+ * it runs, and the simulator do not import each other.
+ */
+export interface SimulateFlags {
+  url: string;
+  adminToken?: string;
+  event?: string;
+  buyers: number;
+  repeat: number;
+  arrival: Arrival;
+  duration: number;
+  ticketTypes: number;
+  tickets?: number;
+  maxPerBuyer: number;
+  maxQuantity: number;
+  connections: number;
+  followers: number;
+  follow: 'poll' | 'sse';
+  settle: number;
+  retries: number;
+  seed: number;
+  processes: number;
+  reportJson?: string;
+  reportHtml?: string;
+}
