@@ -86,7 +86,7 @@ export function installObservability(
   app.get('/metrics', async (request, reply) => {
     if (!shared) {
       noteErrorCode(request, 'not_found');
-      return sendError(reply, 404, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
+      return sendError(reply, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
     }
     try {
       const own = cluster.isWorker ? await machineMetrics() : await registry.metrics();
@@ -94,7 +94,7 @@ export function installObservability(
       return own + (await shared());
     } catch (error) {
       deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
-      return sendError(reply, 503, 'unavailable', 'the metrics cannot be gathered right now', 1);
+      return sendError(reply, 'unavailable', 'the metrics cannot be gathered right now', 1);
     }
   });
 }

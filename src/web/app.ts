@@ -21,7 +21,7 @@ import { installObservability, noteErrorCode, notePurchase, requestId } from '..
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { Backpressure, RateLimiter } from './admission.js';
-import { clientErrorResponse, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
+import { clientErrorResponse, httpStatus, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
 import { EventCache } from './event-cache.js';
 import { GroupCommit } from './group-commit.js';
 import { registerPages } from './pages/pages.js';
@@ -120,13 +120,13 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     noteErrorCode(request, failure?.code ?? 'internal_error');
     if (!failure) {
       request.log.error({ err: error, url: request.url }, 'request failed');
-      return sendError(reply, 500, 'internal_error', 'something went wrong on our side');
+      return sendError(reply, 'internal_error', 'something went wrong on our side');
     }
-    if (failure.httpStatus >= 500) request.log.warn({ err: error, url: request.url }, failure.message);
-    return sendError(reply, failure.httpStatus, failure.code, failure.message, failure.retryAfterSeconds);
+    if (httpStatus(failure.code) >= 500) request.log.warn({ err: error, url: request.url }, failure.message);
+    return sendError(reply, failure.code, failure.message, failure.retryAfterSeconds);
   });
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, 404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
+    sendError(reply, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
   );
 
   // Request logs and metrics, and GET /metrics: before the routes, so that their hooks cover every route.
@@ -197,11 +197,11 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    if (draining) return sendError(reply, 503, 'unavailable', 'draining: this server is shutting down', 5);
+    if (draining) return sendError(reply, 'unavailable', 'draining: this server is shutting down', 5);
     try {
       await Promise.all([storage.ping(), queue.ping()]);
     } catch {
-      return sendError(reply, 503, 'unavailable', 'the database or the queue does not answer', 1);
+      return sendError(reply, 'unavailable', 'the database or the queue does not answer', 1);
     }
     return { status: 'ready' };
   });
