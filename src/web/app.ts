@@ -17,13 +17,13 @@ import {
   type SaleEvent,
 } from '../domain/types.js';
 import type { Config } from '../config.js';
-import { installObservability, noteErrorCode, notePurchase, requestId } from '../metrics/http.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { Backpressure, RateLimiter } from './admission.js';
 import { clientErrorResponse, httpStatus, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
 import { EventCache } from './event-cache.js';
 import { GroupCommit } from './group-commit.js';
+import { installObservability, noteErrorCode, notePurchase, requestId } from './metrics-plugin.js';
 import { registerPages } from './pages/pages.js';
 import {
   eventParams,

@@ -3,12 +3,12 @@ import cluster from 'node:cluster';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { machineMetrics } from '../metrics/cluster.js';
+import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from '../metrics/metrics.js';
+import { sharedStateMetrics } from '../metrics/shared-state.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
-import { sendError } from '../web/errors.js';
-import { machineMetrics } from './cluster.js';
-import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from './metrics.js';
-import { sharedStateMetrics } from './shared-state.js';
+import { sendError } from './errors.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
 /** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
