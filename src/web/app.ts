@@ -8,7 +8,10 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { OnsaleError } from '../domain/errors.js';
+import { eventToCreate } from '../domain/event-request.js';
 import { newPurchaseId } from '../domain/ids.js';
+import { purchaseRefusal } from '../domain/purchase-request.js';
+import { unstorableText } from '../domain/text.js';
 import {
   FINAL_STATUSES,
   queuedPurchase,
@@ -58,8 +61,6 @@ export interface OnsaleApp {
 
 /** Printable ASCII, 1..128 characters (api.md, Idempotency-Key). */
 const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,128}$/;
-/** A lone UTF-16 surrogate cannot be stored as text and kept verbatim, so it is refused. */
-const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Builds the HTTP API of api.md over a storage and a queue. */
 export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps): OnsaleApp {
@@ -210,25 +211,9 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
     '/api/events',
     { ...adminOnly, schema: { body: newEventBody } },
     async (request, reply) => {
-      const body = request.body;
-      if (body.holdSeconds > 0) {
-        throw new OnsaleError('invalid_request', 'holds are not available yet: holdSeconds must be 0');
-      }
-      let salesOpenAt = new Date().toISOString();
-      if (body.salesOpenAt !== undefined) {
-        const at = new Date(body.salesOpenAt);
-        if (Number.isNaN(at.getTime())) {
-          throw new OnsaleError('invalid_request', 'salesOpenAt must be an ISO-8601 date and time');
-        }
-        salesOpenAt = at.toISOString();
-      }
-      refuseLoneSurrogates(body.name, ...body.ticketTypes.map((t) => t.name));
-      const event = await storage.createEvent({
-        name: body.name,
-        salesOpenAt,
-        holdSeconds: body.holdSeconds,
-        ticketTypes: body.ticketTypes,
-      });
+      const input = eventToCreate(request.body, new Date());
+      if (input instanceof OnsaleError) throw input;
+      const event = await storage.createEvent(input);
       return reply.code(201).send(withAvailability(event, new Map()));
     },
   );
@@ -285,27 +270,11 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
       if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
         throw new OnsaleError('invalid_request', 'Idempotency-Key must be 1..128 printable ASCII characters');
       }
-      refuseLoneSurrogates(buyerId);
+      const badText = unstorableText(buyerId);
+      if (badText) throw badText;
       const event = await eventOr404(request.params.eventId);
-      const seen = new Set<string>();
-      for (const item of items) {
-        const type = event.ticketTypes.find((t) => t.id === item.ticketTypeId);
-        if (!type)
-          throw new OnsaleError('not_found', `event ${event.id} has no ticket type ${item.ticketTypeId}`);
-        if (seen.has(item.ticketTypeId)) {
-          throw new OnsaleError('invalid_request', `ticket type ${item.ticketTypeId} appears twice in items`);
-        }
-        seen.add(item.ticketTypeId);
-        if (item.quantity > type.maxPerBuyer) {
-          throw new OnsaleError(
-            'invalid_request',
-            `quantity of ${item.ticketTypeId} must be at most ${type.maxPerBuyer} (maxPerBuyer)`,
-          );
-        }
-      }
-      if (Date.parse(event.salesOpenAt) > Date.now()) {
-        throw new OnsaleError('sales_not_open', `sales open at ${event.salesOpenAt}`);
-      }
+      const refusal = purchaseRefusal(event, items, Date.now());
+      if (refusal) throw refusal;
       buyerLimit.take(`${event.id}\u0000${buyerId}`);
       backpressure.check();
       if (closing)
@@ -400,10 +369,4 @@ function requestHash(p: AcceptedPurchase): string {
   return createHash('sha256')
     .update(JSON.stringify([p.buyerId, p.items.map((i) => [i.ticketTypeId, i.quantity])]))
     .digest('base64url');
-}
-
-function refuseLoneSurrogates(...texts: string[]): void {
-  if (texts.some((t) => LONE_SURROGATE.test(t))) {
-    throw new OnsaleError('invalid_request', 'text must be valid Unicode (a lone surrogate was found)');
-  }
 }
