@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocate, buyerKey, type StockLevel } from '../src/domain/allocation.js';
+import { newTickets } from '../src/domain/ids.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
 
 let n = 0;
@@ -30,6 +31,7 @@ describe('allocate', () => {
       [p('a', [['ga', 3]]), p('b', [['ga', 3]]), p('c', [['ga', 2]]), p('d', [['ga', 1]])],
       s,
       new Map(),
+      newTickets,
     );
     expect(out.map((d) => (d.outcome === 'confirmed' ? 'ok' : d.reason))).toEqual([
       'ok',
@@ -52,6 +54,7 @@ describe('allocate', () => {
       ],
       s,
       new Map(),
+      newTickets,
     );
     expect(first!.outcome).toBe('confirmed');
     expect(second).toMatchObject({ outcome: 'rejected', reason: 'sold_out' });
@@ -61,7 +64,12 @@ describe('allocate', () => {
   it('counts the per-buyer limit across purchases, including earlier batches', () => {
     const s = stock({ ga: [100, 4] });
     const bought = new Map([[buyerKey('a', 'ga'), 2]]);
-    const out = allocate([p('a', [['ga', 2]]), p('a', [['ga', 1]]), p('b', [['ga', 4]])], s, bought);
+    const out = allocate(
+      [p('a', [['ga', 2]]), p('a', [['ga', 1]]), p('b', [['ga', 4]])],
+      s,
+      bought,
+      newTickets,
+    );
     expect(out.map((d) => d.outcome)).toEqual(['confirmed', 'rejected', 'confirmed']);
     expect(out[1]).toMatchObject({ reason: 'limit_exceeded' });
     expect(bought.get(buyerKey('a', 'ga'))).toBe(4);
@@ -77,6 +85,7 @@ describe('allocate', () => {
       ],
       stock({ ga: [10, 10], vip: [10, 10] }),
       new Map(),
+      newTickets,
     );
     const d = out[0]!;
     if (d.outcome !== 'confirmed') throw new Error('expected confirmed');

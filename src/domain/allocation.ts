@@ -1,4 +1,3 @@
-import { newTickets } from './ids.js';
 import type { AcceptedPurchase, RejectReason } from './types.js';
 
 /** What the allocator needs to know of one ticket type, as committed before the batch. */
@@ -17,6 +16,12 @@ export type Allocation =
     }
   | { purchase: AcceptedPurchase; outcome: 'rejected'; reason: RejectReason };
 
+/**
+ * Makes `count` fresh ticket ids and codes at once (src/domain/ids.ts makes them random; a test passes a
+ * counter, so that allocation is deterministic).
+ */
+export type TicketGenerator = (count: number) => Array<{ id: string; code: string }>;
+
 export function buyerKey(buyerId: string, ticketTypeId: string): string {
   return `${ticketTypeId}\u0000${buyerId}`;
 }
@@ -34,6 +39,7 @@ export function allocate(
   purchases: readonly AcceptedPurchase[],
   stock: Map<string, StockLevel>,
   bought: Map<string, number>,
+  generate: TicketGenerator,
 ): Allocation[] {
   const decisions: Array<{ purchase: AcceptedPurchase; reason: RejectReason | null }> = [];
   let ticketCount = 0;
@@ -48,8 +54,8 @@ export function allocate(
       ticketCount += item.quantity;
     }
   }
-  // Randomness for the whole batch at once: one call to the CSPRNG rather than one per purchase.
-  const fresh = newTickets(ticketCount);
+  // Ids for the whole batch at once: one call to the CSPRNG rather than one per purchase.
+  const fresh = generate(ticketCount);
   let next = 0;
   return decisions.map(({ purchase, reason }): Allocation => {
     if (reason) return { purchase, outcome: 'rejected', reason };

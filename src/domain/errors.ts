@@ -1,6 +1,6 @@
 /**
  * Errors with stable codes. Every layer throws these; the web server maps them once to the error body and
- * status of api.md, whatever adapter raised them.
+ * status of api.md (src/web/errors.ts), whatever adapter raised them.
  */
 export type ErrorCode =
   | 'invalid_request'
@@ -14,22 +14,9 @@ export type ErrorCode =
   | 'overloaded'
   | 'unavailable';
 
-const STATUS: Record<ErrorCode, number> = {
-  invalid_request: 400,
-  unauthorized: 401,
-  not_found: 404,
-  sales_not_open: 409,
-  idempotency_conflict: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  rate_limited: 429,
-  overloaded: 503,
-  unavailable: 503,
-};
-
 export class OnsaleError extends Error {
   readonly code: ErrorCode;
-  /** Seconds a client should wait before trying again (429 and 503). */
+  /** Seconds a client should wait before trying again (rate_limited, overloaded, unavailable). */
   readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { retryAfterSeconds?: number; cause?: unknown }) {
@@ -37,10 +24,6 @@ export class OnsaleError extends Error {
     this.name = 'OnsaleError';
     this.code = code;
     this.retryAfterSeconds = options?.retryAfterSeconds;
-  }
-
-  get httpStatus(): number {
-    return STATUS[this.code];
   }
 }
 

@@ -1,10 +1,10 @@
+import type { PurchaseOutcome } from '../domain/batch.js';
 import type {
   AcceptedPurchase,
   EventStats,
   NewEvent,
   Purchase,
   PurchaseStatus,
-  RejectReason,
   SaleEvent,
 } from '../domain/types.js';
 
@@ -53,10 +53,5 @@ export interface Storage {
 /** What applyBatch did: only the purchases this call applied (none of a batch already applied). */
 export interface BatchResult {
   applied: number;
-  outcomes: Array<{
-    purchaseId: string;
-    acceptedAt: string;
-    outcome: 'confirmed' | 'rejected';
-    reason: RejectReason | null;
-  }>;
+  outcomes: PurchaseOutcome[];
 }

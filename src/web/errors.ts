@@ -1,16 +1,37 @@
 import type { FastifyReply } from 'fastify';
 import { OnsaleError, type ErrorCode } from '../domain/errors.js';
 
-/** Writes api.md's error body. */
+/** The HTTP status of each error code (api.md): the one place where codes become statuses. */
+const HTTP_STATUS: Record<ErrorCode | 'internal_error', number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  sales_not_open: 409,
+  idempotency_conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal_error: 500,
+  overloaded: 503,
+  unavailable: 503,
+};
+
+export function httpStatus(code: ErrorCode | 'internal_error'): number {
+  return HTTP_STATUS[code];
+}
+
+/** Writes api.md's error body, with the status of its code. */
 export function sendError(
   reply: FastifyReply,
-  status: number,
   code: ErrorCode | 'internal_error',
   message: string,
   retryAfterSeconds?: number,
 ): FastifyReply {
   if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
-  return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message } });
+  return reply
+    .code(HTTP_STATUS[code])
+    .type('application/json; charset=utf-8')
+    .send({ error: { code, message } });
 }
 
 /** Fastify's own failures of a client's request, by their stable codes. */
@@ -66,7 +87,7 @@ export function sendFrameworkError(reply: FastifyReply, error: { code?: string }
     error.code === 'FST_ERR_MAX_PARAM_LENGTH'
       ? 'a path parameter is longer than this server accepts'
       : 'the URL path is not valid (bad percent-encoding)';
-  return sendError(reply, 400, 'invalid_request', message);
+  return sendError(reply, 'invalid_request', message);
 }
 
 /**

@@ -1,5 +1,6 @@
-import { allocate, buyerKey, type StockLevel } from '../../domain/allocation.js';
-import { newId } from '../../domain/ids.js';
+import { buyerKey, type StockLevel } from '../../domain/allocation.js';
+import { pendingBuyers, planBatch } from '../../domain/batch.js';
+import { newId, newTickets } from '../../domain/ids.js';
 import type {
   AcceptedPurchase,
   EventStats,
@@ -300,9 +301,10 @@ export class PostgresStorage implements Storage {
   }
 
   /**
-   * The body of applyBatch's transaction: lock the event's stock, skip what is already applied, decide the
-   * rest in memory (domain allocate(), in the order given), then write everything with one statement per
-   * table. Safe to run again after a lost COMMIT answer: the second run finds the batch applied.
+   * The body of applyBatch's transaction: lock the event's stock, read what is already applied and the
+   * buyers' totals, let the domain plan the batch (planBatch(), in the order given), then write the plan
+   * with one statement per table. Safe to run again after a lost COMMIT answer: the second run finds the
+   * batch applied.
    */
   async #apply(
     tx: Tx,
@@ -323,11 +325,10 @@ export class PostgresStorage implements Storage {
     const done = await tx.query<{ id: string }>(SQL.alreadyApplied, [
       purchases.map((p) => toDb(p.purchaseId)),
     ]);
-    const doneIds = new Set(done.rows.map((r) => fromDb(r.id)));
-    const fresh = purchases.filter((p) => !doneIds.has(p.purchaseId));
-    if (fresh.length === 0) return [];
+    const applied = new Set(done.rows.map((r) => fromDb(r.id)));
+    const buyers = pendingBuyers(purchases, applied);
+    if (buyers.length === 0) return [];
 
-    const buyers = [...new Set(fresh.map((p) => p.buyerId))];
     const bought = new Map<string, number>();
     const boughtRows = await tx.query<{ buyer_id: string; ticket_type_id: string; quantity: number }>(
       SQL.boughtByBuyers,
@@ -335,7 +336,8 @@ export class PostgresStorage implements Storage {
     );
     for (const r of boughtRows.rows)
       bought.set(buyerKey(fromDb(r.buyer_id), fromDb(r.ticket_type_id)), r.quantity);
-    const hadTotals = new Set(bought.keys()); // before allocate() adds to `bought`
+    const hadTotals = new Set(bought.keys()); // before planBatch() adds to `bought`
+    const plan = planBatch(purchases, applied, stock, bought, newTickets);
 
     const rows = {
       id: [] as string[],
@@ -352,22 +354,13 @@ export class PostgresStorage implements Storage {
       type: [] as string[],
       code: [] as string[],
     };
-    const added = new Map<string, { buyer: string; type: string; quantity: number }>();
-    const soldByType = new Map<string, number>();
-    const outcomes: BatchResult['outcomes'] = [];
-    for (const decision of allocate(fresh, stock, bought)) {
+    for (const decision of plan.decisions) {
       const p = decision.purchase;
       const id = toDb(p.purchaseId);
       rows.id.push(id);
       rows.buyer.push(toDb(p.buyerId));
       rows.status.push(decision.outcome);
       rows.reason.push(decision.outcome === 'rejected' ? decision.reason : null);
-      outcomes.push({
-        purchaseId: p.purchaseId,
-        acceptedAt: p.acceptedAt,
-        outcome: decision.outcome,
-        reason: decision.outcome === 'rejected' ? decision.reason : null,
-      });
       items.push(JSON.stringify(p.items));
       created.push(p.acceptedAt);
       if (decision.outcome === 'rejected') continue;
@@ -378,13 +371,6 @@ export class PostgresStorage implements Storage {
         tickets.type.push(toDb(t.ticketTypeId));
         tickets.code.push(t.code);
       });
-      for (const item of p.items) {
-        const key = buyerKey(p.buyerId, item.ticketTypeId);
-        const sum = added.get(key) ?? { buyer: toDb(p.buyerId), type: toDb(item.ticketTypeId), quantity: 0 };
-        sum.quantity += item.quantity;
-        added.set(key, sum);
-        soldByType.set(item.ticketTypeId, (soldByType.get(item.ticketTypeId) ?? 0) + item.quantity);
-      }
     }
 
     await tx.query(SQL.insertPurchases, [
@@ -406,28 +392,29 @@ export class PostgresStorage implements Storage {
         tickets.code,
       ]);
     }
+    const added = [...plan.bought];
     for (const [statement, sums] of [
-      [SQL.insertBought, [...added].filter(([key]) => !hadTotals.has(key))],
-      [SQL.addBought, [...added].filter(([key]) => hadTotals.has(key))],
+      [SQL.insertBought, added.filter(([key]) => !hadTotals.has(key))],
+      [SQL.addBought, added.filter(([key]) => hadTotals.has(key))],
     ] as const) {
       if (sums.length === 0) continue;
       const written = await tx.query(statement, [
         event,
-        sums.map(([, s]) => s.buyer),
-        sums.map(([, s]) => s.type),
+        sums.map(([, s]) => toDb(s.buyerId)),
+        sums.map(([, s]) => toDb(s.ticketTypeId)),
         sums.map(([, s]) => s.quantity),
       ]);
       if (written.rowCount !== sums.length)
         throw new Error(`buyer totals of event ${fromDb(event)} changed unlocked`);
     }
-    if (soldByType.size > 0) {
-      const types = [...soldByType.keys()];
-      const sold = await tx.query(SQL.sell, [types.map(toDb), types.map((t) => soldByType.get(t)!)]);
+    if (plan.sold.size > 0) {
+      const types = [...plan.sold.keys()];
+      const sold = await tx.query(SQL.sell, [types.map(toDb), types.map((t) => plan.sold.get(t)!)]);
       if (sold.rowCount !== types.length) {
         throw new Error(`allocation would oversell event ${fromDb(event)}; batch rolled back`);
       }
     }
-    return outcomes;
+    return plan.outcomes;
   }
 
   async ping(): Promise<void> {

@@ -1,5 +1,6 @@
-import { allocate, buyerKey, type StockLevel } from '../../domain/allocation.js';
-import { newId } from '../../domain/ids.js';
+import { buyerKey, type StockLevel } from '../../domain/allocation.js';
+import { pendingBuyers, planBatch } from '../../domain/batch.js';
+import { newId, newTickets } from '../../domain/ids.js';
 import type {
   AcceptedPurchase,
   EventStats,
@@ -208,15 +209,15 @@ export class SqliteStorage implements Storage {
   async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult> {
     const s = this.#stmt;
     const apply = this.#db.transaction((): BatchResult['outcomes'] => {
-      const done = new Set(s.alreadyApplied.all(JSON.stringify(purchases.map((p) => p.purchaseId))));
-      const fresh = purchases.filter((p) => !done.has(p.purchaseId));
-      if (fresh.length === 0) return [];
+      const ids = JSON.stringify(purchases.map((p) => p.purchaseId));
+      const applied = new Set(s.alreadyApplied.all(ids) as string[]);
+      const buyers = pendingBuyers(purchases, applied);
+      if (buyers.length === 0) return [];
 
       const stock = new Map<string, StockLevel>();
       for (const t of s.ticketTypes.all(eventId) as TicketTypeRow[]) {
         stock.set(t.id, { capacity: t.capacity, sold: t.sold, held: t.held, maxPerBuyer: t.max_per_buyer });
       }
-      const buyers = [...new Set(fresh.map((p) => p.buyerId))];
       const bought = new Map<string, number>();
       const boughtRows = s.boughtByBuyers.all(eventId, JSON.stringify(buyers)) as Array<{
         buyer_id: string;
@@ -225,60 +226,33 @@ export class SqliteStorage implements Storage {
       }>;
       for (const r of boughtRows) bought.set(buyerKey(r.buyer_id, r.ticket_type_id), r.quantity);
 
+      const plan = planBatch(purchases, applied, stock, bought, newTickets);
       const now = new Date().toISOString();
-      const soldByType = new Map<string, number>();
-      let confirmed = 0;
-      const outcomes: BatchResult['outcomes'] = [];
-      for (const decision of allocate(fresh, stock, bought)) {
+      for (const decision of plan.decisions) {
         const p = decision.purchase;
-        const items = JSON.stringify(p.items);
-        outcomes.push({
-          purchaseId: p.purchaseId,
-          acceptedAt: p.acceptedAt,
-          outcome: decision.outcome,
-          reason: decision.outcome === 'rejected' ? decision.reason : null,
-        });
-        if (decision.outcome === 'rejected') {
-          s.insertPurchase.run(
-            p.purchaseId,
-            eventId,
-            p.buyerId,
-            'rejected',
-            decision.reason,
-            items,
-            '[]',
-            p.acceptedAt,
-            now,
-          );
-          continue;
-        }
-        confirmed += 1;
-        const tickets = JSON.stringify(decision.tickets);
+        const confirmed = decision.outcome === 'confirmed';
         s.insertPurchase.run(
           p.purchaseId,
           eventId,
           p.buyerId,
-          'confirmed',
-          null,
-          items,
-          tickets,
+          decision.outcome,
+          confirmed ? null : decision.reason,
+          JSON.stringify(p.items),
+          confirmed ? JSON.stringify(decision.tickets) : '[]',
           p.acceptedAt,
           now,
         );
-        for (const t of decision.tickets) s.insertCode.run(t.code);
-        for (const item of p.items) {
-          s.addBought.run(eventId, p.buyerId, item.ticketTypeId, item.quantity);
-          soldByType.set(item.ticketTypeId, (soldByType.get(item.ticketTypeId) ?? 0) + item.quantity);
-        }
+        if (confirmed) for (const t of decision.tickets) s.insertCode.run(t.code);
       }
-      if (confirmed > 0) s.addCount.run(eventId, 'confirmed', confirmed);
-      if (fresh.length > confirmed) s.addCount.run(eventId, 'rejected', fresh.length - confirmed);
-      for (const [typeId, quantity] of soldByType) {
+      for (const b of plan.bought.values()) s.addBought.run(eventId, b.buyerId, b.ticketTypeId, b.quantity);
+      if (plan.confirmed > 0) s.addCount.run(eventId, 'confirmed', plan.confirmed);
+      if (plan.rejected > 0) s.addCount.run(eventId, 'rejected', plan.rejected);
+      for (const [typeId, quantity] of plan.sold) {
         if (s.sell.run(quantity, typeId, quantity).changes !== 1) {
           throw new Error(`allocation would oversell ticket type ${typeId}; batch rolled back`);
         }
       }
-      return outcomes;
+      return plan.outcomes;
     });
     const outcomes = guarded(() => apply.immediate());
     return { applied: outcomes.length, outcomes };

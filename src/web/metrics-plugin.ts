@@ -3,12 +3,12 @@ import cluster from 'node:cluster';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from '../metrics/metrics.js';
+import { sharedStateMetrics } from '../metrics/shared-state.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { machineMetrics } from '../processes/machine-metrics.js';
-import { sendError } from '../web/errors.js';
-import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from './metrics.js';
-import { sharedStateMetrics } from './shared-state.js';
+import { sendError } from './errors.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
 /** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
@@ -86,7 +86,7 @@ export function installObservability(
   app.get('/metrics', async (request, reply) => {
     if (!shared) {
       noteErrorCode(request, 'not_found');
-      return sendError(reply, 404, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
+      return sendError(reply, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
     }
     try {
       const own = cluster.isWorker ? await machineMetrics() : await registry.metrics();
@@ -94,7 +94,7 @@ export function installObservability(
       return own + (await shared());
     } catch (error) {
       deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
-      return sendError(reply, 503, 'unavailable', 'the metrics cannot be gathered right now', 1);
+      return sendError(reply, 'unavailable', 'the metrics cannot be gathered right now', 1);
     }
   });
 }

@@ -1,0 +1,87 @@
+import { allocate, buyerKey, type Allocation, type StockLevel, type TicketGenerator } from './allocation.js';
+import type { AcceptedPurchase, RejectReason } from './types.js';
+
+/** What became of one purchase of a batch (for metrics and logs). */
+export interface PurchaseOutcome {
+  purchaseId: string;
+  acceptedAt: string;
+  outcome: 'confirmed' | 'rejected';
+  reason: RejectReason | null;
+}
+
+/** Tickets a batch adds to one buyer's total of one ticket type. */
+export interface BoughtDelta {
+  buyerId: string;
+  ticketTypeId: string;
+  quantity: number;
+}
+
+/** Everything a storage adapter writes for one batch, in one transaction. */
+export interface BatchPlan {
+  /** The purchases not applied before, decided in the order given: one purchase record each. */
+  decisions: Allocation[];
+  /** What became of each of `decisions`, in the same order. */
+  outcomes: PurchaseOutcome[];
+  confirmed: number;
+  rejected: number;
+  /** Tickets added to buyers' totals, one entry per (buyer, ticket type), keyed by buyerKey(). */
+  bought: Map<string, BoughtDelta>;
+  /**
+   * Tickets sold per ticket type. Storage adds each only where it still fits and rolls the batch back
+   * otherwise, so a plan made from stale stock can never oversell.
+   */
+  sold: Map<string, number>;
+}
+
+/**
+ * The buyers whose totals a batch needs: those of the purchases not yet applied, each once. None means the
+ * whole batch was applied before (a redelivery), and there is nothing to plan.
+ */
+export function pendingBuyers(
+  purchases: readonly AcceptedPurchase[],
+  applied: ReadonlySet<string>,
+): string[] {
+  const buyers = new Set<string>();
+  for (const p of purchases) if (!applied.has(p.purchaseId)) buyers.add(p.buyerId);
+  return [...buyers];
+}
+
+/**
+ * Decides a batch of one event's purchases: skips those already `applied` (so a redelivered batch has the
+ * effect of one), allocates the rest first come first served against `stock` and the buyers' totals in
+ * `bought` (keyed by buyerKey(), as committed before the batch), and says what to write. Both maps are
+ * updated in place to the state after the batch. Ticket ids and codes come from `generate`.
+ */
+export function planBatch(
+  purchases: readonly AcceptedPurchase[],
+  applied: ReadonlySet<string>,
+  stock: Map<string, StockLevel>,
+  bought: Map<string, number>,
+  generate: TicketGenerator,
+): BatchPlan {
+  const pending = applied.size === 0 ? purchases : purchases.filter((p) => !applied.has(p.purchaseId));
+  const decisions = allocate(pending, stock, bought, generate);
+  const outcomes: PurchaseOutcome[] = [];
+  const added = new Map<string, BoughtDelta>();
+  const sold = new Map<string, number>();
+  let confirmed = 0;
+  for (const decision of decisions) {
+    const p = decision.purchase;
+    outcomes.push({
+      purchaseId: p.purchaseId,
+      acceptedAt: p.acceptedAt,
+      outcome: decision.outcome,
+      reason: decision.outcome === 'rejected' ? decision.reason : null,
+    });
+    if (decision.outcome === 'rejected') continue;
+    confirmed += 1;
+    for (const item of p.items) {
+      const key = buyerKey(p.buyerId, item.ticketTypeId);
+      const sum = added.get(key);
+      if (sum) sum.quantity += item.quantity;
+      else added.set(key, { buyerId: p.buyerId, ticketTypeId: item.ticketTypeId, quantity: item.quantity });
+      sold.set(item.ticketTypeId, (sold.get(item.ticketTypeId) ?? 0) + item.quantity);
+    }
+  }
+  return { decisions, outcomes, confirmed, rejected: decisions.length - confirmed, bought: added, sold };
+}

@@ -1,0 +1,37 @@
+import { OnsaleError } from './errors.js';
+import { unstorableText } from './text.js';
+import type { NewEvent, NewTicketType } from './types.js';
+
+/** An admin's request to create an event, as the web server validated its shape. */
+export interface EventRequest {
+  name: string;
+  salesOpenAt?: string;
+  holdSeconds: number;
+  ticketTypes: NewTicketType[];
+}
+
+/**
+ * The event a request creates when it arrives at `now`: sales open at the time given (normalised to
+ * ISO-8601 UTC) or at once. Returns the error that refuses the request instead when it cannot be met.
+ */
+export function eventToCreate(request: EventRequest, now: Date): NewEvent | OnsaleError {
+  if (request.holdSeconds > 0) {
+    return new OnsaleError('invalid_request', 'holds are not available yet: holdSeconds must be 0');
+  }
+  let salesOpenAt = now.toISOString();
+  if (request.salesOpenAt !== undefined) {
+    const at = new Date(request.salesOpenAt);
+    if (Number.isNaN(at.getTime())) {
+      return new OnsaleError('invalid_request', 'salesOpenAt must be an ISO-8601 date and time');
+    }
+    salesOpenAt = at.toISOString();
+  }
+  const refusal = unstorableText(request.name, ...request.ticketTypes.map((t) => t.name));
+  if (refusal) return refusal;
+  return {
+    name: request.name,
+    salesOpenAt,
+    holdSeconds: request.holdSeconds,
+    ticketTypes: request.ticketTypes,
+  };
+}

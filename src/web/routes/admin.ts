@@ -1,0 +1,88 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { OnsaleError } from '../../domain/errors.js';
+import { eventToCreate } from '../../domain/event-request.js';
+import { queuedPurchase } from '../../domain/types.js';
+import type { Queue } from '../../ports/queue.js';
+import type { Storage } from '../../ports/storage.js';
+import { withAvailability, type Lookups } from '../lookups.js';
+import {
+  eventParams,
+  newEventBody,
+  purchaseListQuery,
+  type NewEventBody,
+  type PurchaseListQuery,
+} from '../schemas.js';
+
+export interface AdminOptions {
+  storage: Storage;
+  queue: Queue;
+  lookups: Lookups;
+  adminToken: string;
+}
+
+/** The endpoints that need the admin token: creating events, their stats and their purchases. */
+export async function adminRoutes(
+  app: FastifyInstance,
+  { storage, queue, lookups, adminToken }: AdminOptions,
+) {
+  const tokenDigest = createHash('sha256').update(adminToken).digest();
+
+  /**
+   * Runs on request, before the body is read or anything is validated: without the token the answer is
+   * 401, never a 400, 413 or 415 that describes the input. Added here, it covers this plugin's routes only.
+   */
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer (.+)$/.exec(header);
+    const given = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
+    if (!match || !timingSafeEqual(given, tokenDigest)) {
+      throw new OnsaleError('unauthorized', 'this endpoint needs Authorization: Bearer <admin token>');
+    }
+  });
+
+  app.post<{ Body: NewEventBody }>(
+    '/api/events',
+    { schema: { body: newEventBody } },
+    async (request, reply) => {
+      const input = eventToCreate(request.body, new Date());
+      if (input instanceof OnsaleError) throw input;
+      const event = await storage.createEvent(input);
+      return reply.code(201).send(withAvailability(event, new Map()));
+    },
+  );
+
+  app.get<{ Params: { eventId: string } }>(
+    '/api/events/:eventId/stats',
+    { schema: { params: eventParams } },
+    async (request) => {
+      const stats = await storage.getStats(request.params.eventId);
+      if (!stats) throw new OnsaleError('not_found', `no event ${request.params.eventId}`);
+      // A dead letter is still queued from the buyer's point of view, until an operator replays it.
+      const { queued, deadLetters } = await queue.depthOf(request.params.eventId);
+      stats.purchases.queued = queued + deadLetters;
+      return { ...stats, deadLetters };
+    },
+  );
+
+  app.get<{ Params: { eventId: string }; Querystring: PurchaseListQuery }>(
+    '/api/events/:eventId/purchases',
+    { schema: { params: eventParams, querystring: purchaseListQuery } },
+    async (request) => {
+      const event = await lookups.eventOr404(request.params.eventId);
+      const { q, limit } = request.query;
+      const purchases = await storage.listPurchases(event.id, {
+        ...(q === undefined ? {} : { match: q }),
+        limit: limit === undefined ? 50 : Number(limit),
+      });
+      // A purchase still on the queue is not in storage yet: found by its id, it is listed too.
+      if (q !== undefined && q.length <= 64 && purchases.length === 0) {
+        const queued = await queue.find(q);
+        if (queued?.eventId === event.id) purchases.push(queuedPurchase(queued));
+      }
+      return { purchases };
+    },
+  );
+}

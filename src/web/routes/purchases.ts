@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OnsaleError } from '../../domain/errors.js';
+import { newPurchaseId } from '../../domain/ids.js';
+import { purchaseRefusal } from '../../domain/purchase-request.js';
+import { unstorableText } from '../../domain/text.js';
+import { FINAL_STATUSES, type AcceptedPurchase, type Purchase } from '../../domain/types.js';
+import type { Config } from '../../config.js';
+import type { EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
+import type { Storage } from '../../ports/storage.js';
+import { Backpressure, RateLimiter } from '../admission.js';
+import type { GroupCommit } from '../group-commit.js';
+import type { Lookups } from '../lookups.js';
+import { notePurchase } from '../metrics-plugin.js';
+import { eventParams, purchaseBody, purchaseParams, type PurchaseBody } from '../schemas.js';
+import { StatusWatcher } from '../status-stream.js';
+
+export interface PurchasesOptions {
+  config: Config;
+  storage: Storage;
+  queue: Queue;
+  lookups: Lookups;
+  /** Shared with buildApp, which waits for it to drain when the server stops. */
+  commits: GroupCommit<EnqueueRequest, EnqueueResult>;
+}
+
+/** Printable ASCII, 1..128 characters (api.md, Idempotency-Key). */
+const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,128}$/;
+
+/** Buying (accepting a purchase onto the queue), reading a purchase, and following its status. */
+export async function purchaseRoutes(
+  app: FastifyInstance,
+  { config, storage, queue, lookups, commits }: PurchasesOptions,
+) {
+  const watcher = new StatusWatcher(storage);
+  const backpressure = new Backpressure(queue, config.maxQueueDepth);
+  const buyerLimit = new RateLimiter(config.buyerRate);
+  // Set once the server closes (after the drain delay): purchases still coming on open connections are refused.
+  let closing = false;
+
+  // Status streams never end by themselves before a final status: end them so that closing does not wait.
+  const openStreams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const end of [...openStreams]) end();
+    watcher.close();
+  });
+
+  app.post<{ Params: { eventId: string }; Body: PurchaseBody }>(
+    '/api/events/:eventId/purchases',
+    { schema: { params: eventParams, body: purchaseBody } },
+    async (request, reply) => {
+      const { buyerId, items } = request.body;
+      const key = request.headers['idempotency-key'];
+      if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
+        throw new OnsaleError('invalid_request', 'Idempotency-Key must be 1..128 printable ASCII characters');
+      }
+      const badText = unstorableText(buyerId);
+      if (badText) throw badText;
+      const event = await lookups.eventOr404(request.params.eventId);
+      const refusal = purchaseRefusal(event, items, Date.now());
+      if (refusal) throw refusal;
+      buyerLimit.take(`${event.id}\u0000${buyerId}`);
+      backpressure.check();
+      if (closing)
+        throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
+
+      const purchase: AcceptedPurchase = {
+        purchaseId: newPurchaseId(),
+        eventId: event.id,
+        buyerId,
+        items: items.map((i) => ({ ticketTypeId: i.ticketTypeId, quantity: i.quantity })),
+        acceptedAt: new Date().toISOString(),
+      };
+      const result = await commits.submit({
+        purchase,
+        ...(key === undefined ? {} : { idempotency: { key, requestHash: requestHash(purchase) } }),
+      });
+      if (result.status === 'conflict') {
+        throw new OnsaleError('idempotency_conflict', 'this Idempotency-Key was used with a different body');
+      }
+      if (result.status === 'duplicate') {
+        notePurchase(request, result.purchaseId);
+        const first = await lookups.findPurchase(result.purchaseId);
+        return reply.code(200).send(receipt(result.purchaseId, first?.status ?? 'queued'));
+      }
+      backpressure.accepted();
+      notePurchase(request, purchase.purchaseId);
+      return reply.code(202).send(receipt(purchase.purchaseId, 'queued'));
+    },
+  );
+
+  app.get<{ Params: { purchaseId: string } }>(
+    '/api/purchases/:purchaseId',
+    { schema: { params: purchaseParams } },
+    async (request) => lookups.purchaseOr404(request.params.purchaseId),
+  );
+
+  app.get<{ Params: { purchaseId: string } }>(
+    '/api/purchases/:purchaseId/events',
+    { schema: { params: purchaseParams } },
+    async (request, reply) =>
+      streamStatus(await lookups.purchaseOr404(request.params.purchaseId), request, reply),
+  );
+
+  function streamStatus(purchase: Purchase, request: FastifyRequest, reply: FastifyReply): void {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    const send = (p: Purchase) => res.write(`event: status\ndata: ${JSON.stringify(p)}\n\n`);
+    send(purchase);
+    if (FINAL_STATUSES.has(purchase.status)) return void res.end();
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const stop = watcher.watch(purchase, (next) => {
+      send(next);
+      if (FINAL_STATUSES.has(next.status)) finish();
+    });
+    function finish() {
+      openStreams.delete(finish);
+      clearInterval(heartbeat);
+      stop();
+      res.end();
+    }
+    openStreams.add(finish);
+    request.raw.on('close', finish);
+  }
+}
+
+function receipt(purchaseId: string, status: Purchase['status']) {
+  return { purchaseId, status, statusUrl: `/api/purchases/${purchaseId}` };
+}
+
+/** What makes two requests with one Idempotency-Key "the same body". */
+function requestHash(p: AcceptedPurchase): string {
+  return createHash('sha256')
+    .update(JSON.stringify([p.buyerId, p.items.map((i) => [i.ticketTypeId, i.quantity])]))
+    .digest('base64url');
+}
