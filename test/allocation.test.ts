@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocate, buyerKey, type StockLevel } from '../src/domain/allocation.js';
-import { newTickets } from '../src/domain/ids.js';
+import { newTickets } from '../src/shared/ids.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
 
 let n = 0;

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openQueue, openStorage } from '../adapters/index.js';
-import { newPurchaseId } from '../domain/ids.js';
+import { newPurchaseId } from '../shared/ids.js';
 import type { EnqueueRequest } from '../ports/queue.js';
 import { NaiveAllocator } from './naive-allocator.js';
 import { cleanEnv, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';

@@ -1,6 +1,6 @@
 import type { Statement, Transaction } from 'better-sqlite3';
 import { migrateSqlite, openSqlite, type SqliteDatabase } from '../adapters/sqlite/database.js';
-import { newTickets } from '../domain/ids.js';
+import { newTickets } from '../shared/ids.js';
 import type { PurchaseItem, RejectReason } from '../domain/types.js';
 
 /** Thrown inside the nested transaction when a conditional stock update changes no row. */

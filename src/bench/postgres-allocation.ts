@@ -12,7 +12,7 @@
 import pg from 'pg';
 import { PostgresQueue } from '../adapters/postgres/queue.js';
 import { PostgresStorage } from '../adapters/postgres/storage.js';
-import { newTickets } from '../domain/ids.js';
+import { newTickets } from '../shared/ids.js';
 import type { PurchaseItem, RejectReason } from '../domain/types.js';
 import { createLogger } from '../shared/logger.js';
 import { startWorkerLoop } from '../worker/worker.js';

@@ -17,7 +17,7 @@ export type Allocation =
   | { purchase: AcceptedPurchase; outcome: 'rejected'; reason: RejectReason };
 
 /**
- * Makes `count` fresh ticket ids and codes at once (src/domain/ids.ts makes them random; a test passes a
+ * Makes `count` fresh ticket ids and codes at once (src/shared/ids.ts makes them random; a test passes a
  * counter, so that allocation is deterministic).
  */
 export type TicketGenerator = (count: number) => Array<{ id: string; code: string }>;

@@ -239,5 +239,5 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000,
 }
 
 /** A UUID of version 4 (RFC 9562): 122 random bits. */
-/** A purchase id: the time as 12 hex digits, then 128 random bits in base64url (src/domain/ids.ts). */
+/** A purchase id: the time as 12 hex digits, then 128 random bits in base64url (src/shared/ids.ts). */
 export const PURCHASE_ID = /^[0-9a-f]{12}[A-Za-z0-9_-]{22}$/;

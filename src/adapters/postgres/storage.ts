@@ -1,6 +1,6 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
-import { newId, newTickets } from '../../domain/ids.js';
+import { newId, newTickets } from '../../shared/ids.js';
 import type {
   AcceptedPurchase,
   EventStats,

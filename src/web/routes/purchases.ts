@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OnsaleError } from '../../domain/errors.js';
-import { newPurchaseId } from '../../domain/ids.js';
+import { newPurchaseId } from '../../shared/ids.js';
 import { purchaseRefusal } from '../../domain/purchase-request.js';
 import { unstorableText } from '../../domain/text.js';
 import { FINAL_STATUSES, type AcceptedPurchase, type Purchase } from '../../domain/types.js';
