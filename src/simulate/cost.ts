@@ -1,6 +1,5 @@
 import type { SimulationReport } from './run.js';
-
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
+import { int } from '../shared/format.js';
 
 /**
  * The simulator's own cost, and whether it was the limit: a simulator whose processes were busy nearly all the

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { clientCpuLine } from './cost.js';
 import type { Percentiles } from './stats.js';
 import type { SimulationReport } from './run.js';
+import { int } from '../shared/format.js';
 
 /**
  * The simulation report as one self-contained HTML page: inline CSS and SVG charts, no script, no external
@@ -110,8 +111,6 @@ const W = 1000;
 function esc(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
-
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** A rounded axis maximum: 1, 2 or 5 times a power of ten. */
 function niceMax(n: number): number {

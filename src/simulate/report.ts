@@ -4,8 +4,7 @@ import type { SimulateFlags } from './flags.js';
 import { clientCpuLine } from './cost.js';
 import { renderHtml } from './html.js';
 import { simulate, type Progress, type SimulationReport } from './run.js';
-
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
+import { int } from '../shared/format.js';
 
 /** One line of live progress: what was sent, what became of it, how fast, how long, what is left. */
 export function progressLine(p: Progress): string {
