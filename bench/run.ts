@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
-import { loadConfig } from '../config.js';
+import { loadConfig } from '../src/config.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
 import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
-import { BalancerMissingError, findBalancer } from '../cluster/lb.js';
+import { BalancerMissingError, findBalancer } from '../src/cluster/lb.js';
 import { CLUSTER_WEB, measureCluster } from './cluster.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
 import { measurePages } from './pages.js';
@@ -21,7 +21,7 @@ import {
   deleteRedisKeys,
   ServiceUnreachableError,
   uniqueName,
-} from './services.js';
+} from '../test/support/services.js';
 import { assertWrkInstalled, WrkMissingError } from './wrk.js';
 import { renderResultsSection, writeResultsFile } from './results-file.js';
 
@@ -104,7 +104,7 @@ function whereToWrite(options: BenchOptions, quick: boolean, parts: ReadonlySet<
 }
 
 /**
- * `onsale bench`: the accept path of `onsale start` against a bare Fastify handler (and, to show what the
+ * `npm run bench`: the accept path of `onsale start` against a bare Fastify handler (and, to show what the
  * worker beside it costs, one `onsale serve` without a worker against one bare process), then the worker
  * against a naive one-transaction-per-purchase allocator; then the same comparisons on the scale-out
  * engines (PostgreSQL allocation; the accept path with a Redis or RabbitMQ queue). `options.only` chooses
@@ -524,7 +524,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n\n`);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   if (resultsFile) {
-    const args = process.argv.slice(3);
+    const args = process.argv.slice(2);
     writeResultsFile(
       resultsFile,
       renderResultsSection({
