@@ -1,15 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import * as prettier from 'prettier';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  END_MARKER,
-  renderResultsSection,
-  START_MARKER,
-  withResultsSection,
-} from '../src/bench/results-file.js';
-import { runCli, tempDir } from './helpers/processes.js';
+import { END_MARKER, renderResultsSection, START_MARKER, withResultsSection } from '../bench/results-file.js';
+import { runScript, tempDir } from './helpers/processes.js';
 
+const BENCH = resolve(import.meta.dirname, '../build/bench/cli.js');
 const dir = tempDir('onsale-bench-results-');
 afterAll(() => dir.remove());
 
@@ -58,10 +54,10 @@ describe('the results the bench writes into a Markdown file', () => {
     );
   });
 
-  it('`onsale bench --write FILE` writes the run it measured: command, machine, figures, JSON', async () => {
+  it('`npm run bench -- --write FILE` writes the run it measured: command, machine, figures, JSON', async () => {
     const file = join(dir.path, 'benchmarks.md');
     writeFileSync(file, '# Our benchmarks\n\nProse.\n');
-    const run = runCli(['bench', '--quick', '--only', 'pages', '--duration', '2', '--write', file]);
+    const run = runScript(BENCH, ['--quick', '--only', 'pages', '--duration', '2', '--write', file]);
     expect((await run.exited).code, run.output()).toBe(0);
     const text = readFileSync(file, 'utf8');
     expect(text.startsWith('# Our benchmarks\n\nProse.\n')).toBe(true);

@@ -2,12 +2,12 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { SHOP_KINDS } from '../src/bench/shops/shops.js';
+import { SHOP_KINDS } from '../bench/shops/shops.js';
 import { simulate } from '../src/simulate/run.js';
 import { ADMIN_TOKEN, freePort, waitForReady } from './helpers/processes.js';
 import { freshPostgresDatabase, included } from './helpers/services.js';
 
-const SHOP_SERVER = resolve(import.meta.dirname, '../dist/bench/shops/server.js');
+const SHOP_SERVER = resolve(import.meta.dirname, '../build/bench/shops/server.js');
 
 /**
  * The bench's baseline shops must be correct for the comparison to mean anything: under a concurrent crowd,

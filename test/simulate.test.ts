@@ -344,7 +344,7 @@ describe('onsale simulate against onsale', () => {
 
 describe('npm run sale', () => {
   it('on SIGINT stops onsale and removes its throw-away database, Redis keys and data folder, saying so', async () => {
-    const script = fileURLToPath(new URL('../dist/bench/standard-sale.js', import.meta.url));
+    const script = fileURLToPath(new URL('../build/bench/standard-sale.js', import.meta.url));
     const sale = spawn(
       process.execPath,
       [script, '--engines', 'postgres+redis', '--buyers', '100000', '--tickets', '20000', '--out', dir.path],

@@ -47,7 +47,12 @@ process.once('SIGTERM', () => {
 
 /** Runs `onsale <args>` from the built CLI, with a clean environment plus `env`. */
 export function runCli(args: string[], env: Record<string, string> = {}): RunningProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  return runScript(CLI, args, env);
+}
+
+/** Runs a compiled script (the CLI, or one of the bench's under build/) with `args`, as runCli does. */
+export function runScript(script: string, args: string[], env: Record<string, string> = {}): RunningProcess {
+  const child = spawn(process.execPath, [script, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DEFAULT_PARTITIONS } from '../../src/adapters/rabbitmq/broker.js';
 import { RabbitQueue } from '../../src/adapters/rabbitmq/queue.js';
-import { deleteRabbitTopology as deleteTopology } from '../../src/bench/services.js';
+import { deleteRabbitTopology as deleteTopology } from '../support/services.js';
 import type { Queue } from '../../src/ports/queue.js';
 import { freePort, tempDir } from './processes.js';
 import { freshPostgresDatabase, RABBITMQ_URL, uniqueName } from './services.js';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { deleteRedisKeys as deleteKeys } from '../../src/bench/services.js';
+import { deleteRedisKeys as deleteKeys } from '../support/services.js';
 import { freePort, tempDir } from './processes.js';
 import { REDIS_URL } from './services.js';
 

@@ -1,4 +1,4 @@
-import { createDatabase, ServiceUnreachableError, uniqueName } from '../../src/bench/services.js';
+import { createDatabase, ServiceUnreachableError, uniqueName } from '../support/services.js';
 
 /**
  * The shared servers the engine tests use (started before the session and by .ci/run): PostgreSQL on

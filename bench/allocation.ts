@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openQueue, openStorage } from '../adapters/index.js';
-import { newPurchaseId } from '../shared/ids.js';
-import type { EnqueueRequest } from '../ports/queue.js';
+import { openQueue, openStorage } from '../src/adapters/index.js';
+import { newPurchaseId } from '../src/shared/ids.js';
+import type { EnqueueRequest } from '../src/ports/queue.js';
 import { NaiveAllocator } from './naive-allocator.js';
 import { cleanEnv, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 export interface AllocationPlan {
   /** Purchases queued for the real worker, all drained. */

@@ -2,9 +2,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { balancerArgs, findBalancer } from '../processes/lb/balancer.js';
-import { machineBusySeconds as machineBusyOrNull } from '../shared/machine-cpu.js';
-import type { SimulationReport } from '../simulate/run.js';
+import { balancerArgs, findBalancer } from '../src/processes/lb/balancer.js';
+import { machineBusySeconds as machineBusyOrNull } from '../src/shared/machine-cpu.js';
+import type { SimulationReport } from '../src/simulate/run.js';
 import {
   childrenOf,
   cleanEnv,
@@ -27,7 +27,7 @@ import { runWrk } from './wrk.js';
  * so the figures say when the limit was not the load generator.
  */
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const EVENT_ID = 'bench';
 const TYPE_ID = 'bench-ga';
 /** The bench measures on Linux (it reads /proc for every figure): 0 elsewhere. */

@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { cleanEnv, freePort, spawnNode, tempDir, waitForHttp } from './processes.js';
 import type { LoadShape } from './wrk.js';
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const TOKEN = 'bench-admin-token';
 
 export interface PagesPlan {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFileAtomically } from '../shared/write-atomically.js';
+import { writeFileAtomically } from '../src/shared/write-atomically.js';
 
 /**
  * The bench's results written into a Markdown file (docs/benchmarks.md for a full run): one section between

@@ -1,4 +1,4 @@
-/** The bench's options, in a module of their own so that the CLI can parse them without loading the bench. */
+/** The bench's options and parts, in a module of their own: the entry point (cli.ts) parses them, run.ts uses them. */
 
 /**
  * What `--only` may choose: the embedded engine (issue 2's figures), then one part per server, the cost of

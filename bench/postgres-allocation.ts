@@ -2,7 +2,7 @@
  * Allocation on PostgreSQL, the counterpart of allocation.ts for the embedded engine: the real worker loop
  * (startWorkerLoop, `batchSize` purchases per transaction) draining a pre-filled PostgreSQL queue table,
  * against a naive allocator on the same schema and server that takes one purchase per transaction.
- * `onsale bench --only postgres` runs it.
+ * `npm run bench -- --only postgres` runs it.
  *
  * Each side runs on a database of its own, created on the server of `adminUrl` and dropped afterwards. As
  * in allocation.ts, the naive allocator runs on a database that already holds half as many allocated
@@ -10,15 +10,15 @@
  * side's work is checked before its rate is reported.
  */
 import pg from 'pg';
-import { PostgresQueue } from '../adapters/postgres/queue.js';
-import { PostgresStorage } from '../adapters/postgres/storage.js';
-import { newTickets } from '../shared/ids.js';
-import type { PurchaseItem, RejectReason } from '../domain/types.js';
-import { createLogger } from '../shared/logger.js';
-import { startWorkerLoop } from '../worker/worker.js';
+import { PostgresQueue } from '../src/adapters/postgres/queue.js';
+import { PostgresStorage } from '../src/adapters/postgres/storage.js';
+import { newTickets } from '../src/shared/ids.js';
+import type { PurchaseItem, RejectReason } from '../src/domain/types.js';
+import { createLogger } from '../src/shared/logger.js';
+import { startWorkerLoop } from '../src/worker/worker.js';
 import { fillQueue } from './allocation.js';
 import { sleep } from './processes.js';
-import { createDatabase } from './services.js';
+import { createDatabase } from '../test/support/services.js';
 
 export interface PostgresAllocationPlan {
   /** The admin URL of the server: the throw-away databases are created there. */

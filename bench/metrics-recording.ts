@@ -4,7 +4,7 @@
  * enabling metrics also starts the process defaults (GC and event-loop observers), which must not run on in
  * the bench's process, where later parts play the simulator.
  */
-import { countAccepted, enableMetrics, observeRequest } from '../metrics/metrics.js';
+import { countAccepted, enableMetrics, observeRequest } from '../src/metrics/metrics.js';
 
 enableMetrics();
 const record = () => {

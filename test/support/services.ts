@@ -2,7 +2,7 @@ import { connect } from 'amqplib';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { brokerNames, DEFAULT_PARTITIONS } from '../adapters/rabbitmq/broker.js';
+import { brokerNames, DEFAULT_PARTITIONS } from '../../src/adapters/rabbitmq/broker.js';
 
 /**
  * The external servers the engine benches (and the engine tests) run against: throw-away databases, key

@@ -1,7 +1,7 @@
 /**
- * The baseline of `onsale bench`: a bare Fastify server whose purchase route answers 202 at once, with a
+ * The baseline of `npm run bench`: a bare Fastify server whose purchase route answers 202 at once, with a
  * receipt of the same shape as the real one, and writes nothing. Run as its own process:
- *   node dist/bench/bare-server.js PORT [PROCESSES]
+ *   node build/bench/bare-server.js PORT [PROCESSES]
  * With PROCESSES > 1 it forks that many servers sharing the port through node:cluster, as `onsale start`
  * does, so both sides of the comparison spread the load the same way.
  */

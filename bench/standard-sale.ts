@@ -8,12 +8,12 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { renderHtml } from '../simulate/html.js';
-import { progressLine, summary } from '../simulate/report.js';
+import { renderHtml } from '../src/simulate/html.js';
+import { progressLine, summary } from '../src/simulate/report.js';
 import { cleanUpOnExit } from './processes.js';
 import { DEFAULT_URLS } from './run.js';
 import { contenderName, playSale, saleCrowd, stopContenders, type Contender } from './sale.js';
-import { assertPostgresReachable, assertRedisReachable } from './services.js';
+import { assertPostgresReachable, assertRedisReachable } from '../test/support/services.js';
 
 const ENGINES = ['embedded', 'postgres', 'postgres+redis'] as const;
 type Engine = (typeof ENGINES)[number];

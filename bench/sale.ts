@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { simulate, type SimulateOptions, type SimulationReport } from '../simulate/run.js';
+import { simulate, type SimulateOptions, type SimulationReport } from '../src/simulate/run.js';
 import { cleanEnv, freePort, spawnNode, tempDir, waitForHttp } from './processes.js';
-import { createDatabase, deleteRedisKeys, uniqueName } from './services.js';
+import { createDatabase, deleteRedisKeys, uniqueName } from '../test/support/services.js';
 import type { ShopKind } from './shops/shops.js';
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const SHOP_SERVER = fileURLToPath(new URL('./shops/server.js', import.meta.url));
 
 /** What sells in a whole-sale run: onsale on an engine, or one of the baseline shops (shops/shops.ts). */

@@ -1,7 +1,7 @@
 /**
  * A baseline shop of the bench as an HTTP server (plain node:http, like the PHP and Java shops it stands for,
  * a process per CPU sharing the port through node:cluster, as `onsale start` runs its web servers):
- *   node dist/bench/shops/server.js KIND PORT DATABASE_URL ADMIN_TOKEN [PROCESSES]
+ *   node build/bench/shops/server.js KIND PORT DATABASE_URL ADMIN_TOKEN [PROCESSES]
  * KIND is advisory-lock or skip-locked (shops.ts). The database should be empty; the schema is created at start.
  */
 import cluster from 'node:cluster';

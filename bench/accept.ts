@@ -13,7 +13,7 @@ import {
 } from './processes.js';
 import { runWrk, type LoadShape, type WrkResult } from './wrk.js';
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
 
 /**

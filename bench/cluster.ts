@@ -4,7 +4,7 @@ import { createEvent, describe, median, warmThenMeasure, type AcceptPlan } from 
 import { cleanEnv, freePort, spawnNode, tempDir, waitForHttp, type BenchProcess } from './processes.js';
 import type { WrkResult } from './wrk.js';
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 /** Accepted purchases/s through HAProxy with 1, 2 and 3 web servers, and the balancer's own cost. */
 export interface ClusterFigures {

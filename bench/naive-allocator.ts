@@ -1,7 +1,7 @@
 import type { Statement, Transaction } from 'better-sqlite3';
-import { migrateSqlite, openSqlite, type SqliteDatabase } from '../adapters/sqlite/database.js';
-import { newTickets } from '../shared/ids.js';
-import type { PurchaseItem, RejectReason } from '../domain/types.js';
+import { migrateSqlite, openSqlite, type SqliteDatabase } from '../src/adapters/sqlite/database.js';
+import { newTickets } from '../src/shared/ids.js';
+import type { PurchaseItem, RejectReason } from '../src/domain/types.js';
 
 /** Thrown inside the nested transaction when a conditional stock update changes no row. */
 class NotEnough extends Error {}

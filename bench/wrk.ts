@@ -38,7 +38,7 @@ export class WrkMissingError extends Error {
   constructor() {
     super(
       [
-        'onsale bench needs wrk, the HTTP load generator, and it is not on the PATH. Install it with:',
+        'npm run bench needs wrk, the HTTP load generator, and it is not on the PATH. Install it with:',
         '  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk',
         '  macOS:         brew install wrk',
         'then run the bench again.',

@@ -3,9 +3,9 @@
 //   drain:  N purchases queued, then K worker processes claim (batches of 500) and ack until none is left.
 // Storage is left out (no allocation): the figures are the queue's own ceiling.
 //
-//   npm run build && node scripts/queue-throughput.mjs QUEUE_URL DATABASE_URL [writers=1,2,4] [batches=1,50,500]
-//     [seconds=5] [drain=50000] [workers=1,2]
-// e.g. node scripts/queue-throughput.mjs 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' sqlite:/tmp/b/onsale.db
+//   npm run build:bench && node build/bench/queue-throughput.js QUEUE_URL DATABASE_URL [writers=1,2,4]
+//     [batches=1,50,500] [seconds=5] [drain=50000] [workers=1,2]
+// e.g. node build/bench/queue-throughput.js 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' sqlite:/tmp/b/onsale.db
 import { fork } from 'node:child_process';
 import console from 'node:console';
 import { randomUUID } from 'node:crypto';
@@ -13,11 +13,21 @@ import { performance } from 'node:perf_hooks';
 import process from 'node:process';
 import { setTimeout } from 'node:timers';
 import { URL } from 'node:url';
-import { openQueue } from '../dist/adapters/index.js';
+import { openQueue } from '../src/adapters/index.js';
+import type { AcceptedPurchase } from '../src/domain/types.js';
+
+/** What a child sends its parent when done: a writer all fields but lastAckAt, a worker done and lastAckAt. */
+interface ChildReport {
+  done: number;
+  refused?: number;
+  latencies?: number[];
+  errors?: string[];
+  lastAckAt?: number;
+}
 
 const [role, queueUrl, databaseUrl, ...rest] = process.argv.slice(2);
 
-function purchase(eventId) {
+function purchase(eventId: string): AcceptedPurchase {
   return {
     purchaseId: randomUUID(),
     eventId,
@@ -29,15 +39,15 @@ function purchase(eventId) {
 
 /** A child: writes for `seconds`, or drains, and reports its count to the parent. */
 async function child() {
-  const queue = openQueue(queueUrl, { databaseUrl });
+  const queue = openQueue(queueUrl!, { databaseUrl: databaseUrl! });
   await queue.migrate();
   if (role === 'writer') {
-    const [batch, seconds, events] = rest.map(Number);
+    const [batch = 0, seconds = 0, events = 1] = rest.map(Number);
     const until = Date.now() + seconds * 1000;
     let done = 0;
     let refused = 0;
-    const errors = new Set();
-    const latencies = [];
+    const errors = new Set<string>();
+    const latencies: number[] = [];
     while (Date.now() < until) {
       const requests = Array.from({ length: batch }, (_, i) => ({
         purchase: purchase(`event-${i % events}`),
@@ -55,9 +65,9 @@ async function child() {
         await new Promise((r) => setTimeout(r, 100)); // as a client told Retry-After would, roughly
       }
     }
-    process.send({ done, refused, latencies, errors: [...errors] });
+    send({ done, refused, latencies, errors: [...errors] });
   } else if (role === 'fill') {
-    const [count, events] = rest.map(Number);
+    const [count = 0, events = 1] = rest.map(Number);
     for (let left = count; left > 0; left -= 1000) {
       await queue.enqueue(
         Array.from({ length: Math.min(1000, left) }, (_, i) => ({
@@ -65,7 +75,7 @@ async function child() {
         })),
       );
     }
-    process.send({ done: count });
+    send({ done: count });
   } else if (role === 'worker') {
     // A stable id per worker slot: the table queues keep a worker's lease on an event after its ack.
     const [slot] = rest;
@@ -81,21 +91,27 @@ async function child() {
       done += batch.purchases.length;
       lastAckAt = Date.now();
     }
-    process.send({ done, lastAckAt });
+    send({ done, lastAckAt });
   }
   await queue.close();
 }
 
-function run(args) {
+function send(report: ChildReport): void {
+  process.send!(report);
+}
+
+function run(args: string[]): Promise<ChildReport> {
   return new Promise((resolve, reject) => {
     const p = fork(new URL(import.meta.url), args, { stdio: 'inherit' });
-    let result;
-    p.on('message', (m) => (result = m));
-    p.on('exit', (code) => (code === 0 ? resolve(result) : reject(new Error(`child exited ${code}`))));
+    let result: ChildReport | undefined;
+    p.on('message', (m) => (result = m as ChildReport));
+    p.on('exit', (code) =>
+      code === 0 && result ? resolve(result) : reject(new Error(`child exited ${code}`)),
+    );
   });
 }
 
-function percentile(values, p) {
+function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 }
@@ -110,6 +126,13 @@ async function main() {
     drainArg = '50000',
     workersArg = '1,2',
   ] = process.argv.slice(2);
+  if (url === undefined || db === undefined) {
+    console.error(
+      'usage: node build/bench/queue-throughput.js QUEUE_URL DATABASE_URL [writers=1,2,4] [batches=1,50,500] ' +
+        '[seconds=5] [drain=50000] [workers=1,2]',
+    );
+    process.exit(2);
+  }
   const seconds = Number(secondsArg);
   console.log(`queue ${url.replace(/:[^:@/]*@/, ':***@')}, index/database ${db}`);
   for (const batch of batchesArg.split(',').map(Number)) {
@@ -118,7 +141,7 @@ async function main() {
         Array.from({ length: writers }, () => run(['writer', url, db, String(batch), String(seconds), '8'])),
       );
       const done = results.reduce((s, r) => s + r.done, 0);
-      const latencies = results.flatMap((r) => r.latencies);
+      const latencies = results.flatMap((r) => r.latencies ?? []);
       console.log(
         `accept  batch ${String(batch).padStart(4)}  writers ${writers}: ${Math.round(done / seconds)
           .toString()
@@ -126,7 +149,7 @@ async function main() {
             6,
           )} purchases/s, enqueue p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms` +
           (results.some((r) => r.refused)
-            ? `, refused ${results.reduce((s, r) => s + r.refused, 0)} (${[...new Set(results.flatMap((r) => r.errors))].join('; ')})`
+            ? `, refused ${results.reduce((s, r) => s + (r.refused ?? 0), 0)} (${[...new Set(results.flatMap((r) => r.errors ?? []))].join('; ')})`
             : ''),
       );
     }
@@ -141,12 +164,12 @@ async function main() {
       Array.from({ length: workers }, (_, i) => run(['worker', url, db, String(i)])),
     );
     const done = results.reduce((s, r) => s + r.done, 0);
-    const seconds = (Math.max(...results.map((r) => r.lastAckAt)) - started) / 1000;
+    const seconds = (Math.max(...results.map((r) => r.lastAckAt ?? started)) - started) / 1000;
     console.log(
       `drain   ${done} purchases (8 events), workers ${workers}: ${Math.round(done / seconds)} purchases/s (${seconds.toFixed(1)} s)`,
     );
   }
 }
 
-if (['writer', 'fill', 'worker'].includes(role)) await child();
+if (role !== undefined && ['writer', 'fill', 'worker'].includes(role)) await child();
 else await main();

@@ -1,5 +1,5 @@
--- wrk script for `onsale bench`: POSTs one purchase per request, each from a buyer never seen before (so the
--- per-buyer rate limit refuses none), and prints a JSON summary that src/bench/wrk.ts parses.
+-- wrk script for `npm run bench`: POSTs one purchase per request, each from a buyer never seen before (so the
+-- per-buyer rate limit refuses none), and prints a JSON summary that bench/wrk.ts parses.
 -- Arguments after `--`: purchase path, ticket type id, buyer id prefix (unique per run).
 
 local threads = {}

@@ -1,0 +1,501 @@
+import type { Config } from '../src/config.js';
+import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
+import { measureAllocation, type AllocationPlan } from './allocation.js';
+import { CLUSTER_WEB, measureCluster } from './cluster.js';
+import { measureMetricsCost, SCRAPE_EVERY_MS } from './metrics-cost.js';
+import type { BenchOptions, Part } from './options.js';
+import { measurePages } from './pages.js';
+import { measurePostgresAllocation, type PostgresAllocationPlan } from './postgres-allocation.js';
+import { measureSale } from './sale.js';
+import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
+import {
+  createDatabase,
+  deleteRabbitTopology,
+  deleteRedisKeys,
+  uniqueName,
+} from '../test/support/services.js';
+
+/**
+ * The bench's parts, one entry each in the table BENCH_PARTS: what a part needs, how it measures, and the
+ * table rows, JSON keys and goals it reports. run.ts checks the needs of the chosen parts, then walks the
+ * table in its order.
+ */
+
+/** The goals the figures are held to: the embedded engine, the scale-out engines and the cost of metrics. */
+export const GOALS = {
+  ackVsBare: 0.7,
+  allocVsNaive: 50,
+  pgAllocPerSec: 50_000,
+  metricsMaxCost: 0.05,
+} as const;
+
+/** A server or program a part runs against; run.ts checks each one needed, once, before measuring. */
+export type Need = 'wrk' | 'postgres' | 'redis' | 'rabbitmq' | 'nginx' | 'haproxy';
+
+export interface ServerUrls {
+  postgres: string;
+  redis: string;
+  rabbitmq: string;
+}
+
+/** What every part measures with: the options, the servers and the plans that --quick shortens. */
+export interface Plans {
+  options: BenchOptions;
+  quick: boolean;
+  urls: ServerUrls;
+  /** The defaults of `onsale start`: its web processes and batch size. */
+  defaults: Config;
+  accept: AcceptPlan;
+  allocation: AllocationPlan;
+  pgAllocation: PostgresAllocationPlan;
+}
+
+/** A row of the printed table (and of the results file): a label and its figures. */
+export type Row = [string, string];
+
+/** What a part adds to the output. */
+export interface PartReport {
+  rows: Row[];
+  json: Record<string, unknown>;
+  goalsMet?: Record<string, boolean>;
+}
+
+type Progress = (line: string) => void;
+
+/** A part as declared: `measure` returns its figures, `report` turns them into output. */
+interface PartDefinition<Figures> {
+  name: Part;
+  needs: readonly Need[];
+  measure: (plans: Plans, progress: Progress) => Promise<Figures>;
+  report: (figures: Figures, plans: Plans) => PartReport;
+}
+
+/** A part as the runner walks it. */
+export interface BenchPart {
+  name: Part;
+  needs: readonly Need[];
+  run: (plans: Plans, progress: Progress) => Promise<PartReport>;
+}
+
+function definePart<Figures>(part: PartDefinition<Figures>): BenchPart {
+  return {
+    name: part.name,
+    needs: part.needs,
+    run: async (plans, progress) => part.report(await part.measure(plans, progress), plans),
+  };
+}
+
+const round = (n: number, digits: number) => Number(n.toFixed(digits));
+export const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const mb = (n: number | null) => (n === null ? null : round(n, 1));
+const goal = (ratio: number, target: number) =>
+  `${ratio.toFixed(2)}  (goal ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'})`;
+const ms = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)}`;
+const latencyRow = (name: string, f: AcceptFigures): Row => [
+  `ack latency p50 / p99 ms, ${name} / bare`,
+  `${ms(f.real.p50Ms, f.real.p99Ms)}  /  ${ms(f.bare.p50Ms, f.bare.p99Ms)}`,
+];
+
+/** A queue server for the accept path, with PostgreSQL storage: a fresh database and prefix per run. */
+function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl: string): Engine {
+  return {
+    name,
+    prepare: async () => {
+      const db = await createDatabase(postgresUrl, 'onsale_bench');
+      const prefix = uniqueName('onsale_bench');
+      const queueUrl = new URL(serverUrl);
+      queueUrl.searchParams.set('prefix', prefix);
+      return {
+        env: { ONSALE_DATABASE_URL: db.url, ONSALE_QUEUE_URL: queueUrl.toString() },
+        cleanup: async () => {
+          if (name === 'redis') await deleteRedisKeys(serverUrl, `${prefix}:*`);
+          else await deleteRabbitTopology(serverUrl, prefix);
+          await db.drop();
+        },
+      };
+    },
+  };
+}
+
+/** The embedded engine: the accept path of `onsale start` and `onsale serve`, then the worker's allocation. */
+const core = definePart({
+  name: 'core',
+  needs: ['wrk'],
+  measure: async ({ accept, allocation, defaults }, progress) => ({
+    start: await measureAccept(accept, { kind: 'start', web: defaults.web }, progress),
+    serve: await measureAccept(accept, { kind: 'serve' }, progress),
+    alloc: await measureAllocation(allocation, progress),
+  }),
+  report: ({ start, serve, alloc }, { defaults }) => {
+    const allocVsNaive = alloc.allocPerSec / alloc.naivePerSec;
+    return {
+      json: {
+        ackVsBare: round(start.ratio, 3),
+        allocVsNaive: round(allocVsNaive, 1),
+        ackPerSec: Math.round(start.real.acceptedPerSec),
+        bareAckPerSec: Math.round(start.bare.acceptedPerSec),
+        allocPerSec: Math.round(alloc.allocPerSec),
+        naivePerSec: Math.round(alloc.naivePerSec),
+        ackLatencyP50Ms: round(start.real.p50Ms, 2),
+        ackLatencyP99Ms: round(start.real.p99Ms, 2),
+        bareLatencyP50Ms: round(start.bare.p50Ms, 2),
+        bareLatencyP99Ms: round(start.bare.p99Ms, 2),
+        ackNon202: start.non202,
+        webPeakRssMb: mb(start.webPeakRssMb),
+        workerPeakRssMb: mb(alloc.workerPeakRssMb),
+        ackCpu: { web: round(start.cpu.web, 2), worker: round(start.cpu.worker, 2) },
+        serveOnly: {
+          ackVsBare: round(serve.ratio, 3),
+          ackPerSec: Math.round(serve.real.acceptedPerSec),
+          bareAckPerSec: Math.round(serve.bare.acceptedPerSec),
+          ackLatencyP50Ms: round(serve.real.p50Ms, 2),
+          ackLatencyP99Ms: round(serve.real.p99Ms, 2),
+          non202: serve.non202,
+          webPeakRssMb: mb(serve.webPeakRssMb),
+        },
+      },
+      goalsMet: {
+        ackVsBare: start.ratio >= GOALS.ackVsBare,
+        allocVsNaive: allocVsNaive >= GOALS.allocVsNaive,
+      },
+      rows: [
+        [`accepted/s, onsale start (${defaults.web} web + worker)`, int(start.real.acceptedPerSec)],
+        [`accepted/s, bare Fastify (${defaults.web} processes)`, int(start.bare.acceptedPerSec)],
+        ['ackVsBare', goal(start.ratio, GOALS.ackVsBare)],
+        latencyRow('onsale', start),
+        [
+          'accepted/s, onsale serve (no worker) / bare',
+          `${int(serve.real.acceptedPerSec)} / ${int(serve.bare.acceptedPerSec)} = ${serve.ratio.toFixed(2)}`,
+        ],
+        ['allocated/s, onsale worker', int(alloc.allocPerSec)],
+        ['allocated/s, naive allocator', int(alloc.naivePerSec)],
+        ['allocVsNaive', goal(allocVsNaive, GOALS.allocVsNaive)],
+        [
+          'peak RSS MB, web / worker',
+          `${mb(start.webPeakRssMb) ?? 'n/a'} / ${mb(alloc.workerPeakRssMb) ?? 'n/a'}`,
+        ],
+      ],
+    };
+  },
+});
+
+/** The worker loop on PostgreSQL against a naive allocator on the same server. */
+const postgres = definePart({
+  name: 'postgres',
+  needs: ['postgres'],
+  measure: ({ pgAllocation }, progress) => measurePostgresAllocation(pgAllocation, progress),
+  report: (pgAlloc) => {
+    const ratio = pgAlloc.allocPerSec / pgAlloc.naivePerSec;
+    return {
+      json: {
+        pgAllocPerSec: Math.round(pgAlloc.allocPerSec),
+        pgNaivePerSec: Math.round(pgAlloc.naivePerSec),
+        pgAllocVsNaive: round(ratio, 1),
+      },
+      goalsMet: {
+        pgAllocPerSec: pgAlloc.allocPerSec >= GOALS.pgAllocPerSec,
+        pgAllocVsNaive: ratio >= GOALS.allocVsNaive,
+      },
+      rows: [
+        [
+          'allocated/s, PostgreSQL worker loop',
+          `${int(pgAlloc.allocPerSec)}  (goal ≥ ${int(GOALS.pgAllocPerSec)}: ` +
+            `${pgAlloc.allocPerSec >= GOALS.pgAllocPerSec ? 'met' : 'MISSED'})`,
+        ],
+        ['allocated/s, PostgreSQL naive allocator', int(pgAlloc.naivePerSec)],
+        ['pgAllocVsNaive', goal(ratio, GOALS.allocVsNaive)],
+      ],
+    };
+  },
+});
+
+/** The accept path of `onsale start` with the `name` queue and PostgreSQL storage, against bare Fastify. */
+function queuePart(name: 'redis' | 'rabbitmq'): BenchPart {
+  const key = name === 'redis' ? 'redis' : 'rabbit';
+  return definePart({
+    name,
+    needs: ['wrk', 'postgres', name],
+    measure: ({ accept, defaults, urls }, progress) =>
+      measureAccept(
+        accept,
+        { kind: 'start', web: defaults.web, engine: queueEngine(name, urls.postgres, urls[name]) },
+        progress,
+      ),
+    report: (f) => ({
+      json: {
+        [`${key}AckPerSec`]: Math.round(f.real.acceptedPerSec),
+        [`${key}AckVsBare`]: round(f.ratio, 3),
+        [`${key}BareAckPerSec`]: Math.round(f.bare.acceptedPerSec),
+        [`${key}AckLatencyP50Ms`]: round(f.real.p50Ms, 2),
+        [`${key}AckLatencyP99Ms`]: round(f.real.p99Ms, 2),
+        [`${key}AckNon202`]: f.non202,
+        [`${key}AckCpu`]: { web: round(f.cpu.web, 2), worker: round(f.cpu.worker, 2) },
+      },
+      goalsMet: { [`${key}AckVsBare`]: f.ratio >= GOALS.ackVsBare },
+      rows: [
+        [
+          `accepted/s, onsale start on ${name} + PostgreSQL / bare`,
+          `${int(f.real.acceptedPerSec)} / ${int(f.bare.acceptedPerSec)}`,
+        ],
+        [`${key}AckVsBare`, goal(f.ratio, GOALS.ackVsBare)],
+        latencyRow(`${name}`, f),
+      ],
+    }),
+  });
+}
+
+/** The accept path of `onsale start` with metrics on and scraped, against off. */
+const metrics = definePart({
+  name: 'metrics',
+  needs: ['wrk'],
+  measure: ({ accept, defaults }, progress) => measureMetricsCost(accept, defaults.web, progress),
+  report: (cost) => {
+    const share = 1 - cost.ratio;
+    return {
+      json: {
+        metricsOnAckPerSec: Math.round(cost.on.wrk.acceptedPerSec),
+        metricsOffAckPerSec: Math.round(cost.off.wrk.acceptedPerSec),
+        metricsOnVsOff: round(cost.ratio, 3),
+        metricsRoundRatios: cost.roundRatios.map((r) => round(r, 3)),
+        metricsRecordingNsPer202: Math.round(cost.recordingNsPer202),
+        metricsOnLatencyP99Ms: round(cost.on.wrk.p99Ms, 2),
+        metricsOffLatencyP99Ms: round(cost.off.wrk.p99Ms, 2),
+        metricsWebCpuMsPer202: {
+          on: round(cost.webCpuMsPer202.on, 4),
+          off: round(cost.webCpuMsPer202.off, 4),
+        },
+        metricsScrapes: cost.scrapes,
+      },
+      goalsMet: { metricsCost: share <= GOALS.metricsMaxCost },
+      rows: [
+        [
+          `accepted/s, onsale start, metrics on (scraped every ${SCRAPE_EVERY_MS / 1000} s) / off, medians`,
+          `${int(cost.on.wrk.acceptedPerSec)} / ${int(cost.off.wrk.acceptedPerSec)}`,
+        ],
+        [
+          'metricsOnVsOff (median of the rounds)',
+          `${cost.ratio.toFixed(3)}  (cost ${(share * 100).toFixed(1)}%, goal ≤ ${GOALS.metricsMaxCost * 100}%: ` +
+            `${share <= GOALS.metricsMaxCost ? 'met' : 'MISSED'})`,
+        ],
+        [
+          'on/off ratio of each round (back-to-back runs)',
+          cost.roundRatios.map((r) => r.toFixed(3)).join(' '),
+        ],
+        [
+          'recording per 202 (request histogram + counter)',
+          `${Math.round(cost.recordingNsPer202)} ns = ` +
+            `${((cost.recordingNsPer202 / 1e6 / cost.webCpuMsPer202.off) * 100).toFixed(1)}% of the web CPU per 202 (off)`,
+        ],
+        [
+          'web CPU ms per 202, metrics on / off',
+          `${cost.webCpuMsPer202.on.toFixed(3)} / ${cost.webCpuMsPer202.off.toFixed(3)} = ` +
+            `${(cost.webCpuMsPer202.on / cost.webCpuMsPer202.off).toFixed(3)}`,
+        ],
+        [
+          'ack latency p50 / p99 ms, metrics on / off',
+          `${ms(cost.on.wrk.p50Ms, cost.on.wrk.p99Ms)}  /  ${ms(cost.off.wrk.p50Ms, cost.off.wrk.p99Ms)}`,
+        ],
+      ],
+    };
+  },
+});
+
+/** The whole sale, driven by the simulator, against the baseline shops on PostgreSQL. */
+const sale = definePart({
+  name: 'sale',
+  needs: ['postgres'],
+  measure: async ({ quick, urls }, progress) => {
+    const plan = quick ? { buyers: 2_000, tickets: 500 } : { buyers: 40_000, tickets: 10_000 };
+    return { plan, figures: await measureSale(plan, urls, progress) };
+  },
+  report: ({ plan, figures }) => {
+    const [advisory, skipLocked, onsalePg, onsaleEmbedded] = figures as [
+      (typeof figures)[number],
+      (typeof figures)[number],
+      (typeof figures)[number],
+      (typeof figures)[number],
+    ];
+    const vs = (a: number, b: number) => round(a / Math.max(b, 1), 2);
+    return {
+      json: {
+        sale: {
+          loadGenerator: 'onsale simulate (undici keep-alive pools, in the bench process)',
+          ...plan,
+          contenders: figures,
+          onsalePgVsAdvisoryLock: vs(onsalePg.ticketsPerSec, advisory.ticketsPerSec),
+          onsalePgVsSkipLocked: vs(onsalePg.ticketsPerSec, skipLocked.ticketsPerSec),
+          onsaleEmbeddedVsAdvisoryLock: vs(onsaleEmbedded.ticketsPerSec, advisory.ticketsPerSec),
+        },
+      },
+      rows: [
+        ...figures.map((f): Row => [
+          `sale tickets/s, ${f.name}`,
+          `${int(f.ticketsPerSec)}  (ack p99 ${f.ackP99Ms.toFixed(1)} ms, final p99 ${f.finalP99Ms.toFixed(1)} ms, ` +
+            `errors ${f.errors}, invariants ${f.invariantsOk ? 'kept' : `BROKEN: ${f.violated.join(', ')}`})`,
+        ]),
+        [
+          'sale: onsale (PostgreSQL) / advisory-lock shop',
+          vs(onsalePg.ticketsPerSec, advisory.ticketsPerSec).toFixed(2),
+        ],
+        [
+          'sale: onsale (PostgreSQL) / SKIP LOCKED shop',
+          vs(onsalePg.ticketsPerSec, skipLocked.ticketsPerSec).toFixed(2),
+        ],
+      ],
+    };
+  },
+});
+
+/** The event page against the API's JSON of the same event. */
+const pages = definePart({
+  name: 'pages',
+  needs: ['wrk'],
+  measure: ({ accept }, progress) =>
+    measurePages({ rounds: accept.rounds, load: accept.load, warmupSec: accept.warmupSec }, progress),
+  report: (f) => {
+    const w = f.weight;
+    return {
+      json: {
+        pages: {
+          ...f,
+          pagePerSec: Math.round(f.pagePerSec),
+          apiPerSec: Math.round(f.apiPerSec),
+          ratio: round(f.ratio, 3),
+          pageP99Ms: round(f.pageP99Ms, 2),
+          apiP99Ms: round(f.apiP99Ms, 2),
+        },
+      },
+      rows: [
+        [
+          'event pages/s, HTML / API JSON (onsale serve)',
+          `${int(f.pagePerSec)} / ${int(f.apiPerSec)} = ${f.ratio.toFixed(2)}`,
+        ],
+        [
+          'event page bytes, HTML + CSS + JS + icon',
+          `${int(w.html)} + ${int(w.css)} + ${int(w.js)} + ${int(w.icon)} = ${int(w.total)} (${int(w.gzipTotal)} gzipped)`,
+        ],
+      ],
+    };
+  },
+});
+
+/** `onsale cluster` behind HAProxy with 1, 2, 3 web servers, and the balancer's hop against one server. */
+const cluster = definePart({
+  name: 'cluster',
+  needs: ['wrk', 'haproxy'],
+  measure: ({ accept }, progress) => measureCluster(accept, progress),
+  report: (c) => {
+    const hopCost = c.hop.acceptedPerSec / c.direct.acceptedPerSec;
+    return {
+      json: {
+        clusterAckPerSec: Object.fromEntries(
+          CLUSTER_WEB.map((w) => [w, Math.round(c.throughLb[w]!.acceptedPerSec)]),
+        ),
+        clusterDirectAckPerSec: Math.round(c.direct.acceptedPerSec),
+        clusterHopAckPerSec: Math.round(c.hop.acceptedPerSec),
+        clusterHopVsDirect: round(hopCost, 3),
+        clusterHopLatencyP50Ms: { direct: round(c.direct.p50Ms, 2), haproxy: round(c.hop.p50Ms, 2) },
+      },
+      rows: [
+        [
+          `accepted/s through HAProxy, ${CLUSTER_WEB.join(' / ')} web`,
+          CLUSTER_WEB.map((w) => int(c.throughLb[w]!.acceptedPerSec)).join(' / '),
+        ],
+        [
+          'balancer hop, 1 web: HAProxy / straight',
+          `${int(c.hop.acceptedPerSec)} / ${int(c.direct.acceptedPerSec)} = ${hopCost.toFixed(2)}; p50 ` +
+            `${c.hop.p50Ms.toFixed(1)} / ${c.direct.p50Ms.toFixed(1)} ms`,
+        ],
+      ],
+    };
+  },
+});
+
+/** The send rate and CPU per request of `onsale simulate` against wrk, on an nginx stub. */
+const simulator = definePart({
+  name: 'simulator',
+  needs: ['wrk', 'nginx'],
+  measure: ({ quick, options }, progress) =>
+    measureSimulator(
+      {
+        buyers: quick ? 30_000 : 150_000,
+        connections: options.connections ?? 64,
+        wrkSeconds: options.duration ?? (quick ? 5 : 10),
+      },
+      progress,
+    ),
+  report: (f) => {
+    const [one, two, wrk1, wrk2] = f.runs as [
+      LoadGeneratorFigures,
+      LoadGeneratorFigures,
+      LoadGeneratorFigures,
+      LoadGeneratorFigures,
+    ];
+    const ratio = (a: number, b: number) => round(a / Math.max(b, 1e-9), 2);
+    return {
+      json: {
+        simulator: {
+          server: 'nginx, one worker, a final 409 sold_out from its configuration',
+          ...f,
+          runs: f.runs.map((r) => ({
+            ...r,
+            requestsPerSec: Math.round(r.requestsPerSec),
+            cpuMsPerRequest: round(r.cpuMsPerRequest, 4),
+            clientBusyCores: round(r.clientBusyCores, 2),
+            serverBusyCores: round(r.serverBusyCores, 2),
+            machineBusyCores: round(r.machineBusyCores, 2),
+          })),
+          processes2VsProcesses1: ratio(two.requestsPerSec, one.requestsPerSec),
+          processes1VsWrk1: ratio(one.requestsPerSec, wrk1.requestsPerSec),
+          processes2VsWrk2: ratio(two.requestsPerSec, wrk2.requestsPerSec),
+          cpuPerRequestProcesses1VsWrk1: ratio(one.cpuMsPerRequest, wrk1.cpuMsPerRequest),
+        },
+      },
+      rows: [
+        ...f.runs.map((r): Row => [
+          `requests/s, ${r.name}`,
+          `${int(r.requestsPerSec)}  (${r.cpuMsPerRequest.toFixed(4)} CPU ms/request; limit: ${r.limit})`,
+        ]),
+        [
+          'simulator: 2 processes / 1, 1 process / wrk 1 thread, 2 / wrk 2 threads',
+          `${ratio(two.requestsPerSec, one.requestsPerSec).toFixed(2)}, ` +
+            `${ratio(one.requestsPerSec, wrk1.requestsPerSec).toFixed(2)}, ` +
+            `${ratio(two.requestsPerSec, wrk2.requestsPerSec).toFixed(2)}`,
+        ],
+        [
+          'simulator CPU per request / wrk (1 process, 1 thread)',
+          ratio(one.cpuMsPerRequest, wrk1.cpuMsPerRequest).toFixed(1),
+        ],
+      ],
+    };
+  },
+});
+
+/** Every part, in the order they run and their rows print (the order of PARTS). */
+export const BENCH_PARTS: readonly BenchPart[] = [
+  core,
+  postgres,
+  queuePart('redis'),
+  queuePart('rabbitmq'),
+  metrics,
+  sale,
+  pages,
+  cluster,
+  simulator,
+];
+
+/**
+ * The order of the parts' keys in the JSON line: the cluster's keys sit with the engines' (before the sale's),
+ * where they have always been, so that the line reads as it did.
+ */
+export const JSON_ORDER: readonly Part[] = [
+  'core',
+  'postgres',
+  'redis',
+  'rabbitmq',
+  'metrics',
+  'cluster',
+  'sale',
+  'pages',
+  'simulator',
+];
