@@ -5,6 +5,7 @@ import { newPurchaseId } from '../src/shared/ids.js';
 import type { EnqueueRequest } from '../src/ports/queue.js';
 import { NaiveAllocator } from './naive-allocator.js';
 import { cleanEnv, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';
+import { int } from '../src/shared/format.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
@@ -30,8 +31,6 @@ interface BenchDatabase {
   ticketTypeId: string;
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-
 /**
  * The real worker (an `onsale worker` process) drains `plan.purchases` from a fresh database; then the naive
  * allocator runs on a database already holding half as many allocated purchases. Inserts into random-keyed
@@ -43,26 +42,26 @@ export async function measureAllocation(
 ): Promise<AllocationFigures> {
   const half = Math.floor(plan.purchases / 2);
   const worker = await withDatabase(async (db) => {
-    progress(`allocation: filling a queue with ${fmt(plan.purchases)} purchases`);
+    progress(`allocation: filling a queue with ${int(plan.purchases)} purchases`);
     await fillQueue(db, 0, plan.purchases);
     const run = await drainWithWorker(db, plan.purchases);
     await verify(db, plan.purchases, 'onsale worker');
     progress(
-      `allocation: onsale worker allocated ${fmt(run.allocated)} in ${run.seconds.toFixed(2)} s: ` +
-        `${fmt(run.allocated / run.seconds)}/s`,
+      `allocation: onsale worker allocated ${int(run.allocated)} in ${run.seconds.toFixed(2)} s: ` +
+        `${int(run.allocated / run.seconds)}/s`,
     );
     return run;
   });
   const naive = await withDatabase(async (db) => {
-    progress(`allocation: preparing the naive allocator's database: ${fmt(half)} purchases allocated first`);
+    progress(`allocation: preparing the naive allocator's database: ${int(half)} purchases allocated first`);
     await fillQueue(db, 0, half);
     await drainWithWorker(db, half);
     await fillQueue(db, half, plan.naivePurchases);
     const run = runNaive(db, plan.naiveSeconds);
     await verify(db, half + run.allocated, 'naive allocator');
     progress(
-      `allocation: naive allocator (one transaction per purchase) allocated ${fmt(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
+      `allocation: naive allocator (one transaction per purchase) allocated ${int(run.allocated)} in ` +
+        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
     );
     return run;
   });

@@ -14,6 +14,7 @@ import {
   deleteRedisKeys,
   uniqueName,
 } from '../test/support/services.js';
+import { int } from '../src/shared/format.js';
 
 /**
  * The bench's parts, one entry each in the table BENCH_PARTS: what a part needs, how it measures, and the
@@ -86,7 +87,6 @@ function definePart<Figures>(part: PartDefinition<Figures>): BenchPart {
 }
 
 const round = (n: number, digits: number) => Number(n.toFixed(digits));
-export const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const mb = (n: number | null) => (n === null ? null : round(n, 1));
 const goal = (ratio: number, target: number) =>
   `${ratio.toFixed(2)}  (goal ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'})`;

@@ -19,6 +19,7 @@ import { startWorkerLoop } from '../src/worker/worker.js';
 import { fillQueue } from './allocation.js';
 import { sleep } from './processes.js';
 import { createDatabase } from '../test/support/services.js';
+import { int } from '../src/shared/format.js';
 
 export interface PostgresAllocationPlan {
   /** The admin URL of the server: the throw-away databases are created there. */
@@ -41,8 +42,6 @@ interface BenchDatabase {
   eventId: string;
   ticketTypeId: string;
 }
-
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** Runs `fn` on a fresh database (migrated, with one event that has stock for everyone), then drops it. */
 async function withDatabase<T>(adminUrl: string, fn: (db: BenchDatabase) => Promise<T>): Promise<T> {
@@ -278,27 +277,27 @@ export async function measurePostgresAllocation(
 ): Promise<PostgresAllocationFigures> {
   const { adminUrl, purchases, batchSize } = plan;
   const worker = await withDatabase(adminUrl, async (db) => {
-    progress(`postgres allocation: filling a queue with ${fmt(purchases)} purchases`);
+    progress(`postgres allocation: filling a queue with ${int(purchases)} purchases`);
     await fillQueue(db, 0, purchases);
     const run = await drainWithWorker(db, purchases, batchSize);
     await verify(db, purchases, 'worker loop');
     progress(
-      `postgres allocation: worker loop (batches of ${batchSize}) allocated ${fmt(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
+      `postgres allocation: worker loop (batches of ${batchSize}) allocated ${int(run.allocated)} in ` +
+        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
     );
     return run;
   });
   const half = Math.floor(purchases / 2);
   const naive = await withDatabase(adminUrl, async (db) => {
-    progress(`postgres allocation: preparing the naive allocator's database: ${fmt(half)} allocated first`);
+    progress(`postgres allocation: preparing the naive allocator's database: ${int(half)} allocated first`);
     await fillQueue(db, 0, half);
     await drainWithWorker(db, half, batchSize);
     await fillQueue(db, half, plan.naivePurchases);
     const run = await runNaive(db, plan.naiveSeconds);
     await verify(db, half + run.allocated, 'naive allocator');
     progress(
-      `postgres allocation: naive allocator (one transaction per purchase) allocated ${fmt(run.allocated)} ` +
-        `in ${run.seconds.toFixed(2)} s: ${fmt(run.allocated / run.seconds)}/s`,
+      `postgres allocation: naive allocator (one transaction per purchase) allocated ${int(run.allocated)} ` +
+        `in ${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
     );
     return run;
   });

@@ -3,16 +3,8 @@ import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../src/config.js';
 import { BalancerMissingError, findBalancer } from '../src/processes/lb/balancer.js';
 import { PARTS, type BenchOptions, type Part } from './options.js';
-import {
-  BENCH_PARTS,
-  GOALS,
-  int,
-  JSON_ORDER,
-  type Need,
-  type Plans,
-  type Row,
-  type ServerUrls,
-} from './parts.js';
+import { BENCH_PARTS, GOALS, JSON_ORDER, type Need, type Plans, type Row, type ServerUrls } from './parts.js';
+import { int } from '../src/shared/format.js';
 import { cleanUpOnExit } from './processes.js';
 import { stopContenders } from './sale.js';
 import {
