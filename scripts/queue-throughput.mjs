@@ -5,7 +5,7 @@
 //
 //   npm run build && node scripts/queue-throughput.mjs QUEUE_URL DATABASE_URL [writers=1,2,4] [batches=1,50,500]
 //     [seconds=5] [drain=50000] [workers=1,2]
-// e.g. node scripts/queue-throughput.mjs 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' sqlite:/tmp/b/onsale.db
+// e.g. node scripts/queue-throughput.mjs 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' postgres://postgres@127.0.0.1:5432/bench
 import { fork } from 'node:child_process';
 import console from 'node:console';
 import { randomUUID } from 'node:crypto';

@@ -40,7 +40,10 @@ const SQL = {
   lockPartitionShared: 'SELECT pg_advisory_xact_lock_shared($1::int, $2::int)',
   /** A worker does not wait longer than this for a publisher (one holds the lock at most ~2 s). */
   lockTimeout: "SET LOCAL lock_timeout = '10s'",
-  /** Claim counts need no fsync of their own (see SqliteIndex.inspect). */
+  /**
+   * Claim counts need no fsync of their own: a lost one (a crash before the next commit) only lets a poison
+   * purchase be tried once more.
+   */
   noSync: 'SET LOCAL synchronous_commit = off',
   /**
    * Records idempotency keys not seen before; a key already there is left alone. Arrays: $1 event ids,
@@ -120,8 +123,8 @@ interface KeyRow {
 
 /**
  * The index in PostgreSQL (the deployment's database). "The partition's lock" of PurchaseIndex is a
- * transaction-level advisory lock per partition, in a lock space of the queue prefix: unlike SQLite's one
- * write lock, publishers of different partitions (so, different events) run at the same time.
+ * transaction-level advisory lock per partition, in a lock space of the queue prefix: publishers of
+ * different partitions (so, different events) run at the same time.
  */
 export class PostgresIndex implements PurchaseIndex {
   readonly #db: PostgresDatabase;
