@@ -29,7 +29,7 @@ function purchase(eventId) {
 
 /** A child: writes for `seconds`, or drains, and reports its count to the parent. */
 async function child() {
-  const queue = openQueue(queueUrl, { databaseUrl });
+  const queue = await openQueue(queueUrl, { databaseUrl });
   await queue.migrate();
   if (role === 'writer') {
     const [batch, seconds, events] = rest.map(Number);
