@@ -1,4 +1,3 @@
-import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
@@ -12,10 +11,6 @@ import {
   type PartitionedRequest,
   type PurchaseIndex,
 } from './index-store.js';
-
-const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/postgres/', import.meta.url));
-/** The component name of these migrations in schema_migrations (shared with the storage's and queue's). */
-const COMPONENT = 'rabbitmq';
 
 /** Statements of the migration step, after the index's migrations (applyMigrations). */
 const MIGRATION_SQL = {
@@ -122,7 +117,7 @@ export class PostgresIndex implements PurchaseIndex {
 
   async migrate(partitions: number): Promise<void> {
     const known = await this.#db.transaction(async (tx) => {
-      await applyMigrations(tx, COMPONENT, MIGRATIONS_DIR);
+      await applyMigrations(tx, 'rabbitmq');
       await tx.query(MIGRATION_SQL.claimPrefix, [this.#prefix, partitions]);
       const row = await tx.query<{ partitions: number }>(MIGRATION_SQL.prefixPartitions, [this.#prefix]);
       return row.rows[0]!.partitions;
