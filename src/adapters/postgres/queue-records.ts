@@ -1,9 +1,9 @@
 import type { Tx } from './database.js';
 
 /**
- * The idempotency keys of the queues kept in PostgreSQL: the table queue (PostgresQueue) and the RabbitMQ
- * queue's index (PostgresIndex) each keep them in a table of their own, with the same columns and the same
- * rules, which live here once.
+ * What the queues kept in PostgreSQL share: the table queue (PostgresQueue) and the RabbitMQ queue's index
+ * (PostgresIndex) each keep idempotency keys in a table of their own, with the same columns and the same
+ * rules, and both order their appends the same way. These live here once.
  */
 
 /** The two statements over one idempotency-key table (columns event_id, buyer_id, key, request_hash, purchase_id). */
@@ -89,4 +89,29 @@ export async function resolveKeys(
       ? { status: 'duplicate', storedPurchaseId: owner.purchase_id }
       : { status: 'conflict' };
   });
+}
+
+/**
+ * This process's appends to one queue (by `queue`: a database URL, with the RabbitMQ prefix for its index),
+ * one after another. The advisory lock already makes them take turns in commit order; this also makes their
+ * promises resolve in that order. PostgreSQL releases the lock inside COMMIT before the reply leaves, so
+ * without it a second transaction could lock, append and commit, and its reply overtake the first's: the
+ * contract's "concurrent writers" case saw adjacent swaps in 3 runs of 10 on a loaded machine (the table
+ * queue), and in 1 of 5 (the RabbitMQ index). (Order across processes is the advisory lock's: a purchase
+ * sent after another's 202 always comes later.) Group commit keeps one enqueue in flight per web server
+ * anyway, so in production this costs nothing.
+ */
+const appendTurns = new Map<string, Promise<void>>();
+
+export function inTurn<T>(queue: string, work: () => Promise<T>): Promise<T> {
+  const result = (appendTurns.get(queue) ?? Promise.resolve()).then(work);
+  const settled = result.then(
+    () => undefined,
+    () => undefined,
+  );
+  appendTurns.set(queue, settled);
+  void settled.then(() => {
+    if (appendTurns.get(queue) === settled) appendTurns.delete(queue);
+  });
+  return result;
 }

@@ -1,7 +1,7 @@
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import { ADVISORY_LOCK, fromDb, migratePostgres, PostgresDatabase, toDb } from './database.js';
-import { QUEUE_KEYS, resolveKeys } from './queue-records.js';
+import { inTurn, QUEUE_KEYS, resolveKeys } from './queue-records.js';
 
 interface QueueRow {
   seq: number;
@@ -156,30 +156,6 @@ const SQL = {
   depthOf: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM queue_depth WHERE event_id = $1) AS queued,
     (SELECT count(*) FROM queue_dead_letters WHERE event_id = $1) AS dead`,
 } as const;
-
-/**
- * This process's appends to each database (by URL), one after another. The advisory lock already makes
- * them take turns in commit order; this also makes their promises resolve in that order. PostgreSQL
- * releases the lock inside COMMIT before the reply leaves, so without it a second transaction could lock,
- * append and commit, and its reply overtake the first's: the contract's "concurrent writers" case saw
- * adjacent swaps in 3 runs of 10 on a loaded machine. (Order across processes is the advisory lock's:
- * a purchase sent after another's 202 always gets a larger seq.) Group commit keeps one enqueue in flight
- * per web server anyway, so in production this costs nothing.
- */
-const appendTurns = new Map<string, Promise<void>>();
-
-function inTurn<T>(url: string, work: () => Promise<T>): Promise<T> {
-  const result = (appendTurns.get(url) ?? Promise.resolve()).then(work);
-  const settled = result.then(
-    () => undefined,
-    () => undefined,
-  );
-  appendTurns.set(url, settled);
-  void settled.then(() => {
-    if (appendTurns.get(url) === settled) appendTurns.delete(url);
-  });
-  return result;
-}
 
 /**
  * Server settings of the queue's connections. Every queue read is a key lookup or a walk of an index in

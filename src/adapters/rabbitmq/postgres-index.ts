@@ -2,7 +2,7 @@ import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
 import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
-import { RABBITMQ_KEYS, resolveKeys } from '../postgres/queue-records.js';
+import { inTurn, RABBITMQ_KEYS, resolveKeys } from '../postgres/queue-records.js';
 import { partitionOf } from './broker.js';
 import {
   partitionMismatch,
@@ -108,11 +108,14 @@ export class PostgresIndex implements PurchaseIndex {
   readonly #prefix: string;
   /** The advisory lock space of this prefix: its hash, as the int4 first key. */
   readonly #lockSpace: number;
+  /** Which appends of this process take turns with this index's (see inTurn). */
+  readonly #turns: string;
 
   constructor(url: string, prefix: string) {
     this.#db = new PostgresDatabase(url);
     this.#prefix = prefix;
     this.#lockSpace = partitionOf(prefix, 2 ** 32) | 0;
+    this.#turns = `rabbitmq ${prefix} ${url}`;
   }
 
   async migrate(partitions: number): Promise<void> {
@@ -126,6 +129,13 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async record(
+    requests: readonly PartitionedRequest[],
+    publish: (accepted: IndexedPurchase[]) => Promise<void>,
+  ): Promise<EnqueueResult[]> {
+    return inTurn(this.#turns, () => this.#record(requests, publish));
+  }
+
+  async #record(
     requests: readonly PartitionedRequest[],
     publish: (accepted: IndexedPurchase[]) => Promise<void>,
   ): Promise<EnqueueResult[]> {
@@ -232,6 +242,15 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async revive(
+    purchaseIds: readonly string[] | undefined,
+    partitions: readonly number[],
+    publish: (revived: IndexedPurchase[]) => Promise<void>,
+  ): Promise<number> {
+    // Revived purchases go to the tail like any append: they take turns with this process's appends.
+    return inTurn(this.#turns, () => this.#revive(purchaseIds, partitions, publish));
+  }
+
+  async #revive(
     purchaseIds: readonly string[] | undefined,
     partitions: readonly number[],
     publish: (revived: IndexedPurchase[]) => Promise<void>,
