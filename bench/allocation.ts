@@ -84,8 +84,8 @@ async function withDatabase<T>(fn: (db: BenchDatabase) => Promise<T>): Promise<T
 }
 
 async function createEvent(url: string): Promise<{ eventId: string; ticketTypeId: string }> {
-  const storage = openStorage(url);
-  const queue = openQueue(url);
+  const storage = await openStorage(url);
+  const queue = await openQueue(url);
   try {
     await Promise.all([storage.migrate(), queue.migrate()]);
     const event = await storage.createEvent({
@@ -109,7 +109,7 @@ export async function fillQueue(
   from: number,
   count: number,
 ): Promise<void> {
-  const queue = openQueue(db.url);
+  const queue = await openQueue(db.url);
   try {
     // Big batches: filling is set-up, not what is measured.
     for (let i = from; i < from + count;) {
@@ -141,7 +141,7 @@ async function drainWithWorker(
   db: BenchDatabase,
   queued: number,
 ): Promise<{ allocated: number; seconds: number; peakRssMb: number | null }> {
-  const queue = openQueue(db.url);
+  const queue = await openQueue(db.url);
   const worker = spawnNode(CLI, ['worker'], cleanEnv({ ONSALE_DATA_DIR: db.dir, LOG_LEVEL: 'warn' }));
   try {
     let first: { at: number; depth: number } | null = null;
@@ -181,7 +181,7 @@ function runNaive(db: BenchDatabase, seconds: number): { allocated: number; seco
  * worth reporting for work that was done right.
  */
 async function verify(db: BenchDatabase, expected: number, who: string): Promise<void> {
-  const storage = openStorage(db.url);
+  const storage = await openStorage(db.url);
   try {
     const stats = await storage.getStats(db.eventId);
     const confirmed = stats?.purchases.confirmed ?? 0;

@@ -5,7 +5,7 @@
 //
 //   npm run build:bench && node build/bench/queue-throughput.js QUEUE_URL DATABASE_URL [writers=1,2,4]
 //     [batches=1,50,500] [seconds=5] [drain=50000] [workers=1,2]
-// e.g. node build/bench/queue-throughput.js 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' sqlite:/tmp/b/onsale.db
+// e.g. node build/bench/queue-throughput.js 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' postgres://postgres@127.0.0.1:5432/bench
 import { fork } from 'node:child_process';
 import console from 'node:console';
 import { randomUUID } from 'node:crypto';
@@ -39,7 +39,7 @@ function purchase(eventId: string): AcceptedPurchase {
 
 /** A child: writes for `seconds`, or drains, and reports its count to the parent. */
 async function child() {
-  const queue = openQueue(queueUrl!, { databaseUrl: databaseUrl! });
+  const queue = await openQueue(queueUrl!, { databaseUrl: databaseUrl! });
   await queue.migrate();
   if (role === 'writer') {
     const [batch = 0, seconds = 0, events = 1] = rest.map(Number);

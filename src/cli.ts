@@ -100,8 +100,8 @@ function program(): Command {
     ...COMMON,
   ]).action(async (_opts, command: Command) => {
     const config = configFrom(command);
-    const storage = openStorage(config.databaseUrl);
-    const queue = openQueue(config.queueUrl, config);
+    const storage = await openStorage(config.databaseUrl);
+    const queue = await openQueue(config.queueUrl, config);
     await Promise.all([storage.migrate(), queue.migrate()]);
     await Promise.all([storage.close(), queue.close()]);
     process.stdout.write(`database schema is up to date (${config.databaseUrl})\n`);
@@ -115,7 +115,7 @@ function program(): Command {
     .addOption(new Option('--json', 'one JSON object per line'))
     .action(async (opts: { limit?: number; json?: boolean }, command: Command) => {
       const config = configFrom(command);
-      const queue = openQueue(config.queueUrl, config);
+      const queue = await openQueue(config.queueUrl, config);
       const letters = await queue.deadLetters(opts.limit ?? 100);
       await queue.close();
       for (const l of letters) {
@@ -134,7 +134,7 @@ function program(): Command {
     [...COMMON],
   ).action(async (purchaseIds: string[], _opts, command: Command) => {
     const config = configFrom(command);
-    const queue = openQueue(config.queueUrl, config);
+    const queue = await openQueue(config.queueUrl, config);
     const replayed = await queue.replayDeadLetters(purchaseIds.length > 0 ? purchaseIds : undefined);
     await queue.close();
     process.stdout.write(`${replayed} dead letter(s) put back on the queue\n`);

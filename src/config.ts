@@ -334,5 +334,12 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
       `--workers-max / ONSALE_WORKERS_MAX (${full.workersMax}) is below --workers-min / ONSALE_WORKERS_MIN (${full.workersMin})`,
     );
   }
+  if (/^amqps?:/i.test(full.queueUrl) && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
+    // The broker serves processes on many machines; its index must live where they all reach it.
+    throw new ConfigError(
+      `ONSALE_QUEUE_URL (--queue-url) is RabbitMQ, which keeps its index in PostgreSQL: ` +
+        `ONSALE_DATABASE_URL (--database-url) must be postgres://…, not "${full.databaseUrl}"`,
+    );
+  }
   return full;
 }

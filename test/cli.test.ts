@@ -56,6 +56,16 @@ describe('onsale command line', () => {
     },
   );
 
+  it.each(['start', 'serve', 'worker', 'cluster'])(
+    '%s refuses RabbitMQ with a SQLite database (exit 2), naming both settings',
+    async (cmd) => {
+      const p = runCli([cmd], { ONSALE_DATA_DIR: dataDir(), ONSALE_QUEUE_URL: 'amqp://127.0.0.1:1' });
+      expect((await p.exited).code).toBe(2);
+      expect(p.output()).toContain('ONSALE_QUEUE_URL (--queue-url) is RabbitMQ');
+      expect(p.output()).toContain('ONSALE_DATABASE_URL (--database-url) must be postgres://');
+    },
+  );
+
   it('migrate creates the schema once and can run again', async () => {
     const dir = dataDir();
     for (let i = 0; i < 2; i++) {

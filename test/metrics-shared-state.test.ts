@@ -10,8 +10,8 @@ describe('shared-state gauges', () => {
 
   it('reads the queue and the stock once per second, and leaves them out (logged) when they fail', async () => {
     const url = `sqlite:${dir.path}/onsale.db`;
-    const storage = openStorage(url);
-    const queue = openQueue(url);
+    const storage = await openStorage(url);
+    const queue = await openQueue(url);
     await Promise.all([storage.migrate(), queue.migrate()]);
     const event = await storage.createEvent({
       name: 'gauges',

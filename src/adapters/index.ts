@@ -1,11 +1,5 @@
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
-import { RabbitQueue } from './rabbitmq/queue.js';
-import { RedisQueue } from './redis/queue.js';
-import { PostgresQueue } from './postgres/queue.js';
-import { PostgresStorage } from './postgres/storage.js';
-import { SqliteQueue } from './sqlite/queue.js';
-import { SqliteStorage } from './sqlite/storage.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 export interface QueueContext {
@@ -13,24 +7,52 @@ export interface QueueContext {
 }
 
 /**
- * The engines this build can use, by URL scheme. Opening is synchronous and cheap (a pool, a client); the
- * caller runs migrate() before first use.
+ * The engines this build can use, by URL scheme. Each adapter's module, and so its driver (better-sqlite3,
+ * pg, ioredis, amqplib), is imported only when its scheme is chosen: a process loads the one or two drivers
+ * it uses, and loading the config (which checks schemes against these keys) loads none. Opening is cheap
+ * (a pool, a client); the caller runs migrate() before first use.
  */
-const STORAGE_ENGINES: Record<string, (url: string) => Storage> = {
-  'sqlite:': (url) => new SqliteStorage(url),
-  'postgres:': (url) => new PostgresStorage(url),
-  'postgresql:': (url) => new PostgresStorage(url),
+const STORAGE_ENGINES: Record<string, () => Promise<(url: string) => Storage>> = {
+  'sqlite:': async () => {
+    const { SqliteStorage } = await import('./sqlite/storage.js');
+    return (url) => new SqliteStorage(url);
+  },
+  'postgres:': openPostgresStorage,
+  'postgresql:': openPostgresStorage,
 };
 
-const QUEUE_ENGINES: Record<string, (url: string, context: QueueContext) => Queue> = {
-  'sqlite:': (url) => new SqliteQueue(url),
-  'postgres:': (url) => new PostgresQueue(url),
-  'postgresql:': (url) => new PostgresQueue(url),
-  'redis:': (url) => new RedisQueue(url),
-  'rediss:': (url) => new RedisQueue(url),
-  'amqp:': (url, context) => new RabbitQueue(url, context.databaseUrl),
-  'amqps:': (url, context) => new RabbitQueue(url, context.databaseUrl),
+const QUEUE_ENGINES: Record<string, () => Promise<(url: string, context: QueueContext) => Queue>> = {
+  'sqlite:': async () => {
+    const { SqliteQueue } = await import('./sqlite/queue.js');
+    return (url) => new SqliteQueue(url);
+  },
+  'postgres:': openPostgresQueue,
+  'postgresql:': openPostgresQueue,
+  'redis:': openRedisQueue,
+  'rediss:': openRedisQueue,
+  'amqp:': openRabbitQueue,
+  'amqps:': openRabbitQueue,
 };
+
+async function openPostgresStorage(): Promise<(url: string) => Storage> {
+  const { PostgresStorage } = await import('./postgres/storage.js');
+  return (url) => new PostgresStorage(url);
+}
+
+async function openPostgresQueue(): Promise<(url: string) => Queue> {
+  const { PostgresQueue } = await import('./postgres/queue.js');
+  return (url) => new PostgresQueue(url);
+}
+
+async function openRedisQueue(): Promise<(url: string) => Queue> {
+  const { RedisQueue } = await import('./redis/queue.js');
+  return (url) => new RedisQueue(url);
+}
+
+async function openRabbitQueue(): Promise<(url: string, context: QueueContext) => Queue> {
+  const { RabbitQueue } = await import('./rabbitmq/queue.js');
+  return (url, context) => new RabbitQueue(url, context.databaseUrl);
+}
 
 export const STORAGE_SCHEMES = Object.keys(STORAGE_ENGINES);
 export const QUEUE_SCHEMES = Object.keys(QUEUE_ENGINES);
@@ -43,10 +65,12 @@ function engineFor<T>(engines: Record<string, T>, url: string, what: string): T 
   return engine;
 }
 
-export function openStorage(url: string): Storage {
-  return engineFor(STORAGE_ENGINES, url, 'database')(url);
+export async function openStorage(url: string): Promise<Storage> {
+  const open = await engineFor(STORAGE_ENGINES, url, 'database')();
+  return open(url);
 }
 
-export function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Queue {
-  return engineFor(QUEUE_ENGINES, url, 'queue')(url, context);
+export async function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Promise<Queue> {
+  const open = await engineFor(QUEUE_ENGINES, url, 'queue')();
+  return open(url, context);
 }

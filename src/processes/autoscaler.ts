@@ -124,7 +124,7 @@ export async function runAutoscaler(
   if (config.metrics) startProcessMetrics();
   const listener =
     config.metrics && under === 'cluster' ? await exportWorkerCount(config, workers, logger) : null;
-  const queue = openQueue(config.queueUrl, config);
+  const queue = await openQueue(config.queueUrl, config);
   const policy = defaultPolicy(config.workersMin, config.workersMax);
   let state: ScalerState = { workers, changedAt: 0, quietSince: null };
   let running = true;

@@ -49,8 +49,8 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
   // Before anything else: without a balancer there is no cluster (the caller exits 2 with how to install it).
   const balancer = findBalancer(config.lb);
 
-  const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl, config);
+  const storage = await openStorage(config.databaseUrl);
+  const queue = await openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
   await Promise.all([storage.close(), queue.close()]);
 

@@ -19,8 +19,8 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
   process.title = 'onsale-supervisor';
   const logger = createLogger(config.logLevel, 'supervisor');
 
-  const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl, config);
+  const storage = await openStorage(config.databaseUrl);
+  const queue = await openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
   const demo = (await storage.listEvents()).length === 0 ? await createDemoEvent(storage) : null;
   await Promise.all([storage.close(), queue.close()]);

@@ -10,8 +10,8 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   process.title = 'onsale-web';
   const logger = createLogger(config.logLevel, 'web');
   if (config.metrics) startProcessMetrics();
-  const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl, config);
+  const storage = await openStorage(config.databaseUrl);
+  const queue = await openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
   const web = buildApp({ config, storage, queue, adminToken, logger });
   await web.app.listen({ port: config.port, host: config.host });

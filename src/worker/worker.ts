@@ -154,8 +154,8 @@ export async function runWorker(
       : under === 'cluster'
         ? await serveProcessMetricsOrLog(config.host, config.metricsPort, logger)
         : await serveProcessMetrics(config.host, config.metricsPort);
-  const storage = openStorage(config.databaseUrl);
-  const queue = openQueue(config.queueUrl, config);
+  const storage = await openStorage(config.databaseUrl);
+  const queue = await openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
   const id = workerId ?? `${hostname()}-${process.pid}`;
   const loop = startWorkerLoop({

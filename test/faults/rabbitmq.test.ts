@@ -20,9 +20,8 @@ import { ADMIN_TOKEN, childrenOf, freePort, startOnsale, until, type Onsale } fr
 import { rabbitQueue, rabbitUrl, startPrivateRabbit, type PrivateRabbit } from '../helpers/rabbitmq.js';
 import { freshPostgresDatabase, included, RABBITMQ_URL, uniqueName } from '../helpers/services.js';
 
-/** The database beside RabbitMQ: it holds the storage and the queue's index. */
+/** The database beside RabbitMQ: it holds the storage and the queue's index (PostgreSQL only). */
 const DATABASES = [
-  { name: 'sqlite', run: true, open: async () => ({ env: {}, drop: async () => undefined }) },
   {
     name: 'postgres',
     run: included('postgres'),
@@ -196,110 +195,113 @@ function accepted(eventId: string): AcceptedPurchase {
  * What a broker alone would get wrong, on the shared RabbitMQ (a prefix of each test's own): messages that
  * no index row backs, redelivery counts inflated by prefetch, dead letters on the broker's side.
  */
-describe.runIf(included('rabbitmq'))('RabbitMQ queue: the index and the broker together', () => {
-  let opened: Awaited<ReturnType<typeof rabbitQueue>>;
+describe.runIf(included('rabbitmq') && included('postgres'))(
+  'RabbitMQ queue: the index and the broker together',
+  () => {
+    let opened: Awaited<ReturnType<typeof rabbitQueue>>;
 
-  beforeEach(async () => {
-    opened = await rabbitQueue();
-  });
-  afterEach(async () => opened.cleanup());
-
-  async function onBroker<T>(use: (channel: Channel) => Promise<T>): Promise<T> {
-    const conn = await connect(RABBITMQ_URL);
-    try {
-      return await use(await conn.createChannel());
-    } finally {
-      await conn.close();
-    }
-  }
-
-  it('drops a message whose publisher never committed it (a web server that died after the confirm)', async () => {
-    const orphan = accepted('e1');
-    const real = accepted('e1');
-    const { partitions } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
-    await onBroker(async (channel) => {
-      channel.sendToQueue(
-        partitions[partitionOf('e1', DEFAULT_PARTITIONS)]!,
-        Buffer.from(JSON.stringify(orphan)),
-        {
-          persistent: true,
-          headers: { [SEQ_HEADER]: 0 },
-        },
-      );
+    beforeEach(async () => {
+      opened = await rabbitQueue();
     });
-    await opened.adapter.enqueue([{ purchase: real }]);
-    const batch = (await opened.adapter.claim('w', 10, 5000))!;
-    expect(batch.purchases).toEqual([real]);
-    await opened.adapter.ack(batch);
-    expect(await opened.adapter.find(orphan.purchaseId)).toBeNull();
-    expect(await opened.adapter.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
-    await opened.adapter.close(); // anything not acked would go back to the queue now
-    const left = await onBroker(async (channel) =>
-      channel.checkQueue(partitions[partitionOf('e1', DEFAULT_PARTITIONS)]!),
-    );
-    expect(left.messageCount).toBe(0);
-  });
+    afterEach(async () => opened.cleanup());
 
-  it('counts deliveries by claims, not by what RabbitMQ redelivered after a worker died', async () => {
-    const purchases = Array.from({ length: 5 }, () => accepted('e1'));
-    await opened.adapter.enqueue(purchases.map((purchase) => ({ purchase })));
-    const first = (await opened.adapter.claim('dead', 1, 60_000))!;
-    expect(first.deliveries).toBe(1);
-    // The worker dies: its connection closes, and RabbitMQ redelivers all five (x-delivery-count 1).
-    await opened.adapter.close();
-    const other = opened.reopen();
-    const again = (await other.claim('w2', 10, 5000))!;
-    expect(again.purchases).toEqual(purchases);
-    expect(again.deliveries).toBe(2);
-    await other.ack(headOf(again, 1));
-    // The next head was prefetched by the dead worker but never tried: its first delivery.
-    const rest = (await other.claim('w2', 10, 5000))!;
-    expect(rest.purchases).toEqual(purchases.slice(1));
-    expect(rest.deliveries).toBe(1);
-  });
-
-  it('also moves dead letters to the {prefix}.dead queue on the broker', async () => {
-    const poison = accepted('e1');
-    await opened.adapter.enqueue([{ purchase: poison }]);
-    await opened.adapter.deadLetter((await opened.adapter.claim('w', 10, 5000))!, 'poison');
-    const { deadQueue } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
-    let dead = 0;
-    for (let i = 0; i < 50 && dead === 0; i++) {
-      dead = (await onBroker((channel) => channel.checkQueue(deadQueue))).messageCount;
-      if (dead === 0) await new Promise((r) => setTimeout(r, 20));
+    async function onBroker<T>(use: (channel: Channel) => Promise<T>): Promise<T> {
+      const conn = await connect(RABBITMQ_URL);
+      try {
+        return await use(await conn.createChannel());
+      } finally {
+        await conn.close();
+      }
     }
-    expect(dead).toBe(1);
-    expect(await opened.adapter.depthOf('e1')).toEqual({ queued: 0, deadLetters: 1 });
-  });
 
-  it('refuses at once, and records nothing, while the broker is unreachable', async () => {
-    const down = new RabbitQueue(
-      rabbitUrl(opened.prefix, `amqp://guest:guest@127.0.0.1:${await freePort()}`),
-      opened.databaseUrl,
-    );
-    try {
-      const started = Date.now();
-      await expect(down.enqueue([{ purchase: accepted('e1') }])).rejects.toBeInstanceOf(UnavailableError);
-      await expect(down.enqueue([{ purchase: accepted('e1') }])).rejects.toBeInstanceOf(UnavailableError);
-      expect(Date.now() - started).toBeLessThan(2_000);
-      await expect(down.ping()).rejects.toBeInstanceOf(UnavailableError);
-      expect((await down.depth()).depth).toBe(0);
-    } finally {
-      await down.close();
-    }
-  });
+    it('drops a message whose publisher never committed it (a web server that died after the confirm)', async () => {
+      const orphan = accepted('e1');
+      const real = accepted('e1');
+      const { partitions } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
+      await onBroker(async (channel) => {
+        channel.sendToQueue(
+          partitions[partitionOf('e1', DEFAULT_PARTITIONS)]!,
+          Buffer.from(JSON.stringify(orphan)),
+          {
+            persistent: true,
+            headers: { [SEQ_HEADER]: 0 },
+          },
+        );
+      });
+      await opened.adapter.enqueue([{ purchase: real }]);
+      const batch = (await opened.adapter.claim('w', 10, 5000))!;
+      expect(batch.purchases).toEqual([real]);
+      await opened.adapter.ack(batch);
+      expect(await opened.adapter.find(orphan.purchaseId)).toBeNull();
+      expect(await opened.adapter.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
+      await opened.adapter.close(); // anything not acked would go back to the queue now
+      const left = await onBroker(async (channel) =>
+        channel.checkQueue(partitions[partitionOf('e1', DEFAULT_PARTITIONS)]!),
+      );
+      expect(left.messageCount).toBe(0);
+    });
 
-  it('refuses to start on a prefix created with another partition count', async () => {
-    const url = new URL(rabbitUrl(opened.prefix));
-    url.searchParams.set('partitions', '4');
-    const other = new RabbitQueue(url.toString(), opened.databaseUrl);
-    try {
-      await expect(other.migrate()).rejects.toThrow(/created with 8 partitions, not 4/);
-    } finally {
-      await other.close();
-    }
-  });
-});
+    it('counts deliveries by claims, not by what RabbitMQ redelivered after a worker died', async () => {
+      const purchases = Array.from({ length: 5 }, () => accepted('e1'));
+      await opened.adapter.enqueue(purchases.map((purchase) => ({ purchase })));
+      const first = (await opened.adapter.claim('dead', 1, 60_000))!;
+      expect(first.deliveries).toBe(1);
+      // The worker dies: its connection closes, and RabbitMQ redelivers all five (x-delivery-count 1).
+      await opened.adapter.close();
+      const other = opened.reopen();
+      const again = (await other.claim('w2', 10, 5000))!;
+      expect(again.purchases).toEqual(purchases);
+      expect(again.deliveries).toBe(2);
+      await other.ack(headOf(again, 1));
+      // The next head was prefetched by the dead worker but never tried: its first delivery.
+      const rest = (await other.claim('w2', 10, 5000))!;
+      expect(rest.purchases).toEqual(purchases.slice(1));
+      expect(rest.deliveries).toBe(1);
+    });
+
+    it('also moves dead letters to the {prefix}.dead queue on the broker', async () => {
+      const poison = accepted('e1');
+      await opened.adapter.enqueue([{ purchase: poison }]);
+      await opened.adapter.deadLetter((await opened.adapter.claim('w', 10, 5000))!, 'poison');
+      const { deadQueue } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
+      let dead = 0;
+      for (let i = 0; i < 50 && dead === 0; i++) {
+        dead = (await onBroker((channel) => channel.checkQueue(deadQueue))).messageCount;
+        if (dead === 0) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(dead).toBe(1);
+      expect(await opened.adapter.depthOf('e1')).toEqual({ queued: 0, deadLetters: 1 });
+    });
+
+    it('refuses at once, and records nothing, while the broker is unreachable', async () => {
+      const down = new RabbitQueue(
+        rabbitUrl(opened.prefix, `amqp://guest:guest@127.0.0.1:${await freePort()}`),
+        opened.databaseUrl,
+      );
+      try {
+        const started = Date.now();
+        await expect(down.enqueue([{ purchase: accepted('e1') }])).rejects.toBeInstanceOf(UnavailableError);
+        await expect(down.enqueue([{ purchase: accepted('e1') }])).rejects.toBeInstanceOf(UnavailableError);
+        expect(Date.now() - started).toBeLessThan(2_000);
+        await expect(down.ping()).rejects.toBeInstanceOf(UnavailableError);
+        expect((await down.depth()).depth).toBe(0);
+      } finally {
+        await down.close();
+      }
+    });
+
+    it('refuses to start on a prefix created with another partition count', async () => {
+      const url = new URL(rabbitUrl(opened.prefix));
+      url.searchParams.set('partitions', '4');
+      const other = new RabbitQueue(url.toString(), opened.databaseUrl);
+      try {
+        await expect(other.migrate()).rejects.toThrow(/created with 8 partitions, not 4/);
+      } finally {
+        await other.close();
+      }
+    });
+  },
+);
 
 describe('RabbitMQ queue URL', () => {
   it('takes its own parameters out and hides the password', () => {

@@ -103,8 +103,7 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
   { name: 'sqlite', open: sqlite((url) => new SqliteQueue(url)) },
   ...(included('postgres') ? [{ name: 'postgres', open: postgres((url) => new PostgresQueue(url)) }] : []),
   ...(included('redis') ? [{ name: 'redis', open: redisQueue }] : []),
-  ...(included('rabbitmq') ? [{ name: 'rabbitmq', open: () => rabbitQueue('sqlite') }] : []),
   ...(included('rabbitmq') && included('postgres')
-    ? [{ name: 'rabbitmq (index in postgres)', open: () => rabbitQueue('postgres') }]
+    ? [{ name: 'rabbitmq (index in postgres)', open: rabbitQueue }]
     : []),
 ];

@@ -39,11 +39,12 @@ async function assertReachable(base: string): Promise<void> {
 }
 
 /**
- * The RabbitMQ queue for the contract suite: a prefix of its own on the shared broker and a fresh database
- * for its index (a SQLite file, or a throw-away database on the shared PostgreSQL). `reopen` is another process's view: a new connection, the same prefix and database.
- * Cleanup closes every instance (RabbitMQ requeues what they held), then deletes the prefix's queues.
+ * The RabbitMQ queue for the contract suite: a prefix of its own on the shared broker and a throw-away
+ * database on the shared PostgreSQL for its index. `reopen` is another process's view: a new connection,
+ * the same prefix and database. Cleanup closes every instance (RabbitMQ requeues what they held), then
+ * deletes the prefix's queues and drops the database.
  */
-export async function rabbitQueue(index: 'sqlite' | 'postgres' = 'sqlite'): Promise<{
+export async function rabbitQueue(): Promise<{
   adapter: Queue;
   reopen: () => Queue;
   cleanup: () => Promise<void>;
@@ -53,29 +54,25 @@ export async function rabbitQueue(index: 'sqlite' | 'postgres' = 'sqlite'): Prom
 }> {
   await assertReachable(RABBITMQ_URL);
   const prefix = uniqueName('onsale_test');
-  const dir = tempDir('onsale-rabbitmq-');
-  const postgres = index === 'postgres' ? await freshPostgresDatabase() : null;
-  const databaseUrl = postgres?.url ?? `sqlite:${join(dir.path, 'onsale.db')}`;
+  const postgres = await freshPostgresDatabase();
+  const databaseUrl = postgres.url;
   const opened: Queue[] = [];
   const open = () => {
     const queue = new RabbitQueue(rabbitUrl(prefix), databaseUrl);
     opened.push(queue);
     return queue;
   };
-  const adapter = open();
-  await adapter.migrate();
-  return {
-    adapter,
-    reopen: open,
-    cleanup: async () => {
-      for (const queue of opened) await queue.close().catch(() => undefined);
-      await deleteRabbitTopology(prefix);
-      await postgres?.drop();
-      dir.remove();
-    },
-    prefix,
-    databaseUrl,
+  const cleanup = async () => {
+    for (const queue of opened) await queue.close().catch(() => undefined);
+    await deleteRabbitTopology(prefix);
+    await postgres.drop();
   };
+  const adapter = open();
+  await adapter.migrate().catch(async (error: unknown) => {
+    await cleanup();
+    throw error;
+  });
+  return { adapter, reopen: open, cleanup, prefix, databaseUrl };
 }
 
 /** A RabbitMQ node of a test's own, on free ports, that the test may stop, kill and start at will. */

@@ -253,21 +253,28 @@ const RECORD_VERSION = 'INSERT INTO schema_migrations (component, version, name)
 const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`;
 
 /**
- * Applies the numbered, append-only migrations of one component (`storage` or `queue`) that the database
- * has not seen yet, all in one transaction. The advisory lock is taken before anything else (even before
- * CREATE TABLE IF NOT EXISTS, which is not safe against itself), so processes that start together wait
- * for the first one and then find its work done.
+ * The components with migrations of their own, each in its folder under migrations/ and told apart in
+ * schema_migrations: the storage, the table queue, and the RabbitMQ queue's index.
  */
-export async function migratePostgres(db: PostgresDatabase, component: 'storage' | 'queue'): Promise<void> {
-  await db.transaction((tx) => applyMigrations(tx, component, `${MIGRATIONS_DIR}${component}/`));
+export type Component = 'storage' | 'queue' | 'rabbitmq';
+
+/**
+ * Applies the numbered, append-only migrations of one component that the database has not seen yet, all in
+ * one transaction. The advisory lock is taken before anything else (even before CREATE TABLE IF NOT
+ * EXISTS, which is not safe against itself), so processes that start together wait for the first one and
+ * then find its work done.
+ */
+export async function migratePostgres(db: PostgresDatabase, component: Component): Promise<void> {
+  await db.transaction((tx) => applyMigrations(tx, component));
 }
 
 /**
- * Inside `tx`: applies the numbered migrations in `dir` that component `component` has not seen yet, under
- * the lock every component's migrations take (so processes starting together apply each once). Adapters
- * with migrations of their own (the RabbitMQ queue's index) call it with their folder.
+ * Inside `tx`: applies the migrations of `component` that the database has not seen yet, under the lock
+ * every component's migrations take (so processes starting together apply each once). For a component
+ * with more to set up in the same transaction (the RabbitMQ index records its partition count).
  */
-export async function applyMigrations(tx: Tx, component: string, dir: string): Promise<void> {
+export async function applyMigrations(tx: Tx, component: Component): Promise<void> {
+  const dir = `${MIGRATIONS_DIR}${component}/`;
   const files = readdirSync(dir)
     .filter((name) => /^\d{4}_.*\.sql$/.test(name))
     .sort()

@@ -1,6 +1,7 @@
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import { ADVISORY_LOCK, fromDb, migratePostgres, PostgresDatabase, toDb } from './database.js';
+import { inTurn, QUEUE_KEYS, resolveKeys } from './queue-records.js';
 
 interface QueueRow {
   seq: number;
@@ -14,14 +15,6 @@ interface QueueRow {
 interface DeadRow extends Omit<QueueRow, 'seq'> {
   reason: string;
   dead_at: Date;
-}
-
-interface KeyRow {
-  event_id: string;
-  buyer_id: string;
-  key: string;
-  request_hash: string;
-  purchase_id: string;
 }
 
 /** Where the reads of event $1's queue start (see migration 0002). */
@@ -44,21 +37,6 @@ const SQL = {
    * transaction id and a wait, and is harder to get right than one lock.)
    */
   lockEnqueue: `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.enqueue})`,
-  /**
-   * Records idempotency keys not seen before; a key already there (from an earlier batch) is left alone.
-   * One array per column: $1 event ids, $2 buyer ids, $3 keys, $4 request hashes, $5 purchase ids. Returns
-   * nothing (readKeys tells who owns each key).
-   */
-  insertKeys: `INSERT INTO idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-    ON CONFLICT (event_id, buyer_id, key) DO NOTHING`,
-  /**
-   * The owner of each (event id $1[i], buyer id $2[i], key $3[i]): event_id, buyer_id, key, request_hash,
-   * purchase_id.
-   */
-  readKeys: `SELECT k.event_id, k.buyer_id, k.key, k.request_hash, k.purchase_id
-    FROM idempotency_keys k
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS u (event_id, buyer_id, key) USING (event_id, buyer_id, key)`,
   /**
    * Appends purchases in array order (each draws the next seq), creates their events' rows and adds to their
    * events' depth. A purchase id already queued (a retry whose first COMMIT had landed) is skipped and not
@@ -180,30 +158,6 @@ const SQL = {
 } as const;
 
 /**
- * This process's appends to each database (by URL), one after another. The advisory lock already makes
- * them take turns in commit order; this also makes their promises resolve in that order. PostgreSQL
- * releases the lock inside COMMIT before the reply leaves, so without it a second transaction could lock,
- * append and commit, and its reply overtake the first's: the contract's "concurrent writers" case saw
- * adjacent swaps in 3 runs of 10 on a loaded machine. (Order across processes is the advisory lock's:
- * a purchase sent after another's 202 always gets a larger seq.) Group commit keeps one enqueue in flight
- * per web server anyway, so in production this costs nothing.
- */
-const appendTurns = new Map<string, Promise<void>>();
-
-function inTurn<T>(url: string, work: () => Promise<T>): Promise<T> {
-  const result = (appendTurns.get(url) ?? Promise.resolve()).then(work);
-  const settled = result.then(
-    () => undefined,
-    () => undefined,
-  );
-  appendTurns.set(url, settled);
-  void settled.then(() => {
-    if (appendTurns.get(url) === settled) appendTurns.delete(url);
-  });
-  return result;
-}
-
-/**
  * Server settings of the queue's connections. Every queue read is a key lookup or a walk of an index in
  * order (the head of an event by (event_id, seq)); a bitmap scan never helps and, before autovacuum has
  * analyzed a queue that filled up fast (a sale opening), the planner picks one for the head read: it then
@@ -249,50 +203,27 @@ export class PostgresQueue implements Queue {
   async #append(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
     return this.#db.transaction(async (tx) => {
       await tx.query(SQL.lockEnqueue);
-      const results: Array<EnqueueResult | undefined> = requests.map(() => undefined);
-
-      const keyed = requests.flatMap(({ purchase: p, idempotency }, index) =>
-        idempotency
-          ? [
-              {
-                index,
-                p,
-                hash: idempotency.requestHash,
-                ids: [toDb(p.eventId), toDb(p.buyerId), toDb(idempotency.key)],
-              },
-            ]
-          : [],
+      const verdicts = await resolveKeys(
+        tx,
+        QUEUE_KEYS,
+        requests.map(({ purchase: p, idempotency }) =>
+          idempotency
+            ? {
+                eventId: toDb(p.eventId),
+                buyerId: toDb(p.buyerId),
+                key: toDb(idempotency.key),
+                requestHash: idempotency.requestHash,
+                purchaseId: toDb(p.purchaseId),
+              }
+            : null,
+        ),
       );
-      if (keyed.length > 0) {
-        // The first request of the batch with a given key is its candidate owner. Stored forms hold no
-        // NUL, so NUL joins a key's parts unambiguously.
-        const candidates = new Map<string, (typeof keyed)[number]>();
-        for (const k of keyed) {
-          const name = k.ids.join('\0');
-          if (!candidates.has(name)) candidates.set(name, k);
-        }
-        const first = [...candidates.values()];
-        const column = (i: number) => first.map((k) => k.ids[i]!);
-        await tx.query(SQL.insertKeys, [
-          column(0),
-          column(1),
-          column(2),
-          first.map((k) => k.hash),
-          first.map((k) => toDb(k.p.purchaseId)),
-        ]);
-        const owners = await tx.query<KeyRow>(SQL.readKeys, [column(0), column(1), column(2)]);
-        const ownerOf = new Map(owners.rows.map((r) => [[r.event_id, r.buyer_id, r.key].join('\0'), r]));
-        for (const k of keyed) {
-          const owner = ownerOf.get(k.ids.join('\0'))!;
-          // Owning the key means this request is accepted: just now, or by this same batch's first attempt
-          // whose COMMIT landed before its answer was lost.
-          if (owner.purchase_id === toDb(k.p.purchaseId)) continue;
-          results[k.index] =
-            owner.request_hash === k.hash
-              ? { status: 'duplicate', purchaseId: fromDb(owner.purchase_id) }
-              : { status: 'conflict' };
-        }
-      }
+      // Undefined: accepted (no key, or its owner), appended below.
+      const results = verdicts.map((verdict): EnqueueResult | undefined => {
+        if (verdict?.status === 'duplicate')
+          return { status: 'duplicate', purchaseId: fromDb(verdict.storedPurchaseId) };
+        return verdict?.status === 'conflict' ? { status: 'conflict' } : undefined;
+      });
 
       const accepted = requests.filter((_, i) => results[i] === undefined).map((r) => r.purchase);
       if (accepted.length > 0) {

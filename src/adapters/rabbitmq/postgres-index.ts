@@ -1,8 +1,8 @@
-import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
 import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
+import { inTurn, RABBITMQ_KEYS, resolveKeys } from '../postgres/queue-records.js';
 import { partitionOf } from './broker.js';
 import {
   partitionMismatch,
@@ -11,10 +11,6 @@ import {
   type PartitionedRequest,
   type PurchaseIndex,
 } from './index-store.js';
-
-const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/postgres/', import.meta.url));
-/** The component name of these migrations in schema_migrations (shared with the storage's and queue's). */
-const COMPONENT = 'rabbitmq';
 
 /** Statements of the migration step, after the index's migrations (applyMigrations). */
 const MIGRATION_SQL = {
@@ -40,19 +36,11 @@ const SQL = {
   lockPartitionShared: 'SELECT pg_advisory_xact_lock_shared($1::int, $2::int)',
   /** A worker does not wait longer than this for a publisher (one holds the lock at most ~2 s). */
   lockTimeout: "SET LOCAL lock_timeout = '10s'",
-  /** Claim counts need no fsync of their own (see SqliteIndex.inspect). */
-  noSync: 'SET LOCAL synchronous_commit = off',
   /**
-   * Records idempotency keys not seen before; a key already there is left alone. Arrays: $1 event ids,
-   * $2 buyer ids, $3 keys, $4 request hashes, $5 purchase ids. Returns nothing (readKeys tells the owners).
+   * Claim counts need no fsync of their own: a lost one (a crash before the next commit) only lets a poison
+   * purchase be tried once more.
    */
-  insertKeys: `INSERT INTO rabbitmq_idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-    ON CONFLICT (event_id, buyer_id, key) DO NOTHING`,
-  /** The owner of each (event id $1[i], buyer id $2[i], key $3[i]): event_id, buyer_id, key, request_hash, purchase_id. */
-  readKeys: `SELECT k.event_id, k.buyer_id, k.key, k.request_hash, k.purchase_id
-    FROM rabbitmq_idempotency_keys k
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS u (event_id, buyer_id, key) USING (event_id, buyer_id, key)`,
+  noSync: 'SET LOCAL synchronous_commit = off',
   /**
    * Inserts purchases in array order (ids $1, event ids $2, payloads $3, accepted_at $4); an id already
    * there (the first attempt of a retried transaction committed) is skipped. Returns purchase_id, seq of
@@ -110,34 +98,29 @@ const SQL = {
   depthOf: 'SELECT queued, dead FROM rabbitmq_counts WHERE event_id = $1',
 } as const;
 
-interface KeyRow {
-  event_id: string;
-  buyer_id: string;
-  key: string;
-  request_hash: string;
-  purchase_id: string;
-}
-
 /**
  * The index in PostgreSQL (the deployment's database). "The partition's lock" of PurchaseIndex is a
- * transaction-level advisory lock per partition, in a lock space of the queue prefix: unlike SQLite's one
- * write lock, publishers of different partitions (so, different events) run at the same time.
+ * transaction-level advisory lock per partition, in a lock space of the queue prefix: publishers of
+ * different partitions (so, different events) run at the same time.
  */
 export class PostgresIndex implements PurchaseIndex {
   readonly #db: PostgresDatabase;
   readonly #prefix: string;
   /** The advisory lock space of this prefix: its hash, as the int4 first key. */
   readonly #lockSpace: number;
+  /** Which appends of this process take turns with this index's (see inTurn). */
+  readonly #turns: string;
 
   constructor(url: string, prefix: string) {
     this.#db = new PostgresDatabase(url);
     this.#prefix = prefix;
     this.#lockSpace = partitionOf(prefix, 2 ** 32) | 0;
+    this.#turns = `rabbitmq ${prefix} ${url}`;
   }
 
   async migrate(partitions: number): Promise<void> {
     const known = await this.#db.transaction(async (tx) => {
-      await applyMigrations(tx, COMPONENT, MIGRATIONS_DIR);
+      await applyMigrations(tx, 'rabbitmq');
       await tx.query(MIGRATION_SQL.claimPrefix, [this.#prefix, partitions]);
       const row = await tx.query<{ partitions: number }>(MIGRATION_SQL.prefixPartitions, [this.#prefix]);
       return row.rows[0]!.partitions;
@@ -146,6 +129,13 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async record(
+    requests: readonly PartitionedRequest[],
+    publish: (accepted: IndexedPurchase[]) => Promise<void>,
+  ): Promise<EnqueueResult[]> {
+    return inTurn(this.#turns, () => this.#record(requests, publish));
+  }
+
+  async #record(
     requests: readonly PartitionedRequest[],
     publish: (accepted: IndexedPurchase[]) => Promise<void>,
   ): Promise<EnqueueResult[]> {
@@ -182,39 +172,30 @@ export class PostgresIndex implements PurchaseIndex {
 
   /**
    * Keys first seen in this batch are recorded for their first purchase; a key met again, in this batch
-   * or before, answers duplicate (same body) or conflict.
+   * or before, answers duplicate (same body) or conflict. Event and purchase ids are stored as they are
+   * (this server makes them), client text as toDb() writes it.
    */
   async #resolveKeys(tx: Tx, requests: readonly PartitionedRequest[]): Promise<EnqueueResult[]> {
-    const keyed = requests.filter((r) => r.request.idempotency);
-    const owners = new Map<string, KeyRow>();
-    if (keyed.length > 0) {
-      const first = new Map<string, PartitionedRequest>();
-      for (const r of keyed) first.set(keyOf(r), first.get(keyOf(r)) ?? r);
-      const distinct = [...first.values()];
-      const column = (pick: (r: PartitionedRequest) => string) => distinct.map(pick);
-      await tx.query(SQL.insertKeys, [
-        column((r) => r.request.purchase.eventId),
-        column((r) => toDb(r.request.purchase.buyerId)),
-        column((r) => toDb(r.request.idempotency!.key)),
-        column((r) => r.request.idempotency!.requestHash),
-        column((r) => r.request.purchase.purchaseId),
-      ]);
-      const rows = await tx.query<KeyRow>(SQL.readKeys, [
-        column((r) => r.request.purchase.eventId),
-        column((r) => toDb(r.request.purchase.buyerId)),
-        column((r) => toDb(r.request.idempotency!.key)),
-      ]);
-      for (const row of rows.rows) owners.set(`${row.event_id}\u0000${row.buyer_id}\u0000${row.key}`, row);
-    }
-    return requests.map((r): EnqueueResult => {
-      const { purchase, idempotency } = r.request;
-      if (!idempotency) return { status: 'accepted', purchaseId: purchase.purchaseId };
-      const owner = owners.get(keyOf(r))!;
-      if (owner.purchase_id === purchase.purchaseId)
-        return { status: 'accepted', purchaseId: purchase.purchaseId };
-      return owner.request_hash === idempotency.requestHash
-        ? { status: 'duplicate', purchaseId: owner.purchase_id }
-        : { status: 'conflict' };
+    const verdicts = await resolveKeys(
+      tx,
+      RABBITMQ_KEYS,
+      requests.map(({ request: { purchase, idempotency } }) =>
+        idempotency
+          ? {
+              eventId: purchase.eventId,
+              buyerId: toDb(purchase.buyerId),
+              key: toDb(idempotency.key),
+              requestHash: idempotency.requestHash,
+              purchaseId: purchase.purchaseId,
+            }
+          : null,
+      ),
+    );
+    return verdicts.map((verdict, i): EnqueueResult => {
+      if (verdict?.status === 'duplicate')
+        return { status: 'duplicate', purchaseId: verdict.storedPurchaseId };
+      if (verdict?.status === 'conflict') return { status: 'conflict' };
+      return { status: 'accepted', purchaseId: requests[i]!.request.purchase.purchaseId };
     });
   }
 
@@ -261,6 +242,15 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async revive(
+    purchaseIds: readonly string[] | undefined,
+    partitions: readonly number[],
+    publish: (revived: IndexedPurchase[]) => Promise<void>,
+  ): Promise<number> {
+    // Revived purchases go to the tail like any append: they take turns with this process's appends.
+    return inTurn(this.#turns, () => this.#revive(purchaseIds, partitions, publish));
+  }
+
+  async #revive(
     purchaseIds: readonly string[] | undefined,
     partitions: readonly number[],
     publish: (revived: IndexedPurchase[]) => Promise<void>,
@@ -334,11 +324,6 @@ export class PostgresIndex implements PurchaseIndex {
       throw error;
     }
   }
-}
-
-function keyOf(r: PartitionedRequest): string {
-  const { purchase, idempotency } = r.request;
-  return `${purchase.eventId}\u0000${toDb(purchase.buyerId)}\u0000${toDb(idempotency!.key)}`;
 }
 
 function parse(payload: string): AcceptedPurchase {

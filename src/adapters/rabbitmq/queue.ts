@@ -12,7 +12,6 @@ import {
 } from './broker.js';
 import type { IndexedPurchase, PurchaseIndex } from './index-store.js';
 import { PostgresIndex } from './postgres-index.js';
-import { SqliteIndex } from './sqlite-index.js';
 
 /** How long a claim waits for a first delivery when nothing is buffered (a long poll, cut short by close). */
 const CLAIM_WAIT_MS = 500;
@@ -404,13 +403,14 @@ function freshView(): PartitionView {
   return { activity: 'unknown', held: 0, received: 0 };
 }
 
-/** The index lives in the deployment's database. */
+/**
+ * The index lives in the deployment's database, which must be PostgreSQL: the broker serves processes on
+ * many machines, and an index in one machine's file would serve only that one (config refuses the pair).
+ */
 function openIndex(databaseUrl: string, prefix: string): PurchaseIndex {
-  if (/^sqlite:/i.test(databaseUrl)) return new SqliteIndex(databaseUrl, prefix);
   if (/^postgres(ql)?:/i.test(databaseUrl)) return new PostgresIndex(databaseUrl, prefix);
   throw new Error(
-    `the RabbitMQ queue keeps its index in the database, and "${databaseUrl}" is not one it supports ` +
-      '(sqlite: or postgres:)',
+    `the RabbitMQ queue keeps its index in the database, which must be PostgreSQL (postgres:), not "${databaseUrl}"`,
   );
 }
 

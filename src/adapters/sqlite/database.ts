@@ -35,15 +35,12 @@ export function openSqlite(url: string): SqliteDatabase {
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
 /**
- * Applies the numbered, append-only migrations of one component (`storage`, `queue`, or another adapter's
- * with its own folder) that the database has not seen yet. The IMMEDIATE transaction takes the write lock
- * first, so processes that start together apply each migration once.
+ * Applies the numbered, append-only migrations of one component (`storage` or `queue`) that the database
+ * has not seen yet. The IMMEDIATE transaction takes the write lock first, so processes that start together
+ * apply each migration once.
  */
-export function migrateSqlite(
-  db: SqliteDatabase,
-  component: string,
-  dir = `${MIGRATIONS_DIR}${component}/`,
-): void {
+export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue'): void {
+  const dir = `${MIGRATIONS_DIR}${component}/`;
   const files = readdirSync(dir)
     .filter((name) => /^\d{4}_.*\.sql$/.test(name))
     .sort();

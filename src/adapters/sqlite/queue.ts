@@ -9,6 +9,7 @@ import {
   withoutBlockingOnLock,
   type SqliteDatabase,
 } from './database.js';
+import { DEAD_LETTER_SQL, KEY_SQL } from './queue-records.js';
 
 interface QueueRow {
   seq: number;
@@ -20,10 +21,8 @@ interface QueueRow {
 }
 
 const SQL = {
-  findKey:
-    'SELECT request_hash, purchase_id FROM idempotency_keys WHERE event_id = ? AND buyer_id = ? AND key = ?',
-  insertKey:
-    'INSERT INTO idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+  ...KEY_SQL,
+  ...DEAD_LETTER_SQL,
   insert:
     'INSERT INTO queue_purchases (purchase_id, event_id, buyer_id, items, accepted_at) VALUES (?, ?, ?, ?, ?)',
   addPending:
@@ -42,20 +41,10 @@ const SQL = {
   subPending: 'UPDATE queue_events SET pending = pending - ? WHERE event_id = ?',
   unlease:
     'UPDATE queue_events SET lease_owner = NULL, lease_expires_at = 0 WHERE event_id = ? AND lease_owner = ?',
-  bury: `INSERT INTO queue_dead_letters (purchase_id, event_id, buyer_id, items, accepted_at, reason, dead_at)
-    SELECT purchase_id, event_id, buyer_id, items, accepted_at, @reason, @now FROM queue_purchases
-    WHERE event_id = @event AND seq <= @last ON CONFLICT (purchase_id) DO NOTHING`,
-  deadLetters: 'SELECT * FROM queue_dead_letters ORDER BY dead_at, accepted_at LIMIT ?',
-  deadLettersNamed:
-    'SELECT * FROM queue_dead_letters WHERE purchase_id IN (SELECT value FROM json_each(?)) ORDER BY dead_at, accepted_at',
-  deadLettersAll: 'SELECT * FROM queue_dead_letters ORDER BY dead_at, accepted_at',
-  unbury: 'DELETE FROM queue_dead_letters WHERE purchase_id = ?',
   find: 'SELECT * FROM queue_purchases WHERE purchase_id = ?',
-  findDead: 'SELECT * FROM queue_dead_letters WHERE purchase_id = ?',
   depth: 'SELECT coalesce(sum(pending), 0) FROM queue_events',
   oldest: 'SELECT accepted_at FROM queue_purchases ORDER BY seq LIMIT 1',
   depthOf: 'SELECT coalesce(sum(pending), 0) FROM queue_events WHERE event_id = ?',
-  deadOf: 'SELECT count(*) FROM queue_dead_letters WHERE event_id = ?',
 } as const;
 
 interface DeadRow extends Omit<QueueRow, 'seq'> {
