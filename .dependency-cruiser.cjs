@@ -36,6 +36,14 @@ module.exports = {
       to: { path: '^src/adapters/' },
     },
     {
+      name: 'processes-on-top',
+      comment:
+        'src/processes starts and wires the roles (which adapters, which metrics); nothing below it reaches back up.',
+      severity: 'error',
+      from: { path: '^src/(domain|ports|adapters|web|worker|metrics|shared|simulate)/' },
+      to: { path: '^src/processes/' },
+    },
+    {
       name: 'adapters-below-roles',
       comment: 'An adapter serves the roles; it never reaches up into them.',
       severity: 'error',

@@ -10,8 +10,8 @@ import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/m
 import { runStart } from './processes/start.js';
 import { resolveAdminToken } from './shared/admin-token.js';
 import { addSimulateCommand } from './simulate/command.js';
-import { runWebServer } from './web/server.js';
-import { runWorker } from './worker/worker.js';
+import { runWebServer } from './processes/web-server.js';
+import { runWorker } from './processes/worker.js';
 
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];

@@ -8,6 +8,7 @@ import { clientErrorResponse, httpStatus, sendError, sendFrameworkError, toOnsal
 import { GroupCommit } from './group-commit.js';
 import { Lookups, withAvailability } from './lookups.js';
 import { acceptJsonBodies } from './json-body.js';
+import { registry } from '../metrics/metrics.js';
 import { installObservability, noteErrorCode, requestId } from './metrics-plugin.js';
 import { registerPages } from './pages/pages.js';
 import { adminRoutes } from './routes/admin.js';
@@ -21,6 +22,11 @@ export interface AppDeps {
   queue: Queue;
   adminToken: string;
   logger: Logger;
+  /**
+   * The text of this process's own metrics for GET /metrics: its registry, or, for a web server of
+   * `onsale start`, the sum over every process of the machine (the process decides, not the app).
+   */
+  ownMetrics?: () => Promise<string>;
 }
 
 export interface OnsaleApp {
@@ -35,7 +41,7 @@ export interface OnsaleApp {
 }
 
 /** Builds the HTTP API of api.md over a storage and a queue. */
-export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps): OnsaleApp {
+export function buildApp({ config, storage, queue, adminToken, logger, ownMetrics }: AppDeps): OnsaleApp {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -66,7 +72,7 @@ export function buildApp({ config, storage, queue, adminToken, logger }: AppDeps
   let draining = false;
 
   // Request logs and metrics, and GET /metrics: before the routes, so that their hooks cover every route.
-  installObservability(app, { storage, queue, logger });
+  installObservability(app, { storage, queue, logger, ownMetrics: ownMetrics ?? (() => registry.metrics()) });
 
   app.addHook('onRequest', async (request) => {
     // The route matched, not the raw URL: the router decodes /%61pi/events to /api/events, which must count.

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import cluster from 'node:cluster';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -7,7 +6,6 @@ import { countAccepted, countRefused, metricsEnabled, observeRequest, registry }
 import { sharedStateMetrics } from '../metrics/shared-state.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
-import { machineMetrics } from '../processes/machine-metrics.js';
 import { sendError } from './errors.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
@@ -52,7 +50,7 @@ function refusalReason(code: string | undefined, status: number): string {
  */
 export function installObservability(
   app: FastifyInstance,
-  deps: { storage: Storage; queue: Queue; logger: Logger },
+  deps: { storage: Storage; queue: Queue; logger: Logger; ownMetrics: () => Promise<string> },
 ): void {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -89,7 +87,7 @@ export function installObservability(
       return sendError(reply, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
     }
     try {
-      const own = cluster.isWorker ? await machineMetrics() : await registry.metrics();
+      const own = await deps.ownMetrics();
       reply.type(registry.contentType);
       return own + (await shared());
     } catch (error) {

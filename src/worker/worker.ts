@@ -1,15 +1,8 @@
-import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { openQueue, openStorage } from '../adapters/index.js';
-import type { Config } from '../config.js';
 import { UnavailableError } from '../domain/errors.js';
 import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
-import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
-import { countRetry, observeBatch, setWorkerCount } from '../metrics/metrics.js';
-import { startProcessMetrics } from '../processes/machine-metrics.js';
-import { createLogger } from '../shared/logger.js';
-import { onShutdown } from '../shared/shutdown.js';
+import { countRetry, observeBatch } from '../metrics/metrics.js';
 
 /**
  * How long a worker holds an event. Short, so that a crashed worker's event is taken over within seconds;
@@ -130,45 +123,4 @@ export function startWorkerLoop(opts: {
       await loop;
     },
   };
-}
-
-/**
- * One worker process: `onsale worker` (standalone), or a child of `onsale start` (a node:cluster worker) or
- * of `onsale cluster` (`under`).
- */
-export async function runWorker(
-  config: Config,
-  workerId?: string,
-  under?: 'start' | 'cluster',
-): Promise<void> {
-  process.title = 'onsale-worker';
-  const logger = createLogger(config.logLevel, 'worker');
-  if (config.metrics) startProcessMetrics();
-  // Under `onsale start` the supervisor counts its workers and serves their metrics through the web
-  // servers. Under `onsale cluster` the autoscaler counts them, and each serves its own metrics on the
-  // port the cluster gave it. A standalone worker counts itself and may serve its own.
-  if (!under) setWorkerCount(1);
-  const listener =
-    !config.metrics || config.metricsPort === null || under === 'start'
-      ? null
-      : under === 'cluster'
-        ? await serveProcessMetricsOrLog(config.host, config.metricsPort, logger)
-        : await serveProcessMetrics(config.host, config.metricsPort);
-  const storage = await openStorage(config.databaseUrl);
-  const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
-  const id = workerId ?? `${hostname()}-${process.pid}`;
-  const loop = startWorkerLoop({
-    storage,
-    queue,
-    workerId: id,
-    batchSize: config.batchSize,
-    maxAttempts: config.maxAttempts,
-    logger,
-  });
-  logger.info({ workerId: id }, 'worker started');
-  onShutdown(logger, async () => {
-    await loop.stop();
-    await Promise.all([storage.close(), queue.close(), listener?.close()]);
-  });
 }

@@ -1,9 +1,11 @@
+import cluster from 'node:cluster';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { startProcessMetrics } from '../processes/machine-metrics.js';
+import { registry } from '../metrics/metrics.js';
+import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
-import { buildApp } from './app.js';
+import { buildApp } from '../web/app.js';
 
 /** One web server process (`onsale serve`, or one of `onsale start`'s cluster). */
 export async function runWebServer(config: Config, adminToken: string): Promise<void> {
@@ -13,7 +15,9 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
   await Promise.all([storage.migrate(), queue.migrate()]);
-  const web = buildApp({ config, storage, queue, adminToken, logger });
+  // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
+  const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
+  const web = buildApp({ config, storage, queue, adminToken, logger, ownMetrics });
   await web.app.listen({ port: config.port, host: config.host });
 
   onShutdown(logger, async () => {
