@@ -5,7 +5,7 @@ import { realRun, type AcceptPlan, type Engine, type RealRun } from './accept.js
 /**
  * How often the "on" side is scraped: the interval of deploy/prometheus/prometheus.yml. A scrape is not
  * free (every process's registry, the queue and stock read from the database), so this is part of the
- * cost; measured on 2026-11-28 at 1 s it was about a fifth more web CPU per 202 (docs/benchmarks.md).
+ * cost: scraped every second, it measured about a fifth more web CPU per 202 (docs/benchmarks.md).
  */
 export const SCRAPE_EVERY_MS = 5_000;
 

@@ -1,7 +1,7 @@
 /** The bench's options and parts, in a module of their own: the entry point (cli.ts) parses them, run.ts uses them. */
 
 /**
- * What `--only` may choose: the embedded engine (issue 2's figures), then one part per server, the cost of
+ * What `--only` may choose: the embedded engine (accept and allocation rates), then one part per server, the cost of
  * metrics, the whole sale against the baseline shops, then the buyer's event page, and
  * `onsale cluster` behind HAProxy, and the send rate of the simulator itself against wrk.
  */

@@ -10,7 +10,7 @@ import { PROMETHEUS_DIR, promtool, startPrometheus, type RunningPrometheus } fro
 
 const DASHBOARD = join(PROMETHEUS_DIR, '../grafana/onsale.json');
 
-/** Every family issue 5 asks for (histograms are looked up by their _count series), and process defaults. */
+/** Every family docs and alerts rely on (histograms are looked up by their _count series), and process defaults. */
 const FAMILIES = [
   'onsale_http_request_duration_seconds_count',
   'onsale_purchases_accepted_total',
