@@ -22,7 +22,7 @@ const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
  * sets it up on other servers; `serve` is one `onsale serve` and no worker, which isolates the accept path.
  * The bare side runs as many processes as the real side has web servers.
  */
-export type Topology = { kind: 'start'; web: number; engine?: Engine } | { kind: 'serve' };
+type Topology = { kind: 'start'; web: number; engine?: Engine } | { kind: 'serve' };
 
 /** Other servers for `onsale start`: `prepare` makes fresh ones (a database, a key prefix) for one run. */
 export interface Engine {

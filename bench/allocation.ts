@@ -17,7 +17,7 @@ export interface AllocationPlan {
   naiveSeconds: number;
 }
 
-export interface AllocationFigures {
+interface AllocationFigures {
   allocPerSec: number;
   naivePerSec: number;
   workerPeakRssMb: number | null;

@@ -7,7 +7,7 @@ import type { WrkResult } from './wrk.js';
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 /** Accepted purchases/s through HAProxy with 1, 2 and 3 web servers, and the balancer's own cost. */
-export interface ClusterFigures {
+interface ClusterFigures {
   /** Median 202/s through the balancer, by number of web servers. */
   throughLb: Record<number, WrkResult>;
   /** With one web server: straight to it (its own port), and through the balancer, in the same cluster. */

@@ -9,7 +9,7 @@ import { realRun, type AcceptPlan, type Engine, type RealRun } from './accept.js
  */
 export const SCRAPE_EVERY_MS = 5_000;
 
-export interface MetricsCost {
+interface MetricsCost {
   on: RealRun;
   off: RealRun;
   /**

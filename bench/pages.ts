@@ -7,13 +7,13 @@ import type { LoadShape } from './wrk.js';
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const TOKEN = 'bench-admin-token';
 
-export interface PagesPlan {
+interface PagesPlan {
   rounds: number;
   load: LoadShape;
   warmupSec: number;
 }
 
-export interface PagesFigures {
+interface PagesFigures {
   /** Event pages (server-rendered HTML) served per second, median of the rounds. */
   pagePerSec: number;
   /** The same event as the API's JSON, per second: the baseline. */

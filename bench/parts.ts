@@ -55,7 +55,7 @@ export interface Plans {
 export type Row = [string, string];
 
 /** What a part adds to the output. */
-export interface PartReport {
+interface PartReport {
   rows: Row[];
   json: Record<string, unknown>;
   goalsMet?: Record<string, boolean>;
@@ -72,7 +72,7 @@ interface PartDefinition<Figures> {
 }
 
 /** A part as the runner walks it. */
-export interface BenchPart {
+interface BenchPart {
   name: Part;
   needs: readonly Need[];
   run: (plans: Plans, progress: Progress) => Promise<PartReport>;

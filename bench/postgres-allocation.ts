@@ -32,7 +32,7 @@ export interface PostgresAllocationPlan {
   batchSize: number;
 }
 
-export interface PostgresAllocationFigures {
+interface PostgresAllocationFigures {
   allocPerSec: number;
   naivePerSec: number;
 }

@@ -10,7 +10,7 @@ export const START_MARKER =
   '<!-- bench:results:start (written by `onsale bench`; edits here are overwritten) -->';
 export const END_MARKER = '<!-- bench:results:end -->';
 
-export interface ResultsSection {
+interface ResultsSection {
   /** When the run started. */
   startedAt: Date;
   elapsedSec: number;

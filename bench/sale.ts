@@ -21,7 +21,7 @@ export function contenderName(c: Contender): string {
 }
 
 /** A running contender: its URL and admin token, and how to stop it and remove what it made. */
-export interface Running {
+interface Running {
   url: string;
   adminToken: string;
   /** What stop() removes besides the processes: databases, Redis keys, data folders. */
@@ -50,10 +50,7 @@ export async function stopContenders(): Promise<string[]> {
  * folder, with a throw-away PostgreSQL database (and Redis prefix) for those engines; or a shop, with a
  * process per CPU, on its own throw-away database of the same PostgreSQL server.
  */
-export async function startContender(
-  c: Contender,
-  urls: { postgres: string; redis: string },
-): Promise<Running> {
+async function startContender(c: Contender, urls: { postgres: string; redis: string }): Promise<Running> {
   const port = await freePort();
   const adminToken = randomBytes(18).toString('base64url');
   const url = `http://127.0.0.1:${port}`;
@@ -133,7 +130,7 @@ function track(r: Running): Running {
 }
 
 /** One contender's figures in the whole-sale comparison. */
-export interface SaleFigures {
+interface SaleFigures {
   name: string;
   ticketsPerSec: number;
   ticketsSold: number;
@@ -148,7 +145,7 @@ export interface SaleFigures {
   violated: string[];
 }
 
-export function saleFigures(name: string, r: SimulationReport): SaleFigures {
+function saleFigures(name: string, r: SimulationReport): SaleFigures {
   // Tickets sold per second until the sale sold out (or until the end, if it never did).
   const seconds = r.timeToSellOutSec ?? r.durationSec;
   return {
@@ -166,7 +163,7 @@ export function saleFigures(name: string, r: SimulationReport): SaleFigures {
   };
 }
 
-export type Crowd = Omit<SimulateOptions, 'url' | 'adminToken' | 'eventId'>;
+type Crowd = Omit<SimulateOptions, 'url' | 'adminToken' | 'eventId'>;
 
 /** The same crowd for every contender: a burst of `buyers` for `tickets` in three types. */
 export function saleCrowd(buyers: number, tickets: number): Crowd {

@@ -48,7 +48,7 @@ export interface LoadGeneratorFigures {
   limit: string;
 }
 
-export interface SimulatorFigures {
+interface SimulatorFigures {
   cpus: number;
   connections: number;
   runs: LoadGeneratorFigures[];
@@ -172,7 +172,7 @@ export async function measureSimulator(
   return { cpus, connections: plan.connections, runs };
 }
 
-export function describe(f: LoadGeneratorFigures): string {
+function describe(f: LoadGeneratorFigures): string {
   return (
     `${f.name}: ${Math.round(f.requestsPerSec).toLocaleString('en-US')} req/s, ` +
     `${f.cpuMsPerRequest.toFixed(4)} CPU ms per request; busy cores: it ${f.clientBusyCores.toFixed(2)}, ` +

@@ -18,7 +18,7 @@ export interface EventInput {
 }
 
 /** A purchase's outcome: the final purchase (200), or a refusal with api.md's rejection reason (409). */
-export type Outcome =
+type Outcome =
   | {
       status: 'confirmed';
       purchaseId: string;
@@ -96,7 +96,7 @@ async function record(
  * purchases of one event run one at a time; check the stock and the buyer's tickets, then insert the tickets
  * and bump the counters. Correct, and as fast as one transaction after another on one lock.
  */
-export const advisoryLock: Shop = {
+const advisoryLock: Shop = {
   createTickets: async () => undefined,
   soldSql: 'SELECT id, sold FROM ticket_types WHERE event_id = $1',
   sell: async (client, eventId, buyerId, items) => {
@@ -138,7 +138,7 @@ export const advisoryLock: Shop = {
  * rows. The per-buyer check reads without a lock, as alf.io's does: two purchases of one buyer at the same
  * moment can both pass it (the bench reports whether that happened).
  */
-export const skipLocked: Shop = {
+const skipLocked: Shop = {
   createTickets: async (client, ticketTypeId, capacity) => {
     await client.query(
       `INSERT INTO tickets (ticket_type_id, code)

@@ -2,7 +2,7 @@ import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
-export interface QueueContext {
+interface QueueContext {
   databaseUrl: string;
 }
 

@@ -10,14 +10,14 @@ export interface PurchaseOutcome {
 }
 
 /** Tickets a batch adds to one buyer's total of one ticket type. */
-export interface BoughtDelta {
+interface BoughtDelta {
   buyerId: string;
   ticketTypeId: string;
   quantity: number;
 }
 
 /** Everything a storage adapter writes for one batch, in one transaction. */
-export interface BatchPlan {
+interface BatchPlan {
   /** The purchases not applied before, decided in the order given: one purchase record each. */
   decisions: Allocation[];
   /** What became of each of `decisions`, in the same order. */

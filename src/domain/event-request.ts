@@ -3,7 +3,7 @@ import { unstorableText } from './text.js';
 import type { NewEvent, NewTicketType } from './types.js';
 
 /** An admin's request to create an event, as the web server validated its shape. */
-export interface EventRequest {
+interface EventRequest {
   name: string;
   salesOpenAt?: string;
   holdSeconds: number;

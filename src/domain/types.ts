@@ -73,7 +73,7 @@ export interface Purchase {
   updatedAt: string;
 }
 
-export interface TicketTypeStock {
+interface TicketTypeStock {
   id: string;
   capacity: number;
   sold: number;

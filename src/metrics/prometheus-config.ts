@@ -1,6 +1,6 @@
 /** The kinds of onsale process Prometheus scrapes; each is one job, `onsale-<role>`, and a `role` label. */
-export const SCRAPE_ROLES = ['web', 'worker', 'autoscaler'] as const;
-export type ScrapeRole = (typeof SCRAPE_ROLES)[number];
+const SCRAPE_ROLES = ['web', 'worker', 'autoscaler'] as const;
+type ScrapeRole = (typeof SCRAPE_ROLES)[number];
 
 /** One process to scrape: its /metrics at `address` (HOST:PORT), `instance` naming it (web-1, worker-2). */
 export interface ScrapeTarget {

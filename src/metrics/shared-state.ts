@@ -6,7 +6,7 @@ import type { Storage } from '../ports/storage.js';
  * Ticket gauges cover only the most recent events (by sales opening), so that the number of series stays
  * bounded however many events a database holds: at most TICKET_EVENTS × their ticket types (≤ 50 each).
  */
-export const TICKET_EVENTS = 10;
+const TICKET_EVENTS = 10;
 /** Scrapes closer together than this reuse the last reading instead of querying again. */
 const FRESH_MS = 1_000;
 

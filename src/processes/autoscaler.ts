@@ -26,7 +26,7 @@ export interface ScalerState {
   quietSince: number | null;
 }
 
-export interface ScalePolicy {
+interface ScalePolicy {
   min: number;
   max: number;
   /** A backlog is a queue whose oldest purchase waits this long, or this many purchases per worker. */
@@ -56,7 +56,7 @@ export function defaultPolicy(min: number, max: number): ScalePolicy {
   };
 }
 
-export interface Decision {
+interface Decision {
   state: ScalerState;
   /** Set when the worker count changes, with why. */
   change?: { from: number; to: number; reason: string };

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 
 // ── At start: what a parent hands each child ──────────────────────────────────────────────────────────
 
-export type ChildRole = 'web' | 'worker' | 'autoscaler' | 'lb';
+type ChildRole = 'web' | 'worker' | 'autoscaler' | 'lb';
 
 /**
  * What `onsale start` (to its node:cluster children) and `onsale cluster` (to the processes it spawns)

@@ -4,7 +4,7 @@ import { pino, type DestinationStream, type Logger } from 'pino';
  * Fields never written to a log, wherever a caller puts them: the admin token, Authorization headers and
  * payment tokens. Request lines carry no header or body at all; this is the net under that rule.
  */
-export const REDACTED_PATHS = [
+const REDACTED_PATHS = [
   'adminToken',
   'token',
   'paymentToken',

@@ -29,12 +29,12 @@ export type ChildMessage =
   | { type: 'done'; result: ShareResult };
 
 /** `total` divided among `n`, as evenly as whole numbers allow, at least 1 each. */
-export function divide(total: number, n: number): number[] {
+function divide(total: number, n: number): number[] {
   return Array.from({ length: n }, (_, k) => Math.max(1, Math.floor(total / n) + (k < total % n ? 1 : 0)));
 }
 
 /** Every n-th request of the plan, so that each share has the crowd's arrival shape and its due times. */
-export function splitPlan(plan: readonly PlannedRequest[], n: number): PlannedRequest[][] {
+function splitPlan(plan: readonly PlannedRequest[], n: number): PlannedRequest[][] {
   const shares = Array.from({ length: n }, (): PlannedRequest[] => []);
   plan.forEach((req, i) => shares[i % n]!.push(req));
   return shares;

@@ -67,8 +67,6 @@ export interface Progress {
   answered: number;
 }
 
-export type { SecondFigures } from './play.js';
-
 export interface SimulationReport {
   version: 1;
   url: string;
@@ -128,7 +126,7 @@ const INVARIANTS: Array<Violation['invariant']> = [
   'first_come_first_served',
 ];
 
-export const CPU_INCLUDES =
+const CPU_INCLUDES =
   'CPU time (user + system) of every simulator process from the opening until the last request was answered: ' +
   'sending, retries, the following of accepted purchases and the live display meanwhile; divided by the ' +
   'requests sent, retries included';

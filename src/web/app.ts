@@ -16,7 +16,7 @@ import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { purchaseRoutes } from './routes/purchases.js';
 
-export interface AppDeps {
+interface AppDeps {
   config: Config;
   storage: Storage;
   queue: Queue;
@@ -29,7 +29,7 @@ export interface AppDeps {
   ownMetrics?: () => Promise<string>;
 }
 
-export interface OnsaleApp {
+interface OnsaleApp {
   app: FastifyInstance;
   /**
    * Turns /readyz to 503 so that a load balancer stops sending before the server closes; requests that still

@@ -2,7 +2,7 @@ import type { SaleEvent } from '../domain/types.js';
 import type { Storage } from '../ports/storage.js';
 
 /** How long a read of availability is served before it is read again: below api.md's one-second bound. */
-export const AVAILABILITY_TTL_MS = 500;
+const AVAILABILITY_TTL_MS = 500;
 
 /**
  * Events in this process's memory. An event's definition never changes once created, so it is kept for

@@ -2,7 +2,7 @@
 
 const id = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
-export const ticketTypeInput = {
+const ticketTypeInput = {
   type: 'object',
   additionalProperties: false,
   required: ['name', 'priceCents', 'capacity'],

@@ -9,7 +9,7 @@ import { countRetry, observeBatch } from '../metrics/metrics.js';
  * renewed at every claim, so a live worker keeps it. A lease that runs out mid-batch is still safe:
  * applyBatch skips purchases already applied, so a second worker cannot double anything.
  */
-export const LEASE_MS = 5_000;
+const LEASE_MS = 5_000;
 const IDLE_MIN_MS = 2;
 const IDLE_MAX_MS = 50;
 const RETRY_MAX_MS = 5_000;

@@ -15,7 +15,7 @@ import { freshPostgresDatabase, included, REDIS_URL, uniqueName } from './servic
  * Every adapter of each port, opened on a real, fresh database. The contract suites run once per entry.
  * `reopen` opens a second connection to the same database (another process would see the same).
  */
-export interface AdapterFactory<T> {
+interface AdapterFactory<T> {
   name: string;
   open: () => Promise<{ adapter: T; reopen: () => T; cleanup: () => Promise<void> }>;
 }

@@ -1,6 +1,6 @@
 import { ADMIN_TOKEN } from './processes.js';
 
-export interface EventInput {
+interface EventInput {
   name?: string;
   salesOpenAt?: string;
   ticketTypes?: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer?: number }>;

@@ -15,9 +15,9 @@ const ARGS = [
   '--disable-sync',
 ];
 
-export const PHONE = { width: 390, height: 844 };
+const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 800 };
-export const SCREENSHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
+const SCREENSHOTS = resolve(import.meta.dirname, '../../test-results/screenshots');
 
 export async function launchBrowser(): Promise<Browser> {
   try {

@@ -1,7 +1,5 @@
 import { rng, type Intent } from '../../src/simulate/crowd.js';
 
-export { rng };
-
 /**
  * A crowd of `count` purchase requests from `buyers` buyers (so many buyers come back), each asking for one
  * or two ticket types, with quantities up to the type's limit. No buyer sends more than `perBuyer` requests,

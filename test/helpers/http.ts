@@ -174,7 +174,7 @@ export function retryAfter(headers: Headers | Record<string, string | string[] |
   return Number(value);
 }
 
-export interface SseEvent {
+interface SseEvent {
   event: string;
   data: string;
 }

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
+const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
 export const ADMIN_TOKEN = 'test-admin-token';
 
 /** A fresh folder under the system's temp folder, removed by the returned function. */

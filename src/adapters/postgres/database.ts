@@ -5,7 +5,7 @@ import type { QueryResult, QueryResultRow } from 'pg';
 import { UnavailableError } from '../../domain/errors.js';
 
 /** Connections per pool when the URL does not say (`?max=N`). Lazily opened: an idle process holds few. */
-export const DEFAULT_POOL_SIZE = 10;
+const DEFAULT_POOL_SIZE = 10;
 
 /**
  * Advisory lock keys, as SQL literals (any bigint will do; these are "onsale" in hex followed by a role
@@ -256,7 +256,7 @@ const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`
  * The components with migrations of their own, each in its folder under migrations/ and told apart in
  * schema_migrations: the storage, the table queue, and the RabbitMQ queue's index.
  */
-export type Component = 'storage' | 'queue' | 'rabbitmq';
+type Component = 'storage' | 'queue' | 'rabbitmq';
 
 /**
  * Applies the numbered, append-only migrations of one component that the database has not seen yet, all in

@@ -35,7 +35,7 @@ export const QUEUE_KEYS = keyStatements('idempotency_keys');
 export const RABBITMQ_KEYS = keyStatements('rabbitmq_idempotency_keys');
 
 /** A request's idempotency key and its purchase, each column as its table stores it. */
-export interface StoredKey {
+interface StoredKey {
   eventId: string;
   buyerId: string;
   key: string;
@@ -44,7 +44,7 @@ export interface StoredKey {
 }
 
 /** What a key's owner says of a request: it is the owner, or a repeat of the owner's request, or a conflict. */
-export type KeyVerdict =
+type KeyVerdict =
   { status: 'owner' } | { status: 'duplicate'; storedPurchaseId: string } | { status: 'conflict' };
 
 interface KeyRow {

@@ -110,7 +110,7 @@ export interface Outgoing {
 }
 
 /** What the broker tells the queue about consumption. */
-export interface ConsumerHandlers {
+interface ConsumerHandlers {
   /** A message of `partition`, on the channel of `generation` (acks must name the same generation). */
   delivery(partition: number, generation: number, message: ConsumeMessage): void;
   /** Every delivery of `partition` so far is void: its channel closed, and RabbitMQ requeued them in order. */

@@ -52,7 +52,7 @@ export class ExecutionOrder {
   }
 }
 
-export interface Slot {
+interface Slot {
   stamp: number;
   waitsFor: Set<Slot>;
   release: () => void;

@@ -48,7 +48,7 @@ type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
  * works as a key (Redis keys are binary-safe); an empty one means the default, so that a setting left blank
  * never puts keys at the top level of the database.
  */
-export function parseRedisUrl(url: string): { url: string; prefix: string } {
+function parseRedisUrl(url: string): { url: string; prefix: string } {
   const parsed = new URL(url);
   const prefix = parsed.searchParams.get('prefix') || DEFAULT_PREFIX;
   parsed.searchParams.delete('prefix');

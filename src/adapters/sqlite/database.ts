@@ -8,7 +8,7 @@ import { UnavailableError } from '../../domain/errors.js';
 export type SqliteDatabase = Database.Database;
 
 /** `sqlite:PATH` (or `sqlite://PATH`) to a file path. */
-export function sqlitePath(url: string): string {
+function sqlitePath(url: string): string {
   const path = url.replace(/^sqlite:(\/\/)?/, '');
   if (!path) throw new Error(`"${url}" names no file: expected sqlite:PATH`);
   return path;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** The load balancers `onsale cluster` can run in front of its web servers. */
-export type Balancer = 'haproxy' | 'nginx';
+type Balancer = 'haproxy' | 'nginx';
 
 export interface Backend {
   name: string;
@@ -11,7 +11,7 @@ export interface Backend {
 }
 
 /** What a generated balancer configuration depends on. */
-export interface LbPlan {
+interface LbPlan {
   /** Where buyers connect. */
   listenHost: string;
   listenPort: number;

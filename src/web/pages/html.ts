@@ -18,7 +18,7 @@ const ESCAPES: Record<string, string> = {
 
 const SPECIAL = /[&<>"']/;
 
-export function escapeHtml(text: string): string {
+function escapeHtml(text: string): string {
   // Most values (ids, numbers, plain names) need nothing: skip the replace for them.
   return SPECIAL.test(text) ? text.replace(/[&<>"']/g, (c) => ESCAPES[c]!) : text;
 }

@@ -18,7 +18,7 @@ import {
 } from './views.js';
 
 /** What the pages read; app.ts passes its own cached readers, so pages cost the API nothing extra. */
-export interface PageReaders {
+interface PageReaders {
   listEvents(): Promise<Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>>;
   event(eventId: string): Promise<EventWithAvailability | null>;
   purchase(purchaseId: string): Promise<Purchase | null>;

@@ -289,6 +289,6 @@ function price(cents: number): string {
   return cents === 0 ? 'free' : (cents / 100).toFixed(2);
 }
 
-export function availability(n: number): string {
+function availability(n: number): string {
   return n > 0 ? `${n} left` : 'Sold out';
 }

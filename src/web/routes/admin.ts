@@ -14,7 +14,7 @@ import {
   type PurchaseListQuery,
 } from '../schemas.js';
 
-export interface AdminOptions {
+interface AdminOptions {
   storage: Storage;
   queue: Queue;
   lookups: Lookups;

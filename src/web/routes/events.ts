@@ -3,7 +3,7 @@ import type { Storage } from '../../ports/storage.js';
 import { withAvailability, type Lookups } from '../lookups.js';
 import { eventParams } from '../schemas.js';
 
-export interface EventsOptions {
+interface EventsOptions {
   storage: Storage;
   lookups: Lookups;
 }

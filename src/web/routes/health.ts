@@ -3,7 +3,7 @@ import type { Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
 import { sendError } from '../errors.js';
 
-export interface HealthOptions {
+interface HealthOptions {
   storage: Storage;
   queue: Queue;
   /** True once the server drains before closing: /readyz then turns the load balancer away. */

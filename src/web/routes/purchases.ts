@@ -15,7 +15,7 @@ import { notePurchase } from '../metrics-plugin.js';
 import { eventParams, purchaseBody, purchaseParams, type PurchaseBody } from '../schemas.js';
 import { StatusWatcher } from '../status-stream.js';
 
-export interface PurchasesOptions {
+interface PurchasesOptions {
   config: Config;
   storage: Storage;
   queue: Queue;
