@@ -33,6 +33,7 @@ describe('the npm package', () => {
     const files = pack!.files.map((f) => f.path);
     expect(files).toContain('dist/cli.js');
     expect(files).toContain('README.md');
+    expect(files).toContain('LICENSE');
     expect(files).toContain('dist/adapters/sqlite/migrations/storage/0001_init.sql');
     expect(files).toContain('dist/web/pages/public/style.css');
     expect(
