@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The bench's entry point (`npm run bench`, `node build/bench/cli.js`): the benchmark suite of run.ts, with
- * the options it had as `onsale bench`. Apart from the product's CLI so that the product ships without it.
+ * its options; kept out of the product's CLI so that the npm package ships without the benchmarks.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { PARTS, type BenchOptions, type Part } from './options.js';

@@ -7,7 +7,7 @@ import { writeFileAtomically } from '../src/shared/write-atomically.js';
  * two markers, replaced by each run, so that the analysis written around it by people stays as it is.
  */
 export const START_MARKER =
-  '<!-- bench:results:start (written by `onsale bench`; edits here are overwritten) -->';
+  '<!-- bench:results:start (written by `npm run bench`; edits here are overwritten) -->';
 export const END_MARKER = '<!-- bench:results:end -->';
 
 interface ResultsSection {

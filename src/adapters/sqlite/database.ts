@@ -89,7 +89,7 @@ export function prepareAll<K extends string>(
  * Runs `attempt` (one that takes the write lock: BEGIN IMMEDIATE) without blocking the event loop while
  * another connection holds the lock. SQLite's own busy handler sleeps the whole process in growing steps
  * (1, 2, 5 … 100 ms) and often sleeps on after the lock is free; in a web server nothing is read or
- * answered meanwhile. Measured by `onsale bench` (two web servers and a worker on one file), the web servers
+ * answered meanwhile. Measured by `npm run bench` (two web servers and a worker on one file), the web servers
  * spent 35-90% of their time there, up to 760 ms at a time (docs/benchmarks.md). Here a busy lock fails
  * the attempt at once, and it is retried every millisecond until the connection's busy_timeout has passed;
  * then it fails as before (UnavailableError).
