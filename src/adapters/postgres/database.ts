@@ -254,9 +254,10 @@ const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`
 
 /**
  * The components with migrations of their own, each in its folder under migrations/ and told apart in
- * schema_migrations: the storage, the table queue, and the RabbitMQ queue's index.
+ * schema_migrations: the storage, the table queue, the RabbitMQ queue's index, and the records both queues
+ * keep beside their entries (idempotency keys and dead letters, see queue-records.ts).
  */
-type Component = 'storage' | 'queue' | 'rabbitmq';
+type Component = 'storage' | 'queue' | 'rabbitmq' | 'records';
 
 /**
  * Applies the numbered, append-only migrations of one component that the database has not seen yet, all in

@@ -1,24 +1,43 @@
-import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
+import type { AcceptedPurchase } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
-import { ADVISORY_LOCK, fromDb, migratePostgres, PostgresDatabase, toDb } from './database.js';
-import { inTurn, QUEUE_KEYS, resolveKeys } from './queue-records.js';
+import { ADVISORY_LOCK, applyMigrations, fromDb, PostgresDatabase, toDb, type Tx } from './database.js';
+import {
+  buryPurchases,
+  DEAD_LETTER_SQL,
+  inTurn,
+  listDeadLetters,
+  resolveKeys,
+  takeBackDeadLetters,
+  toPurchase,
+  type PurchaseRow,
+} from './queue-records.js';
 
-interface QueueRow {
+interface QueueRow extends PurchaseRow {
   seq: number;
-  purchase_id: string;
-  event_id: string;
-  buyer_id: string;
-  items: string;
-  accepted_at: string;
-}
-
-interface DeadRow extends Omit<QueueRow, 'seq'> {
-  reason: string;
-  dead_at: Date;
 }
 
 /** Where the reads of event $1's queue start (see migration 0002). */
 const REMOVED_THROUGH = '(SELECT removed_through FROM queue_depth WHERE event_id = $1)';
+
+/** Statements of migrate() around the migrations themselves. None takes parameters. */
+const MIGRATION_SQL = {
+  /** The lock every migration takes (see migratePostgres), held from before the check below. One row. */
+  lock: `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`,
+  /** One row, aside: true when the records' tables exist but the queue's do not. */
+  recordsBeforeQueue: `SELECT to_regclass('idempotency_keys') IS NOT NULL
+    AND to_regclass('queue_purchases') IS NULL AS aside`,
+  /** Moves the records' tables, with their rows, indexes and constraints, to a schema of their own. */
+  stepAside: `CREATE SCHEMA onsale_records_aside;
+    ALTER TABLE idempotency_keys SET SCHEMA onsale_records_aside;
+    ALTER TABLE queue_dead_letters SET SCHEMA onsale_records_aside`,
+  /** Drops the queue migration's empty copies and moves the records' tables back where they were. */
+  stepBack: `DROP TABLE idempotency_keys, queue_dead_letters;
+    DO $$ BEGIN
+      EXECUTE format('ALTER TABLE onsale_records_aside.idempotency_keys SET SCHEMA %I', current_schema());
+      EXECUTE format('ALTER TABLE onsale_records_aside.queue_dead_letters SET SCHEMA %I', current_schema());
+    END $$;
+    DROP SCHEMA onsale_records_aside`,
+} as const;
 
 /**
  * The statements of the queue adapter. Each says what it returns and what its parameters are. Lists travel
@@ -99,47 +118,22 @@ const SQL = {
   unlease: `UPDATE queue_events SET lease_owner = NULL, lease_expires_at = NULL
     WHERE event_id = $1 AND lease_owner = $2`,
   /**
-   * Moves the purchases of event $1 up to seq $2 to the dead letters with reason $3, and takes them off the
-   * depth. Safe to repeat. Returns nothing.
+   * Takes the purchases of event $1 up to seq $2 off the queue and the depth, to be buried (in the same
+   * transaction). Safe to repeat: a second run takes nothing. Returns the purchases taken (all columns).
    */
-  bury: `WITH removed AS (
+  takeForBurial: `WITH removed AS (
       DELETE FROM queue_purchases WHERE event_id = $1 AND seq > ${REMOVED_THROUGH} AND seq <= $2
       RETURNING seq, purchase_id, event_id, buyer_id, items, accepted_at
-    ), buried AS (
-      INSERT INTO queue_dead_letters (purchase_id, event_id, buyer_id, items, accepted_at, seq, reason)
-      SELECT purchase_id, event_id, buyer_id, items, accepted_at, seq, $3 FROM removed
-      ON CONFLICT (purchase_id) DO NOTHING
-    )
-    UPDATE queue_depth
-    SET queued = queued - (SELECT count(*) FROM removed), removed_through = greatest(removed_through, $2)
-    WHERE event_id = $1`,
-  /** The $1 oldest dead letters: purchase columns, reason, dead_at. */
-  deadLetters: `SELECT purchase_id, event_id, buyer_id, items, accepted_at, reason, dead_at
-    FROM queue_dead_letters ORDER BY dead_at, seq LIMIT $1`,
-  /**
-   * Puts dead letters (those whose purchase id is in $1, or all when $1 is null) back at the tail of their
-   * events' queues, oldest first, and adds them to the depth. Returns one row: replayed.
-   */
-  replay: `WITH revived AS (
-      DELETE FROM queue_dead_letters WHERE $1::text[] IS NULL OR purchase_id = ANY($1::text[])
-      RETURNING purchase_id, event_id, buyer_id, items, accepted_at, seq, dead_at
-    ), added AS (
-      INSERT INTO queue_purchases (purchase_id, event_id, buyer_id, items, accepted_at)
-      SELECT purchase_id, event_id, buyer_id, items, accepted_at FROM revived ORDER BY dead_at, seq
-      RETURNING event_id
-    ), counted AS (
-      SELECT event_id, count(*) AS n FROM added GROUP BY event_id
-    ), new_events AS (
-      INSERT INTO queue_events (event_id) SELECT event_id FROM counted ON CONFLICT (event_id) DO NOTHING
     ), depth AS (
-      INSERT INTO queue_depth (event_id, queued) SELECT event_id, n FROM counted ORDER BY event_id
-      ON CONFLICT (event_id) DO UPDATE SET queued = queue_depth.queued + excluded.queued
+      UPDATE queue_depth
+      SET queued = queued - (SELECT count(*) FROM removed), removed_through = greatest(removed_through, $2)
+      WHERE event_id = $1
     )
-    SELECT coalesce(sum(n), 0)::bigint AS replayed FROM counted`,
+    SELECT seq, purchase_id, event_id, buyer_id, items, accepted_at FROM removed`,
   /** Purchase $1 if queued or dead-lettered (purchase columns), or no row. One statement: one snapshot. */
   find: `SELECT purchase_id, event_id, buyer_id, items, accepted_at FROM queue_purchases WHERE purchase_id = $1
     UNION ALL
-    SELECT purchase_id, event_id, buyer_id, items, accepted_at FROM queue_dead_letters WHERE purchase_id = $1
+    ${DEAD_LETTER_SQL.find}
     LIMIT 1`,
   /**
    * Queued purchases in all, and the acceptance time of the oldest (or null): the oldest of the events'
@@ -154,7 +148,7 @@ const SQL = {
       WHERE d.queued > 0 ORDER BY h.seq LIMIT 1) AS oldest`,
   /** Queued purchases and dead letters of event $1. One row: queued, dead. */
   depthOf: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM queue_depth WHERE event_id = $1) AS queued,
-    (SELECT count(*) FROM queue_dead_letters WHERE event_id = $1) AS dead`,
+    ${DEAD_LETTER_SQL.countOfEvent} AS dead`,
 } as const;
 
 /**
@@ -165,16 +159,6 @@ const SQL = {
  * took 97 ms that way, against 0.3 ms along the index.
  */
 const QUEUE_SESSION = { enable_bitmapscan: 'off' };
-
-function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
-  return {
-    purchaseId: fromDb(row.purchase_id),
-    eventId: fromDb(row.event_id),
-    buyerId: fromDb(row.buyer_id),
-    items: JSON.parse(row.items) as PurchaseItem[],
-    acceptedAt: row.accepted_at,
-  };
-}
 
 /**
  * The queue as tables in PostgreSQL: the default queue when the database is PostgreSQL (the queue URL is
@@ -191,8 +175,22 @@ export class PostgresQueue implements Queue {
     this.#url = url;
   }
 
+  /**
+   * The queue's migrations, then the records' (the queue's first migration creates the records' tables, so
+   * records finds them there). A database whose records came first, from a RabbitMQ index, has those
+   * tables already, and the queue's first migration would fail on them: they step aside while it runs, and
+   * then replace the empty copies it made.
+   */
   async migrate(): Promise<void> {
-    await migratePostgres(this.#db, 'queue');
+    await this.#db.transaction(async (tx) => {
+      await tx.query(MIGRATION_SQL.lock);
+      const { rows } = await tx.query<{ aside: boolean }>(MIGRATION_SQL.recordsBeforeQueue);
+      const aside = rows[0]!.aside;
+      if (aside) await tx.query(MIGRATION_SQL.stepAside);
+      await applyMigrations(tx, 'queue');
+      if (aside) await tx.query(MIGRATION_SQL.stepBack);
+      await applyMigrations(tx, 'records');
+    });
   }
 
   async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
@@ -205,7 +203,6 @@ export class PostgresQueue implements Queue {
       await tx.query(SQL.lockEnqueue);
       const verdicts = await resolveKeys(
         tx,
-        QUEUE_KEYS,
         requests.map(({ purchase: p, idempotency }) =>
           idempotency
             ? {
@@ -227,18 +224,32 @@ export class PostgresQueue implements Queue {
 
       const accepted = requests.filter((_, i) => results[i] === undefined).map((r) => r.purchase);
       if (accepted.length > 0) {
-        await tx.query(SQL.append, [
-          accepted.map((p) => toDb(p.purchaseId)),
-          accepted.map((p) => toDb(p.eventId)),
-          accepted.map((p) => toDb(p.buyerId)),
-          accepted.map((p) => JSON.stringify(p.items)),
-          accepted.map((p) => p.acceptedAt),
-        ]);
+        await this.#appendRows(
+          tx,
+          accepted.map((p) => ({
+            purchase_id: toDb(p.purchaseId),
+            event_id: toDb(p.eventId),
+            buyer_id: toDb(p.buyerId),
+            items: JSON.stringify(p.items),
+            accepted_at: p.acceptedAt,
+          })),
+        );
       }
       return results.map(
         (r, i): EnqueueResult => r ?? { status: 'accepted', purchaseId: requests[i]!.purchase.purchaseId },
       );
     });
+  }
+
+  /** Appends purchases (stored form) in array order: see SQL.append. */
+  async #appendRows(tx: Tx, rows: readonly PurchaseRow[]): Promise<void> {
+    await tx.query(SQL.append, [
+      rows.map((r) => r.purchase_id),
+      rows.map((r) => r.event_id),
+      rows.map((r) => r.buyer_id),
+      rows.map((r) => r.items),
+      rows.map((r) => r.accepted_at),
+    ]);
   }
 
   async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
@@ -278,16 +289,14 @@ export class PostgresQueue implements Queue {
   async deadLetter(batch: ClaimedBatch, reason: string): Promise<void> {
     const last = batch.receipts.at(-1) as number | undefined;
     if (last === undefined) return;
-    await this.#db.query(SQL.bury, [toDb(batch.eventId), last, toDb(reason)]);
+    await this.#db.transaction(async (tx) => {
+      const taken = await tx.query<QueueRow>(SQL.takeForBurial, [toDb(batch.eventId), last]);
+      await buryPurchases(tx, taken.rows, toDb(reason));
+    });
   }
 
   async deadLetters(limit: number): Promise<DeadLetter[]> {
-    const { rows } = await this.#db.query<DeadRow>(SQL.deadLetters, [limit]);
-    return rows.map((r) => ({
-      purchase: toPurchase(r),
-      reason: fromDb(r.reason),
-      deadAt: r.dead_at.toISOString(),
-    }));
+    return listDeadLetters(this.#db, limit);
   }
 
   async replayDeadLetters(purchaseIds?: readonly string[]): Promise<number> {
@@ -296,8 +305,10 @@ export class PostgresQueue implements Queue {
     return inTurn(this.#url, () =>
       this.#db.transaction(async (tx) => {
         await tx.query(SQL.lockEnqueue);
-        const { rows } = await tx.query<{ replayed: number }>(SQL.replay, [named]);
-        return rows[0]!.replayed;
+        // Back at the tail, oldest first, as fresh appends (a new seq each).
+        const revived = await takeBackDeadLetters(tx, named);
+        if (revived.length > 0) await this.#appendRows(tx, revived);
+        return revived.length;
       }),
     );
   }

@@ -2,7 +2,16 @@ import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
 import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
-import { inTurn, RABBITMQ_KEYS, resolveKeys } from '../postgres/queue-records.js';
+import {
+  buryPurchases,
+  DEAD_LETTER_SQL,
+  inTurn,
+  listDeadLetters,
+  resolveKeys,
+  takeBackDeadLetters,
+  toPurchase,
+  type PurchaseRow,
+} from '../postgres/queue-records.js';
 import { partitionOf } from './broker.js';
 import {
   partitionMismatch,
@@ -57,45 +66,44 @@ const SQL = {
   addQueued: `INSERT INTO rabbitmq_counts (event_id, queued)
     SELECT e, count(*) FROM unnest($1::text[]) AS u (e) GROUP BY e
     ON CONFLICT (event_id) DO UPDATE SET queued = rabbitmq_counts.queued + EXCLUDED.queued`,
-  /** purchase_id, dead of the purchases $1 that the index holds. */
-  states:
-    'SELECT purchase_id, dead_at IS NOT NULL AS dead FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[])',
+  /** purchase_id, dead of the purchases $1 that the index holds, queued or among the dead letters. */
+  states: `SELECT purchase_id, false AS dead FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[])
+    UNION ALL
+    SELECT purchase_id, true AS dead FROM queue_dead_letters WHERE purchase_id = ANY($1::text[])`,
   /** One more claim of purchase $1; returns claims. */
   claimHead: 'UPDATE rabbitmq_purchases SET claims = claims + 1 WHERE purchase_id = $1 RETURNING claims',
   /** Deletes the queued purchases $1 and takes them off their events' counts. Returns nothing. */
   remove: `WITH gone AS (
-      DELETE FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[]) AND dead_at IS NULL RETURNING event_id
+      DELETE FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[]) RETURNING event_id
     )
     UPDATE rabbitmq_counts c SET queued = c.queued - g.n
     FROM (SELECT event_id, count(*) AS n FROM gone GROUP BY event_id) g WHERE c.event_id = g.event_id`,
-  /** Marks the queued purchases $1 dead with reason $2, and moves them to the dead counts. Returns nothing. */
-  bury: `WITH buried AS (
-      UPDATE rabbitmq_purchases SET dead_reason = $2, dead_at = now()
-      WHERE purchase_id = ANY($1::text[]) AND dead_at IS NULL RETURNING event_id
+  /**
+   * Deletes the queued purchases $1 and takes them off their events' counts, to be buried (in the same
+   * transaction). Returns seq, payload of those deleted.
+   */
+  takeForBurial: `WITH gone AS (
+      DELETE FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[]) RETURNING seq, event_id, payload
+    ), counted AS (
+      UPDATE rabbitmq_counts c SET queued = c.queued - g.n
+      FROM (SELECT event_id, count(*) AS n FROM gone GROUP BY event_id) g WHERE c.event_id = g.event_id
     )
-    UPDATE rabbitmq_counts c SET queued = c.queued - g.n, dead = c.dead + g.n
-    FROM (SELECT event_id, count(*) AS n FROM buried GROUP BY event_id) g WHERE c.event_id = g.event_id`,
-  /** Dead letters (all, oldest first), locked: purchase_id, event_id, payload, accepted_at. */
-  deadAll: `SELECT purchase_id, event_id, payload, accepted_at FROM rabbitmq_purchases
-    WHERE dead_at IS NOT NULL ORDER BY dead_at, seq FOR UPDATE`,
-  /** The dead letters among $1, oldest first, locked: purchase_id, event_id, payload, accepted_at. */
-  deadNamed: `SELECT purchase_id, event_id, payload, accepted_at FROM rabbitmq_purchases
-    WHERE dead_at IS NOT NULL AND purchase_id = ANY($1::text[]) ORDER BY dead_at, seq FOR UPDATE`,
-  /** Deletes the purchases $1 (dead letters about to go back on the queue with a new seq). Returns nothing. */
-  deleteMany: 'DELETE FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[])',
-  /** Moves one purchase per entry of $1 (event ids) from the dead count to the queued one. Returns nothing. */
-  deadToQueued: `UPDATE rabbitmq_counts c SET queued = c.queued + g.n, dead = c.dead - g.n
-    FROM (SELECT e, count(*) AS n FROM unnest($1::text[]) AS u (e) GROUP BY e) g WHERE c.event_id = g.e`,
-  /** Dead letters, oldest first, at most $1: payload, dead_reason, dead_at. */
-  deadLetters: `SELECT payload, dead_reason, dead_at FROM rabbitmq_purchases
-    WHERE dead_at IS NOT NULL ORDER BY dead_at, seq LIMIT $1`,
-  /** payload of purchase $1. */
-  find: 'SELECT payload FROM rabbitmq_purchases WHERE purchase_id = $1',
+    SELECT seq, payload FROM gone`,
+  /**
+   * Purchase $1, queued (payload) or dead (the purchase columns of queue_dead_letters), or no row. One
+   * statement: one snapshot, so a purchase buried meanwhile is found on one side or the other.
+   */
+  find: `SELECT payload, NULL AS purchase_id, NULL AS event_id, NULL AS buyer_id, NULL AS items, NULL AS accepted_at
+    FROM rabbitmq_purchases WHERE purchase_id = $1
+    UNION ALL
+    SELECT NULL, * FROM (${DEAD_LETTER_SQL.find}) d
+    LIMIT 1`,
   /** depth (queued purchases of all events) and oldest (accepted_at of the oldest queued one, or null). */
   depth: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM rabbitmq_counts) AS depth,
-    (SELECT accepted_at FROM rabbitmq_purchases WHERE dead_at IS NULL ORDER BY seq LIMIT 1) AS oldest`,
-  /** queued, dead of event $1 (no row: none ever). */
-  depthOf: 'SELECT queued, dead FROM rabbitmq_counts WHERE event_id = $1',
+    (SELECT accepted_at FROM rabbitmq_purchases ORDER BY seq LIMIT 1) AS oldest`,
+  /** queued (0 when the event never had a purchase) and dead of event $1. One row. */
+  depthOf: `SELECT coalesce((SELECT queued FROM rabbitmq_counts WHERE event_id = $1), 0)::bigint AS queued,
+    ${DEAD_LETTER_SQL.countOfEvent} AS dead`,
 } as const;
 
 /**
@@ -120,6 +128,8 @@ export class PostgresIndex implements PurchaseIndex {
 
   async migrate(partitions: number): Promise<void> {
     const known = await this.#db.transaction(async (tx) => {
+      // Records first: the index's migration 0002 moves its keys and dead letters into their tables.
+      await applyMigrations(tx, 'records');
       await applyMigrations(tx, 'rabbitmq');
       await tx.query(MIGRATION_SQL.claimPrefix, [this.#prefix, partitions]);
       const row = await tx.query<{ partitions: number }>(MIGRATION_SQL.prefixPartitions, [this.#prefix]);
@@ -178,7 +188,6 @@ export class PostgresIndex implements PurchaseIndex {
   async #resolveKeys(tx: Tx, requests: readonly PartitionedRequest[]): Promise<EnqueueResult[]> {
     const verdicts = await resolveKeys(
       tx,
-      RABBITMQ_KEYS,
       requests.map(({ request: { purchase, idempotency } }) =>
         idempotency
           ? {
@@ -226,19 +235,16 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async bury(purchaseIds: readonly string[], reason: string): Promise<void> {
-    if (purchaseIds.length > 0) await this.#db.query(SQL.bury, [purchaseIds, reason]);
+    if (purchaseIds.length === 0) return;
+    await this.#db.transaction(async (tx) => {
+      const taken = await tx.query<{ seq: number; payload: string }>(SQL.takeForBurial, [purchaseIds]);
+      const buried = taken.rows.map((r) => ({ ...toRow(parse(r.payload)), seq: r.seq }));
+      await buryPurchases(tx, buried, toDb(reason));
+    });
   }
 
   async deadLetters(limit: number): Promise<DeadLetter[]> {
-    const rows = await this.#db.query<{ payload: string; dead_reason: string; dead_at: Date }>(
-      SQL.deadLetters,
-      [limit],
-    );
-    return rows.rows.map((r) => ({
-      purchase: parse(r.payload),
-      reason: r.dead_reason,
-      deadAt: r.dead_at.toISOString(),
-    }));
+    return listDeadLetters(this.#db, limit);
   }
 
   async revive(
@@ -257,32 +263,28 @@ export class PostgresIndex implements PurchaseIndex {
   ): Promise<number> {
     return this.#db.transaction(async (tx) => {
       await this.#lock(tx, partitions);
-      const rows = await tx.query<{
-        purchase_id: string;
-        event_id: string;
-        payload: string;
-        accepted_at: string;
-      }>(purchaseIds ? SQL.deadNamed : SQL.deadAll, purchaseIds ? [purchaseIds] : []);
-      if (rows.rows.length === 0) return 0;
-      const ids = rows.rows.map((r) => r.purchase_id);
-      // Deleted and inserted again: a new seq, at the tail, as a fresh purchase (claims start again).
-      await tx.query(SQL.deleteMany, [ids]);
+      const rows = await takeBackDeadLetters(tx, purchaseIds ?? null);
+      if (rows.length === 0) return 0;
+      // Inserted again: a new seq, at the tail, as a fresh purchase (claims start again).
+      const revived = rows.map(toPurchase);
       const inserted = await tx.query<{ purchase_id: string; seq: number }>(SQL.insertPurchases, [
-        ids,
-        rows.rows.map((r) => r.event_id),
-        rows.rows.map((r) => r.payload),
-        rows.rows.map((r) => r.accepted_at),
+        revived.map((p) => p.purchaseId),
+        revived.map((p) => p.eventId),
+        revived.map((p) => JSON.stringify(p)),
+        revived.map((p) => p.acceptedAt),
       ]);
-      await tx.query(SQL.deadToQueued, [rows.rows.map((r) => r.event_id)]);
+      await tx.query(SQL.addQueued, [revived.map((p) => p.eventId)]);
       const seqs = new Map(inserted.rows.map((r) => [r.purchase_id, r.seq]));
-      await publish(rows.rows.map((r) => ({ seq: seqs.get(r.purchase_id)!, purchase: parse(r.payload) })));
-      return rows.rows.length;
+      await publish(revived.map((purchase) => ({ seq: seqs.get(purchase.purchaseId)!, purchase })));
+      return revived.length;
     });
   }
 
   async find(purchaseId: string): Promise<AcceptedPurchase | null> {
-    const rows = await this.#db.query<{ payload: string }>(SQL.find, [purchaseId]);
-    return rows.rows[0] ? parse(rows.rows[0].payload) : null;
+    const rows = await this.#db.query<{ payload: string | null } & PurchaseRow>(SQL.find, [purchaseId]);
+    const row = rows.rows[0];
+    if (!row) return null;
+    return row.payload === null ? toPurchase(row) : parse(row.payload);
   }
 
   async depth(): Promise<{ depth: number; oldestAcceptedAt: string | null }> {
@@ -292,7 +294,7 @@ export class PostgresIndex implements PurchaseIndex {
 
   async depthOf(eventId: string): Promise<{ queued: number; deadLetters: number }> {
     const rows = await this.#db.query<{ queued: number; dead: number }>(SQL.depthOf, [eventId]);
-    return { queued: rows.rows[0]?.queued ?? 0, deadLetters: rows.rows[0]?.dead ?? 0 };
+    return { queued: rows.rows[0]!.queued, deadLetters: rows.rows[0]!.dead };
   }
 
   async ping(): Promise<void> {
@@ -328,4 +330,18 @@ export class PostgresIndex implements PurchaseIndex {
 
 function parse(payload: string): AcceptedPurchase {
   return JSON.parse(payload) as AcceptedPurchase;
+}
+
+/**
+ * A purchase as the shared dead-letter table stores it. Event and purchase ids are stored as they are, as
+ * everywhere in the index (this server makes them, and toDb() leaves them unchanged).
+ */
+function toRow(purchase: AcceptedPurchase): PurchaseRow {
+  return {
+    purchase_id: purchase.purchaseId,
+    event_id: purchase.eventId,
+    buyer_id: toDb(purchase.buyerId),
+    items: JSON.stringify(purchase.items),
+    accepted_at: purchase.acceptedAt,
+  };
 }
