@@ -64,6 +64,22 @@ export async function sendPurchase(url: string, intent: Intent): Promise<SentPur
   };
 }
 
+/**
+ * A GET that is tried again when the connection drops before an answer: a balancer may hand a kept-alive
+ * connection to a server that is just being restarted. A read changes nothing, so asking again is safe; an
+ * answer, whatever its status, is never asked again.
+ */
+async function readAgainOnReset(url: string, attempts = 3): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url);
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
+  }
+}
+
 /** Reads the final state of every accepted purchase and the event's stock, for checkInvariants. */
 export async function observe(opts: {
   baseUrl: string;
@@ -78,7 +94,7 @@ export async function observe(opts: {
   async function lane(): Promise<void> {
     while (next < ids.length) {
       const id = ids[next++]!;
-      const res = await fetch(`${opts.baseUrl}/api/purchases/${id}`);
+      const res = await readAgainOnReset(`${opts.baseUrl}/api/purchases/${id}`);
       purchases.set(id, res.status === 200 ? ((await res.json()) as FinalPurchase) : null);
     }
   }
