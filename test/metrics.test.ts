@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prometheusConfig } from '../src/metrics/prometheus-config.js';
 import { sendCrowd } from '../src/simulate/crowd.js';
 import { createEvent, getJson, purchase, waitDrained } from './helpers/api.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { startOnsale, until, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, startOnsale, until, type Onsale } from './helpers/processes.js';
 import { PROMETHEUS_DIR, promtool, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
 
 const DASHBOARD = join(PROMETHEUS_DIR, '../grafana/onsale.json');
@@ -93,8 +93,11 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
       mode: 'start',
       env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2' },
     });
+    const adminTokenFile = join(onsale.dataDir, 'prometheus-admin-token');
+    writeFileSync(adminTokenFile, ADMIN_TOKEN);
     const config = prometheusConfig({
       web: [new URL(onsale.baseUrl).host],
+      adminTokenFile,
       ruleFiles: [join(PROMETHEUS_DIR, 'alerts.yml')],
       scrapeIntervalSeconds: 1,
     });
@@ -131,14 +134,19 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
     const stats = await waitDrained(baseUrl, event.id);
 
     // The shared-state gauges may be up to a second old (a reading serves the scrapes of one second).
-    const scrape = async () => samples(await (await fetch(`${baseUrl}/metrics`)).text());
+    const scrape = async () =>
+      samples(
+        await (
+          await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+        ).text(),
+      );
     await until(async () => sum(await scrape(), 'onsale_queue_depth') === 0);
     // Each web server keeps its own reading: past one more second, the other's is from after the drain too.
     await new Promise((r) => setTimeout(r, 1_100));
 
     // One scrape of either web server shows the sums over all processes: the same truth every time.
     for (let scrape = 0; scrape < 4; scrape++) {
-      const res = await fetch(`${baseUrl}/metrics`);
+      const res = await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(res.status).toBe(200);
       const m = samples(await res.text());
       expect(sum(m, 'onsale_purchases_accepted_total')).toBe(accepted);
@@ -209,7 +217,9 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
   });
 
   it('serves a scrape that promtool check metrics finds no problem in', async () => {
-    const text = await (await fetch(`${onsale!.baseUrl}/metrics`)).text();
+    const text = await (
+      await fetch(`${onsale!.baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text();
     const result = await promtool(['check', 'metrics'], text);
     expect(result.output).toBe('');
     expect(result.code).toBe(0);

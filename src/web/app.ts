@@ -103,7 +103,13 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
   let draining = false;
 
   // Request logs and metrics, and GET /metrics: before the routes, so that their hooks cover every route.
-  installObservability(app, { storage, queue, logger, ownMetrics: ownMetrics ?? (() => registry.metrics()) });
+  installObservability(app, {
+    storage,
+    queue,
+    logger,
+    adminToken,
+    ownMetrics: ownMetrics ?? (() => registry.metrics()),
+  });
 
   app.addHook('onRequest', async (request) => {
     // The route matched, not the raw URL: the router decodes /%61pi/events to /api/events, which must count.
