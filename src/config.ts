@@ -232,7 +232,7 @@ export const SETTINGS = [
       if (list.some((a) => !/^[0-9a-fA-F.:]+$/.test(a))) throw new Error('not a list of IP addresses');
       return list;
     },
-    fallback: () => '127.0.0.1,::1,::ffff:127.0.0.1',
+    fallback: () => 'none',
   }),
   setting({
     key: 'requestTimeout',

@@ -5,7 +5,7 @@ import { prometheusConfig } from '../src/metrics/prometheus-config.js';
 import { sendCrowd } from '../src/simulate/crowd.js';
 import { createEvent, getJson, purchase, waitDrained } from './helpers/api.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { ADMIN_TOKEN, startOnsale, until, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, until, type Onsale } from './helpers/processes.js';
 import { PROMETHEUS_DIR, promtool, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
 
 const DASHBOARD = join(PROMETHEUS_DIR, '../grafana/onsale.json');
@@ -91,7 +91,7 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
     // Workers held at two: the autoscaler would otherwise add some during the flood (onsale_workers below).
     onsale = await startOnsale({
       mode: 'start',
-      env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2' },
+      env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2', ...LOOPBACK_EXEMPT },
     });
     const adminTokenFile = join(onsale.dataDir, 'prometheus-admin-token');
     writeFileSync(adminTokenFile, ADMIN_TOKEN);
