@@ -23,7 +23,7 @@ describe('deploy/prometheus/prometheus.yml', () => {
     const generated = prometheusConfig({
       web: ['127.0.0.1:3000', '127.0.0.1:3001'],
       workers: ['127.0.0.1:9464', '127.0.0.1:9465'],
-      adminTokenFile: '/etc/prometheus/onsale-admin-token',
+      adminTokenFile: 'onsale-admin-token',
       ruleFiles: ['alerts.yml'],
     });
     expect(example[0]!.toJS()).toEqual(JSON.parse(generated));
