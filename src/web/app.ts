@@ -7,6 +7,7 @@ import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
 import { clientErrorResponse, httpStatus, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
 import { GroupCommit } from './group-commit.js';
+import { WriteHealth } from './write-health.js';
 import { Lookups, withAvailability } from './lookups.js';
 import { acceptJsonBodies } from './json-body.js';
 import { registry } from '../metrics/metrics.js';
@@ -99,7 +100,17 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
   const lookups = new Lookups(storage, queue);
   const addressLimit = new RateLimiter(config.addressRate);
   const exempt = new Set(config.rateLimitExempt);
-  const commits = new GroupCommit<EnqueueRequest, EnqueueResult>((batch) => queue.enqueue(batch));
+  const writes = new WriteHealth();
+  const commits = new GroupCommit<EnqueueRequest, EnqueueResult>(async (batch) => {
+    try {
+      const results = await queue.enqueue(batch);
+      writes.succeeded();
+      return results;
+    } catch (error) {
+      writes.failed(error);
+      throw error;
+    }
+  });
   let draining = false;
 
   // Request logs and metrics, and GET /metrics: before the routes, so that their hooks cover every route.
@@ -125,7 +136,12 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     },
     purchase: (purchaseId) => lookups.findPurchase(purchaseId),
   });
-  app.register(healthRoutes, { storage, queue, isDraining: () => draining });
+  app.register(healthRoutes, {
+    storage,
+    queue,
+    isDraining: () => draining,
+    writeProblem: () => writes.problem(),
+  });
   app.register(eventRoutes, { storage, lookups });
   app.register(purchaseRoutes, { config, storage, queue, lookups, commits });
   app.register(adminRoutes, { storage, queue, lookups, adminToken });
