@@ -29,7 +29,7 @@ export interface Engine {
   name: string;
   prepare: () => Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }>;
   /** Runs beside the load once onsale is ready (e.g. a Prometheus-like scraper); returns how to stop it. */
-  whileRunning?: (base: string) => () => void;
+  whileRunning?: (base: string, adminToken: string) => () => void;
 }
 
 export interface AcceptPlan {
@@ -181,7 +181,8 @@ export async function realRun(plan: AcceptPlan, topology: Topology): Promise<Rea
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/readyz`, onsale);
-    stopBeside = topology.kind === 'start' ? (topology.engine?.whileRunning?.(base) ?? null) : null;
+    stopBeside =
+      topology.kind === 'start' ? (topology.engine?.whileRunning?.(base, adminToken) ?? null) : null;
     const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
     const target = await createEvent(base, admin);
 

@@ -46,9 +46,10 @@ export async function measureMetricsCost(
   const on: Engine = {
     name: 'metrics on',
     prepare: async () => ({ env: { ONSALE_METRICS: 'on' }, cleanup: async () => undefined }),
-    whileRunning: (base) => {
+    whileRunning: (base, adminToken) => {
       const timer = setInterval(() => {
-        fetch(`${base}/metrics`).then(
+        // /metrics asks for the admin token, as Prometheus sends it.
+        fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } }).then(
           async (res) => {
             await res.text();
             if (res.ok) scrapes += 1;

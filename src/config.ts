@@ -24,6 +24,10 @@ export interface Config {
   buyerRate: Rate;
   addressRate: Rate;
   rateLimitExempt: string[];
+  /** Milliseconds a client has to send a whole request (headers and body); slower: 408 and closed. */
+  requestTimeout: number;
+  maxConnectionsPerClient: number;
+  maxStreamsPerClient: number;
   batchSize: number;
   maxAttempts: number;
   /** Whether processes record metrics and web servers serve /metrics (off: for the benchmark's baseline). */
@@ -228,7 +232,36 @@ export const SETTINGS = [
       if (list.some((a) => !/^[0-9a-fA-F.:]+$/.test(a))) throw new Error('not a list of IP addresses');
       return list;
     },
-    fallback: () => '127.0.0.1,::1,::ffff:127.0.0.1',
+    fallback: () => 'none',
+  }),
+  setting({
+    key: 'requestTimeout',
+    flag: '--request-timeout',
+    env: 'ONSALE_REQUEST_TIMEOUT',
+    description:
+      'milliseconds a client has to send a whole request, headers and body; slower ones get 408 and are closed',
+    accepts: 'a whole number of milliseconds 1000..600000',
+    parse: integer(1000, 600_000),
+    fallback: () => '30000',
+  }),
+  setting({
+    key: 'maxConnectionsPerClient',
+    flag: '--max-connections-per-client',
+    env: 'ONSALE_MAX_CONNECTIONS_PER_CLIENT',
+    description:
+      'open connections one client address may hold on a web server process; more are closed (trusted proxies and exempt addresses: no cap)',
+    accepts: 'a whole number 1..100000',
+    parse: integer(1, 100_000),
+    fallback: () => '256',
+  }),
+  setting({
+    key: 'maxStreamsPerClient',
+    flag: '--max-streams-per-client',
+    env: 'ONSALE_MAX_STREAMS_PER_CLIENT',
+    description: 'open purchase status streams one client may hold on a web server process; more get 429',
+    accepts: 'a whole number 1..100000',
+    parse: integer(1, 100_000),
+    fallback: () => '64',
   }),
   setting({
     key: 'batchSize',

@@ -589,8 +589,20 @@ describe('operations endpoints', () => {
     expect(res.status).toBe(200);
   });
 
+  it('GET /metrics asks for the admin token: per-event sales and the queue are not public', async () => {
+    const tries: Array<Record<string, string>> = [
+      {},
+      { authorization: `Bearer ${ADMIN_TOKEN}x` },
+      { authorization: ADMIN_TOKEN },
+    ];
+    for (const headers of tries) {
+      const res = await fetch(`${base}/metrics`, { headers });
+      expectApiError({ status: res.status, body: await res.json() }, 401, 'unauthorized');
+    }
+  });
+
   it('GET /metrics answers Prometheus text exposition', async () => {
-    const res = await fetch(`${base}/metrics`);
+    const res = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();

@@ -45,6 +45,9 @@ describe('onsale command line', () => {
     [['cluster'], { ONSALE_LB: 'traefik' }, 'ONSALE_LB'],
     [['serve'], { ONSALE_TRUST_PROXY: 'the balancer' }, 'ONSALE_TRUST_PROXY'],
     [['serve', '--drain-delay', '9000'], {}, '--drain-delay'],
+    [['serve'], { ONSALE_REQUEST_TIMEOUT: '10' }, 'ONSALE_REQUEST_TIMEOUT'],
+    [['serve', '--max-connections-per-client', '0'], {}, '--max-connections-per-client'],
+    [['serve'], { ONSALE_MAX_STREAMS_PER_CLIENT: 'many' }, 'ONSALE_MAX_STREAMS_PER_CLIENT'],
     [['serve', '--no-such-flag'], {}, '--no-such-flag'],
     [['launch'], {}, 'launch'],
   ] as Array<[string[], Record<string, string>, string]>)(

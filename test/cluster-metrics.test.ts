@@ -5,7 +5,7 @@ import { sendCrowd } from '../src/simulate/crowd.js';
 import { createEvent, waitDrained, type CreatedEvent } from './helpers/api.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { until } from './helpers/processes.js';
+import { LOOPBACK_EXEMPT, until } from './helpers/processes.js';
 import { promtool, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
 import { freshPostgresDatabase } from './helpers/services.js';
 
@@ -24,6 +24,7 @@ describe('metrics of `onsale cluster` (2 web servers, 1 to 3 workers) scraped wi
   beforeAll(async () => {
     db = await freshPostgresDatabase();
     c = await startCluster({
+      ...LOOPBACK_EXEMPT,
       ONSALE_DATABASE_URL: db.url,
       ONSALE_WEB: '2',
       ONSALE_WORKERS_MIN: '1',

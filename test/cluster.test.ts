@@ -11,7 +11,16 @@ import {
 } from './helpers/cluster.js';
 import { makeCrowd } from './helpers/crowd.js';
 import { send } from './helpers/http.js';
-import { ADMIN_TOKEN, alive, freePort, runCli, tempDir, until, waitForReady } from './helpers/processes.js';
+import {
+  ADMIN_TOKEN,
+  LOOPBACK_EXEMPT,
+  alive,
+  freePort,
+  runCli,
+  tempDir,
+  until,
+  waitForReady,
+} from './helpers/processes.js';
 import { freshPostgresDatabase } from './helpers/services.js';
 
 /**
@@ -27,9 +36,25 @@ afterEach(async () => {
 async function cluster(env: Record<string, string>): Promise<Cluster> {
   const db = await freshPostgresDatabase();
   cleanups.push(db.drop);
-  const c = await startCluster({ ONSALE_DATABASE_URL: db.url, ...env });
+  // The floods come from 127.0.0.1 through the balancer (X-Forwarded-For); tests of the limit use others.
+  const c = await startCluster({ ONSALE_DATABASE_URL: db.url, ...LOOPBACK_EXEMPT, ...env });
   cleanups.push(c.stop);
   return c;
+}
+
+/** /metrics through the balancer: refused without the admin token (also spelt otherwise), served with it. */
+async function expectMetricsGuarded(baseUrl: string): Promise<void> {
+  for (const path of ['/metrics', '/metrics?x=1', '/%6detrics', '/METRICS']) {
+    const res = await send(baseUrl, 'GET', path);
+    expect([401, 404], path).toContain(res.status);
+    expect(res.text, path).not.toContain('onsale_queue_depth');
+  }
+  expect((await send(baseUrl, 'GET', '/metrics')).status).toBe(401);
+  const wrong = await send(baseUrl, 'GET', '/metrics', { headers: { authorization: 'Bearer guess' } });
+  expect(wrong.status).toBe(401);
+  const res = await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  expect(res.status).toBe(200);
+  expect(await res.text()).toContain('onsale_queue_depth');
 }
 
 async function saleEvent(baseUrl: string): Promise<CreatedEvent> {
@@ -171,7 +196,7 @@ describe('onsale cluster behind HAProxy', () => {
     expect(c.pidsOf('onsale-worker')).toHaveLength(1);
   });
 
-  it('rate-limits buyers by their own address behind the balancer, ignores a forged X-Forwarded-For, stops on SIGTERM', async () => {
+  it('rate-limits buyers by their own address behind the balancer, ignores a forged X-Forwarded-For, guards /metrics, stops on SIGTERM', async () => {
     const c = await cluster({ ONSALE_WEB: '1', ONSALE_ADDRESS_RATE: '5/m' });
     const statuses = async (base: string, from: string, n: number, forge = false) => {
       const out: number[] = [];
@@ -184,6 +209,7 @@ describe('onsale cluster behind HAProxy', () => {
     // Through the balancer: each address has its own five requests, whatever X-Forwarded-For it sends.
     expect(await statuses(c.baseUrl, '127.0.0.5', 7, true)).toEqual([200, 200, 200, 200, 200, 429, 429]);
     expect(await statuses(c.baseUrl, '127.0.0.6', 2)).toEqual([200, 200]);
+    await expectMetricsGuarded(c.baseUrl);
 
     // Straight to a server that trusts no proxy: X-Forwarded-For is ignored, the connection's address counts.
     const dir = tempDir();
@@ -253,5 +279,6 @@ describe('onsale cluster behind nginx', () => {
     const answers = nginxAnswersByServer(c.dataDir);
     expect(Object.keys(answers).sort()).toEqual([...c.servers].sort());
     for (const n of Object.values(answers)) expect(n).toBeGreaterThan(300);
+    await expectMetricsGuarded(c.baseUrl);
   });
 });

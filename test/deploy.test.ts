@@ -23,6 +23,7 @@ describe('deploy/prometheus/prometheus.yml', () => {
     const generated = prometheusConfig({
       web: ['127.0.0.1:3000', '127.0.0.1:3001'],
       workers: ['127.0.0.1:9464', '127.0.0.1:9465'],
+      adminTokenFile: 'onsale-admin-token',
       ruleFiles: ['alerts.yml'],
     });
     expect(example[0]!.toJS()).toEqual(JSON.parse(generated));
@@ -31,7 +32,7 @@ describe('deploy/prometheus/prometheus.yml', () => {
     const jobs = [...alerts.matchAll(/job="([^"]+)"/g)].map((m) => m[1]);
     expect(jobs.length).toBeGreaterThan(0);
     const clusterJobs = (
-      JSON.parse(prometheusConfig({ targetsFile: '/run/targets.json' })) as {
+      JSON.parse(prometheusConfig({ targetsFile: '/run/targets.json', adminTokenFile: '/run/token' })) as {
         scrape_configs: Array<{ job_name: string }>;
       }
     ).scrape_configs.map((j) => j.job_name);

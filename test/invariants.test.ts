@@ -3,7 +3,7 @@ import { observe, sendCrowd } from '../src/simulate/crowd.js';
 import { checkInvariants } from '../src/simulate/invariants.js';
 import { createEvent, purchase, waitDrained, type CreatedEvent } from './helpers/api.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from './helpers/processes.js';
 import { deleteRabbitTopology, rabbitUrl } from './helpers/rabbitmq.js';
 import { deleteRedisKeys } from './helpers/redis.js';
 import { freshPostgresDatabase, included, REDIS_URL, uniqueName, type Backend } from './helpers/services.js';
@@ -75,7 +75,7 @@ describe.each(ENGINES.filter((e) => e.backends.every(included)))(
       cleanup = setup.cleanup;
       onsale = await startOnsale({
         mode: 'start',
-        env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ...setup.env },
+        env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ...LOOPBACK_EXEMPT, ...setup.env },
       });
       event = await createEvent(onsale.baseUrl, {
         name: 'Flood night',

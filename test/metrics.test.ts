@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prometheusConfig } from '../src/metrics/prometheus-config.js';
 import { sendCrowd } from '../src/simulate/crowd.js';
 import { createEvent, getJson, purchase, waitDrained } from './helpers/api.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { startOnsale, until, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, until, type Onsale } from './helpers/processes.js';
 import { PROMETHEUS_DIR, promtool, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
 
 const DASHBOARD = join(PROMETHEUS_DIR, '../grafana/onsale.json');
@@ -59,8 +59,19 @@ describe('deploy/prometheus', () => {
     const tests = await promtool(['test', 'rules', 'alerts.test.yml']);
     expect(tests.output).toContain('SUCCESS');
     expect(tests.code).toBe(0);
-    const config = await promtool(['check', 'config', 'prometheus.yml']);
-    expect(config.code, config.output).toBe(0);
+    // The configuration reads the admin token from a file beside it, which promtool wants to exist.
+    const { mkdtempSync, writeFileSync: write, copyFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'onsale-prometheus-config-'));
+    try {
+      for (const file of ['prometheus.yml', 'alerts.yml'])
+        copyFileSync(join(PROMETHEUS_DIR, file), join(dir, file));
+      write(join(dir, 'onsale-admin-token'), 'a-token\n');
+      const config = await promtool(['check', 'config', join(dir, 'prometheus.yml')]);
+      expect(config.code, config.output).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('fails promtool test rules when a rule is wrong (the tests test something)', async () => {
@@ -91,10 +102,13 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
     // Workers held at two: the autoscaler would otherwise add some during the flood (onsale_workers below).
     onsale = await startOnsale({
       mode: 'start',
-      env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2' },
+      env: { ONSALE_WEB: '2', ONSALE_WORKERS_MIN: '2', ONSALE_WORKERS_MAX: '2', ...LOOPBACK_EXEMPT },
     });
+    const adminTokenFile = join(onsale.dataDir, 'prometheus-admin-token');
+    writeFileSync(adminTokenFile, ADMIN_TOKEN);
     const config = prometheusConfig({
       web: [new URL(onsale.baseUrl).host],
+      adminTokenFile,
       ruleFiles: [join(PROMETHEUS_DIR, 'alerts.yml')],
       scrapeIntervalSeconds: 1,
     });
@@ -131,14 +145,19 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
     const stats = await waitDrained(baseUrl, event.id);
 
     // The shared-state gauges may be up to a second old (a reading serves the scrapes of one second).
-    const scrape = async () => samples(await (await fetch(`${baseUrl}/metrics`)).text());
+    const scrape = async () =>
+      samples(
+        await (
+          await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+        ).text(),
+      );
     await until(async () => sum(await scrape(), 'onsale_queue_depth') === 0);
     // Each web server keeps its own reading: past one more second, the other's is from after the drain too.
     await new Promise((r) => setTimeout(r, 1_100));
 
     // One scrape of either web server shows the sums over all processes: the same truth every time.
     for (let scrape = 0; scrape < 4; scrape++) {
-      const res = await fetch(`${baseUrl}/metrics`);
+      const res = await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(res.status).toBe(200);
       const m = samples(await res.text());
       expect(sum(m, 'onsale_purchases_accepted_total')).toBe(accepted);
@@ -209,7 +228,9 @@ describe('metrics of `onsale start` (2 web servers, 2 workers) scraped by Promet
   });
 
   it('serves a scrape that promtool check metrics finds no problem in', async () => {
-    const text = await (await fetch(`${onsale!.baseUrl}/metrics`)).text();
+    const text = await (
+      await fetch(`${onsale!.baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text();
     const result = await promtool(['check', 'metrics'], text);
     expect(result.output).toBe('');
     expect(result.code).toBe(0);

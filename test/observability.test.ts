@@ -83,7 +83,9 @@ describe('request logs and a standalone worker (onsale serve + onsale worker --m
     expect(text).toMatch(/^onsale_purchases_finalized_total\{outcome="confirmed"\} 1$/m);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status).toBe(404);
     // And the web server (not a cluster) serves its own.
-    const web200 = await (await fetch(`${onsale.baseUrl}/metrics`)).text();
+    const web200 = await (
+      await fetch(`${onsale.baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text();
     expect(web200).toMatch(/^onsale_purchases_accepted_total 1$/m);
     expect(web200).toMatch(/^onsale_purchases_refused_total\{reason="invalid"\} 1$/m);
   });

@@ -10,7 +10,16 @@ import { clock } from '../src/simulate/play.js';
 import type { SimulationReport } from '../src/simulate/run.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startBrokenShop, type Fault } from './helpers/broken-shop.js';
-import { ADMIN_TOKEN, alive, childrenOf, runCli, startOnsale, tempDir, until } from './helpers/processes.js';
+import {
+  ADMIN_TOKEN,
+  LOOPBACK_EXEMPT,
+  alive,
+  childrenOf,
+  runCli,
+  startOnsale,
+  tempDir,
+  until,
+} from './helpers/processes.js';
 import { POSTGRES_ADMIN_URL, REDIS_URL } from './helpers/services.js';
 
 /** Alive and not a zombie (an orphan's zombie stays until PID 1 reaps it, which some containers never do). */
@@ -113,7 +122,7 @@ describe('onsale simulate against deliberately broken servers', () => {
 
 describe('onsale simulate against onsale', () => {
   it('plays a burst against `onsale start`: everything accepted, sold out, every invariant held', async () => {
-    const onsale = await startOnsale({ mode: 'start' });
+    const onsale = await startOnsale({ mode: 'start', env: LOOPBACK_EXEMPT });
     try {
       const { code, output, report } = await simulate(onsale.baseUrl, 'start', [
         '--buyers',
@@ -170,7 +179,7 @@ describe('onsale simulate against onsale', () => {
   }, 300_000);
 
   it('with --processes 2: the same crowd split in two, merged totals that add up, every invariant held', async () => {
-    const onsale = await startOnsale({ mode: 'start' });
+    const onsale = await startOnsale({ mode: 'start', env: LOOPBACK_EXEMPT });
     try {
       const { code, output, report } = await simulate(onsale.baseUrl, 'processes', [
         '--buyers',
@@ -217,7 +226,7 @@ describe('onsale simulate against onsale', () => {
   }, 300_000);
 
   it('plays a ramp against `onsale serve` + `onsale worker`, following purchases by SSE', async () => {
-    const onsale = await startOnsale({ mode: 'split', workers: 1 });
+    const onsale = await startOnsale({ mode: 'split', workers: 1, env: LOOPBACK_EXEMPT });
     try {
       const { code, output, report } = await simulate(onsale.baseUrl, 'split', [
         '--buyers',

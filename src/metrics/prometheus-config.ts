@@ -27,25 +27,34 @@ export function prometheusConfig(opts: {
   workers?: string[];
   /** Absolute path of a targets file listing every process with its role (`onsale cluster`). */
   targetsFile?: string;
+  /**
+   * A file holding the admin token, which the web servers' /metrics asks for (workers' and the autoscaler's
+   * own listeners are internal and ask for none).
+   */
+  adminTokenFile: string;
   /** Absolute paths of rule files, typically deploy/prometheus/alerts.yml. */
   ruleFiles?: string[];
   scrapeIntervalSeconds?: number;
 }): string {
   const interval = `${opts.scrapeIntervalSeconds ?? 5}s`;
   const { targetsFile } = opts;
+  const auth = (role: ScrapeRole) =>
+    role === 'web' ? { authorization: { type: 'Bearer', credentials_file: opts.adminTokenFile } } : {};
   const jobs: object[] = targetsFile
     ? SCRAPE_ROLES.map((role) => ({
         job_name: `onsale-${role}`,
+        ...auth(role),
         file_sd_configs: [{ files: [targetsFile], refresh_interval: TARGETS_REFRESH }],
         relabel_configs: [{ source_labels: ['role'], regex: role, action: 'keep' }],
       }))
     : [
-        { role: 'web', targets: opts.web ?? [] },
-        { role: 'worker', targets: opts.workers ?? [] },
+        { role: 'web' as const, targets: opts.web ?? [] },
+        { role: 'worker' as const, targets: opts.workers ?? [] },
       ]
         .filter((job) => job.role === 'web' || job.targets.length > 0)
         .map(({ role, targets }) => ({
           job_name: `onsale-${role}`,
+          ...auth(role),
           static_configs: [{ targets, labels: { role } }],
         }));
   const config = {

@@ -186,14 +186,23 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
 
   // Prometheus: the targets first, so that the configuration never names a missing file.
   writeTargets();
-  if (config.metrics)
+  if (config.metrics) {
+    // The web servers' /metrics asks for the admin token: Prometheus reads it from the data folder's
+    // token file, or from a copy (mode 0600) when the token came from ONSALE_ADMIN_TOKEN.
+    let adminTokenFile = admin.path;
+    if (adminTokenFile === null) {
+      adminTokenFile = join(runDir, 'prometheus-admin-token');
+      writeFileSync(adminTokenFile, `${admin.token}\n`, { mode: 0o600 });
+    }
     writeFileSync(
       prometheusPath,
       prometheusConfig({
         targetsFile: targetsPath,
+        adminTokenFile,
         ruleFiles: existsSync(ALERT_RULES) ? [ALERT_RULES] : [],
       }),
     );
+  }
 
   // The balancer runs under a small wrapper (onsale-lb) that stops it when this process goes away.
   const lbCommand = [balancer, ...balancerArgs(config.lb, configPath, runDir)];

@@ -4,8 +4,10 @@ import type { Config } from '../config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { RateLimiter } from './admission.js';
+import { addressMatcher, capConnections } from './client-limits.js';
 import { clientErrorResponse, httpStatus, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
 import { GroupCommit } from './group-commit.js';
+import { WriteHealth } from './write-health.js';
 import { Lookups, withAvailability } from './lookups.js';
 import { acceptJsonBodies } from './json-body.js';
 import { registry } from '../metrics/metrics.js';
@@ -15,6 +17,10 @@ import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { purchaseRoutes } from './routes/purchases.js';
+
+/** Connections silent for this long are closed (at least the request timeout). */
+const IDLE_CONNECTION_MS = 60_000;
+const KEEP_ALIVE_MS = 72_000;
 
 interface AppDeps {
   config: Config;
@@ -42,6 +48,8 @@ interface OnsaleApp {
 
 /** Builds the HTTP API of api.md over a storage and a queue. */
 export function buildApp({ config, storage, queue, adminToken, logger, ownMetrics }: AppDeps): OnsaleApp {
+  // What each socket is receiving, so that a request cut off for slowness is logged with its route.
+  const receiving = new WeakMap<object, { method: string; path: string }>();
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -49,6 +57,16 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     // X-Forwarded-For names the client only when it comes from a trusted balancer (ONSALE_TRUST_PROXY).
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     genReqId: requestId,
+    // A client trickling its headers or body holds a socket and a parser: the whole request (headers and
+    // body) must arrive within ONSALE_REQUEST_TIMEOUT, else 408 and the connection is closed. Node checks
+    // the deadlines every connectionsCheckingInterval, so that is a fraction of the timeout.
+    requestTimeout: config.requestTimeout,
+    http: { connectionsCheckingInterval: Math.min(30_000, Math.max(250, config.requestTimeout / 4)) },
+    // A connection silent this long is closed; status streams send a heartbeat every 15 s, well within.
+    connectionTimeout: Math.max(config.requestTimeout, IDLE_CONNECTION_MS),
+    // Idle keep-alive connections are closed after this: longer than balancers keep theirs (HAProxy 10 s,
+    // nginx 60 s), so that a balancer never sends on a connection the server is closing.
+    keepAliveTimeout: KEEP_ALIVE_MS,
     // While closing, requests still arriving on open connections are handled here, not by Fastify's own
     // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable
     // (routes/purchases.ts).
@@ -56,11 +74,25 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     // Requests refused before they reach a route still get api.md's error body, not Fastify's.
     clientErrorHandler: (error, socket) => {
+      if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        // The route without its query string: a query may carry what should not be logged.
+        logger.warn({ client: socket.remoteAddress, ...receiving.get(socket) }, 'request timed out: closed');
+      }
       if (error.code === 'ECONNRESET' || socket.destroyed) return;
       if (socket.writable) socket.write(clientErrorResponse(error));
       socket.destroy(error);
     },
     frameworkErrors: (error, _request, reply) => void sendFrameworkError(reply, error),
+  });
+  // Headers must be complete by then too (Node requires headersTimeout ≤ requestTimeout).
+  app.server.headersTimeout = config.requestTimeout;
+  const uncapped = addressMatcher([...config.trustProxy, ...config.rateLimitExempt]);
+  capConnections(app.server, config.maxConnectionsPerClient, uncapped, logger);
+  app.addHook('onRequest', async (request) => {
+    receiving.set(request.raw.socket, { method: request.method, path: request.url.split('?')[0] ?? '' });
+  });
+  app.addHook('onResponse', async (request) => {
+    receiving.delete(request.raw.socket);
   });
   acceptJsonBodies(app);
   answerErrors(app);
@@ -68,11 +100,27 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
   const lookups = new Lookups(storage, queue);
   const addressLimit = new RateLimiter(config.addressRate);
   const exempt = new Set(config.rateLimitExempt);
-  const commits = new GroupCommit<EnqueueRequest, EnqueueResult>((batch) => queue.enqueue(batch));
+  const writes = new WriteHealth();
+  const commits = new GroupCommit<EnqueueRequest, EnqueueResult>(async (batch) => {
+    try {
+      const results = await queue.enqueue(batch);
+      writes.succeeded();
+      return results;
+    } catch (error) {
+      writes.failed(error);
+      throw error;
+    }
+  });
   let draining = false;
 
   // Request logs and metrics, and GET /metrics: before the routes, so that their hooks cover every route.
-  installObservability(app, { storage, queue, logger, ownMetrics: ownMetrics ?? (() => registry.metrics()) });
+  installObservability(app, {
+    storage,
+    queue,
+    logger,
+    adminToken,
+    ownMetrics: ownMetrics ?? (() => registry.metrics()),
+  });
 
   app.addHook('onRequest', async (request) => {
     // The route matched, not the raw URL: the router decodes /%61pi/events to /api/events, which must count.
@@ -88,7 +136,12 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     },
     purchase: (purchaseId) => lookups.findPurchase(purchaseId),
   });
-  app.register(healthRoutes, { storage, queue, isDraining: () => draining });
+  app.register(healthRoutes, {
+    storage,
+    queue,
+    isDraining: () => draining,
+    writeProblem: () => writes.problem(),
+  });
   app.register(eventRoutes, { storage, lookups });
   app.register(purchaseRoutes, { config, storage, queue, lookups, commits });
   app.register(adminRoutes, { storage, queue, lookups, adminToken });

@@ -6,6 +6,7 @@ import { countAccepted, countRefused, metricsEnabled, observeRequest, registry }
 import { sharedStateMetrics } from '../metrics/shared-state.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import { requireAdminToken } from './admin-token.js';
 import { sendError } from './errors.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
@@ -45,12 +46,18 @@ function refusalReason(code: string | undefined, status: number): string {
 
 /**
  * One log line per request (with its id, route, status, time and purchase id), the request metrics, the
- * purchase accept/refuse counters, and GET /metrics: the whole machine's metrics under `onsale start`,
+ * purchase accept/refuse counters, and GET /metrics (admin token required): the whole machine's metrics under `onsale start`,
  * this process's otherwise, plus the queue and stock gauges read once from the shared state.
  */
 export function installObservability(
   app: FastifyInstance,
-  deps: { storage: Storage; queue: Queue; logger: Logger; ownMetrics: () => Promise<string> },
+  deps: {
+    storage: Storage;
+    queue: Queue;
+    logger: Logger;
+    ownMetrics: () => Promise<string>;
+    adminToken: string;
+  },
 ): void {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -81,7 +88,11 @@ export function installObservability(
   });
 
   const shared = metricsEnabled() ? sharedStateMetrics(deps.storage, deps.queue, deps.logger) : null;
-  app.get('/metrics', async (request, reply) => {
+  // Per-event sales and the queue's depth are as private as the admin stats: the same token is asked for
+  // (Prometheus sends it from a credentials file, prometheus-config.ts).
+  // With metrics off there is nothing to protect: a 404 says so to anyone.
+  const onRequest = shared ? requireAdminToken(deps.adminToken) : [];
+  app.get('/metrics', { onRequest }, async (request, reply) => {
     if (!shared) {
       noteErrorCode(request, 'not_found');
       return sendError(reply, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');

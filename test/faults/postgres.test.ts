@@ -4,7 +4,7 @@ import { checkInvariants, type SentPurchase } from '../../src/simulate/invariant
 import { createEvent, purchase, waitDrained } from '../helpers/api.js';
 import { makeCrowd } from '../helpers/crowd.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../helpers/private-postgres.js';
-import { ADMIN_TOKEN, startOnsale, type Onsale } from '../helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from '../helpers/processes.js';
 import { included } from '../helpers/services.js';
 
 /** How long the database stays down mid-flood. */
@@ -32,6 +32,7 @@ describe.skipIf(!included('postgres'))('PostgreSQL stopped and started during a 
     onsale = await startOnsale({
       mode: 'start',
       env: {
+        ...LOOPBACK_EXEMPT,
         ONSALE_DATABASE_URL: databaseUrl,
         ONSALE_WEB: '2',
         ONSALE_WORKERS_MIN: '2',

@@ -16,7 +16,15 @@ import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
 import { createEvent, purchase, waitDrained, type CreatedEvent } from '../helpers/api.js';
 import { makeCrowd } from '../helpers/crowd.js';
-import { ADMIN_TOKEN, childrenOf, freePort, startOnsale, until, type Onsale } from '../helpers/processes.js';
+import {
+  ADMIN_TOKEN,
+  LOOPBACK_EXEMPT,
+  childrenOf,
+  freePort,
+  startOnsale,
+  until,
+  type Onsale,
+} from '../helpers/processes.js';
 import { rabbitQueue, rabbitUrl, startPrivateRabbit, type PrivateRabbit } from '../helpers/rabbitmq.js';
 import { freshPostgresDatabase, included, RABBITMQ_URL, uniqueName } from '../helpers/services.js';
 
@@ -53,6 +61,7 @@ describe.runIf(included('rabbitmq')).each(DATABASES.filter((d) => d.run))(
       onsale = await startOnsale({
         mode: 'start',
         env: {
+          ...LOOPBACK_EXEMPT,
           ...db.env,
           ONSALE_QUEUE_URL: rabbitUrl(uniqueName('onsale_fault'), rabbit.url),
           ONSALE_WEB: '2',

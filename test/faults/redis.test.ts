@@ -4,7 +4,14 @@ import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
 import { createEvent, waitDrained } from '../helpers/api.js';
 import { makeCrowd } from '../helpers/crowd.js';
-import { ADMIN_TOKEN, childrenOf, startOnsale, until, type Onsale } from '../helpers/processes.js';
+import {
+  ADMIN_TOKEN,
+  LOOPBACK_EXEMPT,
+  childrenOf,
+  startOnsale,
+  until,
+  type Onsale,
+} from '../helpers/processes.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis.js';
 import { included } from '../helpers/services.js';
 
@@ -37,6 +44,7 @@ describe.runIf(included('redis'))('a Redis queue that goes away mid-flood', () =
     onsale = await startOnsale({
       mode: 'start',
       env: {
+        ...LOOPBACK_EXEMPT,
         ONSALE_QUEUE_URL: `${redis.url}?prefix=fault`,
         ONSALE_WEB: '2',
         ONSALE_WORKERS_MIN: '2',

@@ -6,6 +6,11 @@ import { join, resolve } from 'node:path';
 
 const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
 export const ADMIN_TOKEN = 'test-admin-token';
+/**
+ * Loopback exempt from the address rate limit (not the default): for tests whose crowd all comes from
+ * 127.0.0.1 and must not be refused as one flooding client.
+ */
+export const LOOPBACK_EXEMPT = { ONSALE_RATE_LIMIT_EXEMPT: '127.0.0.1,::1,::ffff:127.0.0.1' };
 
 /** A fresh folder under the system's temp folder, removed by the returned function. */
 export function tempDir(prefix = 'onsale-test-'): { path: string; remove: () => void } {

@@ -75,6 +75,13 @@ export function renderConfig(lb: Balancer, plan: LbPlan): string {
   return lb === 'haproxy' ? renderHaproxy(plan) : renderNginx(plan);
 }
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+/** api.md's error body for /metrics asked for without a token, answered by the balancer itself. */
+const METRICS_REFUSED = JSON.stringify({
+  error: { code: 'unauthorized', message: 'this endpoint needs Authorization: Bearer <admin token>' },
+});
+const escapeHaproxy = (text: string) => text.replace(/["\\]/g, (c) => `\\${c}`);
+
 const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
 
 /** HAProxy 2.6 configuration (`man haproxy`, configuration.txt of 2.6). */
@@ -114,6 +121,12 @@ frontend buyers
     # from is passed on. The web servers believe it only from here (ONSALE_TRUST_PROXY).
     http-request del-header X-Forwarded-For
     option forwardfor
+    # /metrics shows per-event sales and the queue's depth: not for the public. The web servers ask for the
+    # admin token; without one the request is refused here (the admin page sends it, Prometheus scrapes
+    # the servers directly).
+    acl metrics_path path,url_dec -m beg -i /metrics
+    acl has_authorization req.hdr(authorization) -m found
+    http-request return status 401 content-type "${JSON_TYPE}" string "${escapeHaproxy(METRICS_REFUSED)}" if metrics_path !has_authorization
     default_backend web
 
 backend web
@@ -204,6 +217,21 @@ ${servers}
 
         location / {
             proxy_pass http://onsale;
+        }
+
+        # /metrics shows per-event sales and the queue's depth: not for the public. The web servers ask for
+        # the admin token; without one the request is refused here (the admin page sends it, Prometheus
+        # scrapes the servers directly). nginx matches the decoded, normalized path.
+        location = /metrics {
+            if ($http_authorization = "") {
+                return 401;
+            }
+            proxy_pass http://onsale;
+        }
+        error_page 401 = @metrics_refused;
+        location @metrics_refused {
+            default_type "${JSON_TYPE}";
+            return 401 '${METRICS_REFUSED}';
         }
 
         # A purchase that carries an Idempotency-Key is safe to send twice (the queue answers a replay with

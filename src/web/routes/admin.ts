@@ -1,10 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { OnsaleError } from '../../domain/errors.js';
 import { eventToCreate } from '../../domain/event-request.js';
 import { queuedPurchase } from '../../domain/types.js';
 import type { Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
+import { requireAdminToken } from '../admin-token.js';
 import { withAvailability, type Lookups } from '../lookups.js';
 import {
   eventParams,
@@ -26,22 +26,8 @@ export async function adminRoutes(
   app: FastifyInstance,
   { storage, queue, lookups, adminToken }: AdminOptions,
 ) {
-  const tokenDigest = createHash('sha256').update(adminToken).digest();
-
-  /**
-   * Runs on request, before the body is read or anything is validated: without the token the answer is
-   * 401, never a 400, 413 or 415 that describes the input. Added here, it covers this plugin's routes only.
-   */
-  app.addHook('onRequest', async (request: FastifyRequest) => {
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer (.+)$/.exec(header);
-    const given = createHash('sha256')
-      .update(match?.[1] ?? '')
-      .digest();
-    if (!match || !timingSafeEqual(given, tokenDigest)) {
-      throw new OnsaleError('unauthorized', 'this endpoint needs Authorization: Bearer <admin token>');
-    }
-  });
+  // Added here, it covers this plugin's routes only.
+  app.addHook('onRequest', requireAdminToken(adminToken));
 
   app.post<{ Body: NewEventBody }>(
     '/api/events',

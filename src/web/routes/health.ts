@@ -8,10 +8,18 @@ interface HealthOptions {
   queue: Queue;
   /** True once the server drains before closing: /readyz then turns the load balancer away. */
   isDraining: () => boolean;
+  /** Why the last write to the queue failed, while that still counts (write-health.ts); null: it did not. */
+  writeProblem: () => string | null;
 }
 
-/** GET /healthz (the process answers) and GET /readyz (it can serve: not draining, storage and queue up). */
-export async function healthRoutes(app: FastifyInstance, { storage, queue, isDraining }: HealthOptions) {
+/**
+ * GET /healthz (the process answers) and GET /readyz (it can serve: not draining, storage and queue answer,
+ * and the last write to the queue did not fail).
+ */
+export async function healthRoutes(
+  app: FastifyInstance,
+  { storage, queue, isDraining, writeProblem }: HealthOptions,
+) {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
@@ -21,6 +29,9 @@ export async function healthRoutes(app: FastifyInstance, { storage, queue, isDra
     } catch {
       return sendError(reply, 'unavailable', 'the database or the queue does not answer', 1);
     }
+    // Reads work on a database that refuses writes (disk full, locked): purchases would all fail here.
+    const problem = writeProblem();
+    if (problem) return sendError(reply, 'unavailable', `the last write to the queue failed: ${problem}`, 5);
     return { status: 'ready' };
   });
 }

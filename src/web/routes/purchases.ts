@@ -14,6 +14,7 @@ import type { Lookups } from '../lookups.js';
 import { notePurchase } from '../metrics-plugin.js';
 import { eventParams, purchaseBody, purchaseParams, type PurchaseBody } from '../schemas.js';
 import { StatusWatcher } from '../status-stream.js';
+import { addressMatcher, StreamCap } from '../client-limits.js';
 
 interface PurchasesOptions {
   config: Config;
@@ -35,6 +36,8 @@ export async function purchaseRoutes(
   const watcher = new StatusWatcher(storage);
   const backpressure = new Backpressure(queue, config.maxQueueDepth);
   const buyerLimit = new RateLimiter(config.buyerRate);
+  const streamCap = new StreamCap(config.maxStreamsPerClient);
+  const uncapped = addressMatcher(config.rateLimitExempt);
   // Set once the server closes (after the drain delay): purchases still coming on open connections are refused.
   let closing = false;
 
@@ -104,6 +107,8 @@ export async function purchaseRoutes(
   );
 
   function streamStatus(purchase: Purchase, request: FastifyRequest, reply: FastifyReply): void {
+    // Each open stream is a socket and a watched purchase: a client opening hundreds would starve others.
+    const release = uncapped(request.ip) ? () => {} : streamCap.take(request.ip);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -114,13 +119,17 @@ export async function purchaseRoutes(
     });
     const send = (p: Purchase) => res.write(`event: status\ndata: ${JSON.stringify(p)}\n\n`);
     send(purchase);
-    if (FINAL_STATUSES.has(purchase.status)) return void res.end();
+    if (FINAL_STATUSES.has(purchase.status)) {
+      release();
+      return void res.end();
+    }
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     const stop = watcher.watch(purchase, (next) => {
       send(next);
       if (FINAL_STATUSES.has(next.status)) finish();
     });
     function finish() {
+      release();
       openStreams.delete(finish);
       clearInterval(heartbeat);
       stop();

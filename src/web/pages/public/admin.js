@@ -149,7 +149,9 @@ async function tick() {
   try {
     const [stats, metrics] = await Promise.all([
       api(`/api/events/${encodeURIComponent(eventId)}/stats`),
-      fetch('/metrics')
+      // /metrics needs the admin token too; without it (or behind a balancer that refuses it) the
+      // figures that only it has show as none.
+      fetch('/metrics', { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ''}` } })
         .then((res) => (res.ok ? res.text() : ''))
         .catch(() => ''),
     ]);
