@@ -18,6 +18,7 @@ function purchase(id: string, buyerId: string, items: Array<[string, number]>): 
     purchaseId: id,
     eventId: 'e',
     buyerId,
+    canonicalBuyerId: buyerId,
     items: items.map(([ticketTypeId, quantity]) => ({ ticketTypeId, quantity })),
     acceptedAt: '2026-01-01T00:00:00.000Z',
   };

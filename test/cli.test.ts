@@ -182,6 +182,7 @@ describe('onsale command line', () => {
           purchaseId,
           eventId: 'no-such-event',
           buyerId: 'poison',
+          canonicalBuyerId: 'poison',
           items: [{ ticketTypeId: 'nope', quantity: 1 }],
           acceptedAt: new Date().toISOString(),
         },

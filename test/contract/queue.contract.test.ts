@@ -10,6 +10,7 @@ function accepted(eventId: string, buyerId = `b-${randomUUID()}`, quantity = 1):
     purchaseId: randomUUID(),
     eventId,
     buyerId,
+    canonicalBuyerId: buyerId,
     items: [{ ticketTypeId: 'tt', quantity }],
     acceptedAt: new Date().toISOString(),
   };

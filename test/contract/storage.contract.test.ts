@@ -15,6 +15,7 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
       purchaseId: randomUUID(),
       eventId: event.id,
       buyerId,
+      canonicalBuyerId: buyerId,
       items: items.map(([i, quantity]) => ({ ticketTypeId: event.ticketTypes[i]!.id, quantity })),
       acceptedAt: new Date().toISOString(),
     };

@@ -80,7 +80,8 @@ export function eventPage(event: EventWithAvailability, form: FormState): SafeHt
       <input
         id="email"
         name="buyerId"
-        type="email"
+        type="${event.buyerIdKind === 'email' ? 'email' : 'text'}"
+        inputmode="email"
         autocomplete="email"
         required
         maxlength="128"

@@ -1,0 +1,210 @@
+/**
+ * Buyer identity, black-box: real `onsale serve` + `onsale worker` on SQLite and on PostgreSQL. Spellings
+ * of one buyer id that canonicalize the same (case, white space at the ends, fullwidth forms, composed or
+ * decomposed accents) are one buyer for the per-buyer limit, the per-buyer rate limit and Idempotency-Key;
+ * ids that are blank or hold invisible characters are refused; an event may take email addresses only.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getJson, purchase, waitDrained, waitFinal } from './helpers/api.js';
+import { ADMIN, expectApiError, send } from './helpers/http.js';
+import { startOnsale, type Onsale } from './helpers/processes.js';
+import { freshPostgresDatabase, included } from './helpers/services.js';
+
+interface Event {
+  id: string;
+  buyerIdKind: string;
+  ticketTypes: Array<{ id: string }>;
+}
+
+const engines = [
+  { name: 'SQLite', database: async () => ({ env: {}, drop: async () => {} }) },
+  ...(included('postgres')
+    ? [
+        {
+          name: 'PostgreSQL',
+          database: async () => {
+            const db = await freshPostgresDatabase();
+            return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
+          },
+        },
+      ]
+    : []),
+];
+
+describe.each(engines)('buyer identity on $name', ({ database }) => {
+  let onsale: Onsale;
+  let drop: () => Promise<void>;
+  let base: string;
+
+  beforeAll(async () => {
+    const db = await database();
+    drop = db.drop;
+    onsale = await startOnsale({ env: db.env });
+    base = onsale.baseUrl;
+  });
+
+  afterAll(async () => {
+    await onsale?.stop();
+    await drop?.();
+  });
+
+  async function newEvent(extra: Record<string, unknown> = {}, maxPerBuyer = 2): Promise<Event> {
+    const res = await send(base, 'POST', '/api/events', {
+      headers: ADMIN,
+      body: JSON.stringify({
+        name: 'Identity night',
+        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 100, maxPerBuyer }],
+        ...extra,
+      }),
+    });
+    expect(res.status, res.text).toBe(201);
+    return res.body as Event;
+  }
+
+  const buy = (event: Event, buyerId: string, quantity = 2, headers: Record<string, string> = {}) =>
+    purchase(base, event.id, { buyerId, items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity }] }, headers);
+
+  it('counts every spelling of one buyer against one limit (the 18-ticket reproduction sells 4: 2 each)', async () => {
+    const event = await newEvent();
+    const alice = [
+      'alice@example.com',
+      'Alice@Example.com',
+      'ALICE@EXAMPLE.COM',
+      ' alice@example.com',
+      'alice@example.com ',
+      'ａｌｉｃｅ@example.com',
+      'ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ',
+    ];
+    const jose = ['jos\u00e9@example.com', 'jose\u0301@example.com'];
+    const answers = await Promise.all([...alice, ...jose].map((id) => buy(event, id)));
+    for (const a of answers) expect(a.status, JSON.stringify(a.body)).toBe(202);
+    const stats = await waitDrained(base, event.id);
+    expect(stats.ticketTypes[0].sold).toBe(4);
+    const finals = await Promise.all(answers.map((a) => waitFinal(base, a.body.purchaseId)));
+    const confirmed = (ids: string[]) =>
+      finals.filter((f) => ids.includes(f.buyerId) && f.status === 'confirmed').length;
+    expect(confirmed(alice)).toBe(1);
+    expect(confirmed(jose)).toBe(1);
+    for (const f of finals.filter((f) => f.status !== 'confirmed')) expect(f.reason).toBe('limit_exceeded');
+    // Each purchase shows the id as it was typed.
+    expect(finals.map((f) => f.buyerId)).toEqual([...alice, ...jose]);
+  });
+
+  it('refuses blank ids and ids with control or invisible characters with 400, changing nothing', async () => {
+    const event = await newEvent();
+    const before = await waitDrained(base, event.id);
+    const bad = [
+      '   ',
+      '\u3000',
+      '\u0000',
+      '\u202eevil',
+      'a\r\nb',
+      'tab\there',
+      'zero\u200bwidth',
+      'line\u2028sep',
+      'bom\ufeff',
+      '\u2066isolate\u2069',
+      'a\u200eb',
+    ];
+    for (const buyerId of bad) {
+      const res = await buy(event, buyerId, 1);
+      expectApiError(res, 400, 'invalid_request', JSON.stringify(buyerId));
+      expect(res.body.error.message).toContain('buyerId');
+    }
+    expect(await waitDrained(base, event.id)).toEqual(before);
+    expect((await getJson(`${base}/api/events/${event.id}/purchases`, true)).body.purchases).toEqual([]);
+  });
+
+  it('keeps buyerIdKind on the event: any by default, email on request, anything else refused', async () => {
+    const plain = await newEvent();
+    expect(plain.buyerIdKind).toBe('any');
+    const emails = await newEvent({ buyerIdKind: 'email' });
+    expect(emails.buyerIdKind).toBe('email');
+    expect((await getJson(`${base}/api/events/${emails.id}`)).body.buyerIdKind).toBe('email');
+    for (const kind of ['phone', '', 'EMAIL', 1, null]) {
+      const res = await send(base, 'POST', '/api/events', {
+        headers: ADMIN,
+        body: JSON.stringify({
+          name: 'Bad kind',
+          buyerIdKind: kind,
+          ticketTypes: [{ name: 'GA', priceCents: 1, capacity: 1 }],
+        }),
+      });
+      expectApiError(res, 400, 'invalid_request', JSON.stringify(kind));
+      expect(res.body.error.message).toContain('buyerIdKind');
+    }
+  });
+
+  it('an email event refuses what is not an email, and keeps what the buyer typed for display', async () => {
+    const event = await newEvent({ buyerIdKind: 'email' });
+    for (const buyerId of ['not-an-email', 'a@b', '@example.com', 'a@@example.com', 'a b@example.com', 'a@.com']) {
+      const res = await buy(event, buyerId, 1);
+      expectApiError(res, 400, 'invalid_request', buyerId);
+      expect(res.body.error.message).toContain('buyerId');
+    }
+    // Any id goes on an event that did not ask for emails.
+    expect((await buy(await newEvent(), 'not-an-email', 1)).status).toBe(202);
+
+    const typed = ' Bob+Tix@Example.COM ';
+    const accepted = await buy(event, typed, 1);
+    expect(accepted.status, JSON.stringify(accepted.body)).toBe(202);
+    const done = await waitFinal(base, accepted.body.purchaseId);
+    expect(done).toMatchObject({ status: 'confirmed', buyerId: typed });
+    // The +tag is part of the address: another tag is another buyer.
+    expect((await waitFinal(base, (await buy(event, 'bob+other@example.com', 2)).body.purchaseId)).status).toBe(
+      'confirmed',
+    );
+
+    // The admin search finds it by any spelling that canonicalizes the same, and shows it as typed.
+    for (const q of ['bob+tix@example.com', 'BOB+TIX@EXAMPLE.COM', typed, 'ｂｏｂ+tix@example.com']) {
+      const found = await getJson(
+        `${base}/api/events/${event.id}/purchases?q=${encodeURIComponent(q)}`,
+        true,
+      );
+      expect(found.status).toBe(200);
+      expect(
+        found.body.purchases.map((p: any) => [p.purchaseId, p.buyerId]),
+        q,
+      ).toEqual([[accepted.body.purchaseId, typed]]);
+    }
+  });
+
+  it('an Idempotency-Key sent with two spellings of one buyer returns the same purchase', async () => {
+    const event = await newEvent({}, 4);
+    const key = { 'idempotency-key': 'same-buyer-1' };
+    const first = await buy(event, 'Carol@Example.com', 1, key);
+    expect(first.status).toBe(202);
+    const again = await buy(event, '  carol@example.com', 1, key);
+    expect([200, 202]).toContain(again.status);
+    expect(again.body.purchaseId).toBe(first.body.purchaseId);
+    // Same buyer, same key, another body: a conflict.
+    expectApiError(await buy(event, 'CAROL@example.com', 2, key), 409, 'idempotency_conflict');
+    // The same key for another buyer is another purchase.
+    const other = await buy(event, 'dan@example.com', 1, key);
+    expect(other.status).toBe(202);
+    expect(other.body.purchaseId).not.toBe(first.body.purchaseId);
+    await waitDrained(base, event.id);
+    const carol = await getJson(`${base}/api/events/${event.id}/purchases?q=carol%40example.com`, true);
+    expect(carol.body.purchases.map((p: any) => p.purchaseId)).toEqual([first.body.purchaseId]);
+  });
+
+  it('rate-limits a buyer by the canonical id, whatever the spelling', async () => {
+    const event = await newEvent({}, 1);
+    // The default limit is 10 requests per buyer and event in 10 s, per web server.
+    const spellings = Array.from({ length: 14 }, (_, i) => `${' '.repeat(i % 3)}ERIN@example.com`.slice(0, 64));
+    const answers = await Promise.all(
+      spellings.map((id, i) => buy(event, i % 2 ? id.toLowerCase() : id, 1)),
+    );
+    const limited = answers.filter((a) => a.status === 429);
+    expect(limited.length).toBeGreaterThanOrEqual(4);
+    for (const a of limited) expectApiError(a, 429, 'rate_limited');
+  });
+
+  it('the buyer page asks for an email with type=email when the event takes emails only', async () => {
+    const emails = await newEvent({ buyerIdKind: 'email' });
+    const plain = await newEvent();
+    const page = async (id: string) => (await fetch(`${base}/events/${id}`)).text();
+    expect(await page(emails.id)).toMatch(/<input\s+id="email"\s+name="buyerId"\s+type="email"/);
+    expect(await page(plain.id)).toMatch(/<input\s+id="email"\s+name="buyerId"\s+type="text"/);
+  });
+});
