@@ -62,7 +62,12 @@ describe.each(engines)('buyer identity on $name', ({ database }) => {
   }
 
   const buy = (event: Event, buyerId: string, quantity = 2, headers: Record<string, string> = {}) =>
-    purchase(base, event.id, { buyerId, items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity }] }, headers);
+    purchase(
+      base,
+      event.id,
+      { buyerId, items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity }] },
+      headers,
+    );
 
   it('counts every spelling of one buyer against one limit (the 18-ticket reproduction sells 4: 2 each)', async () => {
     const event = await newEvent();
@@ -137,7 +142,14 @@ describe.each(engines)('buyer identity on $name', ({ database }) => {
 
   it('an email event refuses what is not an email, and keeps what the buyer typed for display', async () => {
     const event = await newEvent({ buyerIdKind: 'email' });
-    for (const buyerId of ['not-an-email', 'a@b', '@example.com', 'a@@example.com', 'a b@example.com', 'a@.com']) {
+    for (const buyerId of [
+      'not-an-email',
+      'a@b',
+      '@example.com',
+      'a@@example.com',
+      'a b@example.com',
+      'a@.com',
+    ]) {
       const res = await buy(event, buyerId, 1);
       expectApiError(res, 400, 'invalid_request', buyerId);
       expect(res.body.error.message).toContain('buyerId');
@@ -151,9 +163,9 @@ describe.each(engines)('buyer identity on $name', ({ database }) => {
     const done = await waitFinal(base, accepted.body.purchaseId);
     expect(done).toMatchObject({ status: 'confirmed', buyerId: typed });
     // The +tag is part of the address: another tag is another buyer.
-    expect((await waitFinal(base, (await buy(event, 'bob+other@example.com', 2)).body.purchaseId)).status).toBe(
-      'confirmed',
-    );
+    expect(
+      (await waitFinal(base, (await buy(event, 'bob+other@example.com', 2)).body.purchaseId)).status,
+    ).toBe('confirmed');
 
     // The admin search finds it by any spelling that canonicalizes the same, and shows it as typed.
     for (const q of ['bob+tix@example.com', 'BOB+TIX@EXAMPLE.COM', typed, 'ｂｏｂ+tix@example.com']) {
@@ -191,10 +203,10 @@ describe.each(engines)('buyer identity on $name', ({ database }) => {
   it('rate-limits a buyer by the canonical id, whatever the spelling', async () => {
     const event = await newEvent({}, 1);
     // The default limit is 10 requests per buyer and event in 10 s, per web server.
-    const spellings = Array.from({ length: 14 }, (_, i) => `${' '.repeat(i % 3)}ERIN@example.com`.slice(0, 64));
-    const answers = await Promise.all(
-      spellings.map((id, i) => buy(event, i % 2 ? id.toLowerCase() : id, 1)),
+    const spellings = Array.from({ length: 14 }, (_, i) =>
+      `${' '.repeat(i % 3)}ERIN@example.com`.slice(0, 64),
     );
+    const answers = await Promise.all(spellings.map((id, i) => buy(event, i % 2 ? id.toLowerCase() : id, 1)));
     const limited = answers.filter((a) => a.status === 429);
     expect(limited.length).toBeGreaterThanOrEqual(4);
     for (const a of limited) expectApiError(a, 429, 'rate_limited');

@@ -80,7 +80,12 @@ export function planBatch(
       const key = buyerKey(p.canonicalBuyerId, item.ticketTypeId);
       const sum = added.get(key);
       if (sum) sum.quantity += item.quantity;
-      else added.set(key, { buyerId: p.canonicalBuyerId, ticketTypeId: item.ticketTypeId, quantity: item.quantity });
+      else
+        added.set(key, {
+          buyerId: p.canonicalBuyerId,
+          ticketTypeId: item.ticketTypeId,
+          quantity: item.quantity,
+        });
       sold.set(item.ticketTypeId, (sold.get(item.ticketTypeId) ?? 0) + item.quantity);
     }
   }

@@ -25,7 +25,8 @@ const FORBIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
  * characters without spaces or `@`; a domain of two or more dot-separated labels of letters and digits,
  * hyphens inside. Whether the mailbox exists is not the server's business.
  */
-const EMAIL = /^[^\s@]{1,64}@(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)+[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?$/u;
+const EMAIL =
+  /^[^\s@]{1,64}@(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)+[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?$/u;
 
 /**
  * The canonical form of a buyer id, the one the per-buyer limit, the per-buyer rate limit and idempotency

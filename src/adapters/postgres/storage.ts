@@ -210,10 +210,7 @@ export class PostgresStorage implements Storage {
         sales_open_at: string;
         hold_seconds: number;
         buyer_id_kind: BuyerIdKind;
-      }>(
-        SQL.getEvent,
-        [id],
-      ),
+      }>(SQL.getEvent, [id]),
       this.#db.query<TicketTypeRow>(SQL.ticketTypes, [id]),
     ]);
     const row = event.rows[0];

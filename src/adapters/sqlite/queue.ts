@@ -96,7 +96,14 @@ export class SqliteQueue implements Queue {
               ? { status: 'duplicate', purchaseId: seen.purchase_id }
               : { status: 'conflict' };
           }
-          s.insertKey.run(p.eventId, p.canonicalBuyerId, idempotency.key, idempotency.requestHash, p.purchaseId, now);
+          s.insertKey.run(
+            p.eventId,
+            p.canonicalBuyerId,
+            idempotency.key,
+            idempotency.requestHash,
+            p.purchaseId,
+            now,
+          );
         }
         s.insert.run(p.purchaseId, p.eventId, p.buyerId, JSON.stringify(p.items), p.acceptedAt);
         perEvent.set(p.eventId, (perEvent.get(p.eventId) ?? 0) + 1);
