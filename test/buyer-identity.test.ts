@@ -4,10 +4,14 @@
  * decomposed accents) are one buyer for the per-buyer limit, the per-buyer rate limit and Idempotency-Key;
  * ids that are blank or hold invisible characters are refused; an event may take email addresses only.
  */
+import Database from 'better-sqlite3';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, purchase, waitDrained, waitFinal } from './helpers/api.js';
 import { ADMIN, expectApiError, send } from './helpers/http.js';
-import { startOnsale, type Onsale } from './helpers/processes.js';
+import { startOnsale, tempDir, type Onsale } from './helpers/processes.js';
 import { freshPostgresDatabase, included } from './helpers/services.js';
 
 interface Event {
@@ -218,5 +222,113 @@ describe.each(engines)('buyer identity on $name', ({ database }) => {
     const page = async (id: string) => (await fetch(`${base}/events/${id}`)).text();
     expect(await page(emails.id)).toMatch(/<input\s+id="email"\s+name="buyerId"\s+type="email"/);
     expect(await page(plain.id)).toMatch(/<input\s+id="email"\s+name="buyerId"\s+type="text"/);
+  });
+});
+
+/** What the schema before buyer identity held: one event and two purchases by two spellings of one buyer. */
+const OLD_DATA = `
+INSERT INTO events (id, name, sales_open_at, hold_seconds, created_at)
+  VALUES ('old-event', 'Old night', '2026-01-01T00:00:00.000Z', 0, '2026-01-01T00:00:00.000Z');
+INSERT INTO ticket_types (id, event_id, position, name, price_cents, capacity, max_per_buyer, sold, held)
+  VALUES ('old-ga', 'old-event', 0, 'GA', 100, 10, 2, 2, 0);
+INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, created_at, updated_at) VALUES
+  ('old-p1', 'old-event', 'Old@Example.com', 'confirmed', NULL, '[{"ticketTypeId":"old-ga","quantity":1}]',
+   '2026-01-01T00:00:01.000Z', '2026-01-01T00:00:01.000Z'),
+  ('old-p2', 'old-event', 'old@example.com ', 'confirmed', NULL, '[{"ticketTypeId":"old-ga","quantity":1}]',
+   '2026-01-01T00:00:02.000Z', '2026-01-01T00:00:02.000Z');
+INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES
+  ('old-event', 'Old@Example.com', 'old-ga', 1), ('old-event', 'old@example.com ', 'old-ga', 1);
+`;
+
+const oldMigrations = (engine: 'sqlite' | 'postgres') =>
+  ['0001', '0002'].map((version) => {
+    const dir = new URL(`../src/adapters/${engine}/migrations/storage/`, import.meta.url);
+    const name = readdirSync(dir).find((f) => f.startsWith(`${version}_`))!;
+    return { version: Number(version), name, sql: readFileSync(new URL(name, dir), 'utf8') };
+  });
+
+const upgrades = [
+  {
+    name: 'SQLite',
+    database: async () => {
+      const dir = tempDir();
+      const file = join(dir.path, 'old.db');
+      const db = new Database(file);
+      db.exec(
+        'CREATE TABLE schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (component, version))',
+      );
+      for (const m of oldMigrations('sqlite')) {
+        db.exec(m.sql);
+        db.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?, ?)').run(
+          'storage',
+          m.version,
+          m.name,
+          'x',
+        );
+      }
+      db.exec(OLD_DATA);
+      db.close();
+      return { env: { ONSALE_DATABASE_URL: `sqlite:${file}` }, drop: async () => dir.remove() };
+    },
+  },
+  ...(included('postgres')
+    ? [
+        {
+          name: 'PostgreSQL',
+          database: async () => {
+            const db = await freshPostgresDatabase();
+            const client = new pg.Client({ connectionString: db.url });
+            await client.connect();
+            await client.query(
+              'CREATE TABLE schema_migrations (component text NOT NULL, version integer NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))',
+            );
+            for (const m of oldMigrations('postgres')) {
+              await client.query(m.sql);
+              await client.query(
+                'INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)',
+                ['storage', m.version, m.name],
+              );
+            }
+            await client.query(OLD_DATA);
+            await client.end();
+            return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
+          },
+        },
+      ]
+    : []),
+];
+
+describe.each(upgrades)('a $name database made before buyer identity', ({ database }) => {
+  it('upgrades: events take any id, old purchases are found by any spelling, old totals count', async () => {
+    const db = await database();
+    const onsale = await startOnsale({ env: db.env });
+    try {
+      const base = onsale.baseUrl;
+      const event = (await getJson(`${base}/api/events/old-event`)).body;
+      expect(event.buyerIdKind).toBe('any');
+      const found = await getJson(`${base}/api/events/old-event/purchases?q=OLD%40example.com`, true);
+      expect(found.body.purchases.map((p: any) => [p.purchaseId, p.buyerId])).toEqual([
+        ['old-p2', 'old@example.com '],
+        ['old-p1', 'Old@Example.com'],
+      ]);
+      // The two spellings' totals were added together: this buyer has their 2 already.
+      const more = await purchase(base, 'old-event', {
+        buyerId: 'old@EXAMPLE.com',
+        items: [{ ticketTypeId: 'old-ga', quantity: 1 }],
+      });
+      expect(more.status).toBe(202);
+      expect(await waitFinal(base, more.body.purchaseId)).toMatchObject({
+        status: 'rejected',
+        reason: 'limit_exceeded',
+      });
+      const other = await purchase(base, 'old-event', {
+        buyerId: 'new@example.com',
+        items: [{ ticketTypeId: 'old-ga', quantity: 2 }],
+      });
+      expect((await waitFinal(base, other.body.purchaseId)).status).toBe('confirmed');
+    } finally {
+      await onsale.stop();
+      await db.drop();
+    }
   });
 });

@@ -5,6 +5,16 @@
 ALTER TABLE events
   ADD COLUMN buyer_id_kind text NOT NULL DEFAULT 'any' CHECK (buyer_id_kind IN ('any', 'email'));
 ALTER TABLE purchases ADD COLUMN buyer_key text COLLATE "C";
--- The same steps in SQL for the purchases made before (lower() of a "C" value lower-cases ASCII only; such
--- a purchase is also found by the id exactly as typed).
-UPDATE purchases SET buyer_key = lower(btrim(normalize(buyer_id, NFKC)));
+
+-- What was recorded before, keyed the new way by the same steps in SQL. lower() follows the database's
+-- own collation here (under a "C" one it lower-cases ASCII only: then a purchase is also found by its id
+-- exactly as typed). Totals of spellings that are now one buyer are added together, so the limit counts
+-- what each bought before.
+UPDATE purchases SET buyer_key = btrim(lower(normalize(buyer_id, NFKC) COLLATE "default"));
+CREATE TEMPORARY TABLE buyer_tickets_canonical ON COMMIT DROP AS
+  SELECT event_id, btrim(lower(normalize(buyer_id, NFKC) COLLATE "default")) AS buyer_id, ticket_type_id,
+    sum(quantity)::integer AS quantity
+  FROM buyer_tickets GROUP BY 1, 2, 3;
+DELETE FROM buyer_tickets;
+INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity)
+  SELECT event_id, buyer_id, ticket_type_id, quantity FROM buyer_tickets_canonical;
