@@ -57,6 +57,10 @@ describe('buyerIdentity', () => {
     expect(buyerIdentity('zoë@bücher.de', 'email')).toBe('zoë@bücher.de');
     expect(buyerIdentity('a@sub.example.co.uk', 'email')).toBe('a@sub.example.co.uk');
     expect(buyerIdentity('smile 😀', 'any')).toBe('smile 😀');
+    // A zero-width joiner that joins emoji (a family, a skin-toned person) is visible, so allowed.
+    expect(buyerIdentity('👩\u200d👩\u200d👧 family', 'any')).toBe('👩\u200d👩\u200d👧 family');
+    expect(buyerIdentity('🧑🏽\u200d🚀', 'any')).toBe('🧑🏽\u200d🚀');
+    expect(buyerIdentity('❤\ufe0f\u200d🔥', 'any')).toBe('❤\ufe0f\u200d🔥');
   });
 
   it('refuses blank ids', () => {
@@ -80,6 +84,9 @@ describe('buyerIdentity', () => {
       '\u061c',
       'zero\u200bwidth',
       'join\u200der',
+      '👩\u200d',
+      'a\u200d👩',
+      '\u200d👩',
       'soft\u00adhyphen',
       '\ufeffbom',
       'tag\u{e0041}',
@@ -93,6 +100,9 @@ describe('buyerIdentity', () => {
 
   it('refuses ids longer than 128 characters once normalized', () => {
     expect(buyerIdentity('a'.repeat(128), 'any')).toBe('a'.repeat(128));
+    // Characters, not UTF-16 units, as the typed limit counts them.
+    expect(buyerIdentity('😀'.repeat(128), 'any')).toBe('😀'.repeat(128));
+    expect(refusal('😀'.repeat(127) + '½')).toMatch(/128/);
     // U+FDFA is one character that NFKC makes 18.
     expect(refusal('\ufdfa'.repeat(8))).toMatch(/128/);
   });

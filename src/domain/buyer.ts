@@ -8,17 +8,20 @@ export const BUYER_ID_KINDS = ['any', 'email'] as const;
 
 export type BuyerIdKind = (typeof BUYER_ID_KINDS)[number];
 
-/** Longest canonical id: NFKC can expand a character (U+FDFA becomes 18), so the typed limit is not enough. */
-const MAX_CANONICAL_LENGTH = 128;
-
 /**
  * Characters a buyer id may not hold: controls (Cc: NUL, CR, LF, tab, DEL, C1), format characters (Cf:
- * bidi marks and overrides, zero-width spaces and joiners, soft hyphen, BOM, tag characters), line and
- * paragraph separators (Zl, Zp) and lone surrogates (Cs, which cannot be stored as text). Every one is
- * invisible or reorders what a person reads, so it would let two ids that look the same count as two
- * buyers, or spoof an admin's view and logs.
+ * bidi marks, overrides and isolates, zero-width spaces and non-joiners, soft hyphen, BOM, tag characters),
+ * line and paragraph separators (Zl, Zp) and lone surrogates (Cs, which cannot be stored as text). Every
+ * one is invisible or reorders what a person reads, so it would let two ids that look the same count as
+ * two buyers, or spoof an admin's view and logs. The zero-width joiner is the one exception, where it
+ * joins two emoji into one (👩‍👩‍👧): there it is visible, and refusing it would refuse such ids.
  */
-const FORBIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+const FORBIDDEN = /(?!\u200d)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+const STRAY_JOINER =
+  /(?<!\p{Extended_Pictographic}[\u{fe0f}\p{Emoji_Modifier}]?)\u200d|\u200d(?!\p{Extended_Pictographic})/u;
+
+/** Longest canonical id, in characters (code points, as the typed limit counts them). */
+const MAX_CANONICAL_LENGTH = 128;
 
 /**
  * A deliberately simple email syntax, checked on the canonical form: one `@`; a local part of 1..64
@@ -45,7 +48,7 @@ export function canonicalBuyerId(typed: string): string {
  * an email when the event wants one. One normalization per call.
  */
 export function buyerIdentity(typed: string, kind: BuyerIdKind): string | OnsaleError {
-  if (FORBIDDEN.test(typed)) {
+  if (FORBIDDEN.test(typed) || (typed.includes('\u200d') && STRAY_JOINER.test(typed))) {
     return new OnsaleError(
       'invalid_request',
       'buyerId must not contain control, format (bidi, zero-width) or line-separator characters',
@@ -53,7 +56,8 @@ export function buyerIdentity(typed: string, kind: BuyerIdKind): string | Onsale
   }
   const canonical = canonicalBuyerId(typed);
   if (canonical.length === 0) return new OnsaleError('invalid_request', 'buyerId must not be blank');
-  if (canonical.length > MAX_CANONICAL_LENGTH) {
+  // NFKC can expand a character (U+FDFA becomes 18), so the typed limit does not bound the canonical id.
+  if (canonical.length > MAX_CANONICAL_LENGTH && [...canonical].length > MAX_CANONICAL_LENGTH) {
     return new OnsaleError(
       'invalid_request',
       `buyerId must be at most ${MAX_CANONICAL_LENGTH} characters once normalized`,
