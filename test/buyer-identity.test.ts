@@ -11,7 +11,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, purchase, waitDrained, waitFinal } from './helpers/api.js';
 import { ADMIN, expectApiError, send } from './helpers/http.js';
-import { startOnsale, tempDir, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, runCli, startOnsale, tempDir, type Onsale } from './helpers/processes.js';
 import { freshPostgresDatabase, included } from './helpers/services.js';
 
 interface Event {
@@ -331,4 +331,46 @@ describe.each(upgrades)('a $name database made before buyer identity', ({ databa
       await db.drop();
     }
   });
+});
+
+describe('onsale simulate against an event that takes emails only', () => {
+  it('sends email addresses, which are all accepted', async () => {
+    const onsale = await startOnsale();
+    const dir = tempDir('onsale-identity-simulate-');
+    try {
+      const created = await send(onsale.baseUrl, 'POST', '/api/events', {
+        headers: ADMIN,
+        body: JSON.stringify({
+          name: 'Emails only',
+          buyerIdKind: 'email',
+          ticketTypes: [{ name: 'GA', priceCents: 1, capacity: 40, maxPerBuyer: 2 }],
+        }),
+      });
+      expect(created.status).toBe(201);
+      const json = join(dir.path, 'report.json');
+      const run = runCli(
+        [
+          'simulate',
+          '--url',
+          onsale.baseUrl,
+          '--event',
+          created.body.id,
+          '--buyers',
+          '60',
+          '--report-json',
+          json,
+        ],
+        { ONSALE_ADMIN_TOKEN: ADMIN_TOKEN },
+      );
+      expect((await run.exited).code, run.output()).toBe(0);
+      const report = JSON.parse(readFileSync(json, 'utf8'));
+      expect(report.totals.accepted, run.output()).toBe(report.totals.requests);
+      expect(report.totals.confirmed).toBeGreaterThan(0);
+      const listed = await getJson(`${onsale.baseUrl}/api/events/${created.body.id}/purchases`, true);
+      for (const p of listed.body.purchases) expect(p.buyerId).toMatch(/^sim-.*@example\.com$/);
+    } finally {
+      await onsale.stop();
+      dir.remove();
+    }
+  }, 120_000);
 });
