@@ -270,6 +270,10 @@ export function adminPage(): SafeHtml {
         <input id="create-name" required maxlength="200" />
         <label for="create-opens">Sales open (empty: now)</label>
         <input id="create-opens" type="datetime-local" />
+        <label for="create-emails">
+          <input id="create-emails" type="checkbox" checked />
+          Buyers give an email address (the buyer page asks for one)
+        </label>
         <fieldset id="create-types">
           <legend>Ticket types</legend>
         </fieldset>
