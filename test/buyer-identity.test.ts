@@ -5,6 +5,7 @@
  * ids that are blank or hold invisible characters are refused; an event may take email addresses only.
  */
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -240,12 +241,29 @@ INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES
   ('old-event', 'Old@Example.com', 'old-ga', 1), ('old-event', 'old@example.com ', 'old-ga', 1);
 `;
 
+/**
+ * An Idempotency-Key of old-p1 recorded under the id as typed. Its request hash is the one a body with the
+ * canonical id makes (a body hashed with another spelling answers 409 after the upgrade, never a second
+ * purchase): what is tested is that the key is found under the canonical id.
+ */
+const OLD_KEY = `
+INSERT INTO idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id, created_at) VALUES
+  ('old-event', 'Old@Example.com', 'old-key',
+   '${createHash('sha256')
+     .update(JSON.stringify(['old@example.com', [['old-ga', 1]]]))
+     .digest('base64url')}',
+   'old-p1', '2026-01-01T00:00:01.000Z');
+`;
+
+/** Migrations 0001 and 0002 of the storage and the table queue: the schema before buyer identity. */
 const oldMigrations = (engine: 'sqlite' | 'postgres') =>
-  ['0001', '0002'].map((version) => {
-    const dir = new URL(`../src/adapters/${engine}/migrations/storage/`, import.meta.url);
-    const name = readdirSync(dir).find((f) => f.startsWith(`${version}_`))!;
-    return { version: Number(version), name, sql: readFileSync(new URL(name, dir), 'utf8') };
-  });
+  (['storage', 'queue'] as const).flatMap((component) =>
+    ['0001', '0002'].map((version) => {
+      const dir = new URL(`../src/adapters/${engine}/migrations/${component}/`, import.meta.url);
+      const name = readdirSync(dir).find((f) => f.startsWith(`${version}_`))!;
+      return { component, version: Number(version), name, sql: readFileSync(new URL(name, dir), 'utf8') };
+    }),
+  );
 
 const upgrades = [
   {
@@ -260,13 +278,14 @@ const upgrades = [
       for (const m of oldMigrations('sqlite')) {
         db.exec(m.sql);
         db.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?, ?)').run(
-          'storage',
+          m.component,
           m.version,
           m.name,
           'x',
         );
       }
       db.exec(OLD_DATA);
+      db.exec(OLD_KEY);
       db.close();
       return { env: { ONSALE_DATABASE_URL: `sqlite:${file}` }, drop: async () => dir.remove() };
     },
@@ -286,10 +305,11 @@ const upgrades = [
               await client.query(m.sql);
               await client.query(
                 'INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)',
-                ['storage', m.version, m.name],
+                [m.component, m.version, m.name],
               );
             }
             await client.query(OLD_DATA);
+            await client.query(OLD_KEY);
             await client.end();
             return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
           },
@@ -306,6 +326,15 @@ describe.each(upgrades)('a $name database made before buyer identity', ({ databa
       const base = onsale.baseUrl;
       const event = (await getJson(`${base}/api/events/old-event`)).body;
       expect(event.buyerIdKind).toBe('any');
+      // The key recorded under the id as typed is found under another spelling of the same buyer.
+      const retry = await purchase(
+        base,
+        'old-event',
+        { buyerId: ' OLD@example.com', items: [{ ticketTypeId: 'old-ga', quantity: 1 }] },
+        { 'idempotency-key': 'old-key' },
+      );
+      expect(retry.status, JSON.stringify(retry.body)).toBe(200);
+      expect(retry.body.purchaseId).toBe('old-p1');
       const found = await getJson(`${base}/api/events/old-event/purchases?q=OLD%40example.com`, true);
       expect(found.body.purchases.map((p: any) => [p.purchaseId, p.buyerId])).toEqual([
         ['old-p2', 'old@example.com '],
