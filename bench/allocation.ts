@@ -120,6 +120,7 @@ export async function fillQueue(
             purchaseId: newPurchaseId(),
             eventId: db.eventId,
             buyerId: `buyer-${i}`,
+            canonicalBuyerId: `buyer-${i}`,
             items: [{ ticketTypeId: db.ticketTypeId, quantity: 2 }],
             acceptedAt: new Date().toISOString(),
           },

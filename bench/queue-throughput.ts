@@ -28,10 +28,12 @@ interface ChildReport {
 const [role, queueUrl, databaseUrl, ...rest] = process.argv.slice(2);
 
 function purchase(eventId: string): AcceptedPurchase {
+  const buyerId = `buyer-${randomUUID()}`;
   return {
     purchaseId: randomUUID(),
     eventId,
-    buyerId: `buyer-${randomUUID()}`,
+    buyerId,
+    canonicalBuyerId: buyerId,
     items: [{ ticketTypeId: 'tt', quantity: 1 }],
     acceptedAt: new Date().toISOString(),
   };

@@ -10,6 +10,7 @@ function p(buyerId: string, items: Array<[string, number]>): AcceptedPurchase {
     purchaseId: `p${n}`,
     eventId: 'e',
     buyerId,
+    canonicalBuyerId: buyerId,
     items: items.map(([ticketTypeId, quantity]) => ({ ticketTypeId, quantity })),
     acceptedAt: new Date().toISOString(),
   };

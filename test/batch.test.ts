@@ -18,6 +18,7 @@ function purchase(id: string, buyerId: string, items: Array<[string, number]>): 
     purchaseId: id,
     eventId: 'e',
     buyerId,
+    canonicalBuyerId: buyerId,
     items: items.map(([ticketTypeId, quantity]) => ({ ticketTypeId, quantity })),
     acceptedAt: '2026-01-01T00:00:00.000Z',
   };
@@ -35,6 +36,21 @@ function stock(entries: Record<string, [capacity: number, maxPerBuyer: number, s
 const none: ReadonlySet<string> = new Set();
 
 describe('planBatch', () => {
+  it('counts one buyer by the canonical id, whatever each purchase typed, and totals by it', () => {
+    const spelled = (id: string, typed: string) => ({
+      ...purchase(id, typed, [['ga', 2]]),
+      canonicalBuyerId: 'alice@example.com',
+    });
+    const batch = [spelled('p1', 'Alice@Example.com'), spelled('p2', ' alice@example.com')];
+    const bought = new Map([[buyerKey('alice@example.com', 'ga'), 1]]);
+    const plan = planBatch(batch, none, stock({ ga: [100, 4] }), bought, counter());
+    expect(plan.outcomes.map((o) => o.reason)).toEqual([null, 'limit_exceeded']);
+    expect([...plan.bought.values()]).toEqual([
+      { buyerId: 'alice@example.com', ticketTypeId: 'ga', quantity: 2 },
+    ]);
+    expect(pendingBuyers(batch, none)).toEqual(['alice@example.com']);
+  });
+
   it('skips purchases already applied, and their buyers', () => {
     const batch = [purchase('p1', 'a', [['ga', 1]]), purchase('p2', 'b', [['ga', 1]])];
     const applied = new Set(['p1']);

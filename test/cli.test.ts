@@ -98,8 +98,10 @@ describe('onsale command line', () => {
     expect(out).toContain(`pages: http://127.0.0.1:${port}/ for buyers, http://127.0.0.1:${port}/admin`);
     expect(out).toContain(`admin token (shown once; kept in ${join(dir, 'admin-token')}): ${token}`);
     const eventUrl = /demo event "DJ Night \(demo\)": (\S+)/.exec(out)![1]!;
-    const event = (await (await fetch(eventUrl)).json()) as { ticketTypes: unknown[] };
+    const event = (await (await fetch(eventUrl)).json()) as { ticketTypes: unknown[]; buyerIdKind: string };
     expect(event.ticketTypes.length).toBeGreaterThan(0);
+    // The buyer page asks for an email: the demo event takes nothing else, so one person is one buyer.
+    expect(event.buyerIdKind).toBe('email');
     expect(out).toContain('curl -i -X POST');
     // Workers name themselves once loaded, which may come after the web servers answer.
     const expectedTitles = [
@@ -185,6 +187,7 @@ describe('onsale command line', () => {
           purchaseId,
           eventId: 'no-such-event',
           buyerId: 'poison',
+          canonicalBuyerId: 'poison',
           items: [{ ticketTypeId: 'nope', quantity: 1 }],
           acceptedAt: new Date().toISOString(),
         },

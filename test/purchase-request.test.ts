@@ -9,6 +9,7 @@ const event: SaleEvent = {
   name: 'Night',
   salesOpenAt: '2026-01-01T00:00:00.000Z',
   holdSeconds: 0,
+  buyerIdKind: 'any',
   ticketTypes: [{ id: 'ga', name: 'GA', priceCents: 5000, capacity: 100, maxPerBuyer: 4 }],
 };
 const open = Date.parse(event.salesOpenAt);

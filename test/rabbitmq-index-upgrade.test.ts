@@ -6,6 +6,7 @@ import { PostgresQueue } from '../src/adapters/postgres/queue.js';
 import { partitionOf } from '../src/adapters/rabbitmq/broker.js';
 import type { IndexedPurchase } from '../src/adapters/rabbitmq/index-store.js';
 import { PostgresIndex } from '../src/adapters/rabbitmq/postgres-index.js';
+import { canonicalBuyerId } from '../src/domain/buyer.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
 import { freshPostgresDatabase, included } from './helpers/services.js';
 
@@ -27,6 +28,7 @@ function purchase(id: string, buyerId: string, acceptedAt: string): AcceptedPurc
     purchaseId: id,
     eventId: 'ev-1',
     buyerId,
+    canonicalBuyerId: canonicalBuyerId(buyerId),
     items: [{ ticketTypeId: 'tt-1', quantity: 2 }],
     acceptedAt,
   };

@@ -30,10 +30,11 @@ describe('worker loop', () => {
       holdSeconds: 0,
       ticketTypes: [{ name: 'GA', priceCents: 1, capacity: 100, maxPerBuyer: 10 }],
     });
-    const make = (ticketTypeId = event.ticketTypes[0]!.id): AcceptedPurchase => ({
+    const make = (ticketTypeId = event.ticketTypes[0]!.id, buyerId = randomUUID()): AcceptedPurchase => ({
       purchaseId: randomUUID(),
       eventId: event.id,
-      buyerId: randomUUID(),
+      buyerId,
+      canonicalBuyerId: buyerId,
       items: [{ ticketTypeId, quantity: 1 }],
       acceptedAt: new Date().toISOString(),
     });

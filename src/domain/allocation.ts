@@ -22,8 +22,9 @@ export type Allocation =
  */
 export type TicketGenerator = (count: number) => Array<{ id: string; code: string }>;
 
-export function buyerKey(buyerId: string, ticketTypeId: string): string {
-  return `${ticketTypeId}\u0000${buyerId}`;
+/** The key of one buyer's total of one ticket type; `canonicalBuyerId` as src/domain/buyer.ts makes it. */
+export function buyerKey(canonicalBuyerId: string, ticketTypeId: string): string {
+  return `${ticketTypeId}\u0000${canonicalBuyerId}`;
 }
 
 /**
@@ -49,7 +50,7 @@ export function allocate(
     if (reason) continue;
     for (const item of purchase.items) {
       stock.get(item.ticketTypeId)!.sold += item.quantity;
-      const key = buyerKey(purchase.buyerId, item.ticketTypeId);
+      const key = buyerKey(purchase.canonicalBuyerId, item.ticketTypeId);
       bought.set(key, (bought.get(key) ?? 0) + item.quantity);
       ticketCount += item.quantity;
     }
@@ -78,7 +79,7 @@ function refusal(
   for (const item of purchase.items) {
     const level = stock.get(item.ticketTypeId);
     if (!level) throw new Error(`ticket type ${item.ticketTypeId} is not part of event ${purchase.eventId}`);
-    const already = bought.get(buyerKey(purchase.buyerId, item.ticketTypeId)) ?? 0;
+    const already = bought.get(buyerKey(purchase.canonicalBuyerId, item.ticketTypeId)) ?? 0;
     if (already + item.quantity > level.maxPerBuyer) return 'limit_exceeded';
   }
   let shortfall = false;

@@ -11,6 +11,7 @@ export interface PurchaseOutcome {
 
 /** Tickets a batch adds to one buyer's total of one ticket type. */
 interface BoughtDelta {
+  /** The canonical buyer id: totals are stored by it. */
   buyerId: string;
   ticketTypeId: string;
   quantity: number;
@@ -34,7 +35,7 @@ interface BatchPlan {
 }
 
 /**
- * The buyers whose totals a batch needs: those of the purchases not yet applied, each once. None means the
+ * The buyers (canonical ids) whose totals a batch needs: those of the purchases not yet applied, each once. None means the
  * whole batch was applied before (a redelivery), and there is nothing to plan.
  */
 export function pendingBuyers(
@@ -42,7 +43,7 @@ export function pendingBuyers(
   applied: ReadonlySet<string>,
 ): string[] {
   const buyers = new Set<string>();
-  for (const p of purchases) if (!applied.has(p.purchaseId)) buyers.add(p.buyerId);
+  for (const p of purchases) if (!applied.has(p.purchaseId)) buyers.add(p.canonicalBuyerId);
   return [...buyers];
 }
 
@@ -76,10 +77,15 @@ export function planBatch(
     if (decision.outcome === 'rejected') continue;
     confirmed += 1;
     for (const item of p.items) {
-      const key = buyerKey(p.buyerId, item.ticketTypeId);
+      const key = buyerKey(p.canonicalBuyerId, item.ticketTypeId);
       const sum = added.get(key);
       if (sum) sum.quantity += item.quantity;
-      else added.set(key, { buyerId: p.buyerId, ticketTypeId: item.ticketTypeId, quantity: item.quantity });
+      else
+        added.set(key, {
+          buyerId: p.canonicalBuyerId,
+          ticketTypeId: item.ticketTypeId,
+          quantity: item.quantity,
+        });
       sold.set(item.ticketTypeId, (sold.get(item.ticketTypeId) ?? 0) + item.quantity);
     }
   }

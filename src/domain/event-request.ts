@@ -1,5 +1,6 @@
 import { OnsaleError } from './errors.js';
 import { unstorableText } from './text.js';
+import type { BuyerIdKind } from './buyer.js';
 import type { NewEvent, NewTicketType } from './types.js';
 
 /** An admin's request to create an event, as the web server validated its shape. */
@@ -7,6 +8,7 @@ interface EventRequest {
   name: string;
   salesOpenAt?: string;
   holdSeconds: number;
+  buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
 }
 
@@ -32,6 +34,7 @@ export function eventToCreate(request: EventRequest, now: Date): NewEvent | Onsa
     name: request.name,
     salesOpenAt,
     holdSeconds: request.holdSeconds,
+    buyerIdKind: request.buyerIdKind ?? 'any',
     ticketTypes: request.ticketTypes,
   };
 }

@@ -1,5 +1,7 @@
 /** The business vocabulary of onsale: events, ticket types, purchases and tickets. */
 
+import type { BuyerIdKind } from './buyer.js';
+
 export interface TicketType {
   id: string;
   name: string;
@@ -13,6 +15,8 @@ export interface SaleEvent {
   name: string;
   salesOpenAt: string;
   holdSeconds: number;
+  /** What the event takes as buyer ids (src/domain/buyer.ts). */
+  buyerIdKind: BuyerIdKind;
   ticketTypes: TicketType[];
 }
 
@@ -27,6 +31,8 @@ export interface NewEvent {
   name: string;
   salesOpenAt: string;
   holdSeconds: number;
+  /** Default 'any'. */
+  buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
 }
 
@@ -39,7 +45,13 @@ export interface PurchaseItem {
 export interface AcceptedPurchase {
   purchaseId: string;
   eventId: string;
+  /** As the buyer typed it: what the purchase shows. */
   buyerId: string;
+  /**
+   * canonicalBuyerId(buyerId), computed once by the web server: what the per-buyer limit counts by. Queues
+   * that keep only the typed id derive it again when they read a purchase back.
+   */
+  canonicalBuyerId: string;
   items: PurchaseItem[];
   acceptedAt: string;
 }

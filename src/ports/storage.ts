@@ -33,8 +33,9 @@ export interface Storage {
   ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>>;
   /**
    * The allocated purchases of an event (queued ones are on the queue), newest accepted first, at most
-   * `limit`. With `match`, only those whose buyer id or purchase id is exactly `match`. For the admin page:
-   * it may scan the event's purchases, so it is not for the hot path.
+   * `limit`. With `match`, only those whose purchase id is exactly `match` or whose buyer id canonicalizes
+   * (src/domain/buyer.ts) as `match` does. For the admin page: it may scan the event's purchases, so it is
+   * not for the hot path.
    */
   listPurchases(eventId: string, options: { match?: string; limit: number }): Promise<Purchase[]>;
 

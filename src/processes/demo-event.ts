@@ -7,6 +7,8 @@ export function createDemoEvent(storage: Storage): Promise<SaleEvent> {
     name: 'DJ Night (demo)',
     salesOpenAt: new Date().toISOString(),
     holdSeconds: 0,
+    // The buyer page asks for an email: the demo takes nothing else, so one person is one buyer.
+    buyerIdKind: 'email',
     ticketTypes: [
       { name: 'General admission', priceCents: 5000, capacity: 5000, maxPerBuyer: 4 },
       { name: 'VIP', priceCents: 15000, capacity: 200, maxPerBuyer: 2 },

@@ -165,6 +165,8 @@ export function planCrowd(opts: {
   durationMs: number;
   seed: number;
   buyerPrefix: string;
+  /** When set, buyer ids are email addresses at this domain. */
+  buyerDomain?: string;
 }): PlannedRequest[] {
   const random = rng(opts.seed);
   const waves = 3;
@@ -189,7 +191,7 @@ export function planCrowd(opts: {
   };
   const plan: PlannedRequest[] = [];
   for (let i = 0; i < opts.buyers; i++) {
-    const buyerId = `${opts.buyerPrefix}-${i}`;
+    const buyerId = `${opts.buyerPrefix}-${i}${opts.buyerDomain ? `@${opts.buyerDomain}` : ''}`;
     const at = due(i);
     plan.push({ buyerId, items: items(), idempotencyKey: `${buyerId}-1`, at });
     // The second try comes up to two seconds later (within the duration, if there is one).

@@ -164,6 +164,8 @@ export async function simulate(
       durationMs: opts.arrival === 'burst' ? 0 : opts.durationSec * 1000,
       seed: opts.seed,
       buyerPrefix: `sim-${opts.seed}-${Date.now().toString(36)}`,
+      // An event that takes emails only (the demo event does) gets a crowd of addresses.
+      ...(event.buyerIdKind === 'email' ? { buyerDomain: 'example.com' } : {}),
     });
     const shared = {
       url: opts.url,
@@ -373,6 +375,8 @@ const round = (n: number) => Math.round(n * 1000) / 1000;
 interface EventView {
   id: string;
   name: string;
+  /** Absent from a server that predates it: any id goes there. */
+  buyerIdKind?: string;
   ticketTypes: Array<{ id: string; name: string; maxPerBuyer: number; capacity: number }>;
 }
 

@@ -1,5 +1,7 @@
 /** JSON schemas of api.md's request bodies. Unknown fields are refused, never silently dropped. */
 
+import { BUYER_ID_KINDS, type BuyerIdKind } from '../domain/buyer.js';
+
 const id = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
 const ticketTypeInput = {
@@ -22,6 +24,7 @@ export const newEventBody = {
     name: { type: 'string', minLength: 1, maxLength: 200 },
     salesOpenAt: { type: 'string', format: 'date-time', maxLength: 64 },
     holdSeconds: { type: 'integer', minimum: 0, maximum: 86_400, default: 0 },
+    buyerIdKind: { type: 'string', enum: BUYER_ID_KINDS, default: 'any' },
     ticketTypes: { type: 'array', minItems: 1, maxItems: 50, items: ticketTypeInput },
   },
 } as const;
@@ -80,6 +83,7 @@ export interface NewEventBody {
   name: string;
   salesOpenAt?: string;
   holdSeconds: number;
+  buyerIdKind: BuyerIdKind;
   ticketTypes: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer: number }>;
 }
 

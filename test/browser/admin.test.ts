@@ -38,6 +38,8 @@ describe('admin page', () => {
     const eventId = await p.getByLabel('Event', { exact: true }).inputValue();
     const event = (await getJson(`${onsale.baseUrl}/api/events/${eventId}`)).body;
     expect(event.name).toBe('Flood night');
+    // The form's default: buyers give an email, as the buyer page asks.
+    expect(event.buyerIdKind).toBe('email');
 
     // The token lives in this tab's session storage only: not in the URL, not in a cookie.
     expect(p.url()).toBe(`${onsale.baseUrl}/admin`);

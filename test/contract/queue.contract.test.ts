@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { canonicalBuyerId } from '../../src/domain/buyer.js';
 import type { AcceptedPurchase } from '../../src/domain/types.js';
 import { headOf, type Queue } from '../../src/ports/queue.js';
 import { queueAdapters } from '../helpers/adapters.js';
@@ -10,6 +11,8 @@ function accepted(eventId: string, buyerId = `b-${randomUUID()}`, quantity = 1):
     purchaseId: randomUUID(),
     eventId,
     buyerId,
+    // As the web server computes it: a queue either carries it or derives it again from buyerId.
+    canonicalBuyerId: canonicalBuyerId(buyerId),
     items: [{ ticketTypeId: 'tt', quantity }],
     acceptedAt: new Date().toISOString(),
   };
@@ -195,6 +198,21 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
       ]),
     ).toEqual([{ status: 'duplicate', purchaseId: odd.purchaseId }]);
     expect((await queue.claim('w', 10, 5000))!.purchases).toEqual([a, b, odd]);
+  });
+
+  it('scopes idempotency keys by the canonical buyer id, and hands back the id as typed', async () => {
+    const first = accepted('e1', 'Zoë@Example.com');
+    const [result] = await queue.enqueue([{ purchase: first, idempotency: { key: 'k', requestHash: 'h' } }]);
+    expect(result).toEqual({ status: 'accepted', purchaseId: first.purchaseId });
+    // Another spelling of the same buyer, the same key: the same purchase.
+    const again = accepted('e1', ' ZOE\u0308@example.com ');
+    expect(again.canonicalBuyerId).toBe(first.canonicalBuyerId);
+    expect(await queue.enqueue([{ purchase: again, idempotency: { key: 'k', requestHash: 'h' } }])).toEqual([
+      { status: 'duplicate', purchaseId: first.purchaseId },
+    ]);
+    const claimed = (await queue.claim('w', 10, 5000))!.purchases;
+    expect(claimed).toEqual([first]);
+    expect(claimed[0]!.buyerId).toBe('Zoë@Example.com');
   });
 
   it('forgets an acked purchase, and starts afresh when an event’s queue empties', async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { canonicalBuyerId } from '../../src/domain/buyer.js';
 import type { AcceptedPurchase, SaleEvent } from '../../src/domain/types.js';
 import type { Storage } from '../../src/ports/storage.js';
 import { storageAdapters } from '../helpers/adapters.js';
@@ -15,6 +16,7 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
       purchaseId: randomUUID(),
       eventId: event.id,
       buyerId,
+      canonicalBuyerId: buyerId,
       items: items.map(([i, quantity]) => ({ ticketTypeId: event.ticketTypes[i]!.id, quantity })),
       acceptedAt: new Date().toISOString(),
     };
@@ -170,6 +172,31 @@ describe.each(storageAdapters)('Storage contract: $name', (factory) => {
     expect(found[0]!.tickets).toHaveLength(1);
     expect(await db.listPurchases(event.id, { match: 'nobody', limit: 10 })).toEqual([]);
     expect(await db.listPurchases('missing', { limit: 10 })).toEqual([]);
+  });
+
+  it('counts a buyer by the canonical id across batches, keeps the typed id and finds it by any spelling', async () => {
+    const spelled = (typed: string, quantity: number) => ({
+      ...buy(typed, [[1, quantity]]),
+      canonicalBuyerId: canonicalBuyerId(typed),
+    });
+    const first = spelled('Zoë@Example.com', 1);
+    const second = spelled(' ZOE\u0308@example.com', 1);
+    const third = spelled('ｚｏｅ\u0308@example.com', 1);
+    await storage.applyBatch(event.id, [first]);
+    await storage.applyBatch(event.id, [second]);
+    // VIP's maxPerBuyer is 2: the third spelling of the same buyer is over it.
+    const result = await storage.applyBatch(event.id, [third]);
+    expect(result.outcomes.map((o) => o.reason)).toEqual(['limit_exceeded']);
+    const db = reopen();
+    expect((await db.getPurchase(second.purchaseId))!.buyerId).toBe(' ZOE\u0308@example.com');
+    for (const q of ['zoë@example.com', 'ZOË@EXAMPLE.COM', ' zoe\u0308@example.com ']) {
+      const found = await db.listPurchases(event.id, { match: q, limit: 10 });
+      expect(
+        found.map((p) => p.buyerId),
+        q,
+      ).toEqual(expect.arrayContaining([first.buyerId, second.buyerId, third.buyerId]));
+      expect(found).toHaveLength(3);
+    }
   });
 
   it('keeps text verbatim', async () => {

@@ -191,10 +191,12 @@ describe.runIf(included('rabbitmq')).each(DATABASES.filter((d) => d.run))(
 );
 
 function accepted(eventId: string): AcceptedPurchase {
+  const buyerId = `b-${randomUUID()}`;
   return {
     purchaseId: randomUUID(),
     eventId,
-    buyerId: `b-${randomUUID()}`,
+    buyerId,
+    canonicalBuyerId: buyerId,
     items: [{ ticketTypeId: 'tt', quantity: 1 }],
     acceptedAt: new Date().toISOString(),
   };

@@ -1,3 +1,4 @@
+import { canonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
 import type { DeadLetter } from '../../ports/queue.js';
 import { fromDb, type Tx } from './database.js';
@@ -69,6 +70,8 @@ export function toPurchase(row: PurchaseRow): AcceptedPurchase {
     purchaseId: fromDb(row.purchase_id),
     eventId: fromDb(row.event_id),
     buyerId: fromDb(row.buyer_id),
+    // The tables keep the id as typed; the canonical one is derived again (no second column to migrate).
+    canonicalBuyerId: canonicalBuyerId(fromDb(row.buyer_id)),
     items: JSON.parse(row.items) as PurchaseItem[],
     acceptedAt: row.accepted_at,
   };

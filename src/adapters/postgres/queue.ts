@@ -207,7 +207,7 @@ export class PostgresQueue implements Queue {
           idempotency
             ? {
                 eventId: toDb(p.eventId),
-                buyerId: toDb(p.buyerId),
+                buyerId: toDb(p.canonicalBuyerId),
                 key: toDb(idempotency.key),
                 requestHash: idempotency.requestHash,
                 purchaseId: toDb(p.purchaseId),

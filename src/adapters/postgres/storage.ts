@@ -1,4 +1,5 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
+import { canonicalBuyerId, type BuyerIdKind } from '../../domain/buyer.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
 import { newId, newTickets } from '../../shared/ids.js';
 import type {
@@ -47,8 +48,11 @@ interface PurchaseRow {
  * travel as arrays (`= ANY($1)`, `unnest($1, $2, …)`): one statement per batch, never one per row.
  */
 const SQL = {
-  /** Adds an event; a retry of a committed attempt does nothing. $1 id, $2 name, $3 sales_open_at, $4 hold_seconds. */
-  insertEvent: `INSERT INTO events (id, name, sales_open_at, hold_seconds) VALUES ($1, $2, $3, $4)
+  /**
+   * Adds an event; a retry of a committed attempt does nothing. $1 id, $2 name, $3 sales_open_at,
+   * $4 hold_seconds, $5 buyer_id_kind.
+   */
+  insertEvent: `INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (id) DO NOTHING`,
   /**
    * Adds an event's ticket types, positioned in array order. $1 event id, then one array per column:
@@ -61,8 +65,8 @@ const SQL = {
     ON CONFLICT (id) DO NOTHING`,
   /** Every event: id, name, sales_open_at, soonest sale first. No parameters. */
   listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
-  /** The event $1 (id, name, sales_open_at, hold_seconds), or no row. */
-  getEvent: 'SELECT id, name, sales_open_at, hold_seconds FROM events WHERE id = $1',
+  /** The event $1 (id, name, sales_open_at, hold_seconds, buyer_id_kind), or no row. */
+  getEvent: 'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind FROM events WHERE id = $1',
   /** The ticket types of event $1 with their stock, in the order they were given. */
   ticketTypes: `SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types
     WHERE event_id = $1 ORDER BY position`,
@@ -77,10 +81,11 @@ const SQL = {
   ticketsOf: 'SELECT id, ticket_type_id, code FROM tickets WHERE purchase_id = $1 ORDER BY position',
   /**
    * The latest purchases of event $1, newest accepted first, at most $3; when $2 is not null, only those
-   * whose buyer_id or id is $2. For the admin page: past the event_id index it filters and sorts.
+   * whose id or buyer_id is $2 or whose canonical buyer id (buyer_key) is $4. For the admin page: past the
+   * event_id index it filters and sorts.
    */
   listPurchases: `SELECT id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at
-    FROM purchases WHERE event_id = $1 AND ($2::text IS NULL OR buyer_id = $2 OR id = $2)
+    FROM purchases WHERE event_id = $1 AND ($2::text IS NULL OR buyer_key = $4 OR buyer_id = $2 OR id = $2)
     ORDER BY created_at DESC, id DESC LIMIT $3`,
   /** The tickets (purchase_id, id, ticket_type_id, code) of the purchases $1, each purchase's in issue order. */
   ticketsOfMany: `SELECT purchase_id, id, ticket_type_id, code FROM tickets WHERE purchase_id = ANY($1::text[])
@@ -100,13 +105,14 @@ const SQL = {
   boughtByBuyers: `SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets
     WHERE event_id = $1 AND buyer_id = ANY($2::text[])`,
   /**
-   * Records decided purchases of event $1, updated at $2. One array per column: $3 ids, $4 buyer ids,
-   * $5 statuses, $6 reasons (null when confirmed), $7 items (JSON), $8 created_at (acceptance time).
+   * Records decided purchases of event $1, updated at $2. One array per column: $3 ids, $4 buyer ids (as
+   * typed), $5 statuses, $6 reasons (null when confirmed), $7 items (JSON), $8 created_at (acceptance
+   * time), $9 canonical buyer ids.
    */
-  insertPurchases: `INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, created_at, updated_at)
-    SELECT p.id, $1, p.buyer_id, p.status, p.reason, p.items, p.created_at, $2
-    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-      AS p (id, buyer_id, status, reason, items, created_at)`,
+  insertPurchases: `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, created_at, updated_at)
+    SELECT p.id, $1, p.buyer_id, p.buyer_key, p.status, p.reason, p.items, p.created_at, $2
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+      AS p (id, buyer_id, status, reason, items, created_at, buyer_key)`,
   /** Issues tickets. One array per column: $1 ids, $2 purchase ids, $3 positions, $4 ticket type ids, $5 codes. */
   insertTickets: `INSERT INTO tickets (id, purchase_id, position, ticket_type_id, code)
     SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[])`,
@@ -164,11 +170,18 @@ export class PostgresStorage implements Storage {
       name: input.name,
       salesOpenAt: input.salesOpenAt,
       holdSeconds: input.holdSeconds,
+      buyerIdKind: input.buyerIdKind ?? 'any',
       ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
     };
     const types = event.ticketTypes;
     await this.#db.transaction(async (tx) => {
-      await tx.query(SQL.insertEvent, [event.id, toDb(event.name), event.salesOpenAt, event.holdSeconds]);
+      await tx.query(SQL.insertEvent, [
+        event.id,
+        toDb(event.name),
+        event.salesOpenAt,
+        event.holdSeconds,
+        event.buyerIdKind,
+      ]);
       await tx.query(SQL.insertTicketTypes, [
         event.id,
         types.map((t) => t.id),
@@ -191,10 +204,13 @@ export class PostgresStorage implements Storage {
   async getEvent(eventId: string): Promise<SaleEvent | null> {
     const id = toDb(eventId);
     const [event, types] = await Promise.all([
-      this.#db.query<{ id: string; name: string; sales_open_at: string; hold_seconds: number }>(
-        SQL.getEvent,
-        [id],
-      ),
+      this.#db.query<{
+        id: string;
+        name: string;
+        sales_open_at: string;
+        hold_seconds: number;
+        buyer_id_kind: BuyerIdKind;
+      }>(SQL.getEvent, [id]),
       this.#db.query<TicketTypeRow>(SQL.ticketTypes, [id]),
     ]);
     const row = event.rows[0];
@@ -204,6 +220,7 @@ export class PostgresStorage implements Storage {
       name: fromDb(row.name),
       salesOpenAt: row.sales_open_at,
       holdSeconds: row.hold_seconds,
+      buyerIdKind: row.buyer_id_kind,
       ticketTypes: types.rows.map((t) => ({
         id: fromDb(t.id),
         name: fromDb(t.name),
@@ -267,6 +284,7 @@ export class PostgresStorage implements Storage {
       toDb(eventId),
       match,
       options.limit,
+      options.match === undefined ? null : toDb(canonicalBuyerId(options.match)),
     ]);
     if (rows.length === 0) return [];
     // Tickets never change once issued, so reading them after their purchases needs no shared snapshot.
@@ -342,6 +360,7 @@ export class PostgresStorage implements Storage {
     const rows = {
       id: [] as string[],
       buyer: [] as string[],
+      buyerKey: [] as string[],
       status: [] as string[],
       reason: [] as (string | null)[],
     };
@@ -359,6 +378,7 @@ export class PostgresStorage implements Storage {
       const id = toDb(p.purchaseId);
       rows.id.push(id);
       rows.buyer.push(toDb(p.buyerId));
+      rows.buyerKey.push(toDb(p.canonicalBuyerId));
       rows.status.push(decision.outcome);
       rows.reason.push(decision.outcome === 'rejected' ? decision.reason : null);
       items.push(JSON.stringify(p.items));
@@ -382,6 +402,7 @@ export class PostgresStorage implements Storage {
       rows.reason,
       items,
       created,
+      rows.buyerKey,
     ]);
     if (tickets.id.length > 0) {
       await tx.query(SQL.insertTickets, [

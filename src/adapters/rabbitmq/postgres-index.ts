@@ -1,4 +1,5 @@
 import { UnavailableError } from '../../domain/errors.js';
+import { withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
 import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
@@ -192,7 +193,7 @@ export class PostgresIndex implements PurchaseIndex {
         idempotency
           ? {
               eventId: purchase.eventId,
-              buyerId: toDb(purchase.buyerId),
+              buyerId: toDb(purchase.canonicalBuyerId),
               key: toDb(idempotency.key),
               requestHash: idempotency.requestHash,
               purchaseId: purchase.purchaseId,
@@ -329,7 +330,7 @@ export class PostgresIndex implements PurchaseIndex {
 }
 
 function parse(payload: string): AcceptedPurchase {
-  return JSON.parse(payload) as AcceptedPurchase;
+  return withCanonicalBuyerId(JSON.parse(payload) as AcceptedPurchase);
 }
 
 /**

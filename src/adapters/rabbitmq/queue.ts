@@ -1,4 +1,5 @@
 import type { ConsumeMessage } from 'amqplib';
+import { withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import {
@@ -426,7 +427,7 @@ function parsePurchase(content: Buffer): AcceptedPurchase | null {
       typeof value.acceptedAt === 'string' &&
       Array.isArray(value.items)
     ) {
-      return value as AcceptedPurchase;
+      return withCanonicalBuyerId(value as AcceptedPurchase);
     }
   } catch {
     // not JSON

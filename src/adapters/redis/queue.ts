@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../domain/errors.js';
+import { withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import { executionOrderOf, type ExecutionOrder } from './execution-order.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
@@ -61,13 +62,14 @@ function encode(p: AcceptedPurchase): string {
     purchaseId: p.purchaseId,
     eventId: p.eventId,
     buyerId: p.buyerId,
+    canonicalBuyerId: p.canonicalBuyerId,
     items: p.items.map((i) => ({ ticketTypeId: i.ticketTypeId, quantity: i.quantity })),
     acceptedAt: p.acceptedAt,
   });
 }
 
 function decode(json: string): AcceptedPurchase {
-  return JSON.parse(json) as AcceptedPurchase;
+  return withCanonicalBuyerId(JSON.parse(json) as AcceptedPurchase);
 }
 
 /** The purchase in a stream entry's fields (field `p`). */
@@ -138,7 +140,7 @@ export class RedisQueue implements Queue {
         p.eventId,
         p.purchaseId,
         encode(p),
-        idempotency ? JSON.stringify([p.eventId, p.buyerId, idempotency.key]) : '',
+        idempotency ? JSON.stringify([p.eventId, p.canonicalBuyerId, idempotency.key]) : '',
         idempotency?.requestHash ?? '',
       );
     }

@@ -12,7 +12,7 @@
  *   P:lease:<eventId>   string: the worker holding the event (expires by itself: SET PX)
  *   P:head:<eventId>    hash { id, n }: the event's head entry and how many times it was delivered
  *   P:purchases         hash purchaseId → purchase JSON, for find(), from enqueue until ack
- *   P:idem:<json>       string "<purchaseId> <requestHash>", json = [eventId, buyerId, key]; expires in 48 h
+ *   P:idem:<json>       string "<purchaseId> <requestHash>", json = [eventId, canonical buyerId, key]; expires in 48 h
  *   P:depth             counter: queued purchases of all events (not dead letters)
  *   P:dead              stream of dead letters (fields e eventId, i purchaseId, p purchase, r reason, t deadAt)
  *   P:dead:index        hash purchaseId → its id in P:dead

@@ -1,4 +1,5 @@
 import type { Statement } from 'better-sqlite3';
+import { canonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import {
@@ -57,6 +58,8 @@ function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
     purchaseId: row.purchase_id,
     eventId: row.event_id,
     buyerId: row.buyer_id,
+    // The table keeps the id as typed; the canonical one is derived again (no second column to migrate).
+    canonicalBuyerId: canonicalBuyerId(row.buyer_id),
     items: JSON.parse(row.items) as PurchaseItem[],
     acceptedAt: row.accepted_at,
   };
@@ -86,14 +89,21 @@ export class SqliteQueue implements Queue {
       const perEvent = new Map<string, number>();
       const results = requests.map(({ purchase: p, idempotency }): EnqueueResult => {
         if (idempotency) {
-          const seen = s.findKey.get(p.eventId, p.buyerId, idempotency.key) as
+          const seen = s.findKey.get(p.eventId, p.canonicalBuyerId, idempotency.key) as
             { request_hash: string; purchase_id: string } | undefined;
           if (seen) {
             return seen.request_hash === idempotency.requestHash
               ? { status: 'duplicate', purchaseId: seen.purchase_id }
               : { status: 'conflict' };
           }
-          s.insertKey.run(p.eventId, p.buyerId, idempotency.key, idempotency.requestHash, p.purchaseId, now);
+          s.insertKey.run(
+            p.eventId,
+            p.canonicalBuyerId,
+            idempotency.key,
+            idempotency.requestHash,
+            p.purchaseId,
+            now,
+          );
         }
         s.insert.run(p.purchaseId, p.eventId, p.buyerId, JSON.stringify(p.items), p.acceptedAt);
         perEvent.set(p.eventId, (perEvent.get(p.eventId) ?? 0) + 1);

@@ -1,4 +1,5 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
+import { canonicalBuyerId, type BuyerIdKind } from '../../domain/buyer.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
 import { newId, newTickets } from '../../shared/ids.js';
 import type {
@@ -42,11 +43,11 @@ interface PurchaseRow {
 
 const SQL = {
   insertEvent:
-    'INSERT INTO events (id, name, sales_open_at, hold_seconds, created_at) VALUES (?, ?, ?, ?, ?)',
+    'INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, created_at) VALUES (?, ?, ?, ?, ?, ?)',
   insertTicketType:
     'INSERT INTO ticket_types (id, event_id, position, name, price_cents, capacity, max_per_buyer) VALUES (?, ?, ?, ?, ?, ?, ?)',
   listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
-  getEvent: 'SELECT id, name, sales_open_at, hold_seconds FROM events WHERE id = ?',
+  getEvent: 'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind FROM events WHERE id = ?',
   ticketTypes:
     'SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types WHERE event_id = ? ORDER BY position',
   purchaseCounts: 'SELECT status, n FROM purchase_counts WHERE event_id = ?',
@@ -54,13 +55,14 @@ const SQL = {
   statuses: 'SELECT id, status, updated_at FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   // No index serves these two (one per purchase would slow every allocation): they scan the table.
   listPurchases: 'SELECT * FROM purchases WHERE event_id = ? ORDER BY created_at DESC, id DESC LIMIT ?',
+  // By the canonical buyer id, or the id as typed (purchases from before buyer_key was computed exactly).
   matchPurchases:
-    'SELECT * FROM purchases WHERE event_id = ? AND (buyer_id = ? OR id = ?) ORDER BY created_at DESC, id DESC LIMIT ?',
+    'SELECT * FROM purchases WHERE event_id = ? AND (buyer_key = ? OR buyer_id = ? OR id = ?) ORDER BY created_at DESC, id DESC LIMIT ?',
   alreadyApplied: 'SELECT id FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   boughtByBuyers:
     'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
   insertPurchase:
-    'INSERT INTO purchases (id, event_id, buyer_id, status, reason, items, tickets, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)',
+    'INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, tickets, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)',
   // A duplicate code (128 random bits: it will not happen) fails the batch rather than pass silently.
   insertCode: 'INSERT INTO ticket_codes (code) VALUES (?)',
   addCount:
@@ -93,6 +95,7 @@ export class SqliteStorage implements Storage {
       name: input.name,
       salesOpenAt: input.salesOpenAt,
       holdSeconds: input.holdSeconds,
+      buyerIdKind: input.buyerIdKind ?? 'any',
       ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
     };
     const s = this.#stmt;
@@ -104,6 +107,7 @@ export class SqliteStorage implements Storage {
             event.name,
             event.salesOpenAt,
             event.holdSeconds,
+            event.buyerIdKind,
             new Date().toISOString(),
           );
           event.ticketTypes.forEach((t, i) =>
@@ -126,7 +130,8 @@ export class SqliteStorage implements Storage {
 
   async getEvent(eventId: string): Promise<SaleEvent | null> {
     const row = guarded(() => this.#stmt.getEvent.get(eventId)) as
-      { id: string; name: string; sales_open_at: string; hold_seconds: number } | undefined;
+      | { id: string; name: string; sales_open_at: string; hold_seconds: number; buyer_id_kind: BuyerIdKind }
+      | undefined;
     if (!row) return null;
     const types = guarded(() => this.#stmt.ticketTypes.all(eventId)) as TicketTypeRow[];
     return {
@@ -134,6 +139,7 @@ export class SqliteStorage implements Storage {
       name: row.name,
       salesOpenAt: row.sales_open_at,
       holdSeconds: row.hold_seconds,
+      buyerIdKind: row.buyer_id_kind,
       ticketTypes: types.map((t): TicketType => ({
         id: t.id,
         name: t.name,
@@ -190,7 +196,7 @@ export class SqliteStorage implements Storage {
     const rows = guarded(() =>
       match === undefined
         ? this.#stmt.listPurchases.all(eventId, limit)
-        : this.#stmt.matchPurchases.all(eventId, match, match, limit),
+        : this.#stmt.matchPurchases.all(eventId, canonicalBuyerId(match), match, match, limit),
     ) as PurchaseRow[];
     return rows.map(fromRow);
   }
@@ -235,6 +241,7 @@ export class SqliteStorage implements Storage {
           p.purchaseId,
           eventId,
           p.buyerId,
+          p.canonicalBuyerId,
           decision.outcome,
           confirmed ? null : decision.reason,
           JSON.stringify(p.items),

@@ -80,7 +80,8 @@ export function eventPage(event: EventWithAvailability, form: FormState): SafeHt
       <input
         id="email"
         name="buyerId"
-        type="email"
+        type="${event.buyerIdKind === 'email' ? 'email' : 'text'}"
+        inputmode="email"
         autocomplete="email"
         required
         maxlength="128"
@@ -269,6 +270,10 @@ export function adminPage(): SafeHtml {
         <input id="create-name" required maxlength="200" />
         <label for="create-opens">Sales open (empty: now)</label>
         <input id="create-opens" type="datetime-local" />
+        <label for="create-emails">
+          <input id="create-emails" type="checkbox" checked />
+          Buyers give an email address (the buyer page asks for one)
+        </label>
         <fieldset id="create-types">
           <legend>Ticket types</legend>
         </fieldset>

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { buyerIdentity } from '../../domain/buyer.js';
 import { OnsaleError } from '../../domain/errors.js';
 import { newPurchaseId } from '../../shared/ids.js';
 import { purchaseRefusal } from '../../domain/purchase-request.js';
-import { unstorableText } from '../../domain/text.js';
 import { FINAL_STATUSES, type AcceptedPurchase, type Purchase } from '../../domain/types.js';
 import type { Config } from '../../config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
@@ -58,12 +58,13 @@ export async function purchaseRoutes(
       if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
         throw new OnsaleError('invalid_request', 'Idempotency-Key must be 1..128 printable ASCII characters');
       }
-      const badText = unstorableText(buyerId);
-      if (badText) throw badText;
       const event = await lookups.eventOr404(request.params.eventId);
+      // The one normalization of this request: the limits and the Idempotency-Key go by this id.
+      const canonicalBuyerId = buyerIdentity(buyerId, event.buyerIdKind);
+      if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
       const refusal = purchaseRefusal(event, items, Date.now());
       if (refusal) throw refusal;
-      buyerLimit.take(`${event.id}\u0000${buyerId}`);
+      buyerLimit.take(`${event.id}\u0000${canonicalBuyerId}`);
       backpressure.check();
       if (closing)
         throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
@@ -72,6 +73,7 @@ export async function purchaseRoutes(
         purchaseId: newPurchaseId(),
         eventId: event.id,
         buyerId,
+        canonicalBuyerId,
         items: items.map((i) => ({ ticketTypeId: i.ticketTypeId, quantity: i.quantity })),
         acceptedAt: new Date().toISOString(),
       };
@@ -144,9 +146,9 @@ function receipt(purchaseId: string, status: Purchase['status']) {
   return { purchaseId, status, statusUrl: `/api/purchases/${purchaseId}` };
 }
 
-/** What makes two requests with one Idempotency-Key "the same body". */
+/** What makes two requests with one Idempotency-Key "the same body": two spellings of one buyer are. */
 function requestHash(p: AcceptedPurchase): string {
   return createHash('sha256')
-    .update(JSON.stringify([p.buyerId, p.items.map((i) => [i.ticketTypeId, i.quantity])]))
+    .update(JSON.stringify([p.canonicalBuyerId, p.items.map((i) => [i.ticketTypeId, i.quantity])]))
     .digest('base64url');
 }

@@ -363,6 +363,7 @@ $('create').addEventListener('submit', async (e) => {
   const notice = $('create-notice');
   const name = /** @type {HTMLInputElement} */ ($('create-name')).value.trim();
   const opens = /** @type {HTMLInputElement} */ ($('create-opens')).value;
+  const emails = /** @type {HTMLInputElement} */ ($('create-emails')).checked;
   const ticketTypes = [...$('create-types').querySelectorAll('.type-row')].map((row) => {
     /** @param {string} f */
     const value = (f) => /** @type {HTMLInputElement} */ (row.querySelector(`[data-field=${f}]`)).value;
@@ -380,6 +381,7 @@ $('create').addEventListener('submit', async (e) => {
       body: JSON.stringify({
         name,
         ...(opens ? { salesOpenAt: new Date(opens).toISOString() } : {}),
+        buyerIdKind: emails ? 'email' : 'any',
         ticketTypes,
       }),
     });
