@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
-export const ADMIN_TOKEN = 'test-admin-token';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
 /** A fresh folder under the system's temp folder, removed by the returned function. */
 export function tempDir(prefix = 'onsale-test-'): { path: string; remove: () => void } {
