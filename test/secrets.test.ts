@@ -83,7 +83,11 @@ describe('the admin token', () => {
     '%s refuses a short ONSALE_ADMIN_TOKEN with exit 2',
     async (cmd) => {
       const p = runCli([cmd], { ONSALE_DATA_DIR: dataDir(), ONSALE_ADMIN_TOKEN: 'a'.repeat(31) });
-      expect((await p.exited).code).toBe(2);
+      // A server that accepts the token runs on: give it 15 s to refuse, then stop it either way.
+      const ran = new Promise<'still running'>((r) => setTimeout(() => r('still running'), 15_000).unref());
+      const code = await Promise.race([p.exited.then((e) => e.code), ran]);
+      await p.stop('SIGTERM');
+      expect(code).toBe(2);
       expect(p.output()).toContain('ONSALE_ADMIN_TOKEN');
       expect(p.output()).toContain('at least 32 characters');
       expect(p.output()).not.toContain('a'.repeat(31));
@@ -110,16 +114,19 @@ describe('the admin token', () => {
       ONSALE_WORKERS_MAX: '1',
     };
     const p = runCliOnTerminal(['start'], env);
-    await until(() => p.output().includes('stop with Ctrl+C'), 20_000);
-    const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
-    expect(token.length).toBeGreaterThanOrEqual(32);
-    expect(p.output()).toContain(`admin token (shown once; kept in ${join(dir, 'admin-token')}): ${token}`);
-    await waitForReady(`http://127.0.0.1:${port}/readyz`);
-    const mode = (path: string) => statSync(path).mode & 0o777;
-    expect(mode(dir)).toBe(0o700);
-    for (const file of ['admin-token', 'onsale.db', 'onsale.db-wal', 'onsale.db-shm'])
-      expect([file, mode(join(dir, file))]).toEqual([file, 0o600]);
-    await p.stop();
+    try {
+      await until(() => p.output().includes('stop with Ctrl+C'), 20_000);
+      const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+      expect(token.length).toBeGreaterThanOrEqual(32);
+      expect(p.output()).toContain(`admin token (shown once; kept in ${join(dir, 'admin-token')}): ${token}`);
+      await waitForReady(`http://127.0.0.1:${port}/readyz`);
+      const mode = (path: string) => statSync(path).mode & 0o777;
+      expect(mode(dir)).toBe(0o700);
+      for (const file of ['admin-token', 'onsale.db', 'onsale.db-wal', 'onsale.db-shm'])
+        expect([file, mode(join(dir, file))]).toEqual([file, 0o600]);
+    } finally {
+      await p.stop();
+    }
   });
 });
 
