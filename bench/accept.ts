@@ -166,7 +166,7 @@ async function bareRun(plan: AcceptPlan, processes: number): Promise<WrkResult> 
 export async function realRun(plan: AcceptPlan, topology: Topology): Promise<RealRun> {
   const dir = tempDir();
   const port = await freePort();
-  const adminToken = randomBytes(18).toString('base64url');
+  const adminToken = randomBytes(32).toString('base64url');
   const engine = topology.kind === 'start' && topology.engine ? await topology.engine.prepare() : null;
   const env = cleanEnv({
     ONSALE_DATA_DIR: dir.path,

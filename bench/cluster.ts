@@ -65,7 +65,7 @@ async function withCluster(
 ): Promise<void> {
   const dir = tempDir();
   const port = await freePort();
-  const adminToken = randomBytes(18).toString('base64url');
+  const adminToken = randomBytes(32).toString('base64url');
   const env = cleanEnv({
     ONSALE_DATA_DIR: dir.path,
     PORT: String(port),

@@ -5,7 +5,7 @@ import { cleanEnv, freePort, spawnNode, tempDir, waitForHttp } from './processes
 import type { LoadShape } from './wrk.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const TOKEN = 'bench-admin-token';
+const TOKEN = 'bench-admin-token-0123456789abcdef';
 
 interface PagesPlan {
   rounds: number;

@@ -52,7 +52,7 @@ export async function stopContenders(): Promise<string[]> {
  */
 async function startContender(c: Contender, urls: { postgres: string; redis: string }): Promise<Running> {
   const port = await freePort();
-  const adminToken = randomBytes(18).toString('base64url');
+  const adminToken = randomBytes(32).toString('base64url');
   const url = `http://127.0.0.1:${port}`;
   const needsDb = c.kind === 'shop' || c.engine !== 'embedded';
   const db = needsDb ? await createDatabase(urls.postgres, 'onsale_sale') : null;

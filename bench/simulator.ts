@@ -211,7 +211,7 @@ async function simulatorRun(
       '--report-json',
       json,
     ],
-    cleanEnv({ ONSALE_ADMIN_TOKEN: 'bench-simulator' }),
+    cleanEnv({ ONSALE_ADMIN_TOKEN: 'bench-simulator-0123456789abcdef' }),
   );
   while (!run.exited()) await new Promise((r) => setTimeout(r, 100));
   const serverCpu = cpuSeconds(worker) - serverBefore;

@@ -8,7 +8,7 @@ import { BalancerMissingError } from './processes/lb/balancer.js';
 import { runBalancerWrapper } from './processes/lb/wrapper.js';
 import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/messages.js';
 import { runStart } from './processes/start.js';
-import { resolveAdminToken } from './shared/admin-token.js';
+import { adminTokenLine, resolveAdminToken } from './shared/admin-token.js';
 import { addSimulateCommand } from './simulate/command.js';
 import { runWebServer } from './processes/web-server.js';
 import { runWorker } from './processes/worker.js';
@@ -86,8 +86,8 @@ function program(): Command {
   ]).action(async (_opts, command: Command) => {
     const config = configFrom(command);
     const admin = resolveAdminToken(config.dataDir, process.env);
-    if (admin.created)
-      process.stdout.write(`admin token (shown once; kept in ${admin.path}): ${admin.token}\n`);
+    const line = adminTokenLine(admin, process.stdout.isTTY === true);
+    if (line) process.stdout.write(`${line}\n`);
     await runWebServer(config, admin.token);
   });
 
@@ -107,7 +107,7 @@ function program(): Command {
     const queue = await openQueue(config.queueUrl, config);
     await Promise.all([storage.migrate(), queue.migrate()]);
     await Promise.all([storage.close(), queue.close()]);
-    process.stdout.write(`database schema is up to date (${config.databaseUrl})\n`);
+    process.stdout.write(`database schema is up to date (${withoutPassword(config.databaseUrl)})\n`);
   });
 
   const dlq = root
@@ -145,6 +145,18 @@ function program(): Command {
 
   addSimulateCommand(root);
   return root;
+}
+
+/** A database URL as printed: its password, if any, masked. */
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.password) return url;
+    parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
 
 function wholeNumber(raw: string): number {

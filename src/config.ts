@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { QUEUE_SCHEMES, STORAGE_SCHEMES } from './adapters/index.js';
+import { ConfigError } from './shared/config-error.js';
 
 /** A rate as "N per window": e.g. 10 purchase requests per 10 seconds. `count` 0 means no limit. */
 export interface Rate {
@@ -39,9 +40,7 @@ export interface Config {
   lb: 'haproxy' | 'nginx';
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 type Parser<T> = (raw: string) => T;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../src/shared/logger.js';
+import { createLogger, logRef } from '../src/shared/logger.js';
 
 describe('createLogger', () => {
   it('writes JSON lines at the level asked for, with secrets censored wherever they are put', () => {
@@ -21,8 +21,10 @@ describe('createLogger', () => {
     const line = JSON.parse(written[0]!);
     expect(line).toMatchObject({ level: 30, role: 'web', msg: 'a careless line' });
     expect(line.headers['user-agent']).toBe('curl');
-    expect(line.body.buyerId).toBe('ada');
-    expect(line.purchase.purchaseId).toBe('p2');
+    // Ids that are keys (a purchase's) or personal (a buyer's) are logged as their refs, wherever they are.
+    expect(line.body.buyerId).toBe(logRef('ada'));
+    expect(line.purchase.purchaseId).toBe(logRef('p2'));
+    expect(logRef('p2')).toMatch(/^[0-9a-f]{8}$/);
     expect(written[0]).not.toMatch(/secret-\d/);
     expect(written[0]!.match(/\[secret\]/g)).toHaveLength(7);
   });

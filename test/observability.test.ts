@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createEvent, getJson, purchase, waitFinal } from './helpers/api.js';
+import { logRef } from '../src/shared/logger.js';
 import { ADMIN_TOKEN, freePort, runCli, startOnsale, until, type Onsale } from './helpers/processes.js';
 
 type LogLine = Record<string, unknown> & { level: number; msg: string };
@@ -20,7 +21,7 @@ describe('request logs and a standalone worker (onsale serve + onsale worker --m
   let onsale: Onsale | undefined;
   afterAll(async () => onsale?.stop());
 
-  it('logs one JSON line per request with its id, carries the purchase id to the worker, logs no secret', async () => {
+  it('logs one JSON line per request with its id, carries the purchaseRef to the worker, logs no secret', async () => {
     onsale = await startOnsale({ workers: 0, env: { LOG_LEVEL: 'debug' } });
     const metricsPort = await freePort();
     const worker = onsale.addWorker({ ONSALE_METRICS_PORT: String(metricsPort) });
@@ -41,10 +42,12 @@ describe('request logs and a standalone worker (onsale serve + onsale worker --m
     const generatedId = refused.headers.get('x-request-id')!;
     expect(generatedId).toMatch(/^[0-9a-f-]{36}$/);
 
-    // The web server's line for the purchase: its request id, route pattern, status and purchase id.
+    // The web server's line for the purchase: its request id, route pattern, status and purchaseRef (a
+    // short hash: the purchase id itself is the key to the tickets, never logged).
+    const purchaseRef = logRef(purchaseId);
     await until(() => lines(web!.output()).some((l) => l.reqId === generatedId));
     const webLines = lines(web!.output());
-    const accepted = webLines.find((l) => l.msg === 'request' && l.purchaseId === purchaseId)!;
+    const accepted = webLines.find((l) => l.msg === 'request' && l.purchaseRef === purchaseRef)!;
     expect(accepted).toMatchObject({
       level: 30,
       role: 'web',
@@ -62,8 +65,8 @@ describe('request logs and a standalone worker (onsale serve + onsale worker --m
     expect(webLines.filter((l) => l.reqId === 'lb-42')).toHaveLength(1);
 
     // The worker's line for the same purchase, at debug.
-    await until(() => lines(worker.output()).some((l) => l.purchaseId === purchaseId));
-    expect(lines(worker.output()).find((l) => l.purchaseId === purchaseId)).toMatchObject({
+    await until(() => lines(worker.output()).some((l) => l.purchaseRef === purchaseRef));
+    expect(lines(worker.output()).find((l) => l.purchaseRef === purchaseRef)).toMatchObject({
       level: 20,
       role: 'worker',
       msg: 'purchase finalized',
@@ -73,6 +76,7 @@ describe('request logs and a standalone worker (onsale serve + onsale worker --m
 
     // Nothing secret: not the buyer's credential, not the admin token used to create the event.
     for (const output of [web!.output(), worker.output()]) {
+      expect(output).not.toContain(purchaseId);
       expect(output).not.toContain('a-client-credential');
       expect(output).not.toContain(ADMIN_TOKEN);
     }

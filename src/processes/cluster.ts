@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { prometheusConfig, scrapeTargets, type ScrapeTarget } from '../metrics/prometheus-config.js';
-import type { AdminToken } from '../shared/admin-token.js';
+import { adminTokenLine, type AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
 import { writeFileAtomically } from '../shared/write-atomically.js';
@@ -257,11 +257,7 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
       config.metrics
         ? `  Prometheus config (every process; targets in ${targetsPath}): ${prometheusPath}`
         : '  metrics off (ONSALE_METRICS=off): no Prometheus config',
-      admin.created
-        ? `  admin token (shown once; kept in ${admin.path}): ${admin.token}`
-        : admin.path
-          ? `  admin token: in ${admin.path}`
-          : '',
+      `  ${adminTokenLine(admin, process.stdout.isTTY === true) ?? ''}`.trimEnd(),
       `  rolling restart of the web servers: kill -HUP ${process.pid}; stop with Ctrl+C`,
       '',
     ]

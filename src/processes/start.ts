@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { enableMetrics, setWorkerCount } from '../metrics/metrics.js';
-import type { AdminToken } from '../shared/admin-token.js';
+import { adminTokenLine, type AdminToken } from '../shared/admin-token.js';
 import { createLogger } from '../shared/logger.js';
 import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
 import { createDemoEvent } from './demo-event.js';
@@ -135,11 +135,8 @@ function announce(
       `  then follow the statusUrl it answers with.`,
     );
   }
-  if (admin.created) {
-    lines.push(`  admin token (shown once; kept in ${admin.path}): ${admin.token}`);
-  } else if (admin.path) {
-    lines.push(`  admin token: in ${admin.path}`);
-  }
+  const token = adminTokenLine(admin, process.stdout.isTTY === true);
+  if (token) lines.push(`  ${token}`);
   lines.push(`  stop with Ctrl+C`, ``);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

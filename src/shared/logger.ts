@@ -1,10 +1,8 @@
+import { createHash } from 'node:crypto';
 import { pino, type DestinationStream, type Logger } from 'pino';
 
-/**
- * Fields never written to a log, wherever a caller puts them: the admin token, Authorization headers and
- * payment tokens. Request lines carry no header or body at all; this is the net under that rule.
- */
-const REDACTED_PATHS = [
+/** Fields holding credentials: the admin token, Authorization headers and payment tokens. Never logged. */
+const SECRET_PATHS = [
   'adminToken',
   'token',
   'paymentToken',
@@ -18,13 +16,37 @@ const REDACTED_PATHS = [
   'req.body.paymentToken',
 ];
 
-/** JSON logs on stdout (or `destination`), one line per record, tagged with the process's role. */
+/**
+ * Fields holding a purchase id (the key to its tickets) or a buyer's id (often an email): logged only as
+ * their logRef, so that log lines can still be matched up without anyone reading the log holding them.
+ */
+const REFERENCED_KEYS = new Set(['purchaseId', 'buyerId']);
+const REFERENCED_PATHS = [...REFERENCED_KEYS].flatMap((key) => [key, `*.${key}`]);
+
+/**
+ * A short, stable stand-in for an id that must not be logged: the first 8 hex digits of its SHA-256. The
+ * same id always gives the same ref, so a web server's line and a worker's line about one purchase match.
+ */
+export function logRef(id: string): string {
+  return createHash('sha256').update(id).digest('hex').slice(0, 8);
+}
+
+/**
+ * JSON logs on stdout (or `destination`), one line per record, tagged with the process's role. Callers log
+ * `purchaseRef`/`buyerRef` and never a credential; the redaction below is the net under that rule.
+ */
 export function createLogger(level: string, role: string, destination?: DestinationStream): Logger {
   return pino(
     {
       level,
       base: { role, pid: process.pid },
-      redact: { paths: REDACTED_PATHS, censor: '[secret]' },
+      redact: {
+        paths: [...SECRET_PATHS, ...REFERENCED_PATHS],
+        censor: (value: unknown, path: string[]) =>
+          REFERENCED_KEYS.has(path[path.length - 1] ?? '') && typeof value === 'string'
+            ? logRef(value)
+            : '[secret]',
+      },
     },
     destination,
   );

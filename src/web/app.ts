@@ -1,17 +1,25 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { UnavailableError } from '../domain/errors.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
-import { clientErrorResponse, httpStatus, sendError, sendFrameworkError, toOnsaleError } from './errors.js';
+import {
+  clientErrorResponse,
+  httpStatus,
+  sendError,
+  sendFrameworkError,
+  toOnsaleError,
+  UNAVAILABLE_MESSAGE,
+} from './errors.js';
 import { GroupCommit } from './group-commit.js';
 import { WriteHealth } from './write-health.js';
 import { Lookups, withAvailability } from './lookups.js';
 import { acceptJsonBodies } from './json-body.js';
 import { registry } from '../metrics/metrics.js';
-import { installObservability, noteErrorCode, requestId } from './metrics-plugin.js';
+import { installObservability, maskedPath, noteErrorCode, requestId } from './metrics-plugin.js';
 import { registerPages } from './pages/pages.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
@@ -163,12 +171,15 @@ function answerErrors(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const failure = toOnsaleError(error);
     noteErrorCode(request, failure?.code ?? 'internal_error');
+    const route = request.routeOptions.url ?? maskedPath(request.url);
     if (!failure) {
-      request.log.error({ err: error, url: request.url }, 'request failed');
+      request.log.error({ err: error, route }, 'request failed');
       return sendError(reply, 'internal_error', 'something went wrong on our side');
     }
-    if (httpStatus(failure.code) >= 500) request.log.warn({ err: error, url: request.url }, failure.message);
-    return sendError(reply, failure.code, failure.message, failure.retryAfterSeconds);
+    if (httpStatus(failure.code) >= 500) request.log.warn({ err: error, route }, failure.message);
+    // A datastore's failure names its engine and error codes: that is for the log, not for clients.
+    const message = failure instanceof UnavailableError ? UNAVAILABLE_MESSAGE : failure.message;
+    return sendError(reply, failure.code, message, failure.retryAfterSeconds);
   });
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),

@@ -20,7 +20,10 @@ export function httpStatus(code: ErrorCode | 'internal_error'): number {
   return HTTP_STATUS[code];
 }
 
-/** Writes api.md's error body, with the status of its code. */
+/** What a 503 says when a datastore or queue fails: which one, and why, goes to the log only. */
+export const UNAVAILABLE_MESSAGE = 'the service is unavailable right now; try again';
+
+/** Writes api.md's error body, with the status of its code (and a 401's WWW-Authenticate challenge). */
 export function sendError(
   reply: FastifyReply,
   code: ErrorCode | 'internal_error',
@@ -28,6 +31,7 @@ export function sendError(
   retryAfterSeconds?: number,
 ): FastifyReply {
   if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
+  if (code === 'unauthorized') reply.header('www-authenticate', 'Bearer realm="onsale"');
   return reply
     .code(HTTP_STATUS[code])
     .type('application/json; charset=utf-8')

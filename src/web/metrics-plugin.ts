@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from '../metrics/metrics.js';
 import { sharedStateMetrics } from '../metrics/shared-state.js';
+import { logRef } from '../shared/logger.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { requireAdminToken } from './admin-token.js';
@@ -45,7 +46,33 @@ function refusalReason(code: string | undefined, status: number): string {
 }
 
 /**
- * One log line per request (with its id, route, status, time and purchase id), the request metrics, the
+ * Where a request went, told without what may be a secret: the route pattern and its event id; the purchase
+ * only as its purchaseRef (a purchase id is the key to its tickets); never the query string (it may hold a
+ * token, or an admin's search for an email). An unmatched path loses its query and any long segment.
+ */
+function whereTo(request: FastifyRequest, route: string, purchaseId: string | undefined) {
+  const params = (request.params ?? {}) as Record<string, unknown>;
+  const purchase = purchaseId ?? (typeof params.purchaseId === 'string' ? params.purchaseId : undefined);
+  return {
+    route,
+    ...(route === 'unmatched' ? { path: maskedPath(request.url) } : {}),
+    ...(typeof params.eventId === 'string' ? { eventId: params.eventId } : {}),
+    ...(purchase ? { purchaseRef: logRef(purchase) } : {}),
+  };
+}
+
+/** A path as logged: no query string, at most 200 characters, segments of 16 or more masked as [id]. */
+export function maskedPath(url: string): string {
+  return url
+    .split('?')[0]!
+    .slice(0, 200)
+    .split('/')
+    .map((segment) => (segment.length >= 16 ? '[id]' : segment))
+    .join('/');
+}
+
+/**
+ * One log line per request (with its id, route, status, time and purchaseRef), the request metrics, the
  * purchase accept/refuse counters, and GET /metrics (admin token required): the whole machine's metrics under `onsale start`,
  * this process's otherwise, plus the queue and stock gauges read once from the shared state.
  */
@@ -77,11 +104,9 @@ export function installObservability(
     if (!deps.logger.isLevelEnabled(level)) return;
     const line = {
       method: request.method,
-      route,
-      url: request.url,
+      ...whereTo(request, route, note?.purchaseId),
       status,
       ms: Math.round(reply.elapsedTime * 100) / 100,
-      ...(note?.purchaseId ? { purchaseId: note.purchaseId } : {}),
       ...(note?.errorCode ? { code: note.errorCode } : {}),
     };
     request.log[level](line, 'request');

@@ -3,6 +3,7 @@ import { UnavailableError } from '../domain/errors.js';
 import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { countRetry, observeBatch } from '../metrics/metrics.js';
+import { logRef } from '../shared/logger.js';
 
 /**
  * How long a worker holds an event. Short, so that a crashed worker's event is taken over within seconds;
@@ -64,7 +65,10 @@ export function startWorkerLoop(opts: {
       const reason = failure?.message ?? `delivered ${work.deliveries - 1} times, its worker never finished`;
       await queue.deadLetter(work, reason);
       failures.delete(head.purchaseId);
-      logger.error({ purchaseId: head.purchaseId, eventId: work.eventId, reason }, 'purchase dead-lettered');
+      logger.error(
+        { purchaseRef: logRef(head.purchaseId), eventId: work.eventId, reason },
+        'purchase dead-lettered (onsale dlq list shows its id)',
+      );
       return;
     }
     const started = performance.now();
@@ -74,11 +78,16 @@ export function startWorkerLoop(opts: {
       failures.delete(head.purchaseId);
       const ms = performance.now() - started;
       observeBatch(work.purchases.length, ms / 1000, outcomes);
-      // At debug, one line per finalized purchase: its id ties it to the web server's request line.
+      // At debug, one line per finalized purchase: its purchaseRef ties it to the web server's request line.
       if (logger.isLevelEnabled('debug')) {
         for (const o of outcomes) {
           logger.debug(
-            { purchaseId: o.purchaseId, eventId: work.eventId, outcome: o.outcome, reason: o.reason },
+            {
+              purchaseRef: logRef(o.purchaseId),
+              eventId: work.eventId,
+              outcome: o.outcome,
+              reason: o.reason,
+            },
             'purchase finalized',
           );
         }

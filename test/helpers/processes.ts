@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
-export const ADMIN_TOKEN = 'test-admin-token';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 /**
  * Loopback exempt from the address rate limit (not the default): for tests whose crowd all comes from
  * 127.0.0.1 and must not be refused as one flooding client.

@@ -1,9 +1,11 @@
 import Database, { type Statement } from 'better-sqlite3';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../domain/errors.js';
+import { ConfigError } from '../../shared/config-error.js';
+import { ensureDataDir } from '../../shared/data-dir.js';
 
 export type SqliteDatabase = Database.Database;
 
@@ -21,15 +23,36 @@ function sqlitePath(url: string): string {
  */
 export function openSqlite(url: string): SqliteDatabase {
   const path = sqlitePath(url);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
+  const db = path === ':memory:' ? new Database(path) : openFile(path);
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
   // 32 MiB of page cache (the default is 2 MiB): the indexes a worker writes stay in memory as tables grow.
   db.pragma('cache_size = -32768');
   return db;
+}
+
+/** Errors that say the file or its folder cannot be written (a lock, SQLITE_BUSY, is not one of them). */
+const UNWRITABLE = /^(EACCES|EPERM|EROFS|ENOTDIR|EISDIR|ENOENT|SQLITE_CANTOPEN|SQLITE_READONLY|SQLITE_PERM)/;
+const SETTING = 'ONSALE_DATABASE_URL (--database-url, by default in ONSALE_DATA_DIR)';
+
+/**
+ * Opens (creating it, its folder 0700 and the file 0600: a purchase id is the key to its tickets) a
+ * database file in WAL mode; SQLite gives the -wal and -shm files the mode of the database file. A folder or
+ * file that cannot be written is a ConfigError naming it, not a stack trace.
+ */
+function openFile(path: string): SqliteDatabase {
+  ensureDataDir(dirname(path), SETTING);
+  try {
+    closeSync(openSync(path, 'a', 0o600));
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    return db;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== 'string' || !UNWRITABLE.test(code)) throw error;
+    throw new ConfigError(`cannot open the SQLite database ${path} for writing (${code}): ${SETTING}`);
+  }
 }
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -62,13 +85,19 @@ export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue'
   }).immediate();
 }
 
-/** Runs `fn`, turning "the database is locked or gone" into UnavailableError (503 or a retry). */
+/**
+ * Runs `fn`, turning "the database is locked, gone, full or read-only" into UnavailableError (503 or a
+ * retry): none of them is the request's fault, and each can pass (an operator frees the disk or the file).
+ */
 export function guarded<T>(fn: () => T): T {
   try {
     return fn();
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|FULL|PROTOCOL)/.test(code)) {
+    if (
+      typeof code === 'string' &&
+      /^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|FULL|PROTOCOL|READONLY)/.test(code)
+    ) {
       throw new UnavailableError(`the SQLite database is not available (${code})`, error);
     }
     throw error;

@@ -41,6 +41,11 @@ export async function purchaseRoutes(
   // Set once the server closes (after the drain delay): purchases still coming on open connections are refused.
   let closing = false;
 
+  // A purchase's answer carries its id, the key to its tickets: no cache (browser or proxy) may keep it.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
   // Status streams never end by themselves before a final status: end them so that closing does not wait.
   const openStreams = new Set<() => void>();
   app.addHook('preClose', async () => {
