@@ -135,6 +135,39 @@ describe('pages', () => {
     expect(((await stats.json()) as { purchases: { queued: number } }).purchases.queued).toBe(0);
   });
 
+  it('takes the origin a trusted proxy forwards, and only from a trusted proxy', async () => {
+    const proxied = await startOnsale({ workers: 0, env: { ONSALE_TRUST_PROXY: '127.0.0.1' } });
+    try {
+      const proxiedEvent = await createEvent(proxied.baseUrl, {
+        name: 'Behind a balancer',
+        ticketTypes: [{ name: 'Seat', priceCents: 100, capacity: 5, maxPerBuyer: 1 }],
+      });
+      const typeId = proxiedEvent.ticketTypes[0]!.id;
+      const post = (headers: Record<string, string>, key: string) =>
+        fetch(`${proxied.baseUrl}/events/${proxiedEvent.id}/buy`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+          body: new URLSearchParams({
+            buyerId: `${key}@example.com`,
+            [`qty-${typeId}`]: '1',
+            idempotencyKey: key,
+          }),
+          redirect: 'manual',
+        });
+      const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'tickets.example' };
+      expect((await post({ ...forwarded, origin: 'https://tickets.example' }, 'through-proxy')).status).toBe(
+        303,
+      );
+      expect(
+        (await post({ ...forwarded, origin: 'https://evil.example' }, 'evil-through-proxy')).status,
+      ).toBe(403);
+      // The server's own address is not the site the buyers see behind the balancer.
+      expect((await post({ ...forwarded, origin: proxied.baseUrl }, 'direct')).status).toBe(403);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it('buys with the plain form, once per key, and says when it is busy', async () => {
     const typeId = event.ticketTypes[0]!.id;
     const fields = { buyerId: 'nojs@example.com', [`qty-${typeId}`]: '1', idempotencyKey: 'form-key-1' };
