@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEvent, waitFinal, type CreatedEvent } from './helpers/api.js';
-import { startOnsale, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 
 let onsale: Onsale;
 let base: string;
@@ -30,10 +30,10 @@ async function get(path: string, headers: Record<string, string> = {}) {
 }
 
 /** Posts the event page's form as a browser without JavaScript would. */
-async function postForm(fields: Record<string, string>) {
+async function postForm(fields: Record<string, string>, headers: Record<string, string> = {}) {
   const res = await fetch(`${base}/events/${event.id}/buy`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams(fields).toString(),
     redirect: 'manual',
   });
@@ -47,7 +47,7 @@ function expectStrictPage(page: { headers: Headers; text: string }) {
   expect(csp).toContain("frame-ancestors 'none'");
   expect(csp).not.toMatch(/unsafe-inline|unsafe-eval/);
   expect(page.headers.get('x-content-type-options')).toBe('nosniff');
-  expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+  expect(page.headers.get('referrer-policy')).toBe('same-origin');
   // Nothing the policy would have to allow: no inline script, style or handler.
   expect(page.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
   expect(page.text).not.toMatch(/\sstyle=|\son[a-z]+=/i);
@@ -109,6 +109,65 @@ describe('pages', () => {
     expect((await get('/assets/nope.js')).status).toBe(404);
   });
 
+  it('refuses a buy form posted from another site, and queues nothing', async () => {
+    const typeId = event.ticketTypes[0]!.id;
+    const fields = { buyerId: 'victim@example.com', [`qty-${typeId}`]: '1', idempotencyKey: 'cross-key' };
+    const host = new URL(base).host;
+    const crossSite: Array<Record<string, string>> = [
+      { origin: 'https://evil.example' },
+      { origin: 'null' }, // a sandboxed frame or a no-referrer page elsewhere
+      { origin: `http://${host}.evil.example` },
+      { origin: `https://${host}` }, // another scheme is another origin
+      { referer: 'https://evil.example/page' },
+      // Forwarded headers count only from a trusted proxy, and this test client is none.
+      { origin: 'https://evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' },
+    ];
+    for (const headers of crossSite) {
+      const refused = await postForm(fields, headers);
+      expect(refused.status, JSON.stringify(headers)).toBe(403);
+      expect(refused.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      expect(JSON.parse(refused.text)).toMatchObject({ error: { code: 'forbidden' } });
+    }
+    const stats = await fetch(`${base}/api/events/${event.id}/stats`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(stats.status).toBe(200);
+    expect(((await stats.json()) as { purchases: { queued: number } }).purchases.queued).toBe(0);
+  });
+
+  it('takes the origin a trusted proxy forwards, and only from a trusted proxy', async () => {
+    const proxied = await startOnsale({ workers: 0, env: { ONSALE_TRUST_PROXY: '127.0.0.1' } });
+    try {
+      const proxiedEvent = await createEvent(proxied.baseUrl, {
+        name: 'Behind a balancer',
+        ticketTypes: [{ name: 'Seat', priceCents: 100, capacity: 5, maxPerBuyer: 1 }],
+      });
+      const typeId = proxiedEvent.ticketTypes[0]!.id;
+      const post = (headers: Record<string, string>, key: string) =>
+        fetch(`${proxied.baseUrl}/events/${proxiedEvent.id}/buy`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+          body: new URLSearchParams({
+            buyerId: `${key}@example.com`,
+            [`qty-${typeId}`]: '1',
+            idempotencyKey: key,
+          }),
+          redirect: 'manual',
+        });
+      const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'tickets.example' };
+      expect((await post({ ...forwarded, origin: 'https://tickets.example' }, 'through-proxy')).status).toBe(
+        303,
+      );
+      expect(
+        (await post({ ...forwarded, origin: 'https://evil.example' }, 'evil-through-proxy')).status,
+      ).toBe(403);
+      // The server's own address is not the site the buyers see behind the balancer.
+      expect((await post({ ...forwarded, origin: proxied.baseUrl }, 'direct')).status).toBe(403);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it('buys with the plain form, once per key, and says when it is busy', async () => {
     const typeId = event.ticketTypes[0]!.id;
     const fields = { buyerId: 'nojs@example.com', [`qty-${typeId}`]: '1', idempotencyKey: 'form-key-1' };
@@ -118,7 +177,8 @@ describe('pages', () => {
     expect(none.text).toContain('Choose at least one ticket.');
     expect(none.text).toContain('value="nojs@example.com"'); // what was typed is kept
 
-    const bought = await postForm(fields);
+    // What a browser sends with the page's own form (Referrer-Policy: same-origin keeps the real Origin).
+    const bought = await postForm(fields, { origin: base, referer: `${base}/events/${event.id}` });
     expect(bought.status).toBe(303);
     const location = bought.headers.get('location')!;
     expect(location).toMatch(/^\/purchases\/[\w~.-]+$/);
@@ -133,9 +193,8 @@ describe('pages', () => {
     expect(queued.text).toMatch(/<noscript><meta http-equiv="refresh" content="3" ?\/?><\/noscript>/);
 
     // The queue holds two purchases at most: a third buyer is refused, told so, and keeps the form.
-    expect(
-      (await postForm({ ...fields, buyerId: 'second@example.com', idempotencyKey: 'form-key-2' })).status,
-    ).toBe(303);
+    const second = { ...fields, buyerId: 'second@example.com', idempotencyKey: 'form-key-2' };
+    expect((await postForm(second, { referer: `${base}/events/${event.id}` })).status).toBe(303);
     const busy = await postForm({ ...fields, buyerId: 'third@example.com', idempotencyKey: 'form-key-3' });
     expect(busy.status).toBe(503);
     expect(busy.headers.get('retry-after')).toBe('2');

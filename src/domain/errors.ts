@@ -5,6 +5,7 @@
 export type ErrorCode =
   | 'invalid_request'
   | 'unauthorized'
+  | 'forbidden'
   | 'not_found'
   | 'sales_not_open'
   | 'idempotency_conflict'

@@ -57,7 +57,8 @@ export interface AcceptedPurchase {
 }
 
 export type PurchaseStatus = 'queued' | 'held' | 'confirmed' | 'rejected' | 'expired' | 'cancelled';
-export type RejectReason = 'sold_out' | 'insufficient_inventory' | 'limit_exceeded';
+export const REJECT_REASONS = ['sold_out', 'insufficient_inventory', 'limit_exceeded'] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export const FINAL_STATUSES: ReadonlySet<PurchaseStatus> = new Set([
   'confirmed',

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { REJECT_REASONS } from '../domain/types.js';
 
 /**
  * The metrics of one process: what it did (requests, accepts, refusals, batches). Under `onsale start`
@@ -26,6 +27,32 @@ export function enableMetrics(): void {
     'nodejs_active_resources_total',
   ])
     registry.removeSingleMetric(name);
+  exportKnownSeriesAtZero();
+}
+
+/**
+ * The reasons a purchase request is refused (metrics-plugin.ts folds api.md's error codes into these):
+ * each is exported at 0 from the start.
+ */
+export const REFUSAL_REASONS = [
+  'invalid',
+  'not_found',
+  'sales_not_open',
+  'idempotency_conflict',
+  'rate_limited',
+  'overloaded',
+  'unavailable',
+  'error',
+] as const;
+
+/**
+ * A labelled series exists only once it is first counted, and rate() or an alert over a series that
+ * appears later sees nothing before it: every label set known in advance starts at 0 instead.
+ */
+function exportKnownSeriesAtZero(): void {
+  for (const reason of REFUSAL_REASONS) refused.inc({ reason }, 0);
+  finalized.inc({ outcome: 'confirmed' }, 0);
+  for (const reason of REJECT_REASONS) finalized.inc({ outcome: 'rejected', reason }, 0);
 }
 
 export function metricsEnabled(): boolean {

@@ -5,6 +5,7 @@ import { OnsaleError, type ErrorCode } from '../domain/errors.js';
 const HTTP_STATUS: Record<ErrorCode | 'internal_error', number> = {
   invalid_request: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   sales_not_open: 409,
   idempotency_conflict: 409,

@@ -142,4 +142,28 @@ describe('buyer page', () => {
     await screenshots(p, 'buyer-sold-out');
     expect(errors).toEqual([]);
   });
+  it('buys with the plain form when JavaScript is off: the page itself passes the cross-site check', async () => {
+    const event = await createEvent(main.baseUrl, {
+      name: 'No script night',
+      ticketTypes: [{ name: 'Seat', priceCents: 1000, capacity: 5, maxPerBuyer: 2 }],
+    });
+    const context = await browser.newContext({ javaScriptEnabled: false });
+    try {
+      const p = await context.newPage();
+      await p.goto(`${main.baseUrl}/events/${event.id}`);
+      await p.getByLabel('Email').fill('plain@example.com');
+      await p.getByLabel(/Seat/).selectOption('1');
+      const [answer] = await Promise.all([
+        p.waitForResponse((r) => r.url().endsWith(`/events/${event.id}/buy`)),
+        p.getByRole('button', { name: 'Buy' }).click(),
+      ]);
+      // The browser's own Origin header names this server (no `Origin: null`), so the post is taken.
+      expect(answer.status()).toBe(303);
+      await p.waitForURL(/\/purchases\/[^/]+$/);
+      const final = await waitFinal(main.baseUrl, purchaseIdOf(p.url()));
+      expect(final.status).toBe('confirmed');
+    } finally {
+      await context.close();
+    }
+  });
 });

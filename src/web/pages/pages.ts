@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { sendError } from '../errors.js';
 import { FINAL_STATUSES, type Purchase, type SaleEvent } from '../../domain/types.js';
 import { html, type SafeHtml } from './html.js';
 import { qrSvg } from './qr.js';
@@ -33,8 +34,10 @@ const SECURITY_HEADERS = {
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
-  // Purchase pages carry the purchase id, which is what lets one read it: never send it elsewhere.
-  'referrer-policy': 'no-referrer',
+  // Purchase pages carry the purchase id, which is what lets one read it: never send it elsewhere. Not
+  // no-referrer: under it a browser sends `Origin: null` with the page's own form, which the buy form's
+  // cross-site check must refuse.
+  'referrer-policy': 'same-origin',
   'x-frame-options': 'DENY',
 };
 
@@ -43,6 +46,32 @@ const TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
   '.svg': 'image/svg+xml',
 };
+
+/**
+ * Whether a form post comes from this site's own pages, so that another site cannot make its visitors buy
+ * here. Origin, else Referer, must name this server as the client reached it (request.protocol and
+ * request.host honour X-Forwarded-Proto/-Host only from trusted proxies). A post with neither header (an
+ * old browser, curl) is let through; `Origin: null` (a sandboxed or no-referrer page) is not.
+ */
+function fromThisOrigin(request: FastifyRequest): boolean {
+  const origin = request.headers.origin;
+  const referer = request.headers.referer;
+  const claimed = typeof origin === 'string' ? origin : typeof referer === 'string' ? referer : undefined;
+  if (claimed === undefined) return true;
+  return (
+    originOf(claimed) !== null && originOf(claimed) === originOf(`${request.protocol}://${request.host}`)
+  );
+}
+
+/** scheme://host:port with default ports dropped and case folded, or null for anything not http(s). */
+function originOf(url: string): string | null {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.origin : null;
+  } catch {
+    return null;
+  }
+}
 
 /** URL ids are opaque and URL-safe (api.md); anything else is not one of ours. */
 const ID = /^[A-Za-z0-9_~.-]{1,64}$/;
@@ -112,6 +141,9 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
     pages.post<{ Params: { eventId: string }; Body: URLSearchParams }>(
       '/events/:eventId/buy',
       async (request, reply) => {
+        if (!fromThisOrigin(request)) {
+          return sendError(reply, 'forbidden', "the buy form only accepts posts from this site's own pages");
+        }
         const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
         if (!event) return notFound(reply, 'There is no such event.');
         const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();

@@ -1,0 +1,55 @@
+/**
+ * Labelled counters start at 0 for every label set known in advance, so that rate() and the alerts see a
+ * series from the first scrape rather than from the first refusal or rejection. Real `onsale start` with
+ * one worker, scraped before any purchase.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REJECT_REASONS } from '../src/domain/types.js';
+import { REFUSAL_REASONS } from '../src/metrics/metrics.js';
+import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
+
+let onsale: Onsale;
+
+beforeAll(async () => {
+  onsale = await startOnsale({ workers: 1 });
+});
+
+afterAll(async () => onsale?.stop());
+
+/** The samples of a text exposition, keyed by series ("name{labels}"). */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+describe('metrics of a fresh server', () => {
+  it('export every refusal reason and every final outcome at 0 before any purchase', async () => {
+    const res = await fetch(`${onsale.baseUrl}/metrics`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(res.status).toBe(200);
+    const m = samples(await res.text());
+    for (const reason of ['invalid', 'rate_limited', 'overloaded', 'sales_not_open', 'unavailable']) {
+      expect(REFUSAL_REASONS).toContain(reason);
+    }
+    for (const reason of REFUSAL_REASONS) {
+      expect(m.get(`onsale_purchases_refused_total{reason="${reason}"}`), reason).toBe(0);
+    }
+    expect(m.get('onsale_purchases_finalized_total{outcome="confirmed"}')).toBe(0);
+    for (const reason of REJECT_REASONS) {
+      expect(m.get(`onsale_purchases_finalized_total{outcome="rejected",reason="${reason}"}`), reason).toBe(
+        0,
+      );
+    }
+    // The unlabelled families are there at 0 as well.
+    expect(m.get('onsale_purchases_accepted_total')).toBe(0);
+    expect(m.get('onsale_retries_total')).toBe(0);
+    expect(m.get('onsale_allocation_batch_size_count')).toBe(0);
+    expect(m.get('onsale_purchase_end_to_end_seconds_count')).toBe(0);
+  });
+});
