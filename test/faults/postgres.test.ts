@@ -111,6 +111,7 @@ describe.skipIf(!included('postgres'))(
         expect(probe).toMatchObject({ status: 503, code: 'unavailable' });
         expect(Number(probe.retryAfter)).toBeGreaterThan(0);
       }
+      expect(readiness.length).toBeGreaterThan(0);
       expect(readiness.every((s) => s === 503)).toBe(true);
 
       // Back up: everything answered 202 reaches a final status, and no invariant is broken.

@@ -130,6 +130,7 @@ describeEach(DATABASES, 'RabbitMQ faults during a flood, $name', (database) => {
       },
     });
     await outage;
+    expect(whileDown).toHaveLength(20);
     expect(whileDown.map((a) => a.status)).toEqual(whileDown.map(() => 503));
     expect(whileDown.every((a) => Number(a.retryAfter) >= 1)).toBe(true);
     // Refused at once, not after a hanging request.
