@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, purchase, waitDrained, waitFinal } from './helpers/api.js';
 import { ADMIN, expectApiError, send } from './helpers/http.js';
 import { ADMIN_TOKEN, runCli, startOnsale, tempDir, type Onsale } from './helpers/processes.js';
-import { freshPostgresDatabase, included } from './helpers/services.js';
+import { describeEach, exclusion, freshPostgresDatabase } from './helpers/services.js';
 
 interface Event {
   id: string;
@@ -22,21 +22,18 @@ interface Event {
 }
 
 const engines = [
-  { name: 'SQLite', database: async () => ({ env: {}, drop: async () => {} }) },
-  ...(included('postgres')
-    ? [
-        {
-          name: 'PostgreSQL',
-          database: async () => {
-            const db = await freshPostgresDatabase();
-            return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
-          },
-        },
-      ]
-    : []),
+  { name: 'SQLite', excluded: '', database: async () => ({ env: {}, drop: async () => {} }) },
+  {
+    name: 'PostgreSQL',
+    excluded: exclusion('postgres'),
+    database: async () => {
+      const db = await freshPostgresDatabase();
+      return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
+    },
+  },
 ];
 
-describe.each(engines)('buyer identity on $name', ({ database }) => {
+describeEach(engines, 'buyer identity on $name', ({ database }) => {
   let onsale: Onsale;
   let drop: () => Promise<void>;
   let base: string;
@@ -268,6 +265,7 @@ const oldMigrations = (engine: 'sqlite' | 'postgres') =>
 const upgrades = [
   {
     name: 'SQLite',
+    excluded: '',
     database: async () => {
       const dir = tempDir();
       const file = join(dir.path, 'old.db');
@@ -290,35 +288,33 @@ const upgrades = [
       return { env: { ONSALE_DATABASE_URL: `sqlite:${file}` }, drop: async () => dir.remove() };
     },
   },
-  ...(included('postgres')
-    ? [
-        {
-          name: 'PostgreSQL',
-          database: async () => {
-            const db = await freshPostgresDatabase();
-            const client = new pg.Client({ connectionString: db.url });
-            await client.connect();
-            await client.query(
-              'CREATE TABLE schema_migrations (component text NOT NULL, version integer NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))',
-            );
-            for (const m of oldMigrations('postgres')) {
-              await client.query(m.sql);
-              await client.query(
-                'INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)',
-                [m.component, m.version, m.name],
-              );
-            }
-            await client.query(OLD_DATA);
-            await client.query(OLD_KEY);
-            await client.end();
-            return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
-          },
-        },
-      ]
-    : []),
+  {
+    name: 'PostgreSQL',
+    excluded: exclusion('postgres'),
+    database: async () => {
+      const db = await freshPostgresDatabase();
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      await client.query(
+        'CREATE TABLE schema_migrations (component text NOT NULL, version integer NOT NULL, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))',
+      );
+      for (const m of oldMigrations('postgres')) {
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)', [
+          m.component,
+          m.version,
+          m.name,
+        ]);
+      }
+      await client.query(OLD_DATA);
+      await client.query(OLD_KEY);
+      await client.end();
+      return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
+    },
+  },
 ];
 
-describe.each(upgrades)('a $name database made before buyer identity', ({ database }) => {
+describeEach(upgrades, 'a $name database made before buyer identity', ({ database }) => {
   it('upgrades: events take any id, old purchases are found by any spelling, old totals count', async () => {
     const db = await database();
     const onsale = await startOnsale({ env: db.env });

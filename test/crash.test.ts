@@ -65,6 +65,7 @@ describe('crashes during a flood', () => {
         }
       },
     });
+    expect(killed).toHaveLength(2);
     expect(killed.every((c) => c && !alive(c.pid))).toBe(true);
     await until(() => {
       const titles = childrenOf(supervisor).map((c) => c.title);
@@ -86,6 +87,7 @@ describe('crashes during a flood', () => {
         if (sent.length === 5500) for (const pid of everyone) process.kill(pid, 'SIGKILL');
       },
     });
+    expect(everyone.length).toBeGreaterThan(1);
     await until(() => everyone.every((pid) => !alive(pid)));
     const refusedWhileDown = sent.slice(5500).filter((r) => r.status === 0).length;
     expect(refusedWhileDown).toBeGreaterThan(0);

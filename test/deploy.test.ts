@@ -67,8 +67,9 @@ const containers = (d: Doc) => [
   ...(d.spec.template.spec.initContainers ?? []),
   ...d.spec.template.spec.containers,
 ];
+// An empty selector would select every pod: it selects nothing here.
 const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
-  Object.entries(selector).every(([k, v]) => labels[k] === v);
+  Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 describe('deploy/k8s manifests', () => {
   it('hold the web and worker Deployments, Service, HPA, PDBs, ScaledObject and config', () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { observe, sendCrowd } from '../src/simulate/crowd.js';
 import { checkInvariants } from '../src/simulate/invariants.js';
 import { createEvent, purchase, waitDrained, type CreatedEvent } from './helpers/api.js';
@@ -6,7 +6,14 @@ import { makeCrowd } from './helpers/crowd.js';
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from './helpers/processes.js';
 import { deleteRabbitTopology, rabbitUrl } from './helpers/rabbitmq.js';
 import { deleteRedisKeys } from './helpers/redis.js';
-import { freshPostgresDatabase, included, REDIS_URL, uniqueName, type Backend } from './helpers/services.js';
+import {
+  describeEach,
+  exclusion,
+  freshPostgresDatabase,
+  REDIS_URL,
+  uniqueName,
+  type Backend,
+} from './helpers/services.js';
 
 /** A database and a queue engine, each a real server, set up fresh for one run of the flood. */
 interface Engines {
@@ -63,7 +70,8 @@ const ENGINES: Engines[] = [
  * api.md's invariants under a concurrent flood through HTTP, on `onsale start`: two web servers sharing the
  * port (node:cluster) and two workers competing for the same event, on every combination of engines.
  */
-describe.each(ENGINES.filter((e) => e.backends.every(included)))(
+describeEach(
+  ENGINES.map((e) => ({ ...e, excluded: exclusion(...e.backends) })),
   'a flood of purchases on $name',
   (engines) => {
     let onsale: Onsale;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SHOP_KINDS } from '../bench/shops/shops.js';
 import { simulate } from '../src/simulate/run.js';
 import { ADMIN_TOKEN, freePort, waitForReady } from './helpers/processes.js';
-import { freshPostgresDatabase, included } from './helpers/services.js';
+import { exclusion, freshPostgresDatabase, included } from './helpers/services.js';
 
 const SHOP_SERVER = resolve(import.meta.dirname, '../build/bench/shops/server.js');
 
@@ -13,7 +13,7 @@ const SHOP_SERVER = resolve(import.meta.dirname, '../build/bench/shops/server.js
  * The bench's baseline shops must be correct for the comparison to mean anything: under a concurrent crowd,
  * each sells exactly its capacity, never a ticket more, each ticket once.
  */
-describe.skipIf(!included('postgres'))('the baseline shops of the bench', () => {
+describe.skipIf(!included('postgres'))(`the baseline shops of the bench${exclusion('postgres')}`, () => {
   for (const kind of SHOP_KINDS) {
     it(`${kind} sells exactly its capacity under a concurrent crowd`, async () => {
       const db = await freshPostgresDatabase();

@@ -344,6 +344,7 @@ describe('onsale simulate against onsale', () => {
       const stopped = await start();
       stopped.run.child.kill('SIGTERM');
       expect((await stopped.run.exited).code, stopped.run.output()).toBe(130);
+      expect(stopped.children.length).toBeGreaterThan(0);
       await until(() => stopped.children.every((pid) => !running(pid)), 10_000);
     } finally {
       await shop.close();

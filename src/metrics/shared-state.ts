@@ -8,7 +8,7 @@ import type { Storage } from '../ports/storage.js';
  */
 const TICKET_EVENTS = 10;
 /** Scrapes closer together than this reuse the last reading instead of querying again. */
-const FRESH_MS = 1_000;
+export const FRESH_MS = 1_000;
 
 interface Reading {
   depth: number;

@@ -58,6 +58,7 @@ describe('admin page', () => {
     for (let wave = 0; wave < 5; wave++) {
       const intents = crowd.slice(wave * 500, (wave + 1) * 500);
       const sent = await sendCrowd({ baseUrl: onsale.baseUrl, eventId, intents, concurrency: 16 });
+      expect(sent).toHaveLength(intents.length);
       expect(sent.every((s) => s.status === 202)).toBe(true);
       stats = await waitDrained(onsale.baseUrl, eventId);
       const expected = stats.ticketTypes[0].sold.toLocaleString('en');

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, assert, beforeEach, expect, it } from 'vitest';
 import { canonicalBuyerId } from '../../src/domain/buyer.js';
 import type { AcceptedPurchase } from '../../src/domain/types.js';
 import { headOf, type Queue } from '../../src/ports/queue.js';
 import { queueAdapters } from '../helpers/adapters.js';
 import { until } from '../helpers/processes.js';
+import { describeEach } from '../helpers/services.js';
 
 function accepted(eventId: string, buyerId = `b-${randomUUID()}`, quantity = 1): AcceptedPurchase {
   return {
@@ -23,7 +24,7 @@ async function enqueue(queue: Queue, purchases: AcceptedPurchase[]): Promise<voi
   expect(results.map((r) => r.status)).toEqual(purchases.map(() => 'accepted'));
 }
 
-describe.each(queueAdapters)('Queue contract: $name', (factory) => {
+describeEach(queueAdapters, 'Queue contract: $name', (factory) => {
   let queue: Queue;
   let reopen: () => Queue;
   let cleanup: () => Promise<void>;
@@ -98,11 +99,25 @@ describe.each(queueAdapters)('Queue contract: $name', (factory) => {
   it('gives a crashed worker’s batch, whole and in order, to another worker once the lease runs out', async () => {
     const purchases = Array.from({ length: 4 }, () => accepted('e1'));
     await enqueue(queue, purchases);
-    const lost = (await queue.claim('dead', 10, 100))!;
+    const leaseMs = 1000;
+    // Taken before the claim, so the lease (started by the queue later) cannot run out before
+    // claimedAt + leaseMs: the checks below hold however slow the machine is.
+    const claimedAt = Date.now();
+    const lost = (await queue.claim('dead', 10, leaseMs))!;
     expect(lost.deliveries).toBe(1);
-    expect(await queue.claim('w2', 10, 100)).toBeNull();
-    await new Promise((r) => setTimeout(r, 150));
-    const again = (await reopen().claim('w2', 10, 5000))!;
+    const other = reopen();
+    let again = await other.claim('w2', 10, 5000);
+    // An answer that came before claimedAt + leaseMs was given while the lease certainly held.
+    if (Date.now() - claimedAt < leaseMs) expect(again).toBeNull();
+    // Another worker asks until it gets the batch once the lease ran out.
+    const deadline = Date.now() + 20_000;
+    while (again === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      again = await other.claim('w2', 10, 5000);
+    }
+    // Not before the lease ran out (a few ms of slack for the servers' clocks).
+    expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(leaseMs - 5);
+    assert(again, 'the batch never came back after its lease ran out');
     expect(again.purchases).toEqual(lost.purchases);
     expect(again.deliveries).toBe(2);
     // The dead worker's late ack (its commit had landed) removes only what it had claimed.

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { canonicalBuyerId } from '../../src/domain/buyer.js';
 import type { AcceptedPurchase, SaleEvent } from '../../src/domain/types.js';
 import type { Storage } from '../../src/ports/storage.js';
 import { storageAdapters } from '../helpers/adapters.js';
+import { describeEach } from '../helpers/services.js';
 
-describe.each(storageAdapters)('Storage contract: $name', (factory) => {
+describeEach(storageAdapters, 'Storage contract: $name', (factory) => {
   let storage: Storage;
   let reopen: () => Storage;
   let cleanup: () => Promise<void>;

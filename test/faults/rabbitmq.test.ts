@@ -26,13 +26,19 @@ import {
   type Onsale,
 } from '../helpers/processes.js';
 import { rabbitQueue, rabbitUrl, startPrivateRabbit, type PrivateRabbit } from '../helpers/rabbitmq.js';
-import { freshPostgresDatabase, included, RABBITMQ_URL, uniqueName } from '../helpers/services.js';
+import {
+  describeEach,
+  exclusion,
+  freshPostgresDatabase,
+  RABBITMQ_URL,
+  uniqueName,
+} from '../helpers/services.js';
 
 /** The database beside RabbitMQ: it holds the storage and the queue's index (PostgreSQL only). */
 const DATABASES = [
   {
     name: 'postgres',
-    run: included('postgres'),
+    excluded: exclusion('rabbitmq', 'postgres'),
     open: async () => {
       const db = await freshPostgresDatabase();
       return { env: { ONSALE_DATABASE_URL: db.url }, drop: db.drop };
@@ -46,149 +52,144 @@ const DATABASES = [
  * while a worker is SIGKILLed. While the broker is down a purchase gets 503 with Retry-After, never a 500;
  * afterwards every 202 reaches a final status and every invariant of api.md holds.
  */
-describe.runIf(included('rabbitmq')).each(DATABASES.filter((d) => d.run))(
-  'RabbitMQ faults during a flood, $name',
-  (database) => {
-    let rabbit: PrivateRabbit | undefined;
-    let onsale: Onsale | undefined;
-    let dropDatabase: (() => Promise<void>) | undefined;
-    let event: CreatedEvent;
+describeEach(DATABASES, 'RabbitMQ faults during a flood, $name', (database) => {
+  let rabbit: PrivateRabbit | undefined;
+  let onsale: Onsale | undefined;
+  let dropDatabase: (() => Promise<void>) | undefined;
+  let event: CreatedEvent;
 
-    beforeAll(async () => {
-      rabbit = await startPrivateRabbit();
-      const db = await database.open();
-      dropDatabase = db.drop;
-      onsale = await startOnsale({
-        mode: 'start',
-        env: {
-          ...LOOPBACK_EXEMPT,
-          ...db.env,
-          ONSALE_QUEUE_URL: rabbitUrl(uniqueName('onsale_fault'), rabbit.url),
-          ONSALE_WEB: '2',
-          ONSALE_WORKERS_MIN: '2',
-          ONSALE_WORKERS_MAX: '2',
-        },
-      });
-      event = await createEvent(onsale.baseUrl, {
-        ticketTypes: [
-          { name: 'GA', priceCents: 5000, capacity: 1500, maxPerBuyer: 4 },
-          { name: 'VIP', priceCents: 9000, capacity: 300, maxPerBuyer: 2 },
-        ],
-      });
-    }, 120_000);
+  beforeAll(async () => {
+    rabbit = await startPrivateRabbit();
+    const db = await database.open();
+    dropDatabase = db.drop;
+    onsale = await startOnsale({
+      mode: 'start',
+      env: {
+        ...LOOPBACK_EXEMPT,
+        ...db.env,
+        ONSALE_QUEUE_URL: rabbitUrl(uniqueName('onsale_fault'), rabbit.url),
+        ONSALE_WEB: '2',
+        ONSALE_WORKERS_MIN: '2',
+        ONSALE_WORKERS_MAX: '2',
+      },
+    });
+    event = await createEvent(onsale.baseUrl, {
+      ticketTypes: [
+        { name: 'GA', priceCents: 5000, capacity: 1500, maxPerBuyer: 4 },
+        { name: 'VIP', priceCents: 9000, capacity: 300, maxPerBuyer: 2 },
+      ],
+    });
+  }, 120_000);
 
-    afterAll(async () => {
-      await onsale?.stop();
-      await rabbit?.destroy();
-      await dropDatabase?.();
-    }, 60_000);
+  afterAll(async () => {
+    await onsale?.stop();
+    await rabbit?.destroy();
+    await dropDatabase?.();
+  }, 60_000);
 
-    it('answers 503 + Retry-After while the broker is down, then loses and doubles nothing', async () => {
-      const { baseUrl } = onsale!;
-      const supervisor = onsale!.processes[0]!.child.pid!;
-      const crowd = makeCrowd({ count: 7000, buyers: 3500, types: event.ticketTypes, seed: 11 });
-      const sent: SentPurchase[] = [];
-      const item = [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }];
+  it('answers 503 + Retry-After while the broker is down, then loses and doubles nothing', async () => {
+    const { baseUrl } = onsale!;
+    const supervisor = onsale!.processes[0]!.child.pid!;
+    const crowd = makeCrowd({ count: 7000, buyers: 3500, types: event.ticketTypes, seed: 11 });
+    const sent: SentPurchase[] = [];
+    const item = [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }];
 
-      // Phase 1: the broker crashes mid-flood (SIGKILL of its VM) and comes back on the same data.
-      const whileDown: Array<{ status: number; retryAfter: string | null; ms: number }> = [];
-      let outage: Promise<void> | undefined;
-      const crashAndRestart = async () => {
-        await rabbit!.kill();
-        // Probes while it is down: each must be refused with 503 and Retry-After.
-        for (let i = 0; i < 20; i++) {
-          const sentAt = performance.now();
-          const answer = await purchase(baseUrl, event.id, { buyerId: `probe-${i}`, items: item });
-          whileDown.push({
-            status: answer.status,
-            retryAfter: answer.headers.get('retry-after'),
-            ms: performance.now() - sentAt,
-          });
-          sent.push({
-            buyerId: `probe-${i}`,
-            items: item,
-            sentAt,
-            answeredAt: performance.now(),
-            status: answer.status,
-            ...(typeof answer.body?.purchaseId === 'string' ? { purchaseId: answer.body.purchaseId } : {}),
-          });
-        }
-        await rabbit!.start();
-      };
-      await sendCrowd({
-        baseUrl,
-        eventId: event.id,
-        intents: crowd.slice(0, 3000),
-        concurrency: 32,
-        onAnswer: (record) => {
-          sent.push(record);
-          if (sent.length === 1000) outage = crashAndRestart();
-        },
-      });
-      await outage;
-      expect(whileDown.map((a) => a.status)).toEqual(whileDown.map(() => 503));
-      expect(whileDown.every((a) => Number(a.retryAfter) >= 1)).toBe(true);
-      // Refused at once, not after a hanging request.
-      expect(Math.max(...whileDown.map((a) => a.ms))).toBeLessThan(2_000);
-
-      // Back: both web servers accept again within seconds (fresh connections, so that node:cluster hands
-      // them to either web server; ten 202s in a row).
-      const deadline = Date.now() + 30_000;
-      for (let inARow = 0, i = 0; inARow < 10; i++) {
+    // Phase 1: the broker crashes mid-flood (SIGKILL of its VM) and comes back on the same data.
+    const whileDown: Array<{ status: number; retryAfter: string | null; ms: number }> = [];
+    let outage: Promise<void> | undefined;
+    const crashAndRestart = async () => {
+      await rabbit!.kill();
+      // Probes while it is down: each must be refused with 503 and Retry-After.
+      for (let i = 0; i < 20; i++) {
         const sentAt = performance.now();
-        const answer = await purchase(
-          baseUrl,
-          event.id,
-          { buyerId: `back-${i}`, items: item },
-          { connection: 'close' },
-        );
-        expect(answer.status === 202 || answer.status === 503).toBe(true);
+        const answer = await purchase(baseUrl, event.id, { buyerId: `probe-${i}`, items: item });
+        whileDown.push({
+          status: answer.status,
+          retryAfter: answer.headers.get('retry-after'),
+          ms: performance.now() - sentAt,
+        });
         sent.push({
-          buyerId: `back-${i}`,
+          buyerId: `probe-${i}`,
           items: item,
           sentAt,
           answeredAt: performance.now(),
           status: answer.status,
-          ...(answer.status === 202 ? { purchaseId: answer.body.purchaseId as string } : {}),
+          ...(typeof answer.body?.purchaseId === 'string' ? { purchaseId: answer.body.purchaseId } : {}),
         });
-        inARow = answer.status === 202 ? inARow + 1 : 0;
-        if (Date.now() > deadline) throw new Error('purchases still refused 30 s after RabbitMQ restarted');
-        if (answer.status !== 202) await new Promise((r) => setTimeout(r, 100));
       }
+      await rabbit!.start();
+    };
+    await sendCrowd({
+      baseUrl,
+      eventId: event.id,
+      intents: crowd.slice(0, 3000),
+      concurrency: 32,
+      onAnswer: (record) => {
+        sent.push(record);
+        if (sent.length === 1000) outage = crashAndRestart();
+      },
+    });
+    await outage;
+    expect(whileDown).toHaveLength(20);
+    expect(whileDown.map((a) => a.status)).toEqual(whileDown.map(() => 503));
+    expect(whileDown.every((a) => Number(a.retryAfter) >= 1)).toBe(true);
+    // Refused at once, not after a hanging request.
+    expect(Math.max(...whileDown.map((a) => a.ms))).toBeLessThan(2_000);
 
-      // Phase 2: a worker dies mid-flood; the supervisor restarts it and RabbitMQ hands its messages over.
-      let killed: { pid: number; title: string } | undefined;
-      const phase2 = await sendCrowd({
+    // Back: both web servers accept again within seconds (fresh connections, so that node:cluster hands
+    // them to either web server; ten 202s in a row).
+    const deadline = Date.now() + 30_000;
+    for (let inARow = 0, i = 0; inARow < 10; i++) {
+      const sentAt = performance.now();
+      const answer = await purchase(
         baseUrl,
-        eventId: event.id,
-        intents: crowd.slice(3000),
-        concurrency: 32,
-        onAnswer: (record) => {
-          sent.push(record);
-          if (sent.length === 4500) {
-            killed = childrenOf(supervisor).find((c) => c.title === 'onsale-worker');
-            if (killed) process.kill(killed.pid, 'SIGKILL');
-          }
-        },
-      });
-      expect(killed).toBeDefined();
-      await until(
-        () => childrenOf(supervisor).filter((c) => c.title === 'onsale-worker').length === 2,
-        30_000,
+        event.id,
+        { buyerId: `back-${i}`, items: item },
+        { connection: 'close' },
       );
+      expect(answer.status === 202 || answer.status === 503).toBe(true);
+      sent.push({
+        buyerId: `back-${i}`,
+        items: item,
+        sentAt,
+        answeredAt: performance.now(),
+        status: answer.status,
+        ...(answer.status === 202 ? { purchaseId: answer.body.purchaseId as string } : {}),
+      });
+      inARow = answer.status === 202 ? inARow + 1 : 0;
+      if (Date.now() > deadline) throw new Error('purchases still refused 30 s after RabbitMQ restarted');
+      if (answer.status !== 202) await new Promise((r) => setTimeout(r, 100));
+    }
 
-      // 202, or 503 while the broker was down: never a 500. A worker's death costs no buyer anything.
-      expect([...new Set(sent.map((r) => r.status))].filter((s) => s !== 202 && s !== 503)).toEqual([]);
-      expect(sent.filter((r) => r.status === 503).length).toBeGreaterThan(0);
-      expect(phase2.filter((r) => r.status !== 202)).toEqual([]);
+    // Phase 2: a worker dies mid-flood; the supervisor restarts it and RabbitMQ hands its messages over.
+    let killed: { pid: number; title: string } | undefined;
+    const phase2 = await sendCrowd({
+      baseUrl,
+      eventId: event.id,
+      intents: crowd.slice(3000),
+      concurrency: 32,
+      onAnswer: (record) => {
+        sent.push(record);
+        if (sent.length === 4500) {
+          killed = childrenOf(supervisor).find((c) => c.title === 'onsale-worker');
+          if (killed) process.kill(killed.pid, 'SIGKILL');
+        }
+      },
+    });
+    expect(killed).toBeDefined();
+    await until(() => childrenOf(supervisor).filter((c) => c.title === 'onsale-worker').length === 2, 30_000);
 
-      await waitDrained(baseUrl, event.id, 120_000);
-      const seen = await observe({ baseUrl, eventId: event.id, adminToken: ADMIN_TOKEN, sent });
-      expect(checkInvariants({ sent, purchases: seen.purchases, stock: seen.stock })).toEqual([]);
-      for (const t of seen.stock) expect(t.sold).toBe(t.capacity);
-    }, 300_000);
-  },
-);
+    // 202, or 503 while the broker was down: never a 500. A worker's death costs no buyer anything.
+    expect([...new Set(sent.map((r) => r.status))].filter((s) => s !== 202 && s !== 503)).toEqual([]);
+    expect(sent.filter((r) => r.status === 503).length).toBeGreaterThan(0);
+    expect(phase2.filter((r) => r.status !== 202)).toEqual([]);
+
+    await waitDrained(baseUrl, event.id, 120_000);
+    const seen = await observe({ baseUrl, eventId: event.id, adminToken: ADMIN_TOKEN, sent });
+    expect(checkInvariants({ sent, purchases: seen.purchases, stock: seen.stock })).toEqual([]);
+    for (const t of seen.stock) expect(t.sold).toBe(t.capacity);
+  }, 300_000);
+});
 
 function accepted(eventId: string): AcceptedPurchase {
   const buyerId = `b-${randomUUID()}`;
@@ -206,8 +207,8 @@ function accepted(eventId: string): AcceptedPurchase {
  * What a broker alone would get wrong, on the shared RabbitMQ (a prefix of each test's own): messages that
  * no index row backs, redelivery counts inflated by prefetch, dead letters on the broker's side.
  */
-describe.runIf(included('rabbitmq') && included('postgres'))(
-  'RabbitMQ queue: the index and the broker together',
+describe.skipIf(exclusion('rabbitmq', 'postgres') !== '')(
+  `RabbitMQ queue: the index and the broker together${exclusion('rabbitmq', 'postgres')}`,
   () => {
     let opened: Awaited<ReturnType<typeof rabbitQueue>>;
 

@@ -7,9 +7,10 @@ import { SqliteStorage } from '../../src/adapters/sqlite/storage.js';
 import type { Queue } from '../../src/ports/queue.js';
 import type { Storage } from '../../src/ports/storage.js';
 import { tempDir } from './processes.js';
+import type { Backend } from './services.js';
 import { rabbitQueue } from './rabbitmq.js';
 import { deleteRedisKeys } from './redis.js';
-import { freshPostgresDatabase, included, REDIS_URL, uniqueName } from './services.js';
+import { exclusion, freshPostgresDatabase, REDIS_URL, uniqueName } from './services.js';
 
 /**
  * Every adapter of each port, opened on a real, fresh database. The contract suites run once per entry.
@@ -17,6 +18,8 @@ import { freshPostgresDatabase, included, REDIS_URL, uniqueName } from './servic
  */
 interface AdapterFactory<T> {
   name: string;
+  /** Why this adapter's suite is skipped (see `exclusion`), or '' when it runs. */
+  excluded: string;
   open: () => Promise<{ adapter: T; reopen: () => T; cleanup: () => Promise<void> }>;
 }
 
@@ -94,16 +97,36 @@ function postgres<T extends { migrate(): Promise<void>; close(): Promise<void> }
   };
 }
 
+/** Every adapter stays listed: `describeEach` reports an excluded one as skipped, with the reason. */
+function entry<T>(name: string, backends: Backend[], open: AdapterFactory<T>['open']): AdapterFactory<T> {
+  const excluded = exclusion(...backends);
+  return { name, excluded, open };
+}
+
 export const storageAdapters: Array<AdapterFactory<Storage>> = [
-  { name: 'sqlite', open: sqlite((url) => new SqliteStorage(url)) },
-  ...(included('postgres') ? [{ name: 'postgres', open: postgres((url) => new PostgresStorage(url)) }] : []),
+  entry(
+    'sqlite',
+    [],
+    sqlite((url) => new SqliteStorage(url)),
+  ),
+  entry(
+    'postgres',
+    ['postgres'],
+    postgres((url) => new PostgresStorage(url)),
+  ),
 ];
 
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
-  { name: 'sqlite', open: sqlite((url) => new SqliteQueue(url)) },
-  ...(included('postgres') ? [{ name: 'postgres', open: postgres((url) => new PostgresQueue(url)) }] : []),
-  ...(included('redis') ? [{ name: 'redis', open: redisQueue }] : []),
-  ...(included('rabbitmq') && included('postgres')
-    ? [{ name: 'rabbitmq (index in postgres)', open: rabbitQueue }]
-    : []),
+  entry(
+    'sqlite',
+    [],
+    sqlite((url) => new SqliteQueue(url)),
+  ),
+  entry(
+    'postgres',
+    ['postgres'],
+    postgres((url) => new PostgresQueue(url)),
+  ),
+  entry('redis', ['redis'], redisQueue),
+  entry('rabbitmq (index in postgres)', ['rabbitmq', 'postgres'], rabbitQueue),
 ];
