@@ -44,10 +44,13 @@ export async function adminRoutes(
     '/api/events/:eventId/stats',
     { schema: { params: eventParams } },
     async (request) => {
+      // The queue first, then storage: a worker commits a batch before it acks it, so every purchase gone
+      // from the queue at the first read is in storage at the second. The other order could miss a batch
+      // committed between the reads, counted neither queued nor final.
+      const { queued, deadLetters } = await queue.depthOf(request.params.eventId);
       const stats = await storage.getStats(request.params.eventId);
       if (!stats) throw new OnsaleError('not_found', `no event ${request.params.eventId}`);
       // A dead letter is still queued from the buyer's point of view, until an operator replays it.
-      const { queued, deadLetters } = await queue.depthOf(request.params.eventId);
       stats.purchases.queued = queued + deadLetters;
       return { ...stats, deadLetters };
     },
