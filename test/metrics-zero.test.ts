@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REJECT_REASONS } from '../src/domain/types.js';
 import { REFUSAL_REASONS } from '../src/metrics/metrics.js';
 import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
+import { samples } from './helpers/prometheus.js';
 
 let onsale: Onsale;
 
@@ -15,17 +16,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => onsale?.stop());
-
-/** The samples of a text exposition, keyed by series ("name{labels}"). */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 describe('metrics of a fresh server', () => {
   it('export every refusal reason and every final outcome at 0 before any purchase', async () => {

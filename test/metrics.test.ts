@@ -6,7 +6,13 @@ import { sendCrowd } from '../src/simulate/crowd.js';
 import { createEvent, getJson, purchase, waitDrained } from './helpers/api.js';
 import { makeCrowd } from './helpers/crowd.js';
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, until, type Onsale } from './helpers/processes.js';
-import { PROMETHEUS_DIR, promtool, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
+import {
+  PROMETHEUS_DIR,
+  promtool,
+  samples,
+  startPrometheus,
+  type RunningPrometheus,
+} from './helpers/prometheus.js';
 
 const DASHBOARD = join(PROMETHEUS_DIR, '../grafana/onsale.json');
 
@@ -30,17 +36,6 @@ const FAMILIES = [
   'process_resident_memory_bytes',
   'nodejs_eventloop_lag_p99_seconds',
 ];
-
-/** The samples of a text exposition, keyed by series ("name{labels}"). */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 function sum(all: Map<string, number>, name: string, labels = ''): number {
   let total = 0;

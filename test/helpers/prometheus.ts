@@ -88,3 +88,14 @@ export function promtool(args: string[], input?: string): Promise<{ code: number
     if (input !== undefined) child.stdin!.end(input);
   });
 }
+
+/** The samples of a text exposition, keyed by series ("name{labels}"). */
+export function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
