@@ -5,10 +5,15 @@ import { queuedPurchase } from '../../domain/types.js';
 import type { Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
 import { requireAdminToken } from '../admin-token.js';
+import { errorResponses } from '../errors.js';
 import { withAvailability, type Lookups } from '../lookups.js';
+import { ADMIN_SECURITY } from '../openapi.js';
 import {
   eventParams,
+  eventStats,
+  eventView,
   newEventBody,
+  purchaseList,
   purchaseListQuery,
   type NewEventBody,
   type PurchaseListQuery,
@@ -21,6 +26,15 @@ interface AdminOptions {
   adminToken: string;
 }
 
+const ADMIN_READ_ERRORS = errorResponses(
+  'invalid_request',
+  'unauthorized',
+  'not_found',
+  'rate_limited',
+  'internal_error',
+  'unavailable',
+);
+
 /** The endpoints that need the admin token: creating events, their stats and their purchases. */
 export async function adminRoutes(
   app: FastifyInstance,
@@ -31,7 +45,29 @@ export async function adminRoutes(
 
   app.post<{ Body: NewEventBody }>(
     '/api/events',
-    { schema: { body: newEventBody } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create an event and its ticket types',
+        security: ADMIN_SECURITY,
+        body: newEventBody,
+        response: {
+          201: {
+            ...eventView,
+            description: 'the event, with the ids the server gave it and its ticket types',
+          },
+          ...errorResponses(
+            'invalid_request',
+            'unauthorized',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request, reply) => {
       const input = eventToCreate(request.body, new Date());
       if (input instanceof OnsaleError) throw input;
@@ -42,7 +78,15 @@ export async function adminRoutes(
 
   app.get<{ Params: { eventId: string } }>(
     '/api/events/:eventId/stats',
-    { schema: { params: eventParams } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's exact figures, read from the system of record",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        response: { 200: eventStats, ...ADMIN_READ_ERRORS },
+      },
+    },
     async (request) => {
       // The queue first, then storage: a worker commits a batch before it acks it, so every purchase gone
       // from the queue at the first read is in storage at the second. The other order could miss a batch
@@ -58,7 +102,16 @@ export async function adminRoutes(
 
   app.get<{ Params: { eventId: string }; Querystring: PurchaseListQuery }>(
     '/api/events/:eventId/purchases',
-    { schema: { params: eventParams, querystring: purchaseListQuery } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's purchases, newest first; `q` finds a purchase id or any spelling of a buyer id",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        querystring: purchaseListQuery,
+        response: { 200: purchaseList, ...ADMIN_READ_ERRORS },
+      },
+    },
     async (request) => {
       const event = await lookups.eventOr404(request.params.eventId);
       const { q, limit } = request.query;
