@@ -16,10 +16,23 @@ export const OPENAPI_PATH = '/api/openapi.json';
 /** The security scheme of the admin endpoints, named in their route schemas' `security`. */
 export const ADMIN_SECURITY = [{ adminToken: [] }];
 
-/** onsale's version, the document's: package.json is two folders up from src/web and from dist/web. */
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+/** onsale's version, from the package.json of the folders above this module (dist/, build/src/ or src/). */
+function packageVersion(): string {
+  for (let dir = new URL('./', import.meta.url); dir.pathname !== '/'; dir = new URL('../', dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'onsale' && pkg.version) return pkg.version;
+    } catch {
+      // no package.json here: look further up
+    }
+  }
+  return '0.0.0';
+}
+
+const VERSION = packageVersion();
 
 /**
  * Registers the generator of the OpenAPI 3.1 document, which collects every route's schema as it is added,
