@@ -4,6 +4,8 @@
  * the SDK's own test helper, generateTestHeaderString.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Stripe from 'stripe';
 import { afterAll, assert, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeProvider, stripeSettingsFromEnv } from '../src/adapters/payments/stripe/provider.js';
@@ -16,7 +18,7 @@ import {
 } from '../src/ports/payments.js';
 import { ConfigError } from '../src/shared/config-error.js';
 import { newPurchaseId } from '../src/shared/ids.js';
-import { freePort } from './helpers/processes.js';
+import { freePort, until } from './helpers/processes.js';
 import { startStripeStub, type StripeStub, type StubEvent } from './helpers/stripe-stub.js';
 
 const WEBHOOK_SECRET = `whsec_${randomBytes(24).toString('base64')}`;
@@ -163,6 +165,53 @@ describe('stripe provider: charge', () => {
     expect(stub.chargesFor(req.purchaseId)).toBe(1);
   });
 
+  it('3-D Secure in the browser: Stripe’s page, back to the return URL, and a signed webhook delivered', async () => {
+    const received: Array<{ body: Buffer; signature: string | undefined }> = [];
+    const endpoint = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        received.push({ body: Buffer.concat(chunks), signature: req.headers['stripe-signature'] as string });
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+    try {
+      stub.sendEventsTo(
+        `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/webhooks/stripe`,
+        WEBHOOK_SECRET,
+      );
+      const req = request({
+        paymentToken: 'pm_card_threeDSecure2Required',
+        returnUrl: 'https://shop.example/p/2',
+      });
+      const result = await provider.charge(req);
+      assert(result.status === 'requires_action');
+      const page = await fetch(result.nextActionUrl);
+      expect(await page.text()).toContain('Complete');
+      const back = await fetch(`${result.nextActionUrl}?outcome=succeed`, {
+        method: 'POST',
+        redirect: 'manual',
+      });
+      expect(back.status).toBe(303);
+      expect(back.headers.get('location')).toBe(
+        `https://shop.example/p/2?payment_intent=${result.paymentId}&redirect_status=succeeded`,
+      );
+      await until(() => received.some((r) => r.body.includes('payment_intent.succeeded')));
+      const webhooks = received.map((r) => provider.parseWebhook(r.body, r.signature));
+      expect(webhooks).toContainEqual({
+        kind: 'payment_succeeded',
+        eventId: expect.any(String),
+        purchaseId: req.purchaseId,
+        paymentId: result.paymentId,
+      });
+      expect(stub.chargesFor(req.purchaseId)).toBe(1);
+    } finally {
+      stub.sendEventsTo(null);
+      await new Promise((resolve) => endpoint.close(resolve));
+    }
+  });
+
   it('3-D Secure failed: payment_failed webhook, nothing charged, another card can pay', async () => {
     const req = request({ paymentToken: 'pm_card_threeDSecure2Required' });
     const result = await provider.charge(req);
@@ -198,6 +247,24 @@ describe('stripe provider: charge', () => {
     expect(confirms.map((r) => r.replayed)).toEqual([false, true]);
     expect(stub.chargesFor(req.purchaseId)).toBe(1);
     expect(stub.chargesFor(other.purchaseId)).toBe(1);
+  });
+
+  it('an answer that never comes is PaymentUnavailableError; the same attempt later finds the charge made', async () => {
+    const req = request();
+    stub.hangResponses(1, /\/confirm$/);
+    const impatient = open({ maxNetworkRetries: 0 });
+    const timedOut = createStripeProvider({
+      secretKey: stub.secretKey,
+      webhookSecret: WEBHOOK_SECRET,
+      apiBase: stub.url,
+      timeoutMs: 500,
+      maxNetworkRetries: 0,
+    });
+    await expect(timedOut.charge(req)).rejects.toBeInstanceOf(PaymentUnavailableError);
+    // Stripe did charge: the caller may not tell the buyer "declined", and asking again tells the truth.
+    expect(stub.chargesFor(req.purchaseId)).toBe(1);
+    expect((await impatient.charge(req)).status).toBe('succeeded');
+    expect(stub.chargesFor(req.purchaseId)).toBe(1);
   });
 
   it('Stripe out of reach: PaymentUnavailableError, and the same attempt later charges once', async () => {

@@ -18,13 +18,19 @@
  * What it does not: real 3-D Secure pages, asynchronous payment methods, search lag, rate limits, concurrent
  * requests holding the same idempotency key (each request is handled in one go, so none overlap).
  *
+ * The buyer's side: a PaymentIntent that requires action redirects to GET /3ds/:id, a page with "Complete" and
+ * "Fail" buttons that finishes the step and sends the buyer to the return_url, as Stripe's page would. With
+ * sendEventsTo(url, secret), every event is also POSTed there, signed by the SDK's generateTestHeaderString,
+ * as Stripe delivers to a webhook endpoint (once, in order; no retry schedule).
+ *
  * Faults for the tests: dropResponses(n) processes the next n requests and then cuts the connection (Stripe
- * did the work, the answer was lost); failNext(n) answers 500 without doing anything;
- * forgetIdempotencyKeys() plays the 24 hours after which Stripe may forget them.
+ * did the work, the answer was lost); hangResponses(n) processes them and never answers; failNext(n) answers
+ * 500 without doing anything; forgetIdempotencyKeys() plays the 24 hours after which Stripe may forget them.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import Stripe from 'stripe';
 
 type Json = Record<string, unknown>;
 
@@ -106,6 +112,12 @@ export interface StripeStub {
   completeAction(paymentIntentId: string, outcome: 'succeed' | 'fail'): StubEvent;
   /** The next `count` requests (to paths matching `path`, if given) are done but their answers lost. */
   dropResponses(count: number, path?: RegExp): void;
+  /** The next `count` requests (to paths matching `path`) are done, and answered never. */
+  hangResponses(count: number, path?: RegExp): void;
+  /** From now on, POSTs every event to a webhook endpoint, signed with its secret (null: no more). */
+  sendEventsTo(url: string | null, webhookSecret?: string): void;
+  /** Webhook deliveries made (see sendEventsTo), with the endpoint's status or the error. */
+  readonly deliveries: Array<{ eventId: string; type: string; status: number | string }>;
   /** The next `count` requests are answered 500 without being done. */
   failNext(count: number): void;
   /** As after Stripe's 24 hours: idempotency keys seen so far are forgotten. */
@@ -187,8 +199,15 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
   const saved = new Map<string, { fingerprint: string; status: number; body: Json }>();
   const requests: StubRequest[] = [];
   const events: StubEvent[] = [];
-  let toDrop = 0;
-  let dropPath: RegExp | undefined;
+  let lose: { count: number; path: RegExp | undefined; how: 'cut' | 'hang' } = {
+    count: 0,
+    path: undefined,
+    how: 'cut',
+  };
+  let endpoint: { url: string; secret: string } | undefined;
+  const deliveries: StripeStub['deliveries'] = [];
+  let delivering = Promise.resolve();
+  const signer = new Stripe('sk_test_signer', { telemetry: false });
   let toFail = 0;
   let url = '';
 
@@ -204,7 +223,26 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
       data: { object: structuredClone(object) },
     };
     events.push(event);
+    if (endpoint) deliver(endpoint, event);
     return event;
+  }
+
+  /** One delivery at a time, in order, as one Stripe endpoint receives them. */
+  function deliver(to: { url: string; secret: string }, event: StubEvent): void {
+    const body = JSON.stringify(event, null, 2);
+    delivering = delivering.then(async () => {
+      const header = signer.webhooks.generateTestHeaderString({ payload: body, secret: to.secret });
+      const status = await fetch(to.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': header },
+        body,
+        signal: AbortSignal.timeout(10_000),
+      }).then(
+        (res) => res.status,
+        (error: unknown) => String(error),
+      );
+      deliveries.push({ eventId: event.id, type: event.type, status });
+    });
   }
 
   function intentOf(id: string, param?: string): StubPaymentIntent {
@@ -433,6 +471,33 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
     res.end(JSON.stringify(body));
   }
 
+  /** The buyer's 3-D Secure step, in the buyer's browser (no API key): a page, then back to the return_url. */
+  function threeDSecurePage(id: string, method: string, outcome: string | null, res: ServerResponse): void {
+    const intent = intents.get(id);
+    const redirect = intent?.next_action?.redirect_to_url as { return_url?: string } | undefined;
+    if (!intent || intent.status !== 'requires_action' || !redirect?.return_url) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('No 3-D Secure step is waiting here');
+      return;
+    }
+    if (method === 'POST' && (outcome === 'succeed' || outcome === 'fail')) {
+      const returnUrl = new URL(redirect.return_url);
+      stubApi.completeAction(id, outcome);
+      // As Stripe does: back to the return_url, which says which PaymentIntent and how it went.
+      returnUrl.searchParams.set('payment_intent', id);
+      returnUrl.searchParams.set('redirect_status', outcome === 'succeed' ? 'succeeded' : 'failed');
+      res.writeHead(303, { location: returnUrl.href }).end();
+      return;
+    }
+    res
+      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      .end(
+        `<!doctype html><title>Stripe stub: 3-D Secure</title><h1>3-D Secure (Stripe stub)</h1>` +
+          `<p>${intent.amount} ${intent.currency}</p>` +
+          `<form method="post" action="/3ds/${id}?outcome=succeed"><button>Complete</button></form>` +
+          `<form method="post" action="/3ds/${id}?outcome=fail"><button>Fail</button></form>`,
+      );
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -444,6 +509,11 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
       requests.push({ method, path: target.pathname, idempotencyKey: key, replayed, status });
     };
 
+    const page = /^\/3ds\/(pi_\w+)$/.exec(target.pathname);
+    if (page) {
+      threeDSecurePage(page[1]!, method, target.searchParams.get('outcome'), res);
+      return;
+    }
     if (req.headers.authorization !== `Bearer ${secretKey}`) {
       record(401);
       answer(res, 401, {
@@ -459,13 +529,14 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
     }
     const params = method === 'GET' ? parseStripeForm(target.search.slice(1)) : parseStripeForm(body);
     const fingerprint = `${method} ${target.pathname} ${JSON.stringify(params)}`;
-    const drop = toDrop > 0 && (dropPath === undefined || dropPath.test(target.pathname));
-    if (drop) toDrop--;
+    const lost = lose.count > 0 && (lose.path === undefined || lose.path.test(target.pathname));
+    if (lost) lose.count--;
+    const how = lose.how;
     const send = (status: number, json: Json, replayed: boolean): void => {
       record(status, replayed);
       // Stripe did the work; the answer never reaches the client.
-      if (drop) req.socket.destroy();
-      else answer(res, status, json, replayed ? { 'idempotent-replayed': 'true' } : {});
+      if (lost && how === 'cut') req.socket.destroy();
+      else if (!lost) answer(res, status, json, replayed ? { 'idempotent-replayed': 'true' } : {});
     };
 
     if (key !== undefined) {
@@ -517,7 +588,7 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
   const ofPurchase = (purchaseId: string): Set<string> =>
     new Set([...intents.values()].filter((i) => i.metadata.purchase_id === purchaseId).map((i) => i.id));
 
-  return {
+  const stubApi: StripeStub = {
     url,
     secretKey,
     requests,
@@ -543,9 +614,15 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
           'We are unable to authenticate your payment method. Please choose a different payment method and try again.',
       });
     },
+    deliveries,
     dropResponses(count, path) {
-      toDrop = count;
-      dropPath = path;
+      lose = { count, path, how: 'cut' };
+    },
+    hangResponses(count, path) {
+      lose = { count, path, how: 'hang' };
+    },
+    sendEventsTo(url, webhookSecret) {
+      endpoint = url === null ? undefined : { url, secret: webhookSecret ?? '' };
     },
     failNext(count) {
       toFail = count;
@@ -559,4 +636,5 @@ export async function startStripeStub(options: { secretKey?: string } = {}): Pro
         server.close((error) => (error ? reject(error) : resolve()));
       }),
   };
+  return stubApi;
 }
