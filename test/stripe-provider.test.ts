@@ -135,6 +135,10 @@ describe('stripe provider: charge', () => {
       message: "No such PaymentMethod: 'pm_nonsense'",
     });
     expect(stub.chargesFor(req.purchaseId)).toBe(0);
+    // A hostile token stays one form value: it cannot add parameters of its own.
+    const hostile = request({ paymentToken: 'pm_card_visa&amount=1&payment_method=pm_card_visa' });
+    expect(await provider.charge(hostile)).toMatchObject({ status: 'declined' });
+    expect(stub.chargesFor(hostile.purchaseId)).toBe(0);
   });
 
   it('3-D Secure: requires_action with Stripe’s redirect, back to the return URL; the buyer’s step finishes it', async () => {
