@@ -97,6 +97,8 @@ export interface EventStats {
   ticketTypes: Array<{ id: string; capacity: number; sold: number; held: number; available: number }>;
   purchases: Record<PurchaseStatus, number>;
   deadLetters: number;
+  /** The database shard of the event, counted from 0, when events are sharded. */
+  shard?: number;
 }
 
 /** The body of every error answer. */

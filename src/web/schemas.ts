@@ -249,6 +249,11 @@ export const eventStats = {
       required: [...PURCHASE_STATUSES],
       properties: Object.fromEntries(PURCHASE_STATUSES.map((s) => [s, { type: 'integer', minimum: 0 }])),
     },
+    shard: {
+      type: 'integer',
+      minimum: 0,
+      description: 'the database shard the event lives on, counted from 0, when events are sharded',
+    },
     deadLetters: {
       type: 'integer',
       minimum: 0,
