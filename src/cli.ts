@@ -9,12 +9,13 @@ import { runBalancerWrapper } from './processes/lb/wrapper.js';
 import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/messages.js';
 import { runStart } from './processes/start.js';
 import { adminTokenLine, resolveAdminToken } from './shared/admin-token.js';
+import { resolveLogFormat } from './shared/logger.js';
 import { addSimulateCommand } from './simulate/command.js';
 import { runWebServer } from './processes/web-server.js';
 import { runWorker } from './processes/worker.js';
 
 type Key = keyof Config;
-const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
+const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel', 'logFormat'];
 const WEB: Key[] = [
   'port',
   'host',
@@ -46,7 +47,9 @@ function withSettings(command: Command, keys: Key[]): Command {
 }
 
 function configFrom(command: Command): Config {
-  return loadConfig(command.opts<Partial<Record<Key, string>>>(), process.env);
+  const config = loadConfig(command.opts<Partial<Record<Key, string>>>(), process.env);
+  // Resolved here, where stdout is the one the user looks at; children get the answer in their config.
+  return { ...config, logFormat: resolveLogFormat(config.logFormat) };
 }
 
 function program(): Command {

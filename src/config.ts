@@ -21,6 +21,8 @@ export interface Config {
   workersMax: number;
   maxQueueDepth: number;
   logLevel: string;
+  /** `auto` until a supervisor or command resolves it (src/shared/logger.ts). */
+  logFormat: 'json' | 'pretty' | 'auto';
   bodyLimit: number;
   buyerRate: Rate;
   addressRate: Rate;
@@ -192,6 +194,19 @@ export const SETTINGS = [
       return raw.trim();
     },
     fallback: () => 'info',
+  }),
+  setting({
+    key: 'logFormat',
+    flag: '--log-format',
+    env: 'LOG_FORMAT',
+    description: 'log lines as JSON or human-readable (default: pretty on a terminal, JSON otherwise)',
+    accepts: 'json, pretty or auto',
+    parse: (raw) => {
+      const format = raw.trim();
+      if (format !== 'json' && format !== 'pretty' && format !== 'auto') throw new Error('unknown format');
+      return format;
+    },
+    fallback: () => 'auto',
   }),
   setting({
     key: 'bodyLimit',

@@ -17,7 +17,7 @@ import { CHILD_SPEC_ENV, isScaleMessage, type ChildSpec } from './messages.js';
  */
 export async function runStart(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
-  const logger = createLogger(config.logLevel, 'supervisor');
+  const logger = createLogger(config.logLevel, 'supervisor', undefined, config.logFormat);
 
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);

@@ -10,7 +10,7 @@ import { buildApp } from '../web/app.js';
 /** One web server process (`onsale serve`, or one of `onsale start`'s cluster). */
 export async function runWebServer(config: Config, adminToken: string): Promise<void> {
   process.title = 'onsale-web';
-  const logger = createLogger(config.logLevel, 'web');
+  const logger = createLogger(config.logLevel, 'web', undefined, config.logFormat);
   if (config.metrics) startProcessMetrics();
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);

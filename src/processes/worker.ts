@@ -18,7 +18,7 @@ export async function runWorker(
   under?: 'start' | 'cluster',
 ): Promise<void> {
   process.title = 'onsale-worker';
-  const logger = createLogger(config.logLevel, 'worker');
+  const logger = createLogger(config.logLevel, 'worker', undefined, config.logFormat);
   if (config.metrics) startProcessMetrics();
   // Under `onsale start` the supervisor counts its workers and serves their metrics through the web
   // servers. Under `onsale cluster` the autoscaler counts them, and each serves its own metrics on the
