@@ -31,7 +31,7 @@ const WEB: Key[] = [
   'trustProxy',
   'drainDelay',
 ];
-const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics'];
+const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics', 'smtpUrl', 'mailFrom', 'publicUrl'];
 
 /** Exit status for a bad setting or flag (operations.md). */
 const EXIT_BAD_SETTING = 2;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REJECT_REASONS } from '../src/domain/types.js';
-import { REFUSAL_REASONS } from '../src/metrics/metrics.js';
+import { EMAIL_FAILURE_KINDS, REFUSAL_REASONS } from '../src/metrics/metrics.js';
 import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 import { samples } from './helpers/prometheus.js';
 
@@ -36,6 +36,12 @@ describe('metrics of a fresh server', () => {
         0,
       );
     }
+    for (const kind of EMAIL_FAILURE_KINDS) {
+      expect(m.get(`onsale_email_failures_total{kind="${kind}"}`), kind).toBe(0);
+    }
+    expect(m.get('onsale_emails_sent_total')).toBe(0);
+    expect(m.get('onsale_outbox_depth')).toBe(0);
+    expect(m.get('onsale_outbox_oldest_age_seconds')).toBe(0);
     // The unlabelled families are there at 0 as well.
     expect(m.get('onsale_purchases_accepted_total')).toBe(0);
     expect(m.get('onsale_retries_total')).toBe(0);

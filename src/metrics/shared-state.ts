@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Outbox } from '../ports/outbox.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 
@@ -15,6 +16,8 @@ interface Reading {
   oldestAgeSeconds: number;
   deadLetters: number;
   tickets: Array<{ event: string; ticketType: string; available: number; sold: number }>;
+  /** Null when this process has no outbox to read. */
+  outbox: { depth: number; oldestAgeSeconds: number } | null;
 }
 
 /**
@@ -24,12 +27,17 @@ interface Reading {
  * itself. If that read fails they are left out of the scrape (a gauge of 0 would claim an empty queue)
  * and the failure is logged; the rest of /metrics is still served.
  */
-export function sharedStateMetrics(storage: Storage, queue: Queue, logger: Logger): () => Promise<string> {
+export function sharedStateMetrics(
+  storage: Storage,
+  queue: Queue,
+  logger: Logger,
+  outbox?: Outbox,
+): () => Promise<string> {
   let last: { at: number; reading: Promise<Reading | null> } | null = null;
 
   function reading(): Promise<Reading | null> {
     if (last && Date.now() - last.at < FRESH_MS) return last.reading;
-    const next = read(storage, queue).catch((error: unknown) => {
+    const next = read(storage, queue, outbox).catch((error: unknown) => {
       logger.warn({ err: error }, 'metrics: cannot read the queue and stock gauges');
       return null;
     });
@@ -66,6 +74,18 @@ export function sharedStateMetrics(storage: Storage, queue: Queue, logger: Logge
         `Tickets sold per ticket type, for the ${TICKET_EVENTS} most recent events`,
         tickets((t) => t.sold),
       ),
+      ...(r.outbox
+        ? [
+            gauge('onsale_outbox_depth', 'Ticket emails waiting to be sent (retries included)', [
+              ['', r.outbox.depth],
+            ]),
+            gauge(
+              'onsale_outbox_oldest_age_seconds',
+              'Age of the oldest ticket email waiting to be sent (0 when none waits)',
+              [['', r.outbox.oldestAgeSeconds]],
+            ),
+          ]
+        : []),
     ].join('');
   };
 }
@@ -82,11 +102,14 @@ function label(value: string): string {
   return value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
 }
 
-async function read(storage: Storage, queue: Queue): Promise<Reading> {
-  const [{ depth, oldestAcceptedAt }, events] = await Promise.all([queue.depth(), storage.listEvents()]);
-  const oldestAgeSeconds = oldestAcceptedAt
-    ? Math.max(0, (Date.now() - Date.parse(oldestAcceptedAt)) / 1000)
-    : 0;
+async function read(storage: Storage, queue: Queue, outbox?: Outbox): Promise<Reading> {
+  const [{ depth, oldestAcceptedAt }, events, mail] = await Promise.all([
+    queue.depth(),
+    storage.listEvents(),
+    outbox?.stats() ?? null,
+  ]);
+  const ageOf = (at: string | null) => (at ? Math.max(0, (Date.now() - Date.parse(at)) / 1000) : 0);
+  const oldestAgeSeconds = ageOf(oldestAcceptedAt);
   // Dead letters are counted over every event: a stuck purchase of an old event still needs an operator.
   const perEvent = await Promise.all(events.map((e) => queue.depthOf(e.id)));
   const deadLetters = perEvent.reduce((sum, d) => sum + d.deadLetters, 0);
@@ -99,5 +122,6 @@ async function read(storage: Storage, queue: Queue): Promise<Reading> {
       tickets.push({ event: stats!.eventId, ticketType: t.id, available: t.available, sold: t.sold });
     }
   }
-  return { depth, oldestAgeSeconds, deadLetters, tickets };
+  const outboxReading = mail ? { depth: mail.depth, oldestAgeSeconds: ageOf(mail.oldestCreatedAt) } : null;
+  return { depth, oldestAgeSeconds, deadLetters, tickets, outbox: outboxReading };
 }

@@ -14,6 +14,7 @@ import type {
 } from '../../domain/types.js';
 import type { BatchResult, Storage } from '../../ports/storage.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
+import { enqueueTicketEmails } from './outbox.js';
 
 interface TicketTypeRow {
   id: string;
@@ -162,6 +163,8 @@ export class PostgresStorage implements Storage {
 
   async migrate(): Promise<void> {
     await migratePostgres(this.#db, 'storage');
+    // applyBatch writes the outbox of ticket emails in its transaction: its table must exist too.
+    await migratePostgres(this.#db, 'outbox');
   }
 
   async createEvent(input: NewEvent): Promise<SaleEvent> {
@@ -393,9 +396,10 @@ export class PostgresStorage implements Storage {
       });
     }
 
+    const now = new Date().toISOString();
     await tx.query(SQL.insertPurchases, [
       event,
-      new Date().toISOString(),
+      now,
       rows.id,
       rows.buyer,
       rows.status,
@@ -435,6 +439,11 @@ export class PostgresStorage implements Storage {
         throw new Error(`allocation would oversell event ${fromDb(event)}; batch rolled back`);
       }
     }
+    await enqueueTicketEmails(
+      tx,
+      plan.decisions.filter((d) => d.outcome === 'confirmed').map((d) => d.purchase),
+      now,
+    );
     return plan.outcomes;
   }
 

@@ -17,6 +17,7 @@ import type {
 import type { BatchResult, Storage } from '../../ports/storage.js';
 import type { Statement } from 'better-sqlite3';
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
+import { enqueueTicketEmails } from './outbox.js';
 
 interface TicketTypeRow {
   id: string;
@@ -81,12 +82,17 @@ export class SqliteStorage implements Storage {
   constructor(url: string) {
     this.#db = guarded(() => openSqlite(url));
     migrateSqlite(this.#db, 'storage');
+    // applyBatch writes the outbox of ticket emails in its transaction: its table must exist too.
+    migrateSqlite(this.#db, 'outbox');
     this.#stmt = prepareAll(this.#db, SQL);
     this.#stmt.alreadyApplied.pluck();
   }
 
   async migrate(): Promise<void> {
-    guarded(() => migrateSqlite(this.#db, 'storage'));
+    guarded(() => {
+      migrateSqlite(this.#db, 'storage');
+      migrateSqlite(this.#db, 'outbox');
+    });
   }
 
   async createEvent(input: NewEvent): Promise<SaleEvent> {
@@ -251,6 +257,11 @@ export class SqliteStorage implements Storage {
         );
         if (confirmed) for (const t of decision.tickets) s.insertCode.run(t.code);
       }
+      enqueueTicketEmails(
+        this.#db,
+        plan.decisions.filter((d) => d.outcome === 'confirmed').map((d) => d.purchase),
+        now,
+      );
       for (const b of plan.bought.values()) s.addBought.run(eventId, b.buyerId, b.ticketTypeId, b.quantity);
       if (plan.confirmed > 0) s.addCount.run(eventId, 'confirmed', plan.confirmed);
       if (plan.rejected > 0) s.addCount.run(eventId, 'rejected', plan.rejected);
