@@ -59,6 +59,8 @@ const SQL = {
   // By the canonical buyer id, or the id as typed (purchases from before buyer_key was computed exactly).
   matchPurchases:
     'SELECT * FROM purchases WHERE event_id = ? AND (buyer_key = ? OR buyer_id = ? OR id = ?) ORDER BY created_at DESC, id DESC LIMIT ?',
+  // By the primary key, filtered by event: the export's pages, one after the other, scan the table once.
+  purchasesPage: 'SELECT * FROM purchases WHERE id > ? AND event_id = ? ORDER BY id LIMIT ?',
   alreadyApplied: 'SELECT id FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   boughtByBuyers:
     'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
@@ -204,6 +206,11 @@ export class SqliteStorage implements Storage {
         ? this.#stmt.listPurchases.all(eventId, limit)
         : this.#stmt.matchPurchases.all(eventId, canonicalBuyerId(match), match, match, limit),
     ) as PurchaseRow[];
+    return rows.map(fromRow);
+  }
+
+  async purchasesPage(eventId: string, afterId: string | null, limit: number): Promise<Purchase[]> {
+    const rows = guarded(() => this.#stmt.purchasesPage.all(afterId ?? '', eventId, limit)) as PurchaseRow[];
     return rows.map(fromRow);
   }
 
