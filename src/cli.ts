@@ -10,6 +10,7 @@ import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/m
 import { runStart } from './processes/start.js';
 import { adminTokenLine, resolveAdminToken } from './shared/admin-token.js';
 import { resolveLogFormat } from './shared/logger.js';
+import { AdminCliError, addEventsCommand } from './admin/command.js';
 import { addSimulateCommand } from './simulate/command.js';
 import { runWebServer } from './processes/web-server.js';
 import { runWorker } from './processes/worker.js';
@@ -147,6 +148,7 @@ function program(): Command {
   });
 
   addSimulateCommand(root);
+  addEventsCommand(root);
   return root;
 }
 
@@ -194,6 +196,10 @@ async function main(): Promise<void> {
       process.exit(
         error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : EXIT_BAD_SETTING,
       );
+    }
+    if (error instanceof AdminCliError) {
+      process.stderr.write(`onsale: ${error.message}\n`);
+      process.exit(error.exitCode);
     }
     if (error instanceof ConfigError || error instanceof BalancerMissingError) {
       process.stderr.write(`onsale: ${error.message}\n`);
