@@ -1,3 +1,5 @@
+import type { Mailer } from '../ports/mailer.js';
+import type { Outbox } from '../ports/outbox.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { isSharded, shardSpecs, splitUrls } from './sharding/urls.js';
@@ -102,4 +104,30 @@ export async function openQueue(url: string, context: QueueContext = { databaseU
   }
   const open = await engineFor(QUEUE_ENGINES, url, 'queue')();
   return open(url, firstShard);
+}
+
+/** The outbox of ticket emails, in the storage database `url` (same schemes as openStorage). */
+export async function openOutbox(url: string): Promise<Outbox> {
+  const open = await engineFor(OUTBOX_ENGINES, url, 'database')();
+  return open(url);
+}
+
+const OUTBOX_ENGINES: Record<string, () => Promise<(url: string) => Outbox>> = {
+  'sqlite:': async () => {
+    const { SqliteOutbox } = await import('./sqlite/outbox.js');
+    return (url) => new SqliteOutbox(url);
+  },
+  'postgres:': openPostgresOutbox,
+  'postgresql:': openPostgresOutbox,
+};
+
+async function openPostgresOutbox(): Promise<(url: string) => Outbox> {
+  const { PostgresOutbox } = await import('./postgres/outbox.js');
+  return (url) => new PostgresOutbox(url);
+}
+
+/** The SMTP sender of ticket emails (nodemailer), loaded only by a process that sends mail. */
+export async function openMailer(smtpUrl: string, from: string): Promise<Mailer> {
+  const { SmtpMailer } = await import('./smtp/mailer.js');
+  return new SmtpMailer(smtpUrl, from);
 }

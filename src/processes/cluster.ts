@@ -45,7 +45,7 @@ const ALERT_RULES = resolve(import.meta.dirname, '../../deploy/prometheus/alerts
  */
 export async function runCluster(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
-  const logger = createLogger(config.logLevel, 'cluster');
+  const logger = createLogger(config.logLevel, 'cluster', undefined, config.logFormat);
   // Before anything else: without a balancer there is no cluster (the caller exits 2 with how to install it).
   const balancer = findBalancer(config.lb);
 

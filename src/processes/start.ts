@@ -17,7 +17,7 @@ import { CHILD_SPEC_ENV, isScaleMessage, type ChildSpec } from './messages.js';
  */
 export async function runStart(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
-  const logger = createLogger(config.logLevel, 'supervisor');
+  const logger = createLogger(config.logLevel, 'supervisor', undefined, config.logFormat);
 
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
@@ -135,8 +135,18 @@ function announce(
       `  then follow the statusUrl it answers with.`,
     );
   }
+  lines.push(`  ${mailLine(config)}`);
   const token = adminTokenLine(admin, process.stdout.isTTY === true);
   if (token) lines.push(`  ${token}`);
   lines.push(`  stop with Ctrl+C`, ``);
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Where ticket emails go, for the banner: the SMTP server (its password masked), or that mail is off. */
+export function mailLine(config: Config): string {
+  if (!config.smtpUrl) {
+    return 'ticket emails: off; the worker logs each one it would send (set ONSALE_SMTP_URL=smtp://host:port to send them)';
+  }
+  const url = new URL(config.smtpUrl);
+  return `ticket emails: via ${url.protocol}//${url.host} from ${config.mailFrom}, links to ${config.publicUrl}`;
 }
