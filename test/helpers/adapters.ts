@@ -9,7 +9,7 @@ import type { Storage } from '../../src/ports/storage.js';
 import { tempDir } from './processes.js';
 import type { Backend } from './services.js';
 import { rabbitQueue } from './rabbitmq.js';
-import { deleteRedisKeys } from './redis.js';
+import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from './redis.js';
 import { exclusion, freshPostgresDatabase, REDIS_URL, uniqueName } from './services.js';
 
 /**
@@ -21,6 +21,8 @@ interface AdapterFactory<T> {
   /** Why this adapter's suite is skipped (see `exclusion`), or '' when it runs. */
   excluded: string;
   open: () => Promise<{ adapter: T; reopen: () => T; cleanup: () => Promise<void> }>;
+  /** Stops what the entry started for the whole file (a private server), if anything: call in afterAll. */
+  teardown?: () => Promise<void>;
 }
 
 function sqlite<T extends { close(): Promise<void> }>(make: (url: string) => T): AdapterFactory<T>['open'] {
@@ -72,6 +74,43 @@ async function redisQueue(): Promise<{ adapter: Queue; reopen: () => Queue; clea
   };
 }
 
+/**
+ * A Redis Cluster of the file's own (three masters, started at the first test, stopped by teardown), with a
+ * key prefix of its own per test; cleanup deletes the prefix's keys on every master.
+ */
+function redisClusterQueue(): Pick<AdapterFactory<Queue>, 'open' | 'teardown'> {
+  let cluster: Promise<PrivateRedisCluster> | undefined;
+  return {
+    open: async () => {
+      cluster ??= startPrivateRedisCluster();
+      const { url: clusterUrl, deleteKeys } = await cluster;
+      const prefix = uniqueName('onsale_test');
+      const url = `${clusterUrl}?prefix=${prefix}`;
+      const opened: Queue[] = [];
+      const open = () => {
+        const q = new RedisQueue(url);
+        opened.push(q);
+        return q;
+      };
+      const adapter = open();
+      await adapter.migrate();
+      return {
+        adapter,
+        reopen: open,
+        cleanup: async () => {
+          for (const q of opened) await q.close().catch(() => undefined);
+          await deleteKeys(`${prefix}:*`);
+        },
+      };
+    },
+    teardown: async () => {
+      const started = cluster;
+      cluster = undefined;
+      if (started) await (await started).remove();
+    },
+  };
+}
+
 /** A throw-away database on the shared PostgreSQL per test, migrated; cleanup closes the pools and drops it. */
 function postgres<T extends { migrate(): Promise<void>; close(): Promise<void> }>(
   make: (url: string) => T,
@@ -116,6 +155,8 @@ export const storageAdapters: Array<AdapterFactory<Storage>> = [
   ),
 ];
 
+const redisCluster = redisClusterQueue();
+
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
   entry(
     'sqlite',
@@ -128,5 +169,7 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
     postgres((url) => new PostgresQueue(url)),
   ),
   entry('redis', ['redis'], redisQueue),
+  // redis-server itself is what 'redis' names: this entry starts its own cluster of them.
+  { ...entry('redis cluster', ['redis'], redisCluster.open), teardown: redisCluster.teardown },
   entry('rabbitmq (index in postgres)', ['rabbitmq', 'postgres'], rabbitQueue),
 ];
