@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { QUEUE_SCHEMES, STORAGE_SCHEMES } from './adapters/index.js';
+import { QUEUE_SCHEMES, queueUrlProblem, STORAGE_SCHEMES } from './adapters/index.js';
 import { ConfigError } from './shared/config-error.js';
 
 /** A rate as "N per window": e.g. 10 purchase requests per 10 seconds. `count` 0 means no limit. */
@@ -366,6 +366,8 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
       `--workers-max / ONSALE_WORKERS_MAX (${full.workersMax}) is below --workers-min / ONSALE_WORKERS_MIN (${full.workersMin})`,
     );
   }
+  const queueProblem = queueUrlProblem(full.queueUrl);
+  if (queueProblem) throw new ConfigError(`ONSALE_QUEUE_URL (--queue-url) is ${queueProblem}`);
   if (/^amqps?:/i.test(full.queueUrl) && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
     // The broker serves processes on many machines; its index must live where they all reach it.
     throw new ConfigError(

@@ -158,7 +158,7 @@ interface EventState {
  * resolved survives a crash of Redis or of its machine. With `appendfsync everysec` a crash of the machine
  * can lose the last second of 202s. (Redis 7.0 has no WAITAOF to check this per write.) On Redis Cluster the
  * same holds per master; a replica promoted after its master died may lack the master's last writes, as
- * Redis replication is asynchronous (see docs/queues.md).
+ * Redis replication is asynchronous (see docs/redis.md).
  */
 export class RedisQueue implements Queue {
   readonly #redis: Client;
@@ -504,7 +504,7 @@ export class RedisQueue implements Queue {
    * The key layout before Redis Cluster support kept cross-event keys (P:events, P:depth, P:purchases, P:dead)
    * that the scripts touched together. A drained queue of that layout is upgraded here: its idempotency keys
    * move to their event's slot (keeping their expiry), its empty structures are deleted. One with queued
-   * purchases or dead letters is refused: drain it with the version that wrote it (docs/queues.md).
+   * purchases or dead letters is refused: drain it with the version that wrote it (docs/redis.md).
    */
   async #upgradeSingleServerLayout(): Promise<void> {
     const P = this.#keys.prefix;
