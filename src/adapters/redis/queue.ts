@@ -249,8 +249,15 @@ export class RedisQueue implements Queue {
           throw error;
         }
         const [stamp, replies, head] = reply;
-        // Listed after the script, so that a concurrent #unlist that looked before it cannot hide it.
-        if (head >= 0) await this.#list(eventId, head);
+        // Listed after the script, so that a concurrent #unlist that looked before it cannot hide it; and
+        // before the write counts as answered, so that writes still resolve in the order Redis ran them.
+        try {
+          if (head >= 0) await this.#list(eventId, head);
+        } catch (error) {
+          // Answered all the same: a slot left unanswered would hold back every later write for ever.
+          void order.answered(slot, stamp);
+          throw error;
+        }
         await order.answered(slot, stamp);
         replies.forEach((reply, j) => {
           const i = indexes[j]!;
@@ -391,7 +398,10 @@ export class RedisQueue implements Queue {
       const event = this.#keys.of(eventId);
       const ids = named?.get(eventId) ?? [];
       const count = named ? ids.length : (await this.#state(eventId)).deadLetters;
-      if (count === 0) continue;
+      if (count === 0) {
+        if (!named) await this.#unlistDead(eventId);
+        continue;
+      }
       const last = await this.#guard(() => this.#redis.incrby(this.#keys.seq, count));
       const [n, head, left] = (await this.#script(
         'onsaleReplay',
@@ -509,6 +519,9 @@ export class RedisQueue implements Queue {
   async #upgradeSingleServerLayout(): Promise<void> {
     const P = this.#keys.prefix;
     const redis = this.#redis as Redis;
+    // P:depth was made by the old layout's first enqueue and never deleted: without it there is nothing to do
+    // (and no SCAN of the whole database at every start).
+    if ((await this.#guard(() => redis.exists(`${P}:depth`, `${P}:dead`))) === 0) return;
     const depth = Number((await this.#guard(() => redis.get(`${P}:depth`))) ?? '0');
     const oldDead = await this.#guard(() => redis.exists(`${P}:dead`));
     const oldDeadLetters = oldDead ? await this.#guard(() => redis.xlen(`${P}:dead`)) : 0;
