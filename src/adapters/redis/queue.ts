@@ -51,6 +51,20 @@ type ScriptName = keyof typeof SCRIPTS;
 type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
 type Client = Redis | Cluster;
 
+let lastSeq = 0;
+
+/**
+ * Seqs for `n` purchases, in order: microseconds of this process's clock, never repeated or going back in
+ * this process. They only order events among themselves in P:ready (which event's head waited longest), so
+ * the clocks of different machines need not agree exactly; one event's order is its stream's. No counter in
+ * Redis: that would be one more round trip, to a key of its own slot, before every write.
+ */
+function nextSeqs(n: number): number {
+  const first = Math.max(lastSeq + 1, Date.now() * 1000);
+  lastSeq = first + n - 1;
+  return first;
+}
+
 /**
  * The hash tag of an event: its id, with `{`, `}` and `%` percent-encoded so that the tag ends where it
  * should whatever the id contains. Every key of one event shares it, so they share a Redis Cluster slot.
@@ -61,12 +75,10 @@ function tagOf(eventId: string): string {
 
 /** The key names of the queue under one prefix (scripts.ts lists them). */
 class Keys {
-  readonly seq: string;
   readonly ready: string;
   readonly where: string;
   readonly deadEvents: string;
   constructor(readonly prefix: string) {
-    this.seq = `${prefix}:seq`;
     this.ready = `${prefix}:ready`;
     this.where = `${prefix}:where`;
     this.deadEvents = `${prefix}:dead:events`;
@@ -141,7 +153,7 @@ interface EventState {
  * delivered and not acked, a per-event lease keeps one worker per event, and Lua scripts make each
  * operation on one event atomic (scripts.ts).
  *
- * What spans events (P:ready, P:where, P:dead:events, P:seq) is in keys no script touches, so that no
+ * What spans events (P:ready, P:where, P:dead:events) is in keys no script touches, so that no
  * script needs two cluster slots. They are kept by two rules that make every step safe to repeat and a
  * crash between two steps harmless:
  * - Listed before, or right after, the work exists; a listing may outlive its work (a reader that finds an
@@ -216,14 +228,13 @@ export class RedisQueue implements Queue {
   async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
     if (requests.length === 0) return [];
     const keys = this.#keys;
-    // Seqs first (they order events in P:ready), and find()'s index: listed before the purchases exist.
-    const where = requests.flatMap(({ purchase: p }) => [p.purchaseId, p.eventId]);
-    const [last] = await Promise.all([
-      this.#guard(() => this.#redis.incrby(keys.seq, requests.length)),
-      this.#guard(() => this.#redis.hset(keys.where, ...where)),
-    ]);
-    const firstSeq = last - requests.length + 1;
-    const results: EnqueueResult[] = new Array(requests.length);
+    const firstSeq = nextSeqs(requests.length);
+    // find()'s index, beside the scripts: a purchase whose entry is missing was never answered 202 (this
+    // enqueue fails), and a retry with its Idempotency-Key writes the entry (below).
+    const whereWritten = this.#guard(() =>
+      this.#redis.hset(keys.where, ...requests.flatMap(({ purchase: p }) => [p.purchaseId, p.eventId])),
+    );
+    whereWritten.catch(() => undefined); // awaited below
     const groups = [...groupByEvent(requests, (r) => r.purchase.eventId)];
     const outcomes = await Promise.allSettled(
       groups.map(async ([eventId, indexes]) => {
@@ -241,41 +252,67 @@ export class RedisQueue implements Queue {
         }
         const order = executionOrderOf(`${this.#queueName} ${eventId}`);
         const slot = order.sent();
-        let reply: [stamp: number, results: string[], head: number];
         try {
-          reply = (await this.#script('onsaleEnqueue', scriptKeys, args)) as typeof reply;
+          const [stamp, replies, head] = (await this.#script('onsaleEnqueue', scriptKeys, args)) as [
+            number,
+            string[],
+            number,
+          ];
+          return { eventId, indexes, order, slot, stamp, replies, head };
         } catch (error) {
           order.failed(slot);
           throw error;
         }
-        const [stamp, replies, head] = reply;
-        // Listed after the script, so that a concurrent #unlist that looked before it cannot hide it; and
-        // before the write counts as answered, so that writes still resolve in the order Redis ran them.
-        try {
-          if (head >= 0) await this.#list(eventId, head);
-        } catch (error) {
-          // Answered all the same: a slot left unanswered would hold back every later write for ever.
-          void order.answered(slot, stamp);
-          throw error;
-        }
-        await order.answered(slot, stamp);
-        replies.forEach((reply, j) => {
-          const i = indexes[j]!;
-          if (reply === 'a')
-            results[i] = { status: 'accepted', purchaseId: requests[i]!.purchase.purchaseId };
-          else if (reply === 'c') results[i] = { status: 'conflict' };
-          else results[i] = { status: 'duplicate', purchaseId: reply.slice(1) };
-        });
       }),
     );
+    const written = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    // Listed after the scripts (one ZADD for all the batch's events), so that a concurrent #unlist that
+    // looked before them cannot hide them; and before the writes count as answered, so that they still
+    // resolve in the order Redis ran them. Answered even if the listing failed: a slot left unanswered would
+    // hold back every later write of its event for ever.
+    const heads = written.filter((w) => w.head >= 0).flatMap((w) => [String(w.head), w.eventId]);
+    let listing: { error: unknown } | null = null;
+    if (heads.length > 0) {
+      await this.#guard(() => this.#redis.zadd(keys.ready, 'GT', ...heads)).catch((error: unknown) => {
+        listing = { error };
+      });
+    }
+    const where = await whereWritten.then(
+      () => null,
+      (error: unknown) => ({ error }),
+    );
+    // Nothing is awaited after this but the release: writes resolve in the order Redis ran them.
+    await Promise.all(written.map((w) => w.order.answered(w.slot, w.stamp)));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
-    // The ids of duplicates and conflicts were never used: out of find()'s index (a leftover is harmless).
+    if (listing) throw (listing as { error: unknown }).error;
+    if (where) throw where.error;
+
+    const results: EnqueueResult[] = new Array(requests.length);
+    for (const { indexes, replies } of written) {
+      replies.forEach((reply, j) => {
+        const i = indexes[j]!;
+        if (reply === 'a') results[i] = { status: 'accepted', purchaseId: requests[i]!.purchase.purchaseId };
+        else if (reply === 'c') results[i] = { status: 'conflict' };
+        else results[i] = { status: 'duplicate', purchaseId: reply.slice(1) };
+      });
+    }
+    // The ids of duplicates and conflicts were never used: out of find()'s index (a leftover is harmless);
+    // the purchase a duplicate names is put (back) in, in case its own enqueue failed after its script.
     const unused = requests
       .filter((_, i) => results[i]!.status !== 'accepted')
       .map((r) => r.purchase.purchaseId);
-    if (unused.length > 0)
-      await this.#guard(() => this.#redis.hdel(keys.where, ...unused)).catch(() => undefined);
+    if (unused.length > 0) {
+      const named = requests.flatMap((r, i) => {
+        const result = results[i]!;
+        return result.status === 'duplicate' ? [result.purchaseId, r.purchase.eventId] : [];
+      });
+      // Not awaited (see above); a failure only leaves an entry behind.
+      void Promise.all([
+        this.#guard(() => this.#redis.hdel(keys.where, ...unused)),
+        named.length > 0 ? this.#guard(() => this.#redis.hset(keys.where, ...named)) : null,
+      ]).catch(() => undefined);
+    }
     return results;
   }
 
@@ -328,8 +365,10 @@ export class RedisQueue implements Queue {
       [event.stream, event.purchases, event.head],
       [batch.receipts.length, ...batch.receipts.map(String), ...ids],
     )) as number;
-    await this.#settled(batch.eventId, head);
-    await this.#guard(() => this.#redis.hdel(this.#keys.where, ...ids));
+    await Promise.all([
+      this.#settled(batch.eventId, head),
+      this.#guard(() => this.#redis.hdel(this.#keys.where, ...ids)),
+    ]);
   }
 
   async release(batch: ClaimedBatch): Promise<void> {
@@ -402,11 +441,11 @@ export class RedisQueue implements Queue {
         if (!named) await this.#unlistDead(eventId);
         continue;
       }
-      const last = await this.#guard(() => this.#redis.incrby(this.#keys.seq, count));
+      const firstSeq = nextSeqs(count);
       const [n, head, left] = (await this.#script(
         'onsaleReplay',
         [event.stream, event.dead, event.deadIndex],
-        [last - count + 1, count, ...ids],
+        [firstSeq, count, ...ids],
       )) as [number, number, number];
       replayed += n;
       if (head >= 0) await this.#list(eventId, head);

@@ -20,7 +20,6 @@
  * What spans events lives in keys of their own, which no script touches; queue.ts updates them in a
  * second step, in an order that is safe to repeat and never hides work (see RedisQueue):
  *
- *   P:seq            counter: acceptance order across events (a purchase's `s`), reserved before a write
  *   P:ready          sorted set: events that may have queued purchases, scored by the seq of their head
  *   P:where          hash purchaseId → eventId, for find()
  *   P:dead:events    set: events that may have dead letters
@@ -215,7 +214,7 @@ return { moved, settle(stream, headKey) }
 
 /**
  * REPLAY: puts dead letters of the event back at the tail of its stream, oldest dead first, with new seqs
- * (reserved by the caller from P:seq).
+ * (given by the caller, see nextSeqs in queue.ts).
  * KEYS: stream, dead stream, dead index. ARGV[2] = first seq, ARGV[3] = at most this many; ARGV[4..] =
  * purchaseIds to replay, none meaning all. Returns { replayed, head, dead letters left }.
  */
