@@ -178,9 +178,12 @@ export class RedisQueue implements Queue {
   readonly #keys: Keys;
   readonly #queueName: string;
   readonly #waits = new Map<'ready' | 'close', Promise<'ready' | 'close'>>();
+  readonly #sweepEveryMs: number;
   #lastSweep = Date.now();
 
-  constructor(url: string) {
+  /** `sweepEveryMs`: how often an idle claim sweeps (SWEEP_EVERY_MS; the tests make it sweep at once). */
+  constructor(url: string, { sweepEveryMs = SWEEP_EVERY_MS }: { sweepEveryMs?: number } = {}) {
+    this.#sweepEveryMs = sweepEveryMs;
     this.#target = parseRedisUrl(url);
     this.#keys = new Keys(this.#target.prefix);
     const scripts = Object.fromEntries(Object.entries(SCRIPTS).map(([name, lua]) => [name, { lua }]));
@@ -349,7 +352,7 @@ export class RedisQueue implements Queue {
       }
       offset += events.length - unlisted;
     }
-    if (Date.now() - this.#lastSweep >= SWEEP_EVERY_MS) {
+    if (Date.now() - this.#lastSweep >= this.#sweepEveryMs) {
       this.#lastSweep = Date.now();
       await this.#sweep();
     }

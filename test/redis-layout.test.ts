@@ -59,3 +59,39 @@ describe.skipIf(!included('redis'))(`the Redis queue's earlier key layout${exclu
     }
   });
 });
+
+/**
+ * A web server that died between its enqueue script and its listing in P:ready left queued purchases that no
+ * claim looks at: an idle worker's sweep finds the event's stream and lists it again.
+ */
+describe.skipIf(!included('redis'))(`the Redis queue's sweep${exclusion('redis')}`, () => {
+  const prefix = uniqueName('onsale_sweep');
+  const redis = new Redis(REDIS_URL);
+  afterAll(async () => {
+    redis.disconnect();
+    await deleteRedisKeys(`${prefix}:*`);
+  });
+
+  it('lists again an event whose queued purchases were left unlisted', async () => {
+    const queue = new RedisQueue(`${REDIS_URL}?prefix=${prefix}`, { sweepEveryMs: 0 });
+    try {
+      await queue.migrate();
+      const purchase = {
+        purchaseId: randomUUID(),
+        eventId: 'e1',
+        buyerId: 'bob',
+        canonicalBuyerId: canonicalBuyerId('bob'),
+        items: [{ ticketTypeId: 'tt', quantity: 1 }],
+        acceptedAt: new Date().toISOString(),
+      };
+      await queue.enqueue([{ purchase }]);
+      // As if the writer had died after its script: the purchase is queued, its event not listed.
+      expect(await redis.zrem(`${prefix}:ready`, 'e1')).toBe(1);
+      expect(await queue.claim('w', 10, 5000)).toBeNull(); // nothing listed; this idle claim sweeps
+      expect(await redis.zscore(`${prefix}:ready`, 'e1')).not.toBeNull();
+      expect((await queue.claim('w', 10, 5000))?.purchases).toEqual([purchase]);
+    } finally {
+      await queue.close();
+    }
+  });
+});
