@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { QUEUE_SCHEMES, STORAGE_SCHEMES } from './adapters/index.js';
+import { QUEUE_SCHEMES, queueUrlProblem, STORAGE_SCHEMES } from './adapters/index.js';
 import { checkReplicaUrls, checkShardUrls, isSharded } from './adapters/sharding/urls.js';
 import { ConfigError } from './shared/config-error.js';
 
@@ -480,6 +480,8 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
       );
     }
   }
+  const queueProblem = queueUrlProblem(full.queueUrl);
+  if (queueProblem) throw new ConfigError(`ONSALE_QUEUE_URL (--queue-url) is ${queueProblem}`);
   if (/^amqps?:/i.test(full.queueUrl) && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
     // The broker serves processes on many machines; its index must live where they all reach it.
     throw new ConfigError(

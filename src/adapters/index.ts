@@ -3,6 +3,7 @@ import type { Outbox } from '../ports/outbox.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { isSharded, shardSpecs, splitUrls } from './sharding/urls.js';
+import { parseRedisUrl } from './redis/url.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
@@ -66,6 +67,20 @@ function engineFor<T>(engines: Record<string, T>, url: string, what: string): T 
   if (!engine)
     throw new Error(`unsupported ${what} URL "${url}": expected ${Object.keys(engines).join(', ')}`);
   return engine;
+}
+
+/**
+ * What is wrong with a queue URL whose scheme is accepted, or null. Checked by config at start (a bad
+ * setting exits 2) without loading any driver; the message never repeats a password.
+ */
+export function queueUrlProblem(url: string): string | null {
+  if (!/^rediss?:/i.test(url)) return null;
+  try {
+    parseRedisUrl(url);
+    return null;
+  } catch (error) {
+    return `not a Redis queue URL: ${(error as Error).message}`;
+  }
 }
 
 export interface StorageOptions {
