@@ -1,10 +1,10 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../domain/errors.js';
-import { withCanonicalBuyerId } from '../../domain/buyer.js';
+import { canonicalBuyerId, withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import { executionOrderOf, type ExecutionOrder } from './execution-order.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
-import { ACK, CLAIM, DEAD_LETTER, DEPTH, DEPTH_OF, ENQUEUE, RELEASE, REPLAY } from './scripts.js';
+import { ACK, CLAIM, DEAD_LETTER, DEPTH, DEPTH_OF, ENQUEUE, REKEY, RELEASE, REPLAY } from './scripts.js';
 
 /** Consumer group of every event stream. */
 const GROUP = 'onsale';
@@ -40,6 +40,7 @@ const SCRIPTS = {
   onsaleReplay: REPLAY,
   onsaleDepth: DEPTH,
   onsaleDepthOf: DEPTH_OF,
+  onsaleRekey: REKEY,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
@@ -130,6 +131,58 @@ export class RedisQueue implements Queue {
     // No schema: streams and their consumer groups are made by the first enqueue of each event.
     await this.#ready(MIGRATE_WAIT_MS, true);
     await this.#guard(() => this.#redis.ping());
+    await this.#rekeyIdempotency();
+  }
+
+  /**
+   * Once per Redis: the Idempotency-Keys stored before buyer identity are keyed by the buyer id as typed;
+   * they move to the canonical id, so that a retry (any spelling) finds its purchase instead of making a
+   * second one. As the SQL queues' migrations do, the request hash stays as stored: a retry whose body
+   * hashes differently now (another spelling) gets a 409 conflict, never a second purchase.
+   */
+  async #rekeyIdempotency(): Promise<void> {
+    const done = `${this.#prefix}:idem-canonical`;
+    if ((await this.#guard(() => this.#redis.exists(done))) === 1) return;
+    const head = `${this.#prefix}:idem:`;
+    const pattern = `${head.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
+    const moves: Array<{ from: string; to: string; ttl: number }> = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.#guard(() => this.#redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000));
+      cursor = next;
+      for (const key of keys) {
+        const suffix = key.slice(head.length);
+        let parts: unknown;
+        try {
+          parts = JSON.parse(suffix);
+        } catch {
+          continue;
+        }
+        if (!Array.isArray(parts) || parts.length !== 3 || !parts.every((x) => typeof x === 'string'))
+          continue;
+        const [eventId, buyerId, idempotencyKey] = parts as [string, string, string];
+        const canonical = canonicalBuyerId(buyerId);
+        if (canonical !== buyerId)
+          moves.push({ from: suffix, to: JSON.stringify([eventId, canonical, idempotencyKey]), ttl: 0 });
+      }
+    } while (cursor !== '0');
+    if (moves.length > 0) {
+      const ttls = await this.#guard(() => {
+        const pipeline = this.#redis.pipeline();
+        for (const m of moves) pipeline.pttl(`${head}${m.from}`);
+        return pipeline.exec();
+      });
+      moves.forEach((m, i) => (m.ttl = Number(ttls?.[i]?.[1] ?? 0)));
+      // The oldest first (the least time left): it keeps a key two spellings shared.
+      moves.sort((a, b) => a.ttl - b.ttl);
+      for (let i = 0; i < moves.length; i += 500) {
+        await this.#script(
+          'onsaleRekey',
+          moves.slice(i, i + 500).flatMap((m) => [m.from, m.to]),
+        );
+      }
+    }
+    await this.#guard(() => this.#redis.set(done, '1'));
   }
 
   async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {

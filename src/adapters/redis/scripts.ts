@@ -13,6 +13,7 @@
  *   P:head:<eventId>    hash { id, n }: the event's head entry and how many times it was delivered
  *   P:purchases         hash purchaseId → purchase JSON, for find(), from enqueue until ack
  *   P:idem:<json>       string "<purchaseId> <requestHash>", json = [eventId, canonical buyerId, key]; expires in 48 h
+ *   P:idem-canonical    string: set once the keys stored with the buyer id as typed were re-keyed (REKEY)
  *   P:depth             counter: queued purchases of all events (not dead letters)
  *   P:dead              stream of dead letters (fields e eventId, i purchaseId, p purchase, r reason, t deadAt)
  *   P:dead:index        hash purchaseId → its id in P:dead
@@ -311,4 +312,25 @@ export const DEPTH_OF = `${HELPERS}
 local queued = redis.call('XLEN', P .. ':q:' .. ARGV[3])
 local dead = tonumber(redis.call('HGET', P .. ':dead:count', ARGV[3]) or '0')
 return { queued, dead }
+`;
+
+/**
+ * REKEY: moves Idempotency-Keys stored under the buyer id as typed (before buyer identity) to the canonical
+ * id, keeping each one's value and time left. ARGV[3..] pairs, oldest first: the old key's suffix, the new
+ * one's. NX: where two spellings of one buyer used one key, the oldest purchase keeps it, and a key already
+ * stored under the canonical id stays. Returns how many keys were moved.
+ */
+export const REKEY = `${HELPERS}
+local moved = 0
+for i = 3, #ARGV, 2 do
+  local old, new = P .. ':idem:' .. ARGV[i], P .. ':idem:' .. ARGV[i + 1]
+  local value = redis.call('GET', old)
+  if value then
+    local ttl = redis.call('PTTL', old)
+    if ttl > 0 then redis.call('SET', new, value, 'PX', ttl, 'NX') else redis.call('SET', new, value, 'NX') end
+    redis.call('DEL', old)
+    moved = moved + 1
+  end
+end
+return moved
 `;
