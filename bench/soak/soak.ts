@@ -268,6 +268,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       report.stops.push({ topology, ...code });
       if (code.code !== 0) problem(`onsale ${topology} stopped with ${code.code ?? code.signal} on SIGTERM`);
       await waitGone(last.pid, 20_000);
+      // Nothing of it may be left running: every onsale process had the supervisor as parent, and the
+      // balancer's command line names the data folder.
+      await untilTrue(() => leftovers().length === 0, 15_000);
+      for (const p of leftovers()) {
+        problem(`left running after onsale ${topology} stopped: ${p.pid} ${p.args}`);
+        signal(p.pid, 'SIGKILL');
+      }
     }
   } catch (error) {
     problem(`the soak itself failed: ${(error as Error).stack ?? String(error)}`);
@@ -320,6 +327,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   report.durationSec = Math.round((Date.now() - started) / 1000);
   report.ok = report.problems.length === 0;
   return report;
+
+  /** Processes of this soak's onsale still running: any whose command line names its data folder. */
+  function leftovers(): Array<{ pid: number; args: string }> {
+    return descendants(1).filter((p) => p.args.includes(env.ONSALE_DATA_DIR!) && p.pid !== process.pid);
+  }
 
   /** Sells one event after another until `end` (the last one is followed until all its purchases are final). */
   async function salesUntil(topology: Topology, end: number): Promise<void> {
