@@ -370,6 +370,22 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         if (failures >= 3) throw new Error('three sale rounds failed', { cause: error });
         continue;
       }
+      // What a purchase the buyer never saw final is now, read afresh: final late (its follower missed the
+      // change), or still queued (stuck).
+      const lateReads: string[] = [];
+      for (const v of sale.invariants.violations) {
+        const id = /purchase (\S+) is still/.exec(v.detail)?.[1];
+        if (!id) continue;
+        try {
+          const res = await fetch(`${base}/api/purchases/${id}`, { signal: AbortSignal.timeout(10_000) });
+          const body = (await res.json()) as { status?: string; updatedAt?: string };
+          lateReads.push(`${id} is ${body.status ?? res.status} now (updatedAt ${body.updatedAt ?? '?'})`);
+        } catch (error) {
+          lateReads.push(`${id}: ${(error as Error).message}`);
+        }
+      }
+      if (lateReads.length > 0)
+        problem(`event ${eventId}: read again after the round: ${lateReads.join('; ')}`);
       const round: RoundRecord = {
         topology,
         eventId,
