@@ -178,7 +178,7 @@ async function runChild(spec: ChildSpec): Promise<void> {
   if (spec.role === 'web') await runWebServer(spec.config, process.env.ONSALE_ADMIN_TOKEN ?? '');
   else if (spec.role === 'autoscaler')
     await runAutoscaler(spec.config, spec.workers ?? spec.config.workersMin, under);
-  else if (spec.role === 'lb') runBalancerWrapper(spec.command ?? []);
+  else if (spec.role === 'lb') await runBalancerWrapper(spec.command ?? [], spec.pidFile);
   else await runWorker(spec.config, spec.workerId, under);
 }
 

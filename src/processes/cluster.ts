@@ -206,7 +206,8 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
 
   // The balancer runs under a small wrapper (onsale-lb) that stops it when this process goes away.
   const lbCommand = [balancer, ...balancerArgs(config.lb, configPath, runDir)];
-  supervisor.run('lb', () => child({ role: 'lb', config, command: lbCommand }));
+  const pidFile = join(runDir, 'balancer.pid');
+  supervisor.run('lb', () => child({ role: 'lb', config, command: lbCommand, pidFile }));
 
   const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
 

@@ -1,6 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../domain/errors.js';
-import { withCanonicalBuyerId } from '../../domain/buyer.js';
+import { canonicalBuyerId, withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import { executionOrderOf } from './execution-order.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
@@ -573,6 +573,10 @@ export class RedisQueue implements Queue {
           'layout of an earlier onsale version: drain it with that version (and replay or remove its dead letters) before upgrading',
       );
     }
+    // Idempotency-Keys move to their event's slot. Keys written before buyer identity carry the buyer id as
+    // typed: they move to the canonical id, so that a retry in any spelling finds its purchase instead of
+    // making a second one. The request hash stays as stored (a retry whose body hashes differently gets 409).
+    const moves: Array<{ from: string; eventId: string; to: string; ttl: number }> = [];
     let cursor = '0';
     do {
       const [next, found] = await this.#guard(() =>
@@ -580,20 +584,26 @@ export class RedisQueue implements Queue {
       );
       cursor = next;
       for (const key of found) {
-        const json = key.slice(`${P}:idem:`.length);
-        let eventId: unknown;
-        try {
-          eventId = (JSON.parse(json) as unknown[])[0];
-        } catch {
-          continue;
-        }
-        if (typeof eventId !== 'string') continue;
-        const [value, ttl] = await Promise.all([redis.get(key), redis.pttl(key)]);
-        if (value !== null && ttl > 0)
-          await redis.set(this.#keys.of(eventId).idem(json), value, 'PX', ttl, 'NX');
-        await redis.del(key);
+        const parts = parseIdempotencyJson(key.slice(`${P}:idem:`.length));
+        if (!parts) continue;
+        const [eventId, buyerId, idempotencyKey] = parts;
+        const to = JSON.stringify([eventId, canonicalBuyerId(buyerId), idempotencyKey]);
+        moves.push({ from: key, eventId, to, ttl: 0 });
       }
     } while (cursor !== '0');
+    const ttls = await Promise.all(moves.map((m) => this.#guard(() => redis.pttl(m.from))));
+    moves.forEach((m, i) => (m.ttl = ttls[i]!));
+    // The oldest first (the least time left): where two spellings of one buyer used one key, the first
+    // purchase keeps it (NX).
+    moves.sort((a, b) => a.ttl - b.ttl);
+    for (const move of moves) {
+      const value = await this.#guard(() => redis.get(move.from));
+      if (value !== null && move.ttl > 0)
+        await this.#guard(() =>
+          redis.set(this.#keys.of(move.eventId).idem(move.to), value, 'PX', move.ttl, 'NX'),
+        );
+      await this.#guard(() => redis.del(move.from));
+    }
     await this.#guard(() =>
       redis.del(
         `${P}:depth`,
@@ -694,4 +704,16 @@ function toUnavailable(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
   if (error.name === 'ReplyError' && !TRANSIENT_REPLY.test(error.message)) return error;
   return new UnavailableError(`the Redis queue is not available (${error.message})`, error);
+}
+
+/** [eventId, buyerId, key] of an idempotency key's JSON suffix, or null for a key of another shape. */
+function parseIdempotencyJson(json: string): [string, string, string] | null {
+  let parts: unknown;
+  try {
+    parts = JSON.parse(json);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(parts) || parts.length !== 3 || !parts.every((x) => typeof x === 'string')) return null;
+  return parts as [string, string, string];
 }
