@@ -6,6 +6,8 @@
 //   npm run build:bench && node build/bench/queue-throughput.js QUEUE_URL DATABASE_URL [writers=1,2,4]
 //     [batches=1,50,500] [seconds=5] [drain=50000] [workers=1,2]
 // e.g. node build/bench/queue-throughput.js 'amqp://guest:guest@127.0.0.1:5672?prefix=bench1' postgres://postgres@127.0.0.1:5432/bench
+// Redis Cluster: name its nodes, e.g. 'redis://127.0.0.1:7311,127.0.0.1:7312,127.0.0.1:7313?prefix=bench2'.
+// The writers spread their purchases over 8 events, so a cluster's events land on its different masters.
 import { fork } from 'node:child_process';
 import console from 'node:console';
 import { randomUUID } from 'node:crypto';

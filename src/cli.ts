@@ -9,12 +9,14 @@ import { runBalancerWrapper } from './processes/lb/wrapper.js';
 import { CHILD_SPEC_ENV, CLUSTER_CHILD_ENV, type ChildSpec } from './processes/messages.js';
 import { runStart } from './processes/start.js';
 import { adminTokenLine, resolveAdminToken } from './shared/admin-token.js';
+import { resolveLogFormat } from './shared/logger.js';
+import { AdminCliError, addEventsCommand } from './admin/command.js';
 import { addSimulateCommand } from './simulate/command.js';
 import { runWebServer } from './processes/web-server.js';
 import { runWorker } from './processes/worker.js';
 
 type Key = keyof Config;
-const COMMON: Key[] = ['dataDir', 'databaseUrl', 'databaseReplicaUrl', 'queueUrl', 'logLevel'];
+const COMMON: Key[] = ['dataDir', 'databaseUrl', 'databaseReplicaUrl', 'queueUrl', 'logLevel', 'logFormat'];
 const WEB: Key[] = [
   'port',
   'host',
@@ -30,7 +32,7 @@ const WEB: Key[] = [
   'trustProxy',
   'drainDelay',
 ];
-const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics'];
+const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics', 'smtpUrl', 'mailFrom', 'publicUrl'];
 
 /** Exit status for a bad setting or flag (operations.md). */
 const EXIT_BAD_SETTING = 2;
@@ -46,7 +48,9 @@ function withSettings(command: Command, keys: Key[]): Command {
 }
 
 function configFrom(command: Command): Config {
-  return loadConfig(command.opts<Partial<Record<Key, string>>>(), process.env);
+  const config = loadConfig(command.opts<Partial<Record<Key, string>>>(), process.env);
+  // Resolved here, where stdout is the one the user looks at; children get the answer in their config.
+  return { ...config, logFormat: resolveLogFormat(config.logFormat) };
 }
 
 function program(): Command {
@@ -146,6 +150,7 @@ function program(): Command {
   });
 
   addSimulateCommand(root);
+  addEventsCommand(root);
   return root;
 }
 
@@ -173,7 +178,7 @@ async function runChild(spec: ChildSpec): Promise<void> {
   if (spec.role === 'web') await runWebServer(spec.config, process.env.ONSALE_ADMIN_TOKEN ?? '');
   else if (spec.role === 'autoscaler')
     await runAutoscaler(spec.config, spec.workers ?? spec.config.workersMin, under);
-  else if (spec.role === 'lb') runBalancerWrapper(spec.command ?? []);
+  else if (spec.role === 'lb') await runBalancerWrapper(spec.command ?? [], spec.pidFile);
   else await runWorker(spec.config, spec.workerId, under);
 }
 
@@ -193,6 +198,10 @@ async function main(): Promise<void> {
       process.exit(
         error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : EXIT_BAD_SETTING,
       );
+    }
+    if (error instanceof AdminCliError) {
+      process.stderr.write(`onsale: ${error.message}\n`);
+      process.exit(error.exitCode);
     }
     if (error instanceof ConfigError || error instanceof BalancerMissingError) {
       process.stderr.write(`onsale: ${error.message}\n`);

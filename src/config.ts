@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { QUEUE_SCHEMES, STORAGE_SCHEMES } from './adapters/index.js';
+import { QUEUE_SCHEMES, queueUrlProblem, STORAGE_SCHEMES } from './adapters/index.js';
 import { checkReplicaUrls, checkShardUrls, isSharded } from './adapters/sharding/urls.js';
 import { ConfigError } from './shared/config-error.js';
 
@@ -25,6 +25,8 @@ export interface Config {
   workersMax: number;
   maxQueueDepth: number;
   logLevel: string;
+  /** `auto` until a supervisor or command resolves it (src/shared/logger.ts). */
+  logFormat: 'json' | 'pretty' | 'auto';
   bodyLimit: number;
   buyerRate: Rate;
   addressRate: Rate;
@@ -42,6 +44,11 @@ export interface Config {
   trustProxy: string[];
   drainDelay: number;
   lb: 'haproxy' | 'nginx';
+  /** Where ticket emails are sent through; null: mail is off. */
+  smtpUrl: string | null;
+  mailFrom: string;
+  /** The address buyers reach the pages at, for links in emails (no trailing slash). */
+  publicUrl: string;
 }
 
 export { ConfigError };
@@ -56,6 +63,8 @@ export interface Setting<K extends keyof Config = keyof Config> {
   description: string;
   accepts: string;
   parse: Parser<Config[K]>;
+  /** A value that may hold a password: a refused one is not echoed back. */
+  secret?: boolean;
   /** Default as text (what --help shows); null when derived from other settings. */
   fallback: (partial: Partial<Config>) => string | null;
 }
@@ -213,6 +222,19 @@ export const SETTINGS = [
     fallback: () => 'info',
   }),
   setting({
+    key: 'logFormat',
+    flag: '--log-format',
+    env: 'LOG_FORMAT',
+    description: 'log lines as JSON or human-readable (default: pretty on a terminal, JSON otherwise)',
+    accepts: 'json, pretty or auto',
+    parse: (raw) => {
+      const format = raw.trim();
+      if (format !== 'json' && format !== 'pretty' && format !== 'auto') throw new Error('unknown format');
+      return format;
+    },
+    fallback: () => 'auto',
+  }),
+  setting({
     key: 'bodyLimit',
     flag: '--body-limit',
     env: 'ONSALE_BODY_LIMIT',
@@ -359,6 +381,65 @@ export const SETTINGS = [
     },
     fallback: () => 'haproxy',
   }),
+  setting({
+    key: 'smtpUrl',
+    flag: '--smtp-url',
+    env: 'ONSALE_SMTP_URL',
+    description:
+      'SMTP server that ticket emails are sent through (off: no email, each one logged as not sent)',
+    accepts: 'smtp://[user:password@]host[:port] or smtps://… (TLS), or off',
+    secret: true,
+    parse: (raw) => {
+      const text = raw.trim();
+      if (text === 'off') return null;
+      let parsed: URL;
+      try {
+        parsed = new URL(text);
+      } catch {
+        throw new Error('not a URL');
+      }
+      if ((parsed.protocol !== 'smtp:' && parsed.protocol !== 'smtps:') || !parsed.hostname)
+        throw new Error('not an SMTP URL');
+      return text;
+    },
+    fallback: () => 'off',
+  }),
+  setting({
+    key: 'mailFrom',
+    flag: '--mail-from',
+    env: 'ONSALE_MAIL_FROM',
+    description: 'sender of ticket emails',
+    accepts: 'an address, or Name <address>',
+    parse: (raw) => {
+      const text = raw.trim();
+      if (/[\r\n]/.test(text) || !/^(?:[^<>@]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/.test(text))
+        throw new Error('not an address');
+      return text;
+    },
+    fallback: () => 'onsale <tickets@localhost>',
+  }),
+  setting({
+    key: 'publicUrl',
+    flag: '--public-url',
+    env: 'ONSALE_PUBLIC_URL',
+    description: 'the address buyers open the pages at, for the links in ticket emails',
+    accepts: 'an http:// or https:// URL',
+    parse: (raw) => {
+      let parsed: URL;
+      try {
+        parsed = new URL(raw.trim());
+      } catch {
+        throw new Error('not a URL');
+      }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http');
+      return raw.trim().replace(/\/+$/, '');
+    },
+    // The listen address; one that means "every interface" is reached at the loopback from this machine.
+    fallback: (c) =>
+      c.host === undefined || c.port === undefined
+        ? null
+        : `http://${['0.0.0.0', '::', '[::]'].includes(c.host) ? '127.0.0.1' : c.host.includes(':') && !c.host.startsWith('[') ? `[${c.host}]` : c.host}:${c.port}`,
+  }),
 ] as const;
 
 /**
@@ -376,9 +457,10 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
     try {
       (config as Record<string, unknown>)[s.key] = s.parse(raw);
     } catch (error) {
-      const why = error instanceof Error ? ` (${error.message})` : '';
+      const why = error instanceof Error && !s.secret ? ` (${error.message})` : '';
+      const shown = s.secret ? 'the value given' : `"${raw}"`;
       throw new ConfigError(
-        `${origin}: "${raw}" is not accepted${why}; ${s.flag} / ${s.env} takes ${s.accepts}`,
+        `${origin}: ${shown} is not accepted${why}; ${s.flag} / ${s.env} takes ${s.accepts}`,
       );
     }
   }
@@ -398,6 +480,8 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
       );
     }
   }
+  const queueProblem = queueUrlProblem(full.queueUrl);
+  if (queueProblem) throw new ConfigError(`ONSALE_QUEUE_URL (--queue-url) is ${queueProblem}`);
   if (/^amqps?:/i.test(full.queueUrl) && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
     // The broker serves processes on many machines; its index must live where they all reach it.
     throw new ConfigError(

@@ -69,6 +69,7 @@ describe('onsale/client against the OpenAPI document', () => {
       createEvent: requests.createEvent({ name: 'x', ticketTypes: [] }, 'token'),
       eventStats: requests.eventStats('ev', 'token'),
       listPurchases: requests.listPurchases('ev', 'token', { q: 'a b', limit: 5 }),
+      exportPurchases: requests.exportPurchases('ev', 'token'),
       purchase: requests.purchase('ev', { buyerId: 'b', items: [] }, { idempotencyKey: 'k' }),
       getPurchase: requests.getPurchase('p'),
       purchaseEvents: requests.purchaseEvents('p'),
@@ -132,6 +133,9 @@ describe('onsale/client against a running server', () => {
     expect((await admin.listPurchases(event.id, { q: 'ADA' })).purchases.map((p) => p.purchaseId)).toEqual([
       receipt.purchaseId,
     ]);
+    const csv = await new Response(await admin.exportPurchases(event.id)).text();
+    expect(csv.split('\r\n').filter((line) => line.includes(receipt.purchaseId))).toHaveLength(1);
+    expect(csv).toContain(late.purchaseId);
     expect((await buyer.openApi()).openapi).toBe('3.1.0');
   });
 

@@ -82,7 +82,11 @@ describe('deploy/k8s manifests', () => {
     expect(ofKind('HorizontalPodAutoscaler')).toHaveLength(1);
     expect(ofKind('PodDisruptionBudget')).toHaveLength(2);
     expect(ofKind('ScaledObject')).toHaveLength(1);
-    expect(ofKind('ScaledObject')[0]!.spec.triggers[0].type).toBe('redis-streams');
+    // Every event's backlog, not one event's stream: the queue depth over all of them.
+    const trigger = ofKind('ScaledObject')[0]!.spec.triggers[0];
+    expect(trigger.type).toBe('prometheus');
+    expect(trigger.metadata.query).toBe('max(onsale_queue_depth)');
+    expect(JSON.stringify(ofKind('ScaledObject')[0])).not.toMatch(/EVENT-ID|stream/);
     expect(ofKind('ScaledObject', all).map((s) => s.spec.triggers[0].type)).toContain('rabbitmq');
     expect(ofKind('ConfigMap')).toHaveLength(1);
   });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REJECT_REASONS } from '../src/domain/types.js';
-import { READ_TARGETS, REFUSAL_REASONS } from '../src/metrics/metrics.js';
+import { EMAIL_FAILURE_KINDS, READ_TARGETS, REFUSAL_REASONS } from '../src/metrics/metrics.js';
 import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 import { samples } from './helpers/prometheus.js';
 
@@ -39,6 +39,12 @@ describe('metrics of a fresh server', () => {
     for (const target of READ_TARGETS) {
       expect(m.get(`onsale_storage_reads_total{target="${target}"}`), target).toBe(0);
     }
+    for (const kind of EMAIL_FAILURE_KINDS) {
+      expect(m.get(`onsale_email_failures_total{kind="${kind}"}`), kind).toBe(0);
+    }
+    expect(m.get('onsale_emails_sent_total')).toBe(0);
+    expect(m.get('onsale_outbox_depth')).toBe(0);
+    expect(m.get('onsale_outbox_oldest_age_seconds')).toBe(0);
     // The unlabelled families are there at 0 as well.
     expect(m.get('onsale_purchases_accepted_total')).toBe(0);
     expect(m.get('onsale_retries_total')).toBe(0);

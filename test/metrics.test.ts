@@ -32,6 +32,10 @@ const FAMILIES = [
   'onsale_dead_letters',
   'onsale_workers',
   'onsale_purchase_end_to_end_seconds_count',
+  'onsale_outbox_depth',
+  'onsale_outbox_oldest_age_seconds',
+  'onsale_emails_sent_total',
+  'onsale_email_failures_total',
   'process_cpu_seconds_total',
   'process_resident_memory_bytes',
   'nodejs_eventloop_lag_p99_seconds',
@@ -49,7 +53,7 @@ function sum(all: Map<string, number>, name: string, labels = ''): number {
 describe('deploy/prometheus', () => {
   it('passes promtool check rules, test rules and check config', async () => {
     const rules = await promtool(['check', 'rules', 'alerts.yml']);
-    expect(rules.output).toContain('SUCCESS: 7 rules found');
+    expect(rules.output).toContain('SUCCESS: 8 rules found');
     expect(rules.code).toBe(0);
     const tests = await promtool(['test', 'rules', 'alerts.test.yml']);
     expect(tests.output).toContain('SUCCESS');

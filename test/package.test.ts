@@ -36,9 +36,18 @@ describe('the npm package', () => {
     expect(files).toContain('LICENSE');
     expect(files).toContain('dist/adapters/sqlite/migrations/storage/0001_init.sql');
     expect(files).toContain('dist/web/pages/public/style.css');
-    expect(
-      files.filter((f) => !(f.startsWith('dist/') || ['package.json', 'README.md', 'LICENSE'].includes(f))),
-    ).toEqual([]);
+    // The alert rules ship beside dist/, where `onsale cluster` finds them (../../deploy from its module)
+    // and where an operator points Prometheus at: node_modules/onsale/deploy/prometheus/alerts.yml.
+    expect(files).toContain('deploy/prometheus/alerts.yml');
+    expect(files).toContain('deploy/prometheus/alerts.test.yml');
+    const shipped = [
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'deploy/prometheus/alerts.yml',
+      'deploy/prometheus/alerts.test.yml',
+    ];
+    expect(files.filter((f) => !(f.startsWith('dist/') || shipped.includes(f)))).toEqual([]);
     expect(files).toContain('dist/client/index.js');
     // The client's declarations are the only TypeScript shipped.
     expect(files.filter((f) => f.endsWith('.map') || f.endsWith('.ts') || f.includes('bench'))).toEqual([
@@ -62,6 +71,10 @@ describe('the npm package', () => {
       app,
     );
     const installed = join(app, 'node_modules');
+    // Where docs/operations.md says they are, and where `onsale cluster` resolves them from dist/.
+    expect(readFileSync(join(installed, 'onsale/deploy/prometheus/alerts.yml'), 'utf8')).toContain(
+      'alert: OnsaleQueueTooOld',
+    );
     expect(version(join(installed, 'better-sqlite3'))).toBe(
       version(join(ROOT, 'node_modules/better-sqlite3')),
     );

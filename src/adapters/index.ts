@@ -1,6 +1,9 @@
+import type { Mailer } from '../ports/mailer.js';
+import type { Outbox } from '../ports/outbox.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { isSharded, shardSpecs, splitUrls } from './sharding/urls.js';
+import { parseRedisUrl } from './redis/url.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
@@ -66,6 +69,20 @@ function engineFor<T>(engines: Record<string, T>, url: string, what: string): T 
   return engine;
 }
 
+/**
+ * What is wrong with a queue URL whose scheme is accepted, or null. Checked by config at start (a bad
+ * setting exits 2) without loading any driver; the message never repeats a password.
+ */
+export function queueUrlProblem(url: string): string | null {
+  if (!/^rediss?:/i.test(url)) return null;
+  try {
+    parseRedisUrl(url);
+    return null;
+  } catch (error) {
+    return `not a Redis queue URL: ${(error as Error).message}`;
+  }
+}
+
 export interface StorageOptions {
   /** Streaming replicas for reads, one per shard (ONSALE_DATABASE_REPLICA_URL); null: none. */
   databaseReplicaUrl?: string | null;
@@ -102,4 +119,30 @@ export async function openQueue(url: string, context: QueueContext = { databaseU
   }
   const open = await engineFor(QUEUE_ENGINES, url, 'queue')();
   return open(url, firstShard);
+}
+
+/** The outbox of ticket emails, in the storage database `url` (same schemes as openStorage). */
+export async function openOutbox(url: string): Promise<Outbox> {
+  const open = await engineFor(OUTBOX_ENGINES, url, 'database')();
+  return open(url);
+}
+
+const OUTBOX_ENGINES: Record<string, () => Promise<(url: string) => Outbox>> = {
+  'sqlite:': async () => {
+    const { SqliteOutbox } = await import('./sqlite/outbox.js');
+    return (url) => new SqliteOutbox(url);
+  },
+  'postgres:': openPostgresOutbox,
+  'postgresql:': openPostgresOutbox,
+};
+
+async function openPostgresOutbox(): Promise<(url: string) => Outbox> {
+  const { PostgresOutbox } = await import('./postgres/outbox.js');
+  return (url) => new PostgresOutbox(url);
+}
+
+/** The SMTP sender of ticket emails (nodemailer), loaded only by a process that sends mail. */
+export async function openMailer(smtpUrl: string, from: string): Promise<Mailer> {
+  const { SmtpMailer } = await import('./smtp/mailer.js');
+  return new SmtpMailer(smtpUrl, from);
 }

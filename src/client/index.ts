@@ -124,6 +124,7 @@ export const OPERATIONS = {
   createEvent: { method: 'POST', path: '/api/events', ok: [201] },
   eventStats: { method: 'GET', path: '/api/events/{eventId}/stats', ok: [200] },
   listPurchases: { method: 'GET', path: '/api/events/{eventId}/purchases', ok: [200] },
+  exportPurchases: { method: 'GET', path: '/api/events/{eventId}/export.csv', ok: [200] },
   purchase: { method: 'POST', path: '/api/events/{eventId}/purchases', ok: [200, 202] },
   getPurchase: { method: 'GET', path: '/api/purchases/{purchaseId}', ok: [200] },
   purchaseEvents: { method: 'GET', path: '/api/purchases/{purchaseId}/events', ok: [200] },
@@ -175,6 +176,11 @@ export const requests = {
       headers: bearer(adminToken),
     };
   },
+  exportPurchases: (eventId: string, adminToken: string): RequestSpec => ({
+    method: 'GET',
+    path: `/api/events/${id(eventId)}/export.csv`,
+    headers: { accept: 'text/csv', ...bearer(adminToken) },
+  }),
   purchase: (
     eventId: string,
     request: PurchaseRequest,
@@ -267,6 +273,15 @@ export class OnsaleClient {
    * Buys. The answer means the purchase is durably queued (`replayed`: this Idempotency-Key had already made
    * it). Send the same key again after a network error or a 429/503: it never makes a second purchase.
    */
+  /**
+   * The event's allocated purchases as CSV (a UTF-8 byte-order mark, a header line, one line per purchase),
+   * as the server streams it: read it piece by piece, or whole with `new Response(stream).text()`.
+   */
+  async exportPurchases(eventId: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#send('exportPurchases', requests.exportPurchases(eventId, this.#admin()));
+    return res.body ?? new Response('').body!;
+  }
+
   async purchase(
     eventId: string,
     request: PurchaseRequest,

@@ -70,6 +70,14 @@ export function buyerIdentity(typed: string, kind: BuyerIdKind): string | Onsale
 }
 
 /**
+ * Where a buyer's tickets can be emailed: the canonical buyer id when it is an email address (every id of
+ * an `email` event is; an `any` event's id may be), else null (no email is sent).
+ */
+export function emailAddressOf(canonicalId: string): string | null {
+  return EMAIL.test(canonicalId) ? canonicalId : null;
+}
+
+/**
  * A purchase as a queue hands it back, with its canonical buyer id: the one it carries, or, for a queue
  * that keeps only the typed id (or a message written before the field existed), derived again by the same
  * pure function, which gives what the web server computed.

@@ -54,7 +54,11 @@ function exportKnownSeriesAtZero(): void {
   finalized.inc({ outcome: 'confirmed' }, 0);
   for (const reason of REJECT_REASONS) finalized.inc({ outcome: 'rejected', reason }, 0);
   for (const target of READ_TARGETS) storageReads.inc({ target }, 0);
+  for (const kind of EMAIL_FAILURE_KINDS) emailFailures.inc({ kind }, 0);
 }
+
+/** Why a ticket email attempt failed: `transient` (retried later) or `rejected` (refused for good). */
+export const EMAIL_FAILURE_KINDS = ['transient', 'rejected'] as const;
 
 export function metricsEnabled(): boolean {
   return enabled;
@@ -127,6 +131,19 @@ const retries = new Counter({
   registers,
 });
 
+const emailsSent = new Counter({
+  name: 'onsale_emails_sent_total',
+  help: 'Ticket emails the SMTP server took (a copy sent again after a crash counts again)',
+  registers,
+});
+
+const emailFailures = new Counter({
+  name: 'onsale_email_failures_total',
+  help: 'Ticket email attempts that failed, by kind: transient (retried after a back-off) or rejected (refused for good)',
+  labelNames: ['kind'] as const,
+  registers,
+});
+
 // Registered by the first setWorkerCount() only: a process that does not know the count (a web server, a
 // worker of a supervisor) exports no series, so that each cluster has one (see setWorkerCount).
 const workers = new Gauge({
@@ -169,6 +186,14 @@ export function countRefused(reason: string): void {
 
 export function countStorageRead(target: (typeof READ_TARGETS)[number]): void {
   safely(() => storageReads.inc({ target }));
+}
+
+export function countEmailSent(): void {
+  safely(() => emailsSent.inc());
+}
+
+export function countEmailFailure(kind: (typeof EMAIL_FAILURE_KINDS)[number]): void {
+  safely(() => emailFailures.inc({ kind }));
 }
 
 export function countRetry(): void {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Outbox } from '../ports/outbox.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 
@@ -17,6 +18,8 @@ interface Reading {
   tickets: Array<{ event: string; ticketType: string; available: number; sold: number }>;
   /** The database shard of each of the recent events, when events are sharded. */
   shards: Array<{ event: string; shard: number }>;
+  /** Null when this process has no outbox to read. */
+  outbox: { depth: number; oldestAgeSeconds: number } | null;
 }
 
 /**
@@ -26,12 +29,17 @@ interface Reading {
  * itself. If that read fails they are left out of the scrape (a gauge of 0 would claim an empty queue)
  * and the failure is logged; the rest of /metrics is still served.
  */
-export function sharedStateMetrics(storage: Storage, queue: Queue, logger: Logger): () => Promise<string> {
+export function sharedStateMetrics(
+  storage: Storage,
+  queue: Queue,
+  logger: Logger,
+  outbox?: Outbox,
+): () => Promise<string> {
   let last: { at: number; reading: Promise<Reading | null> } | null = null;
 
   function reading(): Promise<Reading | null> {
     if (last && Date.now() - last.at < FRESH_MS) return last.reading;
-    const next = read(storage, queue).catch((error: unknown) => {
+    const next = read(storage, queue, outbox).catch((error: unknown) => {
       logger.warn({ err: error }, 'metrics: cannot read the queue and stock gauges');
       return null;
     });
@@ -75,6 +83,18 @@ export function sharedStateMetrics(storage: Storage, queue: Queue, logger: Logge
             `The database shard (counted from 0) of each of the ${TICKET_EVENTS} most recent events`,
             r.shards.map((s) => [`{event="${label(s.event)}"}`, s.shard] as const),
           ),
+      ...(r.outbox
+        ? [
+            gauge('onsale_outbox_depth', 'Ticket emails waiting to be sent (retries included)', [
+              ['', r.outbox.depth],
+            ]),
+            gauge(
+              'onsale_outbox_oldest_age_seconds',
+              'Age of the oldest ticket email waiting to be sent (0 when none waits)',
+              [['', r.outbox.oldestAgeSeconds]],
+            ),
+          ]
+        : []),
     ].join('');
   };
 }
@@ -91,11 +111,14 @@ function label(value: string): string {
   return value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
 }
 
-async function read(storage: Storage, queue: Queue): Promise<Reading> {
-  const [{ depth, oldestAcceptedAt }, events] = await Promise.all([queue.depth(), storage.listEvents()]);
-  const oldestAgeSeconds = oldestAcceptedAt
-    ? Math.max(0, (Date.now() - Date.parse(oldestAcceptedAt)) / 1000)
-    : 0;
+async function read(storage: Storage, queue: Queue, outbox?: Outbox): Promise<Reading> {
+  const [{ depth, oldestAcceptedAt }, events, mail] = await Promise.all([
+    queue.depth(),
+    storage.listEvents(),
+    outbox?.stats() ?? null,
+  ]);
+  const ageOf = (at: string | null) => (at ? Math.max(0, (Date.now() - Date.parse(at)) / 1000) : 0);
+  const oldestAgeSeconds = ageOf(oldestAcceptedAt);
   // Dead letters are counted over every event: a stuck purchase of an old event still needs an operator.
   const perEvent = await Promise.allSettled(events.map((e) => queue.depthOf(e.id)));
   const deadLetters = perEvent.reduce(
@@ -115,5 +138,6 @@ async function read(storage: Storage, queue: Queue): Promise<Reading> {
       tickets.push({ event: stats!.eventId, ticketType: t.id, available: t.available, sold: t.sold });
     }
   }
-  return { depth, oldestAgeSeconds, deadLetters, tickets, shards };
+  const outboxReading = mail ? { depth: mail.depth, oldestAgeSeconds: ageOf(mail.oldestCreatedAt) } : null;
+  return { depth, oldestAgeSeconds, deadLetters, tickets, shards, outbox: outboxReading };
 }

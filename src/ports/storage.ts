@@ -40,6 +40,12 @@ export interface Storage {
   listPurchases(eventId: string, options: { match?: string; limit: number }): Promise<Purchase[]>;
 
   /**
+   * One page of an event's allocated purchases in purchase id order: those after `afterId` (null: from the
+   * start), at most `limit`. For exports: a caller reads page after page, holding one page at a time.
+   */
+  purchasesPage(eventId: string, afterId: string | null, limit: number): Promise<Purchase[]>;
+
+  /**
    * Allocates a batch of one event's purchases in the order given, in one transaction. A purchase already
    * applied (a redelivered batch) is skipped, so applying the same batch twice has the effect of once.
    * Returns how many purchases this call applied, and what became of each of them (for metrics and logs).

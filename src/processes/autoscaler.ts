@@ -118,7 +118,7 @@ export async function runAutoscaler(
   under: 'start' | 'cluster' = 'start',
 ): Promise<void> {
   process.title = 'onsale-autoscaler';
-  const logger = createLogger(config.logLevel, 'autoscaler');
+  const logger = createLogger(config.logLevel, 'autoscaler', undefined, config.logFormat);
   if (!process.send) throw new Error('the autoscaler runs as a child of onsale start or onsale cluster');
   // Under `onsale start` the supervisor collects every child's metrics for /metrics: this one answers too.
   if (config.metrics) startProcessMetrics();

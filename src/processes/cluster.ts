@@ -45,7 +45,7 @@ const ALERT_RULES = resolve(import.meta.dirname, '../../deploy/prometheus/alerts
  */
 export async function runCluster(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
-  const logger = createLogger(config.logLevel, 'cluster');
+  const logger = createLogger(config.logLevel, 'cluster', undefined, config.logFormat);
   // Before anything else: without a balancer there is no cluster (the caller exits 2 with how to install it).
   const balancer = findBalancer(config.lb);
 
@@ -206,7 +206,8 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
 
   // The balancer runs under a small wrapper (onsale-lb) that stops it when this process goes away.
   const lbCommand = [balancer, ...balancerArgs(config.lb, configPath, runDir)];
-  supervisor.run('lb', () => child({ role: 'lb', config, command: lbCommand }));
+  const pidFile = join(runDir, 'balancer.pid');
+  supervisor.run('lb', () => child({ role: 'lb', config, command: lbCommand, pidFile }));
 
   const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
 

@@ -22,6 +22,8 @@ export interface ChildSpec {
   workers?: number;
   /** The load balancer wrapper's (onsale cluster): the balancer's command line. */
   command?: string[];
+  /** The load balancer wrapper's: where it keeps the balancer's pid, to stop one a killed wrapper left. */
+  pidFile?: string;
 }
 
 export const CHILD_SPEC_ENV = 'ONSALE_CHILD_SPEC';

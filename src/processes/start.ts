@@ -9,6 +9,7 @@ import { STOP_DEADLINE_MS } from '../shared/shutdown.js';
 import { createDemoEvent } from './demo-event.js';
 import { serveMachineMetrics } from './machine-metrics.js';
 import { CHILD_SPEC_ENV, isScaleMessage, type ChildSpec } from './messages.js';
+import { restartDelay } from './supervisor.js';
 
 /**
  * `onsale start`: the supervisor (the node:cluster primary) migrates the database, makes the demo event on
@@ -17,7 +18,7 @@ import { CHILD_SPEC_ENV, isScaleMessage, type ChildSpec } from './messages.js';
  */
 export async function runStart(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
-  const logger = createLogger(config.logLevel, 'supervisor');
+  const logger = createLogger(config.logLevel, 'supervisor', undefined, config.logFormat);
 
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
@@ -32,13 +33,15 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
     serveMachineMetrics();
   }
   const countWorkers = () => setWorkerCount([...children.values()].filter((s) => s.role === 'worker').length);
-  const restarts = new Map<string, { count: number; since: number }>();
+  const restarts = new Map<string, { count: number }>();
+  const startedAt = new WeakMap<ClusterChild, number>();
   /** Workers stopped by the autoscaler: their exit is not a crash. */
   const retired = new Set<ClusterChild>();
 
   function fork(spec: ChildSpec): ClusterChild {
     const child = cluster.fork({ [CHILD_SPEC_ENV]: JSON.stringify(spec), ONSALE_ADMIN_TOKEN: admin.token });
     children.set(child, spec);
+    startedAt.set(child, Date.now());
     countWorkers();
     if (spec.role === 'autoscaler') {
       child.on('message', (message: unknown) => {
@@ -49,13 +52,11 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
       children.delete(child);
       countWorkers();
       if (stopping || retired.delete(child)) return;
-      const slot = spec.workerId ?? `web`;
-      const history = restarts.get(slot) ?? { count: 0, since: Date.now() };
-      if (Date.now() - history.since > 60_000) Object.assign(history, { count: 0, since: Date.now() });
-      history.count += 1;
+      const slot = spec.workerId ?? spec.role;
+      const history = restarts.get(slot) ?? { count: 0 };
       restarts.set(slot, history);
       // Back off when a child keeps crashing (a bad database, a full disk), up to 30 s between tries.
-      const delay = Math.min(30_000, 250 * 2 ** Math.min(history.count - 1, 7));
+      const delay = restartDelay(history, Date.now() - (startedAt.get(child) ?? 0));
       logger.warn(
         { role: spec.role, pid: child.process.pid, code, signal, restartInMs: delay },
         'child died; restarting',
@@ -135,8 +136,18 @@ function announce(
       `  then follow the statusUrl it answers with.`,
     );
   }
+  lines.push(`  ${mailLine(config)}`);
   const token = adminTokenLine(admin, process.stdout.isTTY === true);
   if (token) lines.push(`  ${token}`);
   lines.push(`  stop with Ctrl+C`, ``);
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Where ticket emails go, for the banner: the SMTP server (its password masked), or that mail is off. */
+export function mailLine(config: Config): string {
+  if (!config.smtpUrl) {
+    return 'ticket emails: off; the worker logs each one it would send (set ONSALE_SMTP_URL=smtp://host:port to send them)';
+  }
+  const url = new URL(config.smtpUrl);
+  return `ticket emails: via ${url.protocol}//${url.host} from ${config.mailFrom}, links to ${config.publicUrl}`;
 }

@@ -1,6 +1,23 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 
+/** A child that ran this long before it died was not crash-looping: its backoff starts over. */
+export const STABLE_RUN_MS = 60_000;
+/** The longest wait before a child that keeps crashing is started again. */
+export const MAX_RESTART_DELAY_MS = 30_000;
+
+/**
+ * How long to wait before starting again a child that died after running `ranMs`, given its crashes so far
+ * (updated): 250 ms, doubling with each crash in a row up to 30 s; a child that ran `stableMs` or more
+ * starts the count over. Counting by how long the child ran, not by a window since the first crash, keeps
+ * a child that crashes for minutes at 30 s instead of starting again at 250 ms each minute.
+ */
+export function restartDelay(crashes: { count: number }, ranMs: number, stableMs = STABLE_RUN_MS): number {
+  if (ranMs >= stableMs) crashes.count = 0;
+  crashes.count += 1;
+  return Math.min(MAX_RESTART_DELAY_MS, 250 * 2 ** Math.min(crashes.count - 1, 7));
+}
+
 interface Slot {
   name: string;
   spawn: () => ChildProcess;
@@ -8,7 +25,8 @@ interface Slot {
   exited: Promise<void>;
   /** Stopped on purpose (retired, or being replaced): its exit is not a crash. */
   planned: boolean;
-  crashes: { count: number; since: number };
+  crashes: { count: number };
+  startedAt: number;
 }
 
 /**
@@ -22,12 +40,17 @@ export class Supervisor {
   /** Every child process alive now, with its name: those retiring too, until they exit. */
   readonly #alive = new Map<ChildProcess, string>();
   readonly #onChange: () => void;
+  readonly #stableMs: number;
   #stopping = false;
 
-  /** `onChange` is called each time a child starts or exits. */
-  constructor(logger: Logger, onChange: () => void = () => {}) {
+  /**
+   * `onChange` is called each time a child starts or exits; `stableMs`: how long a child must run for its
+   * next crash to count as the first again.
+   */
+  constructor(logger: Logger, onChange: () => void = () => {}, stableMs = STABLE_RUN_MS) {
     this.#logger = logger;
     this.#onChange = onChange;
+    this.#stableMs = stableMs;
   }
 
   /** Starts a child under `name` and keeps it running. */
@@ -38,7 +61,8 @@ export class Supervisor {
       child: null,
       exited: Promise.resolve(),
       planned: false,
-      crashes: { count: 0, since: Date.now() },
+      crashes: { count: 0 },
+      startedAt: Date.now(),
     };
     this.#slots.set(name, slot);
     this.#start(slot);
@@ -108,6 +132,7 @@ export class Supervisor {
   #start(slot: Slot): void {
     const child = slot.spawn();
     slot.child = child;
+    slot.startedAt = Date.now();
     this.#alive.set(child, slot.name);
     this.#onChange();
     slot.exited = new Promise((resolve) => {
@@ -117,10 +142,7 @@ export class Supervisor {
         this.#onChange();
         resolve();
         if (this.#stopping || slot.planned || this.#slots.get(slot.name) !== slot) return;
-        const crashes = slot.crashes;
-        if (Date.now() - crashes.since > 60_000) Object.assign(crashes, { count: 0, since: Date.now() });
-        crashes.count += 1;
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(crashes.count - 1, 7));
+        const delay = restartDelay(slot.crashes, Date.now() - slot.startedAt, this.#stableMs);
         this.#logger.warn(
           { child: slot.name, pid: child.pid, code, signal, restartInMs: delay },
           'child died; restarting',

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { openQueue, openStorage } from '../adapters/index.js';
+import { openOutbox, openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { countStorageRead, registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
@@ -10,17 +10,19 @@ import { buildApp } from '../web/app.js';
 /** One web server process (`onsale serve`, or one of `onsale start`'s cluster). */
 export async function runWebServer(config: Config, adminToken: string): Promise<void> {
   process.title = 'onsale-web';
-  const logger = createLogger(config.logLevel, 'web');
+  const logger = createLogger(config.logLevel, 'web', undefined, config.logFormat);
   if (config.metrics) startProcessMetrics();
   const storage = await openStorage(config.databaseUrl, {
     databaseReplicaUrl: config.databaseReplicaUrl,
     onRead: countStorageRead,
   });
   const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
+  // Read for the outbox gauges of /metrics only.
+  const outbox = config.metrics ? await openOutbox(config.databaseUrl) : undefined;
+  await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate()]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
-  const web = buildApp({ config, storage, queue, adminToken, logger, ownMetrics });
+  const web = buildApp({ config, storage, queue, adminToken, logger, ownMetrics, outbox });
   await web.app.listen({ port: config.port, host: config.host });
 
   onShutdown(logger, async () => {
@@ -30,6 +32,6 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     if (config.drainDelay > 0) await new Promise((r) => setTimeout(r, config.drainDelay));
     await web.app.close();
     await web.drain();
-    await Promise.all([storage.close(), queue.close()]);
+    await Promise.all([storage.close(), queue.close(), outbox?.close()]);
   });
 }

@@ -1,10 +1,12 @@
 import { hostname } from 'node:os';
-import { openQueue, openStorage } from '../adapters/index.js';
+import { openMailer, openOutbox, openQueue, openStorage } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
+import { domainOf } from '../mail/ticket-email.js';
+import { startMailLoop } from '../worker/mail.js';
 import { startWorkerLoop } from '../worker/worker.js';
 import { startProcessMetrics } from './machine-metrics.js';
 
@@ -18,7 +20,7 @@ export async function runWorker(
   under?: 'start' | 'cluster',
 ): Promise<void> {
   process.title = 'onsale-worker';
-  const logger = createLogger(config.logLevel, 'worker');
+  const logger = createLogger(config.logLevel, 'worker', undefined, config.logFormat);
   if (config.metrics) startProcessMetrics();
   // Under `onsale start` the supervisor counts its workers and serves their metrics through the web
   // servers. Under `onsale cluster` the autoscaler counts them, and each serves its own metrics on the
@@ -32,7 +34,8 @@ export async function runWorker(
         : await serveProcessMetrics(config.host, config.metricsPort);
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
+  const outbox = await openOutbox(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), outbox.migrate()]);
   const id = workerId ?? `${hostname()}-${process.pid}`;
   const loop = startWorkerLoop({
     storage,
@@ -42,9 +45,19 @@ export async function runWorker(
     maxAttempts: config.maxAttempts,
     logger,
   });
-  logger.info({ workerId: id }, 'worker started');
+  // Every worker also sends ticket emails; the outbox's leases keep two from sending one at once.
+  const mail = startMailLoop({
+    outbox,
+    storage,
+    mailer: config.smtpUrl ? await openMailer(config.smtpUrl, config.mailFrom) : null,
+    workerId: id,
+    publicUrl: config.publicUrl,
+    senderDomain: domainOf(config.mailFrom),
+    logger,
+  });
+  logger.info({ workerId: id, mail: config.smtpUrl ? 'on' : 'off' }, 'worker started');
   onShutdown(logger, async () => {
-    await loop.stop();
-    await Promise.all([storage.close(), queue.close(), listener?.close()]);
+    await Promise.all([loop.stop(), mail.stop()]);
+    await Promise.all([storage.close(), queue.close(), outbox.close(), listener?.close()]);
   });
 }

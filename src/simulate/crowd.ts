@@ -116,10 +116,25 @@ export async function readStock(
   eventId: string,
   adminToken: string,
 ): Promise<{ stock: StockView[]; stats: unknown }> {
-  const [statsRes, eventRes] = await Promise.all([
-    send(baseUrl, requests.eventStats(eventId, adminToken)),
-    send(baseUrl, requests.getEvent(eventId)),
-  ]);
+  // A server restarting or briefly unavailable (503) is waited for, a minute at most, as the buyers are:
+  // the whole run's records would be lost for want of this last read.
+  const deadline = Date.now() + 60_000;
+  let statsRes: Response;
+  let eventRes: Response;
+  for (;;) {
+    try {
+      [statsRes, eventRes] = await Promise.all([
+        send(baseUrl, requests.eventStats(eventId, adminToken)),
+        send(baseUrl, requests.getEvent(eventId)),
+      ]);
+      const transient = [statsRes.status, eventRes.status].some((s) => s === 502 || s === 503);
+      if (!transient || Date.now() > deadline) break;
+      await Promise.all([statsRes.body?.cancel(), eventRes.body?.cancel()]);
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
   if (statsRes.status !== 200 || eventRes.status !== 200) {
     throw new Error(
       `could not read event ${eventId}: stats answered ${statsRes.status}, the event ${eventRes.status}`,

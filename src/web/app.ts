@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { UnavailableError } from '../domain/errors.js';
+import type { Outbox } from '../ports/outbox.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import { RateLimiter } from './admission.js';
@@ -42,6 +43,8 @@ interface AppDeps {
    * `onsale start`, the sum over every process of the machine (the process decides, not the app).
    */
   ownMetrics?: () => Promise<string>;
+  /** The outbox of ticket emails, for its gauges on /metrics (none: no such gauges). */
+  outbox?: Outbox;
 }
 
 interface OnsaleApp {
@@ -56,7 +59,15 @@ interface OnsaleApp {
 }
 
 /** Builds the HTTP API of api.md over a storage and a queue. */
-export function buildApp({ config, storage, queue, adminToken, logger, ownMetrics }: AppDeps): OnsaleApp {
+export function buildApp({
+  config,
+  storage,
+  queue,
+  adminToken,
+  logger,
+  ownMetrics,
+  outbox,
+}: AppDeps): OnsaleApp {
   // What each socket is receiving, so that a request cut off for slowness is logged with its route.
   const receiving = new WeakMap<object, { method: string; path: string }>();
   const app = Fastify({
@@ -134,6 +145,7 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     logger,
     adminToken,
     ownMetrics: ownMetrics ?? (() => registry.metrics()),
+    outbox,
   });
 
   app.addHook('onRequest', async (request) => {

@@ -6,6 +6,7 @@ import { countAccepted, countRefused, metricsEnabled, observeRequest, registry }
 import { sharedStateMetrics } from '../metrics/shared-state.js';
 import { logRef } from '../shared/logger.js';
 import type { Queue } from '../ports/queue.js';
+import type { Outbox } from '../ports/outbox.js';
 import type { Storage } from '../ports/storage.js';
 import { requireAdminToken } from './admin-token.js';
 import { errorResponses, sendError } from './errors.js';
@@ -81,6 +82,7 @@ export function maskedPath(url: string): string {
 export function installObservability(
   app: FastifyInstance,
   deps: {
+    outbox?: Outbox;
     storage: Storage;
     queue: Queue;
     logger: Logger;
@@ -114,7 +116,9 @@ export function installObservability(
     request.log[level](line, 'request');
   });
 
-  const shared = metricsEnabled() ? sharedStateMetrics(deps.storage, deps.queue, deps.logger) : null;
+  const shared = metricsEnabled()
+    ? sharedStateMetrics(deps.storage, deps.queue, deps.logger, deps.outbox)
+    : null;
   // Per-event sales and the queue's depth are as private as the admin stats: the same token is asked for
   // (Prometheus sends it from a credentials file, prometheus-config.ts).
   // With metrics off there is nothing to protect: a 404 says so to anyone.

@@ -31,7 +31,8 @@ export interface WorkerLoop {
  * A batch that fails is retried with exponential backoff. When it fails again and again, the worker takes
  * its head purchase alone; a head that still fails after `maxAttempts` deliveries is a poison purchase and
  * goes to the dead-letter place, so one bad purchase cannot stall a whole sale. A database or queue that
- * is unavailable is not the purchase's fault: such failures never dead-letter anything.
+ * is unavailable is not the purchase's fault: such failures never dead-letter anything, nor do deliveries
+ * whose failure this process did not see (see `failures`).
  */
 export function startWorkerLoop(opts: {
   storage: Storage;
@@ -54,15 +55,21 @@ export function startWorkerLoop(opts: {
       }
       wake = done;
     });
-  /** The last failure of a head purchase in this process (a crash leaves none: it counts as poison). */
+  /**
+   * The last failure of a head purchase in this process. Only a failure seen here, and not a transient one,
+   * makes a poison purchase: a head delivered many times with none seen here failed in other workers (the
+   * database down while they tried, or they were killed), which says nothing against the purchase, so it
+   * is tried here first. Dead-lettering it on its delivery count alone lost valid purchases to the dead
+   * letters whenever an outage outlasted the attempts and another worker took the batch.
+   */
   const failures = new Map<string, { message: string; transient: boolean }>();
 
   async function handle(batch: ClaimedBatch): Promise<void> {
     const work = batch.deliveries >= ISOLATE_FROM_DELIVERY ? headOf(batch, 1) : batch;
     const head = work.purchases[0]!;
     const failure = failures.get(head.purchaseId);
-    if (work.deliveries > maxAttempts && !failure?.transient) {
-      const reason = failure?.message ?? `delivered ${work.deliveries - 1} times, its worker never finished`;
+    if (work.deliveries > maxAttempts && failure && !failure.transient) {
+      const reason = failure.message;
       await queue.deadLetter(work, reason);
       failures.delete(head.purchaseId);
       logger.error(

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterEach, assert, beforeEach, expect, it } from 'vitest';
+import { afterAll, afterEach, assert, beforeEach, expect, it } from 'vitest';
 import { canonicalBuyerId } from '../../src/domain/buyer.js';
 import type { AcceptedPurchase } from '../../src/domain/types.js';
 import { headOf, type Queue } from '../../src/ports/queue.js';
@@ -33,6 +33,7 @@ describeEach(queueAdapters, 'Queue contract: $name', (factory) => {
     ({ adapter: queue, reopen, cleanup } = await factory.open());
   });
   afterEach(async () => cleanup());
+  afterAll(async () => factory.teardown?.());
 
   it('keeps what it accepted, readable by id and counted in depth, across connections', async () => {
     const batch = [accepted('e1'), accepted('e1'), accepted('e2')];

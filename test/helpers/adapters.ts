@@ -11,7 +11,7 @@ import type { Storage } from '../../src/ports/storage.js';
 import { tempDir } from './processes.js';
 import type { Backend } from './services.js';
 import { rabbitQueue } from './rabbitmq.js';
-import { deleteRedisKeys } from './redis.js';
+import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from './redis.js';
 import { exclusion, freshPostgresDatabase, REDIS_URL, uniqueName } from './services.js';
 
 /**
@@ -23,6 +23,8 @@ interface AdapterFactory<T> {
   /** Why this adapter's suite is skipped (see `exclusion`), or '' when it runs. */
   excluded: string;
   open: () => Promise<{ adapter: T; reopen: () => T; cleanup: () => Promise<void> }>;
+  /** Stops what the entry started for the whole file (a private server), if anything: call in afterAll. */
+  teardown?: () => Promise<void>;
 }
 
 function sqlite<T extends { close(): Promise<void> }>(make: (url: string) => T): AdapterFactory<T>['open'] {
@@ -70,6 +72,43 @@ async function redisQueue(): Promise<{ adapter: Queue; reopen: () => Queue; clea
     cleanup: async () => {
       for (const q of opened) await q.close().catch(() => undefined);
       await deleteRedisKeys(`${prefix}:*`);
+    },
+  };
+}
+
+/**
+ * A Redis Cluster of the file's own (three masters, started at the first test, stopped by teardown), with a
+ * key prefix of its own per test; cleanup deletes the prefix's keys on every master.
+ */
+function redisClusterQueue(): Pick<AdapterFactory<Queue>, 'open' | 'teardown'> {
+  let cluster: Promise<PrivateRedisCluster> | undefined;
+  return {
+    open: async () => {
+      cluster ??= startPrivateRedisCluster();
+      const { url: clusterUrl, deleteKeys } = await cluster;
+      const prefix = uniqueName('onsale_test');
+      const url = `${clusterUrl}?prefix=${prefix}`;
+      const opened: Queue[] = [];
+      const open = () => {
+        const q = new RedisQueue(url);
+        opened.push(q);
+        return q;
+      };
+      const adapter = open();
+      await adapter.migrate();
+      return {
+        adapter,
+        reopen: open,
+        cleanup: async () => {
+          for (const q of opened) await q.close().catch(() => undefined);
+          await deleteKeys(`${prefix}:*`);
+        },
+      };
+    },
+    teardown: async () => {
+      const started = cluster;
+      cluster = undefined;
+      if (started) await (await started).remove();
     },
   };
 }
@@ -151,6 +190,8 @@ export const storageAdapters: Array<AdapterFactory<Storage>> = [
   ),
 ];
 
+const redisCluster = redisClusterQueue();
+
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
   entry(
     'sqlite',
@@ -168,5 +209,7 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
     postgresShards((urls) => new ShardedQueue(urls.map((url) => new PostgresQueue(url)))),
   ),
   entry('redis', ['redis'], redisQueue),
+  // redis-server itself is what 'redis' names: this entry starts its own cluster of them.
+  { ...entry('redis cluster', ['redis'], redisCluster.open), teardown: redisCluster.teardown },
   entry('rabbitmq (index in postgres)', ['rabbitmq', 'postgres'], rabbitQueue),
 ];

@@ -14,6 +14,7 @@ import type {
 } from '../../domain/types.js';
 import type { BatchResult, Storage } from '../../ports/storage.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
+import { enqueueTicketEmails } from './outbox.js';
 
 interface TicketTypeRow {
   id: string;
@@ -90,6 +91,11 @@ const SQL = {
   /** The tickets (purchase_id, id, ticket_type_id, code) of the purchases $1, each purchase's in issue order. */
   ticketsOfMany: `SELECT purchase_id, id, ticket_type_id, code FROM tickets WHERE purchase_id = ANY($1::text[])
     ORDER BY purchase_id, position`,
+  /**
+   * A page of event $1's purchases in id order: ids after $2 (text; '' for the first page), at most $3.
+   */
+  purchasesPage: `SELECT id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at
+    FROM purchases WHERE event_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
   /** Status and last change (id, status, updated_at) of the purchases among ids $1 that are stored. */
   statuses: 'SELECT id, status, updated_at FROM purchases WHERE id = ANY($1::text[])',
   /**
@@ -168,6 +174,8 @@ export class PostgresStorage implements Storage {
 
   async migrate(): Promise<void> {
     await migratePostgres(this.#db, 'storage');
+    // applyBatch writes the outbox of ticket emails in its transaction: its table must exist too.
+    await migratePostgres(this.#db, 'outbox');
   }
 
   async createEvent(input: NewEvent): Promise<SaleEvent> {
@@ -306,6 +314,30 @@ export class PostgresStorage implements Storage {
     return rows.map((row) => fromRow(row, byPurchase.get(row.id) ?? []));
   }
 
+  async purchasesPage(eventId: string, afterId: string | null, limit: number): Promise<Purchase[]> {
+    const { rows } = await this.#db.query<PurchaseRow>(SQL.purchasesPage, [
+      toDb(eventId),
+      afterId === null ? '' : toDb(afterId),
+      limit,
+    ]);
+    return this.#withTickets(rows);
+  }
+
+  async #withTickets(rows: PurchaseRow[]): Promise<Purchase[]> {
+    if (rows.length === 0) return [];
+    // Tickets never change once issued, so reading them after their purchases needs no shared snapshot.
+    const tickets = await this.#db.query<TicketRow & { purchase_id: string }>(SQL.ticketsOfMany, [
+      rows.map((r) => r.id),
+    ]);
+    const byPurchase = new Map<string, TicketRow[]>();
+    for (const t of tickets.rows) {
+      const list = byPurchase.get(t.purchase_id) ?? [];
+      list.push(t);
+      byPurchase.set(t.purchase_id, list);
+    }
+    return rows.map((row) => fromRow(row, byPurchase.get(row.id) ?? []));
+  }
+
   async getStatuses(
     purchaseIds: readonly string[],
   ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>> {
@@ -399,9 +431,10 @@ export class PostgresStorage implements Storage {
       });
     }
 
+    const now = new Date().toISOString();
     await tx.query(SQL.insertPurchases, [
       event,
-      new Date().toISOString(),
+      now,
       rows.id,
       rows.buyer,
       rows.status,
@@ -441,6 +474,11 @@ export class PostgresStorage implements Storage {
         throw new Error(`allocation would oversell event ${fromDb(event)}; batch rolled back`);
       }
     }
+    await enqueueTicketEmails(
+      tx,
+      plan.decisions.filter((d) => d.outcome === 'confirmed').map((d) => d.purchase),
+      now,
+    );
     return plan.outcomes;
   }
 

@@ -178,6 +178,10 @@ export class ShardedStorage implements Storage {
     return this.#event(eventId, [], (s) => s.listPurchases(eventId, options));
   }
 
+  purchasesPage(eventId: string, afterId: string | null, limit: number): Promise<Purchase[]> {
+    return this.#event(eventId, [], (s) => s.purchasesPage(eventId, afterId, limit));
+  }
+
   applyBatch(eventId: string, purchases: Parameters<Storage['applyBatch']>[1]): Promise<BatchResult> {
     const index = this.#shards.ofEvent(eventId);
     if (index === null) throw new Error(`event ${eventId} names no database shard of this configuration`);

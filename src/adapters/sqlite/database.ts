@@ -58,11 +58,12 @@ function openFile(path: string): SqliteDatabase {
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
 /**
- * Applies the numbered, append-only migrations of one component (`storage` or `queue`) that the database
+ * Applies the numbered, append-only migrations of one component (`storage`, `queue`, or `outbox`: the
+ * ticket emails, beside the storage whose transactions write them) that the database
  * has not seen yet. The IMMEDIATE transaction takes the write lock first, so processes that start together
  * apply each migration once.
  */
-export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue'): void {
+export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue' | 'outbox'): void {
   const dir = `${MIGRATIONS_DIR}${component}/`;
   const files = readdirSync(dir)
     .filter((name) => /^\d{4}_.*\.sql$/.test(name))

@@ -17,6 +17,7 @@ import type {
 import type { BatchResult, Storage } from '../../ports/storage.js';
 import type { Statement } from 'better-sqlite3';
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
+import { enqueueTicketEmails } from './outbox.js';
 
 interface TicketTypeRow {
   id: string;
@@ -58,6 +59,8 @@ const SQL = {
   // By the canonical buyer id, or the id as typed (purchases from before buyer_key was computed exactly).
   matchPurchases:
     'SELECT * FROM purchases WHERE event_id = ? AND (buyer_key = ? OR buyer_id = ? OR id = ?) ORDER BY created_at DESC, id DESC LIMIT ?',
+  // By the primary key, filtered by event: the export's pages, one after the other, scan the table once.
+  purchasesPage: 'SELECT * FROM purchases WHERE id > ? AND event_id = ? ORDER BY id LIMIT ?',
   alreadyApplied: 'SELECT id FROM purchases WHERE id IN (SELECT value FROM json_each(?))',
   boughtByBuyers:
     'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
@@ -81,12 +84,17 @@ export class SqliteStorage implements Storage {
   constructor(url: string) {
     this.#db = guarded(() => openSqlite(url));
     migrateSqlite(this.#db, 'storage');
+    // applyBatch writes the outbox of ticket emails in its transaction: its table must exist too.
+    migrateSqlite(this.#db, 'outbox');
     this.#stmt = prepareAll(this.#db, SQL);
     this.#stmt.alreadyApplied.pluck();
   }
 
   async migrate(): Promise<void> {
-    guarded(() => migrateSqlite(this.#db, 'storage'));
+    guarded(() => {
+      migrateSqlite(this.#db, 'storage');
+      migrateSqlite(this.#db, 'outbox');
+    });
   }
 
   async createEvent(input: NewEvent): Promise<SaleEvent> {
@@ -201,6 +209,11 @@ export class SqliteStorage implements Storage {
     return rows.map(fromRow);
   }
 
+  async purchasesPage(eventId: string, afterId: string | null, limit: number): Promise<Purchase[]> {
+    const rows = guarded(() => this.#stmt.purchasesPage.all(afterId ?? '', eventId, limit)) as PurchaseRow[];
+    return rows.map(fromRow);
+  }
+
   async getStatuses(
     purchaseIds: readonly string[],
   ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>> {
@@ -251,6 +264,11 @@ export class SqliteStorage implements Storage {
         );
         if (confirmed) for (const t of decision.tickets) s.insertCode.run(t.code);
       }
+      enqueueTicketEmails(
+        this.#db,
+        plan.decisions.filter((d) => d.outcome === 'confirmed').map((d) => d.purchase),
+        now,
+      );
       for (const b of plan.bought.values()) s.addBought.run(eventId, b.buyerId, b.ticketTypeId, b.quantity);
       if (plan.confirmed > 0) s.addCount.run(eventId, 'confirmed', plan.confirmed);
       if (plan.rejected > 0) s.addCount.run(eventId, 'rejected', plan.rejected);

@@ -248,6 +248,10 @@ export function adminPage(): SafeHtml {
           <input id="q" type="search" maxlength="128" />
           <button type="submit">Search</button>
         </form>
+        <p>
+          <button type="button" id="export">Export all purchases (CSV)</button>
+          <span id="export-status" class="muted" role="status"></span>
+        </p>
         <table id="purchases" class="grid">
           <caption>
             Latest purchases (up to 50)

@@ -1,7 +1,9 @@
+import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { csvLine, PURCHASE_EXPORT_COLUMNS, purchaseExportLine } from '../../domain/csv.js';
 import { OnsaleError } from '../../domain/errors.js';
 import { eventToCreate } from '../../domain/event-request.js';
-import { queuedPurchase } from '../../domain/types.js';
+import { queuedPurchase, type SaleEvent } from '../../domain/types.js';
 import type { Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
 import { requireAdminToken } from '../admin-token.js';
@@ -15,6 +17,7 @@ import {
   newEventBody,
   purchaseList,
   purchaseListQuery,
+  textResponse,
   type NewEventBody,
   type PurchaseListQuery,
 } from '../schemas.js';
@@ -34,6 +37,29 @@ const ADMIN_READ_ERRORS = errorResponses(
   'internal_error',
   'unavailable',
 );
+
+/** Purchases read per page by the export: one page is in memory at a time, whatever the event's size. */
+const EXPORT_PAGE = 1_000;
+
+/**
+ * The CSV of an event's allocated purchases, produced page by page as the client reads it: Readable.from
+ * asks for the next page only when the socket has taken the previous one, so a 200,000-purchase export
+ * holds one page in memory, and a slow client slows the reads instead of filling memory.
+ */
+function purchasesCsv(storage: Storage, event: SaleEvent): Readable {
+  async function* lines(): AsyncGenerator<string> {
+    // A byte-order mark, so that spreadsheets open the file as UTF-8.
+    yield `\uFEFF${csvLine([...PURCHASE_EXPORT_COLUMNS])}`;
+    let after: string | null = null;
+    for (;;) {
+      const page = await storage.purchasesPage(event.id, after, EXPORT_PAGE);
+      if (page.length === 0) return;
+      yield page.map((p) => purchaseExportLine(p, event)).join('');
+      after = page[page.length - 1]!.purchaseId;
+    }
+  }
+  return Readable.from(lines(), { objectMode: false });
+}
 
 /** The endpoints that need the admin token: creating events, their stats and their purchases. */
 export async function adminRoutes(
@@ -125,6 +151,35 @@ export async function adminRoutes(
         if (queued?.eventId === event.id) purchases.push(queuedPurchase(queued));
       }
       return { purchases };
+    },
+  );
+
+  app.get<{ Params: { eventId: string } }>(
+    '/api/events/:eventId/export.csv',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's allocated purchases as CSV, streamed (purchases still queued are not in it)",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        response: {
+          200: textResponse(
+            'an attachment, a UTF-8 byte-order mark then one line per purchase: ' +
+              PURCHASE_EXPORT_COLUMNS.join(', '),
+            'text/csv',
+          ),
+          ...ADMIN_READ_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const event = await lookups.eventOr404(request.params.eventId);
+      // Purchases still on the queue have no final status yet: the export is of what storage holds.
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="event-${event.id}-purchases.csv"`)
+        .header('cache-control', 'no-store')
+        .send(purchasesCsv(storage, event));
     },
   );
 }
