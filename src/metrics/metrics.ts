@@ -171,6 +171,8 @@ export function observeBatch(
     allocationDuration.observe(seconds);
     const now = Date.now();
     for (const o of outcomes) {
+      // Held and waitlisted purchases are not final: their end is counted by the checkout metrics.
+      if (o.outcome === 'held' || o.outcome === 'waitlisted') continue;
       finalized.inc(o.reason ? { outcome: o.outcome, reason: o.reason } : { outcome: o.outcome });
       endToEnd.observe(Math.max(0, (now - Date.parse(o.acceptedAt)) / 1000));
     }

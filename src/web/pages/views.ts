@@ -101,6 +101,10 @@ const STATUS_TEXT: Record<PurchaseStatus, { title: string; text: string }> = {
     title: 'You are in line',
     text: 'We have your request and keep your place. Your tickets will be confirmed in a moment — this page updates by itself.',
   },
+  waitlisted: {
+    title: 'On the waitlist',
+    text: 'Every ticket is reserved by someone paying right now. You keep your place: when reserved tickets come back, they go to the waitlist first, in order — this page updates by itself.',
+  },
   held: { title: 'Reserved', text: 'Your tickets are reserved for you while you pay.' },
   confirmed: { title: 'Confirmed', text: 'Your tickets are ready. Show one code per person at the door.' },
   rejected: { title: 'No tickets this time', text: '' },
