@@ -38,6 +38,20 @@ export interface Config {
   trustProxy: string[];
   drainDelay: number;
   lb: 'haproxy' | 'nginx';
+  /** The payment provider of held purchases. */
+  payments: 'test' | 'stripe';
+  /** ISO 4217 code, lower case, that prices are charged in. */
+  currency: string;
+  /**
+   * The secrets of the providers, from the environment only (never a flag, which `ps` shows): the test
+   * provider's webhook secret (null: one made and kept in the database), Stripe's API key and webhook
+   * endpoint secret (required when payments is stripe).
+   */
+  paymentSecrets: {
+    testWebhookSecret: string | null;
+    stripeSecretKey: string | null;
+    stripeWebhookSecret: string | null;
+  };
 }
 
 export { ConfigError };
@@ -340,7 +354,65 @@ export const SETTINGS = [
     },
     fallback: () => 'haproxy',
   }),
+  setting({
+    key: 'payments',
+    flag: '--payments',
+    env: 'ONSALE_PAYMENTS',
+    description: 'payment provider for events with holds (test: inside onsale, for the demo and tests)',
+    accepts: 'test or stripe',
+    parse: (raw) => {
+      const provider = raw.trim();
+      if (provider !== 'test' && provider !== 'stripe') throw new Error('unknown provider');
+      return provider;
+    },
+    fallback: () => 'test',
+  }),
+  setting({
+    key: 'currency',
+    flag: '--currency',
+    env: 'ONSALE_CURRENCY',
+    description: 'currency that prices are charged in',
+    accepts: 'a three-letter ISO 4217 code such as eur or usd',
+    parse: (raw) => {
+      if (!/^[A-Za-z]{3}$/.test(raw.trim())) throw new Error('not a currency code');
+      return raw.trim().toLowerCase();
+    },
+    fallback: () => 'eur',
+  }),
 ] as const;
+
+/** Secrets, read from the environment only; each named when it is missing or malformed. */
+function paymentSecrets(payments: Config['payments'], env: NodeJS.ProcessEnv): Config['paymentSecrets'] {
+  const read = (name: string, pattern: RegExp, what: string): string | null => {
+    const value = env[name]?.trim();
+    if (!value) return null;
+    // The value itself is never repeated: it is a secret.
+    if (!pattern.test(value)) throw new ConfigError(`${name} is not accepted: it must be ${what}`);
+    return value;
+  };
+  const secrets = {
+    testWebhookSecret: read(
+      'ONSALE_TEST_WEBHOOK_SECRET',
+      /^\S{32,}$/,
+      'at least 32 characters without spaces',
+    ),
+    stripeSecretKey: read('ONSALE_STRIPE_SECRET_KEY', /^(sk|rk)_\S+$/, 'a Stripe secret key (sk_… or rk_…)'),
+    stripeWebhookSecret: read(
+      'ONSALE_STRIPE_WEBHOOK_SECRET',
+      /^whsec_\S+$/,
+      'a Stripe webhook secret (whsec_…)',
+    ),
+  };
+  if (payments === 'stripe') {
+    for (const [name, value] of [
+      ['ONSALE_STRIPE_SECRET_KEY', secrets.stripeSecretKey],
+      ['ONSALE_STRIPE_WEBHOOK_SECRET', secrets.stripeWebhookSecret],
+    ] as const) {
+      if (!value) throw new ConfigError(`${name} must be set when ONSALE_PAYMENTS (--payments) is stripe`);
+    }
+  }
+  return secrets;
+}
 
 /**
  * Resolves the configuration from command-line flags (already split by commander, keyed by setting) and the
@@ -361,6 +433,7 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
     }
   }
   const full = config as Config;
+  full.paymentSecrets = paymentSecrets(full.payments, env);
   if (full.workersMax < full.workersMin) {
     throw new ConfigError(
       `--workers-max / ONSALE_WORKERS_MAX (${full.workersMax}) is below --workers-min / ONSALE_WORKERS_MIN (${full.workersMin})`,

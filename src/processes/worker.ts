@@ -6,6 +6,8 @@ import { setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { startWorkerLoop } from '../worker/worker.js';
+import { startCheckoutSweeper } from '../worker/checkout-sweeper.js';
+import { openPaymentProvider } from '../adapters/payments/index.js';
 import { startProcessMetrics } from './machine-metrics.js';
 
 /**
@@ -42,9 +44,14 @@ export async function runWorker(
     maxAttempts: config.maxAttempts,
     logger,
   });
+  const sweeper = startCheckoutSweeper({
+    storage,
+    provider: await openPaymentProvider(config, storage),
+    logger,
+  });
   logger.info({ workerId: id }, 'worker started');
   onShutdown(logger, async () => {
-    await loop.stop();
+    await Promise.all([loop.stop(), sweeper.stop()]);
     await Promise.all([storage.close(), queue.close(), listener?.close()]);
   });
 }

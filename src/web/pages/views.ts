@@ -301,3 +301,16 @@ function price(cents: number): string {
 function availability(n: number): string {
   return n > 0 ? `${n} left` : 'Sold out';
 }
+
+/** The test provider's 3-D Secure step: clearly a test, two buttons, posted back here. */
+export function threeDSecurePage(purchase: Purchase): SafeHtml {
+  const action = `/payments/test/3ds/${encodeURIComponent(purchase.purchaseId)}`;
+  return html`<h1>Confirm your payment</h1>
+    <p class="notice">
+      Test mode: this page stands in for your bank's 3-D Secure check. No real card is used.
+    </p>
+    <form method="post" action="${action}" class="three-d-secure">
+      <button type="submit" name="outcome" value="approve">Approve</button>
+      <button type="submit" name="outcome" value="fail">Fail</button>
+    </form>`;
+}
