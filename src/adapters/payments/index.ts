@@ -6,27 +6,19 @@ import type { Storage } from '../../ports/storage.js';
  * loaded by processes that use Stripe, and by no other.
  */
 export async function openPaymentProvider(
-  config: {
-    payments: 'test' | 'stripe';
-    paymentSecrets: {
-      testWebhookSecret: string | null;
-      stripeSecretKey: string | null;
-      stripeWebhookSecret: string | null;
-    };
-  },
+  config: { payments: 'test' | 'stripe'; paymentSecrets: { testWebhookSecret: string | null } },
   storage: Storage,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<PaymentProvider> {
   if (config.payments === 'stripe') {
-    // Through a variable: the Stripe adapter is built beside this one, and this module does not need its
-    // types, only its factory.
-    const path = '../payments/stripe/provider.js';
-    const { createStripeProvider } = (await import(path)) as {
-      createStripeProvider: (options: { secretKey: string; webhookSecret: string }) => PaymentProvider;
+    // Through a variable: the Stripe adapter is built beside this one, and this module needs none of its
+    // types, only its two functions (its settings are read and checked by it, from the environment).
+    const path = './stripe/provider.js';
+    const stripe = (await import(path)) as {
+      stripeSettingsFromEnv: (env: NodeJS.ProcessEnv) => object;
+      createStripeProvider: (options: object) => PaymentProvider;
     };
-    return createStripeProvider({
-      secretKey: config.paymentSecrets.stripeSecretKey!,
-      webhookSecret: config.paymentSecrets.stripeWebhookSecret!,
-    });
+    return stripe.createStripeProvider(stripe.stripeSettingsFromEnv(env));
   }
   const { createTestProvider } = await import('./test/provider.js');
   return createTestProvider({ store: storage, webhookSecret: config.paymentSecrets.testWebhookSecret });
