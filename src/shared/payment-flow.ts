@@ -1,7 +1,7 @@
 import type { ProviderAnswer } from '../domain/checkout.js';
 import type { ChargeResult, PaymentProvider, PaymentWebhook } from '../ports/payments.js';
 import type { PaymentRecord, PaymentUpdate, Storage } from '../ports/storage.js';
-import { countPaymentOutcome, countRefund } from '../metrics/metrics.js';
+import { countCheckoutChanges, countPaymentOutcome, countRefund } from '../metrics/metrics.js';
 
 /**
  * The steps of a payment that web servers (pay, webhooks) and workers (reconciling, refunds) share. Every
@@ -39,6 +39,7 @@ export async function recordAnswer(
 ): Promise<PaymentRecord> {
   const record = await storage.recordPayment(purchaseId, update, new Date());
   if (record.duplicate) return record;
+  countCheckoutChanges(record.changes);
   if (update.kind === 'succeeded' || update.kind === 'declined' || update.kind === 'failed') {
     countPaymentOutcome(update.kind === 'succeeded' && record.effect === 'refund_due' ? 'late' : update.kind);
   }

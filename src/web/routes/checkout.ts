@@ -99,7 +99,6 @@ export async function checkoutRoutes(
                 }),
             );
       const record = await recordAnswer(storage, payments, purchaseId, answer, request.log);
-      countCheckoutChanges(record.changes);
       const purchase = record.purchase!;
       if (answer.kind === 'declined') {
         throw new OnsaleError('payment_declined', `the payment was declined: ${answer.message}`);
