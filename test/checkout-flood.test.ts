@@ -212,7 +212,7 @@ describeEach(ENGINES, 'checkout flood: $name', (engine) => {
     // Every purchase final, whatever was abandoned or waitlisted (holds of 30 s, waitlist served after each).
     const ids = sent.filter((s) => s.purchaseId).map((s) => s.purchaseId!);
     const finals = new Map<string, FinalPurchase & { payment: any; refunded: boolean }>();
-    await until(async () => {
+    const allFinal = async () => {
       for (const id of ids) {
         if (finals.has(id)) continue;
         const res = await getJson(`${baseUrl}/api/purchases/${id}`);
@@ -222,7 +222,18 @@ describeEach(ENGINES, 'checkout flood: $name', (engine) => {
         // A hold reached by the waitlist after its buyer stopped following: abandoned, it expires.
       }
       return finals.size === ids.length;
-    }, 200_000);
+    };
+
+    await until(allFinal, 200_000).catch(async (error: unknown) => {
+      const stuck = await Promise.all(
+        ids
+          .filter((id) => !finals.has(id))
+          .map(async (id) => (await getJson(`${baseUrl}/api/purchases/${id}`)).body),
+      );
+      throw new Error(`${stuck.length} purchases never final: ${JSON.stringify(stuck.slice(0, 5))}`, {
+        cause: error,
+      });
+    });
 
     const stats = (await getJson(`${baseUrl}/api/events/${event.id}/stats`, true)).body;
     const stock = stats.ticketTypes.map((t: any) => ({ ...t, maxPerBuyer: 3 }));

@@ -148,6 +148,7 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
                   )
                 : ''
             }
+            ${s === 'held' ? checkoutForm(purchase) : ''}
             ${
               s === 'confirmed'
                 ? html`<ul class="tickets">
@@ -163,6 +164,28 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
       your tickets again.
     </p>
     <p><a href="/events/${purchase.eventId}">Back to the event</a></p>`;
+}
+
+/**
+ * The payment step of a held purchase: when the hold ends (the script counts down), a card field of the test
+ * provider (clearly a test mode), Pay and Cancel. The script posts them to the API and follows the answer.
+ */
+function checkoutForm(purchase: Purchase): SafeHtml {
+  return html`<p class="hold">
+      Held for you until
+      <time data-hold-until datetime="${purchase.holdExpiresAt ?? ''}">${purchase.holdExpiresAt ?? ''}</time>
+      (<span data-countdown></span>).
+    </p>
+    <form id="pay" data-purchase-id="${purchase.purchaseId}">
+      <label
+        >Card — test mode: <code>tok_visa</code> pays, <code>tok_chargeDeclined</code> is declined,
+        <code>tok_threeDSecure</code> asks for 3-D Secure
+        <input name="paymentToken" value="tok_visa" autocomplete="off" required maxlength="255" />
+      </label>
+      <button type="submit">Pay</button>
+      <button type="button" data-cancel>Cancel</button>
+      <p class="notice" data-pay-notice role="status" aria-live="polite"></p>
+    </form>`;
 }
 
 function ticket(
