@@ -80,6 +80,19 @@ describe('checkout over HTTP', () => {
     expect((await pay(base, held.purchaseId, 'tok_unknown')).status).toBe(402);
     const paid = await pay(base, held.purchaseId, 'tok_visa');
     expect([paid.status, paid.body.status]).toEqual([200, 'confirmed']);
+
+    // The admin's view of its payment history: every attempt recorded before its answer.
+    const url = `${base}/api/purchases/${held.purchaseId}/payments`;
+    expect((await getJson(url)).status).toBe(401);
+    const history = (await getJson(url, true)).body;
+    expect(history.history.map((h: any) => h.kind)).toEqual([
+      'attempt',
+      'declined',
+      'attempt',
+      'declined',
+      'attempt',
+      'succeeded',
+    ]);
   });
 
   it('takes 3-D Secure through its page and a signed webhook', async () => {
