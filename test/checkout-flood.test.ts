@@ -224,7 +224,7 @@ describeEach(ENGINES, 'checkout flood: $name', (engine) => {
       return finals.size === ids.length;
     };
 
-    await until(allFinal, 200_000).catch(async (error: unknown) => {
+    await until(allFinal, 300_000).catch(async (error: unknown) => {
       const stuck = await Promise.all(
         ids
           .filter((id) => !finals.has(id))
@@ -278,5 +278,5 @@ describeEach(ENGINES, 'checkout flood: $name', (engine) => {
     } finally {
       await storage.close();
     }
-  }, 300_000);
+  }, 420_000);
 });
