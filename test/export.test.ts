@@ -6,6 +6,7 @@
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPaymentProvider } from '../src/adapters/payments/index.js';
 import { openQueue, openStorage } from '../src/adapters/index.js';
 import { loadConfig } from '../src/config.js';
 import type { Storage } from '../src/ports/storage.js';
@@ -210,6 +211,7 @@ describe('a 200,000-purchase export', () => {
     const web = buildApp({
       config,
       storage,
+      payments: await openPaymentProvider(config, storage),
       queue,
       adminToken: ADMIN_TOKEN,
       logger: createLogger('warn', 'web'),

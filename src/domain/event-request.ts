@@ -3,6 +3,9 @@ import { unstorableText } from './text.js';
 import type { BuyerIdKind } from './buyer.js';
 import type { NewEvent, NewTicketType } from './types.js';
 
+/** The shortest hold an event may have: time enough for a buyer to type a card number. */
+export const MIN_HOLD_SECONDS = 30;
+
 /** An admin's request to create an event, as the web server validated its shape. */
 interface EventRequest {
   name: string;
@@ -17,8 +20,11 @@ interface EventRequest {
  * ISO-8601 UTC) or at once. Returns the error that refuses the request instead when it cannot be met.
  */
 export function eventToCreate(request: EventRequest, now: Date): NewEvent | OnsaleError {
-  if (request.holdSeconds > 0) {
-    return new OnsaleError('invalid_request', 'holds are not available yet: holdSeconds must be 0');
+  if (request.holdSeconds > 0 && request.holdSeconds < MIN_HOLD_SECONDS) {
+    return new OnsaleError(
+      'invalid_request',
+      `holdSeconds must be 0 (no holds) or ${MIN_HOLD_SECONDS}..86400`,
+    );
   }
   let salesOpenAt = now.toISOString();
   if (request.salesOpenAt !== undefined) {

@@ -55,10 +55,27 @@ function exportKnownSeriesAtZero(): void {
   for (const reason of REJECT_REASONS) finalized.inc({ outcome: 'rejected', reason }, 0);
   for (const target of READ_TARGETS) storageReads.inc({ target }, 0);
   for (const kind of EMAIL_FAILURE_KINDS) emailFailures.inc({ kind }, 0);
+  for (const to of CHECKOUT_TRANSITIONS) checkoutTransitions.inc({ to }, 0);
+  for (const outcome of PAYMENT_OUTCOMES) payments.inc({ outcome }, 0);
+  refunds.inc(0);
+  for (const reason of WEBHOOK_FAILURES) webhookFailures.inc({ reason }, 0);
 }
 
 /** Why a ticket email attempt failed: `transient` (retried later) or `rejected` (refused for good). */
 export const EMAIL_FAILURE_KINDS = ['transient', 'rejected'] as const;
+
+/** What a purchase of an event with holds can become: each is a label of onsale_checkout_transitions_total. */
+export const CHECKOUT_TRANSITIONS = [
+  'held',
+  'waitlisted',
+  'confirmed',
+  'expired',
+  'cancelled',
+  'rejected',
+] as const;
+/** late: the provider confirmed a charge after the purchase had expired or was cancelled (it is refunded). */
+export const PAYMENT_OUTCOMES = ['succeeded', 'declined', 'failed', 'late'] as const;
+export const WEBHOOK_FAILURES = ['signature', 'error'] as const;
 
 export function metricsEnabled(): boolean {
   return enabled;
@@ -122,6 +139,33 @@ const storageReads = new Counter({
   name: 'onsale_storage_reads_total',
   help: 'Reads of events, availability and purchases that were sent to PostgreSQL replicas or primaries (counted when replicas are configured)',
   labelNames: ['target'] as const,
+  registers,
+});
+
+const checkoutTransitions = new Counter({
+  name: 'onsale_checkout_transitions_total',
+  help: 'Purchases of events with holds entering a status: held, waitlisted, confirmed (paid), expired, cancelled, rejected (off the waitlist)',
+  labelNames: ['to'] as const,
+  registers,
+});
+
+const payments = new Counter({
+  name: 'onsale_payments_total',
+  help: 'Payment answers recorded, by outcome (late: succeeded after the purchase expired or was cancelled, then refunded)',
+  labelNames: ['outcome'] as const,
+  registers,
+});
+
+const refunds = new Counter({
+  name: 'onsale_refunds_total',
+  help: 'Refunds made (charges that came after their purchase could no longer be confirmed)',
+  registers,
+});
+
+const webhookFailures = new Counter({
+  name: 'onsale_webhook_failures_total',
+  help: 'Payment webhooks refused (signature: bad, missing or stale signature) or failed (error)',
+  labelNames: ['reason'] as const,
   registers,
 });
 
@@ -211,6 +255,11 @@ export function observeBatch(
     allocationDuration.observe(seconds);
     const now = Date.now();
     for (const o of outcomes) {
+      // Held and waitlisted purchases are not final: their end is counted by the checkout metrics.
+      if (o.outcome === 'held' || o.outcome === 'waitlisted') {
+        checkoutTransitions.inc({ to: o.outcome });
+        continue;
+      }
       finalized.inc(o.reason ? { outcome: o.outcome, reason: o.reason } : { outcome: o.outcome });
       endToEnd.observe(Math.max(0, (now - Date.parse(o.acceptedAt)) / 1000));
     }
@@ -228,4 +277,23 @@ export function setWorkerCount(count: number): void {
     if (!registry.getSingleMetric('onsale_workers')) registry.registerMetric(workers);
     workers.set(count);
   });
+}
+
+/** Status changes of checkout (expiry, cancel, payment, the waitlist served). */
+export function countCheckoutChanges(changes: ReadonlyArray<{ to: string }>): void {
+  safely(() => {
+    for (const c of changes) checkoutTransitions.inc({ to: c.to });
+  });
+}
+
+export function countPaymentOutcome(outcome: (typeof PAYMENT_OUTCOMES)[number]): void {
+  safely(() => payments.inc({ outcome }));
+}
+
+export function countRefund(): void {
+  safely(() => refunds.inc());
+}
+
+export function countWebhookFailure(reason: (typeof WEBHOOK_FAILURES)[number]): void {
+  safely(() => webhookFailures.inc({ reason }));
 }

@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import { openOutbox, openQueue, openStorage } from '../adapters/index.js';
+import { openPaymentProvider } from '../adapters/payments/index.js';
 import type { Config } from '../config.js';
 import { countStorageRead, registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
@@ -22,7 +23,8 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate()]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
-  const web = buildApp({ config, storage, queue, adminToken, logger, ownMetrics, outbox });
+  const payments = await openPaymentProvider(config, storage);
+  const web = buildApp({ config, storage, queue, adminToken, logger, payments, ownMetrics, outbox });
   await web.app.listen({ port: config.port, host: config.host });
 
   onShutdown(logger, async () => {

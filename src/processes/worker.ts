@@ -8,6 +8,8 @@ import { onShutdown } from '../shared/shutdown.js';
 import { domainOf } from '../mail/ticket-email.js';
 import { startMailLoop } from '../worker/mail.js';
 import { startWorkerLoop } from '../worker/worker.js';
+import { startCheckoutSweeper } from '../worker/checkout-sweeper.js';
+import { openPaymentProvider } from '../adapters/payments/index.js';
 import { startProcessMetrics } from './machine-metrics.js';
 
 /**
@@ -55,9 +57,14 @@ export async function runWorker(
     senderDomain: domainOf(config.mailFrom),
     logger,
   });
+  const sweeper = startCheckoutSweeper({
+    storage,
+    provider: await openPaymentProvider(config, storage),
+    logger,
+  });
   logger.info({ workerId: id, mail: config.smtpUrl ? 'on' : 'off' }, 'worker started');
   onShutdown(logger, async () => {
-    await Promise.all([loop.stop(), mail.stop()]);
+    await Promise.all([loop.stop(), mail.stop(), sweeper.stop()]);
     await Promise.all([storage.close(), queue.close(), outbox.close(), listener?.close()]);
   });
 }

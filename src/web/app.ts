@@ -5,6 +5,7 @@ import { UnavailableError } from '../domain/errors.js';
 import type { Outbox } from '../ports/outbox.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import type { PaymentProvider } from '../ports/payments.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
 import {
@@ -26,6 +27,7 @@ import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { purchaseRoutes } from './routes/purchases.js';
+import { checkoutRoutes } from './routes/checkout.js';
 
 /** Connections silent for this long are closed (at least the request timeout). */
 const IDLE_CONNECTION_MS = 60_000;
@@ -37,6 +39,8 @@ interface AppDeps {
   queue: Queue;
   adminToken: string;
   logger: Logger;
+  /** The payment provider of held purchases (ONSALE_PAYMENTS). */
+  payments: PaymentProvider;
   /**
    * The text of this process's own metrics for GET /metrics: its registry, or, for a web server of
    * `onsale start`, the sum over every process of the machine (the process decides, not the app).
@@ -64,6 +68,7 @@ export function buildApp({
   queue,
   adminToken,
   logger,
+  payments,
   ownMetrics,
   outbox,
 }: AppDeps): OnsaleApp {
@@ -155,6 +160,24 @@ export function buildApp({
       return event && withAvailability(event, await lookups.availability(event.id));
     },
     purchase: (purchaseId) => lookups.findPurchase(purchaseId),
+    // The test provider's 3-D Secure page: the buyer's choice goes through the webhook route, signed, as a
+    // real provider's webhook would.
+    completeAction: payments.completeAction
+      ? async (purchaseId, outcome) => {
+          const signed = await payments.completeAction!(purchaseId, outcome);
+          if (!signed) return false;
+          const delivered = await app.inject({
+            method: 'POST',
+            url: `/webhooks/${payments.name}`,
+            headers: { 'content-type': 'application/json', 'onsale-signature': signed.signature },
+            payload: signed.body,
+          });
+          // Not delivered (storage down, say): a worker reconciles the payment with the provider later.
+          if (delivered.statusCode !== 200)
+            logger.warn({ status: delivered.statusCode }, 'webhook not taken');
+          return true;
+        }
+      : null,
   });
   app.register(healthRoutes, {
     storage,
@@ -164,6 +187,7 @@ export function buildApp({
   });
   app.register(eventRoutes, { storage, lookups });
   app.register(purchaseRoutes, { config, storage, queue, lookups, commits });
+  app.register(checkoutRoutes, { config, storage, lookups, payments });
   app.register(adminRoutes, { storage, queue, lookups, adminToken });
 
   return {

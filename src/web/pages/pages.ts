@@ -13,6 +13,7 @@ import {
   layout,
   notFoundPage,
   purchasePage,
+  threeDSecurePage,
   type AssetUrls,
   type EventWithAvailability,
   type FormState,
@@ -23,6 +24,11 @@ interface PageReaders {
   listEvents(): Promise<Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>>;
   event(eventId: string): Promise<EventWithAvailability | null>;
   purchase(purchaseId: string): Promise<Purchase | null>;
+  /**
+   * For a payment provider whose 3-D Secure step is a page of onsale's own: records the buyer's choice and
+   * delivers the provider's signed webhook; false when the payment awaited no action. Null: no such page.
+   */
+  completeAction: ((purchaseId: string, outcome: 'approve' | 'fail') => Promise<boolean>) | null;
 }
 
 /**
@@ -226,6 +232,38 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       },
     );
 
+    // The test payment provider's 3-D Secure step: a page of onsale's own with "Approve" and "Fail".
+    if (read.completeAction) {
+      const complete = read.completeAction;
+      pages.get<{ Params: { purchaseId: string } }>(
+        '/payments/test/3ds/:purchaseId',
+        async (request, reply) => {
+          const purchase = ID.test(request.params.purchaseId)
+            ? await read.purchase(request.params.purchaseId)
+            : null;
+          if (!purchase) return notFound(reply, 'There is no such purchase.');
+          return page(reply, '3-D Secure (test mode)', threeDSecurePage(purchase), { cache: 'no-store' });
+        },
+      );
+      pages.post<{ Params: { purchaseId: string }; Body: unknown }>(
+        '/payments/test/3ds/:purchaseId',
+        async (request, reply) => {
+          const { purchaseId } = request.params;
+          const purchase = ID.test(purchaseId) ? await read.purchase(purchaseId) : null;
+          if (!purchase) return notFound(reply, 'There is no such purchase.');
+          if (!fromThisOrigin(request)) {
+            return page(reply.code(403), 'Refused', notFoundPage('This form must be sent from this site.'));
+          }
+          const outcome = formField(request.body, 'outcome');
+          if (outcome !== 'approve' && outcome !== 'fail') {
+            return page(reply.code(400), 'Not valid', notFoundPage('Choose Approve or Fail.'));
+          }
+          await complete(purchaseId, outcome);
+          return reply.redirect(`/purchases/${encodeURIComponent(purchaseId)}`, 303);
+        },
+      );
+    }
+
     pages.get('/admin', async (_request, reply) =>
       reply
         .type('text/html; charset=utf-8')
@@ -259,4 +297,13 @@ function newForm(): FormState {
 /** The Idempotency-Key of one buy attempt: the page's script and the plain form both resend it on retry. */
 function newKey(): string {
   return randomBytes(16).toString('base64url');
+}
+
+/** A field of a urlencoded or JSON form body, or null. */
+function formField(body: unknown, name: string): string | null {
+  if (body instanceof URLSearchParams) return body.get(name);
+  if (body && typeof body === 'object' && typeof (body as Record<string, unknown>)[name] === 'string') {
+    return (body as Record<string, string>)[name]!;
+  }
+  return null;
 }

@@ -101,6 +101,10 @@ const STATUS_TEXT: Record<PurchaseStatus, { title: string; text: string }> = {
     title: 'You are in line',
     text: 'We have your request and keep your place. Your tickets will be confirmed in a moment — this page updates by itself.',
   },
+  waitlisted: {
+    title: 'On the waitlist',
+    text: 'Every ticket is reserved by someone paying right now. You keep your place: when reserved tickets come back, they go to the waitlist first, in order — this page updates by itself.',
+  },
   held: { title: 'Reserved', text: 'Your tickets are reserved for you while you pay.' },
   confirmed: { title: 'Confirmed', text: 'Your tickets are ready. Show one code per person at the door.' },
   rejected: { title: 'No tickets this time', text: '' },
@@ -144,6 +148,7 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
                   )
                 : ''
             }
+            ${s === 'held' ? checkoutForm(purchase) : ''}
             ${
               s === 'confirmed'
                 ? html`<ul class="tickets">
@@ -159,6 +164,28 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
       your tickets again.
     </p>
     <p><a href="/events/${purchase.eventId}">Back to the event</a></p>`;
+}
+
+/**
+ * The payment step of a held purchase: when the hold ends (the script counts down), a card field of the test
+ * provider (clearly a test mode), Pay and Cancel. The script posts them to the API and follows the answer.
+ */
+function checkoutForm(purchase: Purchase): SafeHtml {
+  return html`<p class="hold">
+      Held for you until
+      <time data-hold-until datetime="${purchase.holdExpiresAt ?? ''}">${purchase.holdExpiresAt ?? ''}</time>
+      (<span data-countdown></span>).
+    </p>
+    <form id="pay" data-purchase-id="${purchase.purchaseId}">
+      <label
+        >Card — test mode: <code>tok_visa</code> pays, <code>tok_chargeDeclined</code> is declined,
+        <code>tok_threeDSecure</code> asks for 3-D Secure
+        <input name="paymentToken" value="tok_visa" autocomplete="off" required maxlength="255" />
+      </label>
+      <button type="submit">Pay</button>
+      <button type="button" data-cancel>Cancel</button>
+      <p class="notice" data-pay-notice role="status" aria-live="polite"></p>
+    </form>`;
 }
 
 function ticket(
@@ -300,4 +327,17 @@ function price(cents: number): string {
 
 function availability(n: number): string {
   return n > 0 ? `${n} left` : 'Sold out';
+}
+
+/** The test provider's 3-D Secure step: clearly a test, two buttons, posted back here. */
+export function threeDSecurePage(purchase: Purchase): SafeHtml {
+  const action = `/payments/test/3ds/${encodeURIComponent(purchase.purchaseId)}`;
+  return html`<h1>Confirm your payment</h1>
+    <p class="notice">
+      Test mode: this page stands in for your bank's 3-D Secure check. No real card is used.
+    </p>
+    <form method="post" action="${action}" class="three-d-secure">
+      <button type="submit" name="outcome" value="approve">Approve</button>
+      <button type="submit" name="outcome" value="fail">Fail</button>
+    </form>`;
 }

@@ -11,6 +11,7 @@ import { withAvailability, type Lookups } from '../lookups.js';
 import {
   eventParams,
   newEventBody,
+  purchaseParams,
   purchaseListQuery,
   type NewEventBody,
   type PurchaseListQuery,
@@ -111,6 +112,22 @@ export async function adminRoutes(
         .header('content-disposition', `attachment; filename="event-${event.id}-purchases.csv"`)
         .header('cache-control', 'no-store')
         .send(purchasesCsv(storage, event));
+    },
+  );
+
+  // A purchase's payment history (attempts, answers, webhooks, refunds), for the admin page.
+  app.get<{ Params: { purchaseId: string } }>(
+    '/api/purchases/:purchaseId/payments',
+    { schema: { params: purchaseParams } },
+    async (request) => {
+      const purchase = await lookups.purchaseOr404(request.params.purchaseId);
+      const history = await storage.paymentHistory(purchase.purchaseId);
+      return {
+        purchaseId: purchase.purchaseId,
+        payment: purchase.payment,
+        refunded: purchase.refunded,
+        history,
+      };
     },
   );
 }

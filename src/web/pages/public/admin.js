@@ -211,6 +211,11 @@ function render(stats, metrics, now) {
     ['Queued', num(p.queued), 'queued'],
     ['Confirmed', num(p.confirmed), 'confirmed'],
     ['Rejected', num(p.rejected), 'rejected'],
+    ['Held', num(p.held), 'held'],
+    ['Waitlisted', num(p.waitlisted), 'waitlisted'],
+    ['Expired', num(p.expired), 'expired'],
+    ['Cancelled', num(p.cancelled), 'cancelled'],
+    ['Refunded', num(p.refunded), 'refunded'],
     ['Dead letters', num(stats.deadLetters), 'dead-letters'],
     ['Oldest queued', age === undefined ? NONE : `${age.toFixed(1)} s`, 'queue-age'],
     ['Workers', num(metrics.get('onsale_workers')), 'workers'],
@@ -299,13 +304,27 @@ async function loadPurchases() {
     body?.replaceChildren(
       ...purchases.map((/** @type {any} */ p) => {
         const row = document.createElement('tr');
-        const status = p.reason ? `${p.status} (${p.reason.replaceAll('_', ' ')})` : p.status;
+        let status = p.reason ? `${p.status} (${p.reason.replaceAll('_', ' ')})` : p.status;
+        if (p.payment) status += ` · payment ${p.payment.status.replaceAll('_', ' ')}`;
+        if (p.refunded) status += ' · refunded';
         for (const text of [p.purchaseId, p.buyerId, status, String(p.tickets.length), p.createdAt]) {
           row.append(cell(text));
         }
         return row;
       }),
     );
+    // One purchase found: its payment history below it.
+    if (purchases.length === 1 && purchases[0].payment) {
+      const { history } = await api(`/api/purchases/${encodeURIComponent(purchases[0].purchaseId)}/payments`);
+      const td = cell(
+        `Payment history: ${history.map((/** @type {any} */ h) => `${h.at} ${h.kind}`).join(' · ')}`,
+      );
+      td.colSpan = 5;
+      td.dataset.paymentHistory = '';
+      const row = document.createElement('tr');
+      row.append(td);
+      body?.append(row);
+    }
   } catch (error) {
     $('live-error').textContent = `Purchases: ${failed(error)}`;
   }

@@ -143,6 +143,91 @@ function followPurchase(box) {
     for (const reason of box.querySelectorAll('[data-reason]')) {
       /** @type {HTMLElement} */ (reason).hidden = reason.getAttribute('data-reason') !== purchase.reason;
     }
+    if (purchase.status === 'held') showHold(box, purchase.holdExpiresAt);
+  });
+  const time = box.querySelector('[data-hold-until]');
+  if (time) showHold(box, time.getAttribute('datetime') ?? '');
+  const form = box.querySelector('#pay');
+  if (form instanceof HTMLFormElement) enhancePayForm(form, purchaseId);
+}
+
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let countdown;
+
+/**
+ * Shows when the hold ends, in local time, and counts down to it every second.
+ * @param {HTMLElement} box @param {string} until
+ */
+function showHold(box, until) {
+  const time = box.querySelector('[data-hold-until]');
+  const left = box.querySelector('[data-countdown]');
+  const end = Date.parse(until);
+  if (!time || !left || Number.isNaN(end)) return;
+  time.setAttribute('datetime', until);
+  time.textContent = new Date(end).toLocaleTimeString();
+  clearInterval(countdown);
+  const tick = () => {
+    const seconds = Math.max(0, Math.round((end - Date.now()) / 1000));
+    left.textContent =
+      seconds > 0
+        ? `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')} left`
+        : 'time is up';
+  };
+  tick();
+  countdown = setInterval(tick, 1000);
+}
+
+/**
+ * Pay and Cancel through the API. A payment needing 3-D Secure goes to the provider's page; the others are
+ * said here, and the status stream shows the purchase as it changes.
+ * @param {HTMLFormElement} form @param {string} purchaseId
+ */
+function enhancePayForm(form, purchaseId) {
+  const notice = form.querySelector('[data-pay-notice]');
+  /** @param {string} kind @param {string} text */
+  const say = (kind, text) => {
+    if (!notice) return;
+    notice.className = `notice ${kind}`;
+    notice.textContent = text;
+  };
+  const base = `/api/purchases/${encodeURIComponent(purchaseId)}`;
+  /** @param {string} path @param {unknown} body */
+  const post = (path, body) =>
+    fetch(`${base}/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const field = form.elements.namedItem('paymentToken');
+    const token = field instanceof HTMLInputElement ? field.value.trim() : '';
+    say('busy', 'Paying…');
+    try {
+      const res = await post('payment', { paymentToken: token });
+      const body = await res.json();
+      if (res.status === 202 && body.payment?.nextActionUrl) {
+        say('busy', 'Your bank asks you to confirm…');
+        location.assign(body.payment.nextActionUrl);
+      } else if (res.status === 200) {
+        say('', 'Paid.');
+      } else if (res.status === 402) {
+        say('error', 'Your card was declined. Nothing was charged: try another card.');
+      } else {
+        say('error', body.error?.message ?? 'The payment did not go through; try again.');
+      }
+    } catch {
+      say('error', 'No answer from the server; try again.');
+    }
+  });
+  form.querySelector('[data-cancel]')?.addEventListener('click', async () => {
+    say('busy', 'Cancelling…');
+    try {
+      const res = await post('cancel', {});
+      if (!res.ok) say('error', (await res.json()).error?.message ?? 'Could not cancel.');
+    } catch {
+      say('error', 'No answer from the server; try again.');
+    }
   });
 }
 
