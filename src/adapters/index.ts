@@ -1,5 +1,6 @@
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import type { WaitingRoom } from '../ports/waiting-room.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
@@ -68,6 +69,18 @@ function engineFor<T>(engines: Record<string, T>, url: string, what: string): T 
 export async function openStorage(url: string): Promise<Storage> {
   const open = await engineFor(STORAGE_ENGINES, url, 'database')();
   return open(url);
+}
+
+/** The waiting room lives in the database (ONSALE_DATABASE_URL): one line for every process. */
+export async function openWaitingRoom(url: string): Promise<WaitingRoom> {
+  const scheme =
+    engineFor(STORAGE_ENGINES, url, 'database') === STORAGE_ENGINES['sqlite:'] ? 'sqlite' : 'postgres';
+  if (scheme === 'sqlite') {
+    const { SqliteWaitingRoom } = await import('./sqlite/waiting-room.js');
+    return new SqliteWaitingRoom(url);
+  }
+  const { PostgresWaitingRoom } = await import('./postgres/waiting-room.js');
+  return new PostgresWaitingRoom(url);
 }
 
 export async function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Promise<Queue> {

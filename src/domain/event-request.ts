@@ -2,6 +2,7 @@ import { OnsaleError } from './errors.js';
 import { unstorableText } from './text.js';
 import type { BuyerIdKind } from './buyer.js';
 import type { NewEvent, NewTicketType } from './types.js';
+import { roomToCreate, type WaitingRoomRequest } from './waiting-room.js';
 
 /** An admin's request to create an event, as the web server validated its shape. */
 interface EventRequest {
@@ -10,6 +11,7 @@ interface EventRequest {
   holdSeconds: number;
   buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
+  waitingRoom?: WaitingRoomRequest;
 }
 
 /**
@@ -30,11 +32,17 @@ export function eventToCreate(request: EventRequest, now: Date): NewEvent | Onsa
   }
   const refusal = unstorableText(request.name, ...request.ticketTypes.map((t) => t.name));
   if (refusal) return refusal;
+  const waitingRoom =
+    request.waitingRoom === undefined
+      ? null
+      : roomToCreate(request.waitingRoom, salesOpenAt, now.toISOString());
+  if (waitingRoom instanceof OnsaleError) return waitingRoom;
   return {
     name: request.name,
     salesOpenAt,
     holdSeconds: request.holdSeconds,
     buyerIdKind: request.buyerIdKind ?? 'any',
     ticketTypes: request.ticketTypes,
+    waitingRoom,
   };
 }

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { openQueue, openStorage } from '../adapters/index.js';
+import { openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
@@ -14,10 +14,11 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   if (config.metrics) startProcessMetrics();
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
+  const room = await openWaitingRoom(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
-  const web = buildApp({ config, storage, queue, adminToken, logger, ownMetrics });
+  const web = buildApp({ config, storage, queue, room, adminToken, logger, ownMetrics });
   await web.app.listen({ port: config.port, host: config.host });
 
   onShutdown(logger, async () => {
@@ -27,6 +28,6 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     if (config.drainDelay > 0) await new Promise((r) => setTimeout(r, config.drainDelay));
     await web.app.close();
     await web.drain();
-    await Promise.all([storage.close(), queue.close()]);
+    await Promise.all([storage.close(), queue.close(), room.close()]);
   });
 }

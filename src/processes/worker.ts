@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
-import { openQueue, openStorage } from '../adapters/index.js';
+import { openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
+import { startRoomTicker } from '../worker/room-ticker.js';
 import { startWorkerLoop } from '../worker/worker.js';
 import { startProcessMetrics } from './machine-metrics.js';
 
@@ -32,7 +33,8 @@ export async function runWorker(
         : await serveProcessMetrics(config.host, config.metricsPort);
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
+  const room = await openWaitingRoom(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
   const id = workerId ?? `${hostname()}-${process.pid}`;
   const loop = startWorkerLoop({
     storage,
@@ -42,9 +44,10 @@ export async function runWorker(
     maxAttempts: config.maxAttempts,
     logger,
   });
+  const ticker = startRoomTicker({ storage, room, logger });
   logger.info({ workerId: id }, 'worker started');
   onShutdown(logger, async () => {
-    await loop.stop();
-    await Promise.all([storage.close(), queue.close(), listener?.close()]);
+    await Promise.all([loop.stop(), ticker.stop()]);
+    await Promise.all([storage.close(), queue.close(), room.close(), listener?.close()]);
   });
 }

@@ -4,6 +4,10 @@ import type { Config } from '../config.js';
 import { UnavailableError } from '../domain/errors.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import type { WaitingRoom } from '../ports/waiting-room.js';
+import { AdmissionSigner } from './admission-token.js';
+import { RoomReader } from './room-reader.js';
+import { queueAdminRoutes, queueRoutes } from './routes/queue.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
 import {
@@ -34,6 +38,8 @@ interface AppDeps {
   config: Config;
   storage: Storage;
   queue: Queue;
+  /** The waiting rooms' lines (in the database). */
+  room: WaitingRoom;
   adminToken: string;
   logger: Logger;
   /**
@@ -50,12 +56,20 @@ interface OnsaleApp {
    * come are served as usual until close.
    */
   startDraining(): void;
-  /** Waits for purchases being written to the queue. */
+  /** Waits for purchases being written to the queue, joins to the room, and records the reads of places. */
   drain(): Promise<void>;
 }
 
 /** Builds the HTTP API of api.md over a storage and a queue. */
-export function buildApp({ config, storage, queue, adminToken, logger, ownMetrics }: AppDeps): OnsaleApp {
+export function buildApp({
+  config,
+  storage,
+  queue,
+  room,
+  adminToken,
+  logger,
+  ownMetrics,
+}: AppDeps): OnsaleApp {
   // What each socket is receiving, so that a request cut off for slowness is logged with its route.
   const receiving = new WeakMap<object, { method: string; path: string }>();
   const app = Fastify({
@@ -151,7 +165,18 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     writeProblem: () => writes.problem(),
   });
   app.register(eventRoutes, { storage, lookups });
-  app.register(purchaseRoutes, { config, storage, queue, lookups, commits });
+  const signer = new AdmissionSigner(adminToken);
+  const reader = new RoomReader(room, signer, logger);
+  app.register(purchaseRoutes, {
+    config,
+    storage,
+    queue,
+    lookups,
+    commits,
+    admissions: { signer, room },
+  });
+  app.register(queueRoutes, { lookups, reader });
+  app.register(queueAdminRoutes, { lookups, room, reader, adminToken });
   app.register(adminRoutes, { storage, queue, lookups, adminToken });
 
   return {
@@ -159,7 +184,10 @@ export function buildApp({ config, storage, queue, adminToken, logger, ownMetric
     startDraining: () => {
       draining = true;
     },
-    drain: () => commits.drain(),
+    drain: async () => {
+      await commits.drain();
+      await reader.close();
+    },
   };
 }
 

@@ -257,7 +257,7 @@ const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`
  * schema_migrations: the storage, the table queue, the RabbitMQ queue's index, and the records both queues
  * keep beside their entries (idempotency keys and dead letters, see queue-records.ts).
  */
-type Component = 'storage' | 'queue' | 'rabbitmq' | 'records';
+type Component = 'storage' | 'queue' | 'rabbitmq' | 'records' | 'room';
 
 /**
  * Applies the numbered, append-only migrations of one component that the database has not seen yet, all in
