@@ -150,6 +150,8 @@ export function buildApp({
     if (!exempt.has(request.ip)) addressLimit.take(request.ip);
   });
 
+  const signer = new AdmissionSigner(adminToken);
+  const reader = new RoomReader(room, signer, logger);
   registerPages(app, {
     listEvents: () => storage.listEvents(),
     event: async (eventId) => {
@@ -157,6 +159,7 @@ export function buildApp({
       return event && withAvailability(event, await lookups.availability(event.id));
     },
     purchase: (purchaseId) => lookups.findPurchase(purchaseId),
+    place: (placeId) => reader.read(placeId),
   });
   app.register(healthRoutes, {
     storage,
@@ -165,8 +168,6 @@ export function buildApp({
     writeProblem: () => writes.problem(),
   });
   app.register(eventRoutes, { storage, lookups });
-  const signer = new AdmissionSigner(adminToken);
-  const reader = new RoomReader(room, signer, logger);
   app.register(purchaseRoutes, {
     config,
     storage,
