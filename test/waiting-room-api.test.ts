@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdmissionSigner } from '../src/web/admission-token.js';
 import { getJson, purchase, waitFinal } from './helpers/api.js';
+import { samples } from './helpers/prometheus.js';
 import { ADMIN, expectApiError, eventually, JSON_TYPE, send } from './helpers/http.js';
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from './helpers/processes.js';
 
@@ -277,5 +278,17 @@ describe('waiting room over HTTP', () => {
     await waitState(late.body.placeId, 'sold_out');
     const stats = await getJson(`${onsale.baseUrl}/api/events/${event.id}/queue`, true);
     expect(stats.body).toMatchObject({ soldOut: true, waiting: 0, soldOutPlaces: 1 });
+  });
+
+  it('exports the lines in /metrics: places per state (each at 0 until used), active buyers, joins', async () => {
+    const res = await fetch(`${onsale.baseUrl}/metrics`, { headers: { authorization: ADMIN.authorization } });
+    const m = samples(await res.text());
+    const at = (state: string) => m.get(`onsale_room_places{event="${event.id}",state="${state}"}`);
+    expect([at('prequeue'), at('waiting'), at('admitted'), at('expired'), at('sold_out')]).toEqual([
+      0, 0, 4, 0, 1,
+    ]);
+    expect(m.get(`onsale_room_active_buyers{event="${event.id}"}`)).toBeTypeOf('number');
+    expect(m.get('onsale_room_joins_total{result="created"}')).toBeGreaterThanOrEqual(6);
+    expect(m.get('onsale_room_joins_total{result="existing"}')).toBeGreaterThanOrEqual(1);
   });
 });

@@ -82,6 +82,8 @@ export interface Place {
   admissionExpiresAt: string | null;
   /** A purchase was accepted with its admission. */
   used: boolean;
+  /** The estimated wait (s) given when the place was taken; null in the pre-queue or before any move. */
+  etaAtJoin: number | null;
 }
 
 /** The counters of an event's line, from which every waiting place's position follows. */
@@ -212,6 +214,27 @@ export function admissionBudget(line: Line, now: number): number {
     budget = Math.min(budget, line.maxAdmittedPerMinute - lastMinute);
   }
   return Math.max(0, budget);
+}
+
+/** A place at the front of the line, as the step that decides it reads it. */
+export interface FrontPlace {
+  id: string;
+  last_read_at: number;
+  joined_at: string;
+  eta_at_join: number | null;
+}
+
+/** The wait an admitted place saw, beside the one it was told when it joined. */
+export function admittedWait(
+  place: FrontPlace,
+  now: number,
+): { waitedSeconds: number; etaAtJoin: number | null } {
+  return { waitedSeconds: (now - Date.parse(place.joined_at)) / 1000, etaAtJoin: place.eta_at_join };
+}
+
+/** The estimated wait told to the place that takes line number `lineNumber` now. */
+export function joinEstimate(lineNumber: number, line: Line, now: number): number | null {
+  return etaSeconds(Math.max(1, lineNumber - shownHead(line, now)), line, now);
 }
 
 /** Whether a place whose turn has come is skipped: nobody read it for ABANDONED_AFTER_MS. */

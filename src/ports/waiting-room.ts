@@ -35,6 +35,13 @@ export interface AdvanceStep {
   soldOut: boolean;
 }
 
+/** What one step did: the line after it, and for each buyer admitted, the wait seen and the one told. */
+export interface AdvanceResult {
+  line: Line;
+  admitted: Array<{ waitedSeconds: number; etaAtJoin: number | null }>;
+  expired: number;
+}
+
 /**
  * The waiting room's line per event, kept in the configured database so that every web server sees one
  * line and a restart loses no place. Joins are durable when join() resolves. The line moves only through
@@ -69,7 +76,7 @@ export interface WaitingRoom {
    * salesOpenAt has passed, then admits from the front within admissionBudget, skipping abandoned places
    * as expired. Returns the line after the step.
    */
-  advance(eventId: string, step: AdvanceStep): Promise<Line | null>;
+  advance(eventId: string, step: AdvanceStep): Promise<AdvanceResult | null>;
 
   close(): Promise<void>;
 }

@@ -139,6 +139,7 @@ export function buildApp({
   installObservability(app, {
     storage,
     queue,
+    room,
     logger,
     adminToken,
     ownMetrics: ownMetrics ?? (() => registry.metrics()),

@@ -9,6 +9,7 @@ import {
 import type { JoinRequest, JoinResult, WaitingRoom } from '../ports/waiting-room.js';
 import type { AdmissionSigner } from './admission-token.js';
 import { GroupCommit } from './group-commit.js';
+import { countRoomJoin } from '../metrics/metrics.js';
 
 /** A line's counters are read again after this: below SHOWN_AFTER_MS, so every server shows one head. */
 const LINE_CACHE_MS = 400;
@@ -57,6 +58,7 @@ export class RoomReader {
   /** Takes (or finds) the buyer's place; durable when it resolves. */
   async join(request: JoinRequest): Promise<{ answer: PlaceAnswer; created: boolean }> {
     const { place, created } = await this.#joins.submit(request);
+    countRoomJoin(created);
     this.#remember(place);
     return { answer: await this.#answer(place, Date.parse(request.joinedAt)), created };
   }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { FINAL_STATUSES } from '../domain/types.js';
 import { nothingLeft } from '../domain/waiting-room.js';
+import { observeRoomStep } from '../metrics/metrics.js';
 import type { Storage } from '../ports/storage.js';
 import type { WaitingRoom } from '../ports/waiting-room.js';
 
@@ -66,5 +67,7 @@ export async function tickLine(storage: Storage, room: WaitingRoom, eventId: str
     .map((a) => a.placeId);
   const stats = await storage.getStats(eventId);
   const soldOut = stats !== null && nothingLeft(stats.ticketTypes);
-  return room.advance(eventId, { now, release, soldOut });
+  const result = await room.advance(eventId, { now, release, soldOut });
+  if (result) observeRoomStep(result.admitted, result.expired);
+  return result;
 }

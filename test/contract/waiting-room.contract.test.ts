@@ -41,8 +41,8 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
   }
 
   const newEvent = () => `event-${++eventSeq}-${Math.random().toString(36).slice(2)}`;
-  const step = (eventId: string, now: number, release: string[] = [], soldOut = false) =>
-    room.advance(eventId, { now, release, soldOut });
+  const step = async (eventId: string, now: number, release: string[] = [], soldOut = false) =>
+    (await room.advance(eventId, { now, release, soldOut }))?.line ?? null;
 
   it('gives a buyer one place, however often and however spelled they join', async () => {
     const eventId = newEvent();
@@ -126,8 +126,12 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
         settings({ maxActiveBuyers: 3 }),
       ),
     );
-    let line = (await step(eventId, OPEN + 10))!;
+    const first3 = (await room.advance(eventId, { now: OPEN + 10, release: [], soldOut: false }))!;
+    let line = first3.line;
     expect(line).toMatchObject({ head: 3, active: 3, admitted: 3 });
+    // Each admitted buyer's wait beside the estimate it was told at join (none before the line moved).
+    expect(first3.admitted).toEqual([0, 1, 2].map(() => ({ waitedSeconds: 0.009, etaAtJoin: null })));
+    expect(first3.expired).toBe(0);
     line = (await step(eventId, OPEN + 20))!;
     expect(line).toMatchObject({ head: 3, active: 3 });
     const first = (await room.getPlace(joined[0]!.place.placeId))!;

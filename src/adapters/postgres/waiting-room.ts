@@ -2,6 +2,9 @@ import { randomInt } from 'node:crypto';
 import {
   abandoned,
   admissionBudget,
+  admittedWait,
+  joinEstimate,
+  type FrontPlace as FrontRow,
   shuffle,
   withProgress,
   type Line,
@@ -9,6 +12,7 @@ import {
 } from '../../domain/waiting-room.js';
 import type {
   ActiveAdmission,
+  AdvanceResult,
   AdvanceStep,
   JoinRequest,
   JoinResult,
@@ -45,13 +49,15 @@ interface PlaceRow {
   admitted_at: string | null;
   admission_expires_at: string | null;
   used: boolean;
+  eta_at_join: number | null;
 }
 
 /** How many places of the front one step of advance() reads at a time. */
 const CHUNK = 500;
 
 const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number, outcome, admitted_at,
-  admission_expires_at, EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
+  admission_expires_at, eta_at_join,
+  EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
 
 /** The statements of the room; ids and buyer ids travel through toDb/fromDb. */
 const SQL = {
@@ -64,7 +70,7 @@ const SQL = {
   placeOfBuyer: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE event_id = $1 AND buyer_key = $2`,
   getPlace: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE id = $1`,
   insertPlace: `INSERT INTO room_places (id, event_id, buyer_id, buyer_key, joined_at, join_seq, line_number,
-    last_read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    eta_at_join, last_read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
   countJoin: 'UPDATE room_lines SET prequeued = prequeued + $1, tail = tail + $2 WHERE event_id = $3',
   prequeue: 'SELECT id FROM room_places WHERE event_id = $1 AND line_number IS NULL ORDER BY join_seq',
   /** Numbers the places $1 (ids) with $2 (line numbers). */
@@ -84,7 +90,7 @@ const SQL = {
     FROM room_places WHERE event_id = $1 AND outcome = 'admitted' AND NOT released`,
   release: `UPDATE room_places SET released = true
     WHERE id = ANY($1::text[]) AND event_id = $2 AND outcome = 'admitted' AND NOT released`,
-  front: `SELECT id, last_read_at FROM room_places WHERE event_id = $1 AND line_number > $2
+  front: `SELECT id, last_read_at, joined_at, eta_at_join FROM room_places WHERE event_id = $1 AND line_number > $2
     ORDER BY line_number LIMIT $3`,
   admit: `UPDATE room_places SET outcome = 'admitted', admitted_at = $2, admission_expires_at = $3
     WHERE id = ANY($1::text[])`,
@@ -153,6 +159,7 @@ export class PostgresWaitingRoom implements WaitingRoom {
           request.joinedAt,
           prequeue ? line.prequeued + 1 : null,
           prequeue ? null : line.tail + 1,
+          prequeue ? null : joinEstimate(line.tail + 1, toLine(line), now),
           now,
         ]);
         await tx.query(SQL.countJoin, [prequeue ? 1 : 0, prequeue ? 0 : 1, toDb(request.eventId)]);
@@ -220,7 +227,7 @@ export class PostgresWaitingRoom implements WaitingRoom {
     }));
   }
 
-  async advance(eventId: string, step: AdvanceStep): Promise<Line | null> {
+  async advance(eventId: string, step: AdvanceStep): Promise<AdvanceResult | null> {
     const id = toDb(eventId);
     return this.#db.transaction(async (tx) => {
       const locked = await tx.query<LineRow>(SQL.lockLine, [id]);
@@ -239,9 +246,10 @@ export class PostgresWaitingRoom implements WaitingRoom {
       const before = { head: line.head, admitted: line.admitted };
       let budget = admissionBudget(line, step.now);
       const admit: string[] = [];
+      const admitted: AdvanceResult['admitted'] = [];
       const expire: string[] = [];
       while (budget > 0 && line.head < line.tail) {
-        const front = await tx.query<{ id: string; last_read_at: number }>(SQL.front, [id, line.head, CHUNK]);
+        const front = await tx.query<FrontRow>(SQL.front, [id, line.head, CHUNK]);
         if (front.rows.length === 0) break;
         for (const place of front.rows) {
           if (budget === 0) break;
@@ -251,6 +259,7 @@ export class PostgresWaitingRoom implements WaitingRoom {
             line.expired += 1;
           } else {
             admit.push(place.id);
+            admitted.push(admittedWait(place, step.now));
             line.admitted += 1;
             line.active += 1;
             budget -= 1;
@@ -277,7 +286,7 @@ export class PostgresWaitingRoom implements WaitingRoom {
         line.soldOut,
         JSON.stringify(line.progress),
       ]);
-      return line;
+      return { line, admitted, expired: expire.length };
     });
   }
 
@@ -334,5 +343,6 @@ function toPlace(row: PlaceRow): Place {
     admittedAt: row.admitted_at,
     admissionExpiresAt: row.admission_expires_at,
     used: row.used,
+    etaAtJoin: row.eta_at_join,
   };
 }

@@ -3,6 +3,9 @@ import type { Statement } from 'better-sqlite3';
 import {
   abandoned,
   admissionBudget,
+  admittedWait,
+  joinEstimate,
+  type FrontPlace as FrontRow,
   shuffle,
   withProgress,
   type Line,
@@ -10,6 +13,7 @@ import {
 } from '../../domain/waiting-room.js';
 import type {
   ActiveAdmission,
+  AdvanceResult,
   AdvanceStep,
   JoinRequest,
   JoinResult,
@@ -53,13 +57,15 @@ interface PlaceRow {
   admitted_at: string | null;
   admission_expires_at: string | null;
   used: number;
+  eta_at_join: number | null;
 }
 
 /** How many places of the front one step of advance() reads at a time. */
 const CHUNK = 500;
 
 const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number, outcome, admitted_at,
-  admission_expires_at, EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
+  admission_expires_at, eta_at_join,
+  EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
 
 const SQL = {
   createLine: `INSERT INTO room_lines (event_id, sales_open_at, session_seconds, max_active_buyers,
@@ -68,7 +74,7 @@ const SQL = {
   placeOfBuyer: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE event_id = ? AND buyer_key = ?`,
   getPlace: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE id = ?`,
   insertPlace: `INSERT INTO room_places (id, event_id, buyer_id, buyer_key, joined_at, join_seq, line_number,
-    last_read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    eta_at_join, last_read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   countJoin: 'UPDATE room_lines SET prequeued = prequeued + ?, tail = tail + ? WHERE event_id = ?',
   prequeue: 'SELECT id FROM room_places WHERE event_id = ? AND line_number IS NULL ORDER BY join_seq',
   number: 'UPDATE room_places SET line_number = ? WHERE id = ?',
@@ -83,7 +89,7 @@ const SQL = {
     FROM room_places WHERE event_id = ? AND outcome = 'admitted' AND released = 0`,
   release: `UPDATE room_places SET released = 1
     WHERE id = ? AND event_id = ? AND outcome = 'admitted' AND released = 0`,
-  front: `SELECT id, last_read_at FROM room_places WHERE event_id = ? AND line_number > ?
+  front: `SELECT id, last_read_at, joined_at, eta_at_join FROM room_places WHERE event_id = ? AND line_number > ?
     ORDER BY line_number LIMIT ?`,
   admit: `UPDATE room_places SET outcome = 'admitted', admitted_at = ?, admission_expires_at = ? WHERE id = ?`,
   expire: `UPDATE room_places SET outcome = 'expired' WHERE id = ?`,
@@ -139,6 +145,7 @@ export class SqliteWaitingRoom implements WaitingRoom {
               request.joinedAt,
               prequeue ? line.prequeued + 1 : null,
               prequeue ? null : line.tail + 1,
+              prequeue ? null : joinEstimate(line.tail + 1, toLine(line), now),
               now,
             );
             s.countJoin.run(prequeue ? 1 : 0, prequeue ? 0 : 1, request.eventId);
@@ -218,7 +225,7 @@ export class SqliteWaitingRoom implements WaitingRoom {
     }));
   }
 
-  async advance(eventId: string, step: AdvanceStep): Promise<Line | null> {
+  async advance(eventId: string, step: AdvanceStep): Promise<AdvanceResult | null> {
     const s = this.#stmt;
     return withoutBlockingOnLock(this.#db, () =>
       this.#db
@@ -234,13 +241,12 @@ export class SqliteWaitingRoom implements WaitingRoom {
           line.soldOut = step.soldOut;
           const before = { head: line.head, admitted: line.admitted };
           let budget = admissionBudget(line, step.now);
+          const admitted: AdvanceResult['admitted'] = [];
+          let expired = 0;
           const admittedAt = new Date(step.now).toISOString();
           const expiresAt = new Date(step.now + line.sessionSeconds * 1000).toISOString();
           while (budget > 0 && line.head < line.tail) {
-            const front = s.front.all(eventId, line.head, CHUNK) as Array<{
-              id: string;
-              last_read_at: number;
-            }>;
+            const front = s.front.all(eventId, line.head, CHUNK) as FrontRow[];
             if (front.length === 0) break;
             for (const place of front) {
               if (budget === 0) break;
@@ -248,8 +254,10 @@ export class SqliteWaitingRoom implements WaitingRoom {
               if (abandoned(place.last_read_at, step.now)) {
                 s.expire.run(place.id);
                 line.expired += 1;
+                expired += 1;
               } else {
                 s.admit.run(admittedAt, expiresAt, place.id);
+                admitted.push(admittedWait(place, step.now));
                 line.admitted += 1;
                 line.active += 1;
                 budget -= 1;
@@ -268,7 +276,7 @@ export class SqliteWaitingRoom implements WaitingRoom {
             JSON.stringify(line.progress),
             eventId,
           );
-          return line;
+          return { line, admitted, expired };
         })
         .immediate(),
     );
@@ -314,5 +322,6 @@ function toPlace(row: PlaceRow): Place {
     admittedAt: row.admitted_at,
     admissionExpiresAt: row.admission_expires_at,
     used: row.used === 1,
+    etaAtJoin: row.eta_at_join,
   };
 }

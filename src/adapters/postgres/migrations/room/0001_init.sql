@@ -30,6 +30,8 @@ CREATE TABLE room_places (
   admitted_at text,
   admission_expires_at text,
   released boolean NOT NULL DEFAULT false,
+  -- The estimated wait (s) this place was told when it joined: measured against the wait it saw.
+  eta_at_join integer,
   last_read_at bigint NOT NULL,
   UNIQUE (event_id, buyer_key)
 );

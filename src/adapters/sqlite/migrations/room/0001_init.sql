@@ -31,6 +31,8 @@ CREATE TABLE room_places (
   admitted_at TEXT,
   admission_expires_at TEXT,
   released INTEGER NOT NULL DEFAULT 0,
+  -- The estimated wait (s) this place was told when it joined: measured against the wait it saw.
+  eta_at_join INTEGER,
   last_read_at INTEGER NOT NULL,
   UNIQUE (event_id, buyer_key)
 );
