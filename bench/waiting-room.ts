@@ -60,7 +60,7 @@ export async function measureWaitingRoom(
   const places: Array<Run & { cpuUs: number }> = [];
   const eventGets: Run[] = [];
   const bares: Array<Run & { cpuUs: number }> = [];
-  let joins: Run | null = null;
+
   for (let r = 1; r <= plan.rounds; r++) {
     progress(`waiting-room: place reads, round ${r}/${plan.rounds}`);
     const real = await withOnsale(async (base, server) => {
@@ -82,7 +82,7 @@ export async function measureWaitingRoom(
     bares.push(await withBare((url, server) => measuredWithCpu(server, () => wrk(url, plan.load)), plan));
   }
   progress('waiting-room: joins');
-  joins = await withOnsale(async (base) => {
+  const joins = await withOnsale(async (base) => {
     const event = await createRoomEvent(base);
     return wrk(
       base,
