@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, purchase, waitFinal } from '../helpers/api.js';
 import { launchBrowser, openPage, screenshots } from '../helpers/browser.js';
 import { ADMIN, JSON_TYPE, send } from '../helpers/http.js';
-import { LOOPBACK_EXEMPT, startOnsale, type Onsale } from '../helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from '../helpers/processes.js';
 
 let browser: Browser;
 let onsale: Onsale;
@@ -126,6 +126,28 @@ describe('waiting page', () => {
     await screenshots(p, 'waiting-room-admitted');
     await p.getByRole('button', { name: 'Buy' }).click();
     await p.getByRole('heading', { name: 'Confirmed' }).waitFor({ timeout: 60_000 });
+    expect(errors).toEqual([]);
+  });
+
+  it('the admin page shows the line live and changes its limits during the sale', async () => {
+    const event = await roomEvent(new Date().toISOString());
+    for (const buyer of ['a', 'b', 'c']) await joinApi(event.id, `${buyer}@example.com`);
+    const { page: p, errors } = await openPage(browser);
+    await p.goto(`${onsale.baseUrl}/admin`);
+    await p.getByLabel('Admin token').fill(ADMIN_TOKEN);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByLabel('Event', { exact: true }).selectOption(event.id);
+    const figure = (name: string) => p.locator(`[data-figure="${name}"]`).textContent();
+    await expect.poll(() => figure('room-admitted'), { timeout: 20_000 }).toBe('1');
+    await expect.poll(() => figure('room-waiting')).toBe('2');
+    await expect.poll(() => figure('room-active')).toBe('1 of 1');
+    await p.getByLabel(/maxActiveBuyers/).fill('5');
+    await p.getByRole('button', { name: 'Change the limits' }).click();
+    await expect.poll(() => p.locator('#room-status').textContent()).toBe('Now at most 5 at once.');
+    // The next step lets the other two in.
+    await expect.poll(() => figure('room-admitted'), { timeout: 20_000 }).toBe('3');
+    await expect.poll(() => figure('room-waiting')).toBe('0');
+    await screenshots(p, 'waiting-room-admin');
     expect(errors).toEqual([]);
   });
 });

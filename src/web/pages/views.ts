@@ -322,6 +322,18 @@ export function adminPage(): SafeHtml {
           <tbody></tbody>
         </table>
         <dl id="figures" class="figures"></dl>
+        <section id="room" hidden aria-labelledby="room-title">
+          <h3 id="room-title">Waiting room</h3>
+          <dl id="room-figures" class="figures"></dl>
+          <form id="room-limits">
+            <label for="room-max-active">Most buyers let in at once (maxActiveBuyers)</label>
+            <input id="room-max-active" type="number" min="1" max="1000000" required />
+            <label for="room-per-minute">Most let in per minute (empty: no limit)</label>
+            <input id="room-per-minute" type="number" min="1" max="10000000" />
+            <button type="submit">Change the limits</button>
+            <p id="room-status" class="muted" role="status"></p>
+          </form>
+        </section>
         <div class="charts">
           <figure>
             <figcaption>Arrivals per second</figcaption>
