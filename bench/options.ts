@@ -15,6 +15,7 @@ export const PARTS = [
   'pages',
   'cluster',
   'simulator',
+  'scale-out',
   'waiting-room',
 ] as const;
 export type Part = (typeof PARTS)[number];

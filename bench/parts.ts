@@ -7,6 +7,7 @@ import type { BenchOptions, Part } from './options.js';
 import { measurePages } from './pages.js';
 import { measurePostgresAllocation, type PostgresAllocationPlan } from './postgres-allocation.js';
 import { measureSale } from './sale.js';
+import { measureScaleOut } from './scale-out.js';
 import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
 import { measureWaitingRoom } from './waiting-room.js';
 import {
@@ -513,6 +514,66 @@ const simulator = definePart({
 });
 
 /** Every part, in the order they run and their rows print (the order of PARTS). */
+/** Sharding and read replicas: accept and allocation on 1 and 2 shards, reads from primary and replica. */
+const scaleOut = definePart({
+  name: 'scale-out',
+  needs: ['postgres'],
+  measure: ({ quick, urls }, progress) =>
+    measureScaleOut(
+      { adminUrl: urls.postgres, purchases: quick ? 10_000 : 40_000, readSeconds: quick ? 2 : 5 },
+      progress,
+    ),
+  report: ({ runs, reads }) => {
+    const at = (shards: number) => runs.find((r) => r.shards === shards)!;
+    const perShard = (r: (typeof runs)[number]) =>
+      r.cpuMsPerPurchase.perShard.map((ms) => ms.toFixed(3)).join(' + ');
+    return {
+      json: {
+        scaleOut: {
+          acceptPerSec: { 1: Math.round(at(1).acceptPerSec), 2: Math.round(at(2).acceptPerSec) },
+          allocPerSec: { 1: Math.round(at(1).allocPerSec), 2: Math.round(at(2).allocPerSec) },
+          cpuMsPerPurchase: Object.fromEntries(
+            runs.map((r) => [
+              r.shards,
+              {
+                node: round(r.cpuMsPerPurchase.node, 3),
+                perShard: r.cpuMsPerPurchase.perShard.map((m) => round(m, 3)),
+              },
+            ]),
+          ),
+          eventPageReadsPerSec: {
+            primary: Math.round(reads.primary.eventPagePerSec),
+            replica: Math.round(reads.replica.eventPagePerSec),
+          },
+          statusReadsPerSec: {
+            primary: Math.round(reads.primary.statusPerSec),
+            replica: Math.round(reads.replica.statusPerSec),
+          },
+        },
+      },
+      rows: [
+        ['accepted/s (enqueued), 1 / 2 shards', `${int(at(1).acceptPerSec)} / ${int(at(2).acceptPerSec)}`],
+        [
+          'allocated/s (2 worker loops), 1 / 2 shards',
+          `${int(at(1).allocPerSec)} / ${int(at(2).allocPerSec)}`,
+        ],
+        [
+          'CPU ms per purchase: node, PostgreSQL per shard (1 shard | 2 shards)',
+          `${at(1).cpuMsPerPurchase.node.toFixed(3)}, ${perShard(at(1))} | ${at(2).cpuMsPerPurchase.node.toFixed(3)}, ${perShard(at(2))}`,
+        ],
+        [
+          'event page reads/s, primary / replica',
+          `${int(reads.primary.eventPagePerSec)} / ${int(reads.replica.eventPagePerSec)}`,
+        ],
+        [
+          'status reads/s, primary / replica',
+          `${int(reads.primary.statusPerSec)} / ${int(reads.replica.statusPerSec)}`,
+        ],
+      ],
+    };
+  },
+});
+
 export const BENCH_PARTS: readonly BenchPart[] = [
   core,
   postgres,
@@ -523,6 +584,7 @@ export const BENCH_PARTS: readonly BenchPart[] = [
   pages,
   cluster,
   simulator,
+  scaleOut,
   waitingRoom,
 ];
 
@@ -540,5 +602,6 @@ export const JSON_ORDER: readonly Part[] = [
   'sale',
   'pages',
   'simulator',
+  'scale-out',
   'waiting-room',
 ];

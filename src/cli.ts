@@ -14,7 +14,7 @@ import { runWebServer } from './processes/web-server.js';
 import { runWorker } from './processes/worker.js';
 
 type Key = keyof Config;
-const COMMON: Key[] = ['dataDir', 'databaseUrl', 'queueUrl', 'logLevel'];
+const COMMON: Key[] = ['dataDir', 'databaseUrl', 'databaseReplicaUrl', 'queueUrl', 'logLevel'];
 const WEB: Key[] = [
   'port',
   'host',
@@ -107,7 +107,9 @@ function program(): Command {
     const queue = await openQueue(config.queueUrl, config);
     await Promise.all([storage.migrate(), queue.migrate()]);
     await Promise.all([storage.close(), queue.close()]);
-    process.stdout.write(`database schema is up to date (${withoutPassword(config.databaseUrl)})\n`);
+    process.stdout.write(
+      `database schema is up to date (${config.databaseUrl.split(',').map(withoutPassword).join(', ')})\n`,
+    );
   });
 
   const dlq = root

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { QUEUE_SCHEMES, STORAGE_SCHEMES } from './adapters/index.js';
+import { checkReplicaUrls, checkShardUrls, isSharded } from './adapters/sharding/urls.js';
 import { ConfigError } from './shared/config-error.js';
 
 /** A rate as "N per window": e.g. 10 purchase requests per 10 seconds. `count` 0 means no limit. */
@@ -14,7 +15,10 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** One database URL, or several postgres:// URLs separated by commas: the shards. */
   databaseUrl: string;
+  /** Streaming replicas for reads, one per shard in the same order ('' for none); null: no replicas. */
+  databaseReplicaUrl: string | null;
   queueUrl: string;
   web: number;
   workersMin: number;
@@ -131,10 +135,25 @@ export const SETTINGS = [
     key: 'databaseUrl',
     flag: '--database-url',
     env: 'ONSALE_DATABASE_URL',
-    description: 'the database',
-    accepts: `a URL starting with ${STORAGE_SCHEMES.join(' or ')} (sqlite:PATH)`,
-    parse: url(STORAGE_SCHEMES),
+    description:
+      'the database; several postgres:// URLs separated by commas are shards (events spread over them)',
+    accepts: `a URL starting with ${STORAGE_SCHEMES.join(' or ')} (sqlite:PATH), or comma-separated postgres://user@host:port/database URLs`,
+    parse: (raw) => {
+      if (!isSharded(raw)) return url(STORAGE_SCHEMES)(raw);
+      checkShardUrls(raw);
+      return raw.trim();
+    },
     fallback: (c) => `sqlite:${c.dataDir}/onsale.db`,
+  }),
+  setting({
+    key: 'databaseReplicaUrl',
+    flag: '--database-replica-url',
+    env: 'ONSALE_DATABASE_REPLICA_URL',
+    description:
+      'PostgreSQL streaming replicas that serve reads while less than 500 ms behind, one per shard in the order of the database URL',
+    accepts: 'comma-separated postgres:// URLs (an empty entry: none for that shard), or none',
+    parse: (raw) => (raw.trim() === '' || raw.trim() === 'none' ? null : raw.trim()),
+    fallback: () => 'none',
   }),
   setting({
     key: 'queueUrl',
@@ -356,8 +375,11 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
     if (raw === null) throw new ConfigError(`${s.env} (${s.flag}) has no value`);
     try {
       (config as Record<string, unknown>)[s.key] = s.parse(raw);
-    } catch {
-      throw new ConfigError(`${origin}: "${raw}" is not accepted; ${s.flag} / ${s.env} takes ${s.accepts}`);
+    } catch (error) {
+      const why = error instanceof Error ? ` (${error.message})` : '';
+      throw new ConfigError(
+        `${origin}: "${raw}" is not accepted${why}; ${s.flag} / ${s.env} takes ${s.accepts}`,
+      );
     }
   }
   const full = config as Config;
@@ -365,6 +387,16 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
     throw new ConfigError(
       `--workers-max / ONSALE_WORKERS_MAX (${full.workersMax}) is below --workers-min / ONSALE_WORKERS_MIN (${full.workersMin})`,
     );
+  }
+  if (full.databaseReplicaUrl !== null) {
+    try {
+      checkReplicaUrls(full.databaseReplicaUrl, full.databaseUrl);
+    } catch (error) {
+      throw new ConfigError(
+        `ONSALE_DATABASE_REPLICA_URL (--database-replica-url): ${(error as Error).message}; it takes ` +
+          'comma-separated postgres:// URLs, one per shard of ONSALE_DATABASE_URL in the same order',
+      );
+    }
   }
   if (/^amqps?:/i.test(full.queueUrl) && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
     // The broker serves processes on many machines; its index must live where they all reach it.

@@ -59,6 +59,49 @@ describe('onsale command line', () => {
     },
   );
 
+  it.each([
+    [
+      'postgres://127.0.0.1/a,sqlite:/tmp/b.db',
+      'none',
+      'ONSALE_DATABASE_URL',
+      'shard 2 is not a postgres:// URL',
+    ],
+    [
+      'postgres://127.0.0.1/a,postgres://',
+      'none',
+      'ONSALE_DATABASE_URL',
+      'shard 2 needs a host and a database',
+    ],
+    ['postgres://127.0.0.1/a,postgres://127.0.0.1/a', 'none', 'ONSALE_DATABASE_URL', 'listed twice'],
+    [
+      'postgres://127.0.0.1/a',
+      'postgres://127.0.0.1/r,postgres://127.0.0.1/s',
+      'ONSALE_DATABASE_REPLICA_URL',
+      '2 replicas listed for 1',
+    ],
+    [
+      'postgres://127.0.0.1/a,postgres://127.0.0.1/b',
+      ',mysql://127.0.0.1/r',
+      'ONSALE_DATABASE_REPLICA_URL',
+      'replica 2 is not a postgres:// URL',
+    ],
+    [
+      'sqlite:/tmp/x.db',
+      'postgres://127.0.0.1/r',
+      'ONSALE_DATABASE_REPLICA_URL',
+      'replicas need a postgres:// database',
+    ],
+  ])('shards %s with replicas %s exit 2 naming %s: %s', async (database, replicas, named, why) => {
+    const p = runCli(['serve'], {
+      ONSALE_DATA_DIR: dataDir(),
+      ONSALE_DATABASE_URL: database,
+      ONSALE_DATABASE_REPLICA_URL: replicas,
+    });
+    expect((await p.exited).code).toBe(2);
+    expect(p.output()).toContain(named);
+    expect(p.output()).toContain(why);
+  });
+
   it.each(['start', 'serve', 'worker', 'cluster'])(
     '%s refuses RabbitMQ with a SQLite database (exit 2), naming both settings',
     async (cmd) => {

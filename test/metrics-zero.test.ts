@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REJECT_REASONS } from '../src/domain/types.js';
-import { REFUSAL_REASONS } from '../src/metrics/metrics.js';
+import { READ_TARGETS, REFUSAL_REASONS } from '../src/metrics/metrics.js';
 import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 import { samples } from './helpers/prometheus.js';
 
@@ -35,6 +35,9 @@ describe('metrics of a fresh server', () => {
       expect(m.get(`onsale_purchases_finalized_total{outcome="rejected",reason="${reason}"}`), reason).toBe(
         0,
       );
+    }
+    for (const target of READ_TARGETS) {
+      expect(m.get(`onsale_storage_reads_total{target="${target}"}`), target).toBe(0);
     }
     // The unlabelled families are there at 0 as well.
     expect(m.get('onsale_purchases_accepted_total')).toBe(0);

@@ -1,6 +1,7 @@
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import type { WaitingRoom } from '../ports/waiting-room.js';
+import { isSharded, shardSpecs, splitUrls } from './sharding/urls.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
@@ -66,13 +67,32 @@ function engineFor<T>(engines: Record<string, T>, url: string, what: string): T 
   return engine;
 }
 
-export async function openStorage(url: string): Promise<Storage> {
+export interface StorageOptions {
+  /** Streaming replicas for reads, one per shard (ONSALE_DATABASE_REPLICA_URL); null: none. */
+  databaseReplicaUrl?: string | null;
+  /** Counts each read by where it was served (the storage read metric). */
+  onRead?: (target: 'primary' | 'replica') => void;
+}
+
+/**
+ * The storage of `url`: one database, or with several comma-separated postgres:// URLs (shards) or with
+ * replicas, the sharded storage that routes every call to its event's shard (src/adapters/sharding).
+ */
+export async function openStorage(url: string, options: StorageOptions = {}): Promise<Storage> {
+  if (isSharded(url) || options.databaseReplicaUrl) {
+    const { ShardedStorage } = await import('./sharding/sharded-storage.js');
+    return new ShardedStorage(shardSpecs(url, options.databaseReplicaUrl ?? null), {
+      ...(options.onRead ? { onRead: options.onRead } : {}),
+    });
+  }
   const open = await engineFor(STORAGE_ENGINES, url, 'database')();
   return open(url);
 }
 
 /** The waiting room lives in the database (ONSALE_DATABASE_URL): one line for every process. */
-export async function openWaitingRoom(url: string): Promise<WaitingRoom> {
+export async function openWaitingRoom(databaseUrl: string): Promise<WaitingRoom> {
+  // With shards, every event's line lives on the first one: one line for an event, whatever shard holds it.
+  const url = splitUrls(databaseUrl)[0]!;
   const scheme =
     engineFor(STORAGE_ENGINES, url, 'database') === STORAGE_ENGINES['sqlite:'] ? 'sqlite' : 'postgres';
   if (scheme === 'sqlite') {
@@ -83,7 +103,18 @@ export async function openWaitingRoom(url: string): Promise<WaitingRoom> {
   return new PostgresWaitingRoom(url);
 }
 
+/**
+ * The queue of `url`. With the shards' URLs (the default, ONSALE_QUEUE_URL unset), one table queue per
+ * shard; an external queue (Redis, RabbitMQ) is one queue for all shards, and RabbitMQ keeps its index on
+ * the first shard.
+ */
 export async function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Promise<Queue> {
+  const firstShard = { databaseUrl: splitUrls(context.databaseUrl)[0]! };
+  if (isSharded(url)) {
+    const { ShardedQueue } = await import('./sharding/sharded-queue.js');
+    const open = await engineFor(QUEUE_ENGINES, splitUrls(url)[0]!, 'queue')();
+    return new ShardedQueue(splitUrls(url).map((shard) => open(shard, { databaseUrl: shard })));
+  }
   const open = await engineFor(QUEUE_ENGINES, url, 'queue')();
-  return open(url, context);
+  return open(url, firstShard);
 }

@@ -111,6 +111,8 @@ interface TicketTypeStock {
 
 export interface EventStats {
   eventId: string;
+  /** The database shard the event lives on, counted from 0, when events are sharded. */
+  shard?: number;
   ticketTypes: TicketTypeStock[];
   purchases: Record<PurchaseStatus, number>;
 }

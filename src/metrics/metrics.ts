@@ -55,6 +55,7 @@ function exportKnownSeriesAtZero(): void {
   for (const reason of REJECT_REASONS) finalized.inc({ outcome: 'rejected', reason }, 0);
   for (const result of ['created', 'existing']) roomJoins.inc({ result }, 0);
   for (const outcome of ['admitted', 'expired']) roomAdmissions.inc({ outcome }, 0);
+  for (const target of READ_TARGETS) storageReads.inc({ target }, 0);
 }
 
 export function metricsEnabled(): boolean {
@@ -112,6 +113,16 @@ const allocationDuration = new Histogram({
   registers,
 });
 
+/** Where a buyer's read (event, availability, purchase, statuses, event list) was served. */
+export const READ_TARGETS = ['primary', 'replica'] as const;
+
+const storageReads = new Counter({
+  name: 'onsale_storage_reads_total',
+  help: 'Reads of events, availability and purchases that were sent to PostgreSQL replicas or primaries (counted when replicas are configured)',
+  labelNames: ['target'] as const,
+  registers,
+});
+
 const retries = new Counter({
   name: 'onsale_retries_total',
   help: 'Worker attempts that failed (a batch, or claiming one) and are retried after a back-off',
@@ -156,6 +167,10 @@ export function countAccepted(): void {
 
 export function countRefused(reason: string): void {
   safely(() => refused.inc({ reason }));
+}
+
+export function countStorageRead(target: (typeof READ_TARGETS)[number]): void {
+  safely(() => storageReads.inc({ target }));
 }
 
 export function countRetry(): void {

@@ -15,6 +15,8 @@ interface Reading {
   oldestAgeSeconds: number;
   deadLetters: number;
   tickets: Array<{ event: string; ticketType: string; available: number; sold: number }>;
+  /** The database shard of each of the recent events, when events are sharded. */
+  shards: Array<{ event: string; shard: number }>;
 }
 
 /**
@@ -66,6 +68,13 @@ export function sharedStateMetrics(storage: Storage, queue: Queue, logger: Logge
         `Tickets sold per ticket type, for the ${TICKET_EVENTS} most recent events`,
         tickets((t) => t.sold),
       ),
+      r.shards.length === 0
+        ? ''
+        : gauge(
+            'onsale_event_shard',
+            `The database shard (counted from 0) of each of the ${TICKET_EVENTS} most recent events`,
+            r.shards.map((s) => [`{event="${label(s.event)}"}`, s.shard] as const),
+          ),
     ].join('');
   };
 }
@@ -88,16 +97,23 @@ async function read(storage: Storage, queue: Queue): Promise<Reading> {
     ? Math.max(0, (Date.now() - Date.parse(oldestAcceptedAt)) / 1000)
     : 0;
   // Dead letters are counted over every event: a stuck purchase of an old event still needs an operator.
-  const perEvent = await Promise.all(events.map((e) => queue.depthOf(e.id)));
-  const deadLetters = perEvent.reduce((sum, d) => sum + d.deadLetters, 0);
+  const perEvent = await Promise.allSettled(events.map((e) => queue.depthOf(e.id)));
+  const deadLetters = perEvent.reduce(
+    (sum, d) => sum + (d.status === 'fulfilled' ? d.value.deadLetters : 0),
+    0,
+  );
   const recent = [...events]
     .sort((a, b) => (a.salesOpenAt < b.salesOpenAt ? 1 : a.salesOpenAt > b.salesOpenAt ? -1 : 0))
     .slice(0, TICKET_EVENTS);
   const tickets: Reading['tickets'] = [];
-  for (const stats of await Promise.all(recent.map((e) => storage.getStats(e.id)))) {
+  const shards: Reading['shards'] = [];
+  // Allsettled: with one shard down, the events of the others still get their gauges.
+  const settled = await Promise.allSettled(recent.map((e) => storage.getStats(e.id)));
+  for (const stats of settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))) {
+    if (stats?.shard !== undefined) shards.push({ event: stats.eventId, shard: stats.shard });
     for (const t of stats?.ticketTypes ?? []) {
       tickets.push({ event: stats!.eventId, ticketType: t.id, available: t.available, sold: t.sold });
     }
   }
-  return { depth, oldestAgeSeconds, deadLetters, tickets };
+  return { depth, oldestAgeSeconds, deadLetters, tickets, shards };
 }

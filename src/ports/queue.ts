@@ -56,7 +56,12 @@ export interface EnqueueRequest {
 export type EnqueueResult =
   | { status: 'accepted'; purchaseId: string }
   | { status: 'duplicate'; purchaseId: string }
-  | { status: 'conflict' };
+  | { status: 'conflict' }
+  /**
+   * Not written, and not for this request's fault: the part of the queue holding its event does not
+   * answer (one shard of several is down). The others of the same call were written.
+   */
+  | { status: 'unavailable'; message: string };
 
 export interface ClaimedBatch {
   eventId: string;

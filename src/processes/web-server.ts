@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
 import type { Config } from '../config.js';
-import { registry } from '../metrics/metrics.js';
+import { countStorageRead, registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
@@ -12,7 +12,10 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   process.title = 'onsale-web';
   const logger = createLogger(config.logLevel, 'web');
   if (config.metrics) startProcessMetrics();
-  const storage = await openStorage(config.databaseUrl);
+  const storage = await openStorage(config.databaseUrl, {
+    databaseReplicaUrl: config.databaseReplicaUrl,
+    onRead: countStorageRead,
+  });
   const queue = await openQueue(config.queueUrl, config);
   const room = await openWaitingRoom(config.databaseUrl);
   await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);

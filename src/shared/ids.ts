@@ -12,8 +12,30 @@ export function newId(): string {
  * scatter each insert over the whole index, which cost the worker about a third of its throughput on
  * SQLite (docs/benchmarks.md). 34 URL-safe characters.
  */
-export function newPurchaseId(now = Date.now()): string {
-  return now.toString(16).padStart(12, '0') + randomBytes(16).toString('base64url');
+export function newPurchaseId(eventId?: string, now = Date.now()): string {
+  const id = now.toString(16).padStart(12, '0') + randomBytes(16).toString('base64url');
+  const shard = eventId === undefined ? null : shardTagOf(eventId);
+  return shard === null ? id : withShardTag(id, shard);
+}
+
+/**
+ * Where an id lives when events are sharded over several databases: a suffix `.N` names shard N (counted
+ * from 0 in the order of ONSALE_DATABASE_URL). Events get it when they are created, and a purchase copies
+ * its event's, so that both are found on one shard without a lookup. The suffix cannot be part of a
+ * random id (base64url has no '.'). An id without one was made before sharding (or by a caller of its
+ * own) and is looked up by the rules of the sharded storage.
+ */
+const SHARD_TAG = /\.(0|[1-9]\d{0,3})$/;
+
+/** `id` tagged as living on `shard`. */
+export function withShardTag(id: string, shard: number): string {
+  return `${id}.${shard}`;
+}
+
+/** The shard an id's tag names, or null when it has none. */
+export function shardTagOf(id: string): number | null {
+  const match = SHARD_TAG.exec(id);
+  return match ? Number(match[1]) : null;
 }
 
 /**

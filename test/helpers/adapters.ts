@@ -3,6 +3,8 @@ import { PostgresQueue } from '../../src/adapters/postgres/queue.js';
 import { PostgresStorage } from '../../src/adapters/postgres/storage.js';
 import { PostgresWaitingRoom } from '../../src/adapters/postgres/waiting-room.js';
 import { RedisQueue } from '../../src/adapters/redis/queue.js';
+import { ShardedQueue } from '../../src/adapters/sharding/sharded-queue.js';
+import { ShardedStorage } from '../../src/adapters/sharding/sharded-storage.js';
 import { SqliteQueue } from '../../src/adapters/sqlite/queue.js';
 import { SqliteStorage } from '../../src/adapters/sqlite/storage.js';
 import { SqliteWaitingRoom } from '../../src/adapters/sqlite/waiting-room.js';
@@ -100,6 +102,34 @@ function postgres<T extends { migrate(): Promise<void>; close(): Promise<void> }
   };
 }
 
+/**
+ * Two throw-away databases on the shared PostgreSQL as the shards of one sharded adapter (the composition
+ * in src/adapters/sharding over one postgres adapter per shard).
+ */
+function postgresShards<T extends { migrate(): Promise<void>; close(): Promise<void> }>(
+  make: (urls: string[]) => T,
+): AdapterFactory<T>['open'] {
+  return async () => {
+    const dbs = [await freshPostgresDatabase(), await freshPostgresDatabase()];
+    const opened: T[] = [];
+    const open = () => {
+      const a = make(dbs.map((db) => db.url));
+      opened.push(a);
+      return a;
+    };
+    const cleanup = async () => {
+      for (const a of opened) await a.close().catch(() => undefined);
+      for (const db of dbs) await db.drop();
+    };
+    const adapter = open();
+    await adapter.migrate().catch(async (error: unknown) => {
+      await cleanup();
+      throw error;
+    });
+    return { adapter, reopen: open, cleanup };
+  };
+}
+
 /** Every adapter stays listed: `describeEach` reports an excluded one as skipped, with the reason. */
 function entry<T>(name: string, backends: Backend[], open: AdapterFactory<T>['open']): AdapterFactory<T> {
   const excluded = exclusion(...backends);
@@ -117,6 +147,11 @@ export const storageAdapters: Array<AdapterFactory<Storage>> = [
     ['postgres'],
     postgres((url) => new PostgresStorage(url)),
   ),
+  entry(
+    'postgres, 2 shards',
+    ['postgres'],
+    postgresShards((urls) => new ShardedStorage(urls.map((url) => ({ url })))),
+  ),
 ];
 
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
@@ -129,6 +164,11 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
     'postgres',
     ['postgres'],
     postgres((url) => new PostgresQueue(url)),
+  ),
+  entry(
+    'postgres, 2 shards',
+    ['postgres'],
+    postgresShards((urls) => new ShardedQueue(urls.map((url) => new PostgresQueue(url)))),
   ),
   entry('redis', ['redis'], redisQueue),
   entry('rabbitmq (index in postgres)', ['rabbitmq', 'postgres'], rabbitQueue),

@@ -60,6 +60,60 @@ function pgBinary(name: string): string {
 }
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+  return startServer((run, data) =>
+    run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']),
+  );
+}
+
+/** A streaming replica of a private server: a second postmaster, as a primary's replica would run. */
+export interface PrivateReplica extends PrivatePostgres {
+  /** Restarts the replica applying the primary's changes `ms` late (recovery_min_apply_delay; 0: at once). */
+  restartWithApplyDelay: (ms: number) => void;
+}
+
+/**
+ * A streaming replica of `primary`: `pg_basebackup -R` (which writes standby.signal and the connection to
+ * the primary) into a temp folder, then a postmaster of its own on a free port. initdb's trust lines
+ * (`host replication all 127.0.0.1/32 trust`) and PostgreSQL's defaults (wal_level replica, 10 WAL senders)
+ * already allow it.
+ */
+export async function startPrivateReplica(primary: PrivatePostgres): Promise<PrivateReplica> {
+  let extra = '';
+  const server = await startServer(
+    (run, data) =>
+      run('pg_basebackup', [
+        '-D',
+        data,
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(primary.port),
+        '-U',
+        'postgres',
+        '-R',
+        '-X',
+        'stream',
+      ]),
+    () => extra,
+  );
+  return {
+    ...server,
+    restartWithApplyDelay: (ms) => {
+      try {
+        server.stop('fast');
+      } catch {
+        // already stopped
+      }
+      extra = ms > 0 ? ` -c recovery_min_apply_delay=${ms}` : '';
+      server.start();
+    },
+  };
+}
+
+async function startServer(
+  create: (run: (command: string, args: string[]) => string, data: string) => void,
+  extraOptions: () => string = () => '',
+): Promise<PrivatePostgres> {
   const dir = mkdtempSync(join(tmpdir(), 'onsale-pg-'));
   const data = join(dir, 'data');
   const logFile = join(dir, 'server.log');
@@ -68,7 +122,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   // fsync on (the default, said out loud): a fault test must not pass thanks to a cheaper durability.
   // The socket goes in the private folder, never in the shared server's /var/run/postgresql.
   const options = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=on -c synchronous_commit=on`;
-  run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
+  create(run, data);
   let up = false;
   const self: PrivatePostgres = {
     port,
@@ -84,7 +138,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       return self.url(name);
     },
     start: () => {
-      run('pg_ctl', ['-D', data, '-l', logFile, '-o', options, '-w', '-t', '60', 'start']);
+      run('pg_ctl', ['-D', data, '-l', logFile, '-o', options + extraOptions(), '-w', '-t', '60', 'start']);
       up = true;
     },
     stop: (mode = 'fast') => {

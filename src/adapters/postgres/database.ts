@@ -152,10 +152,16 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  */
 export class PostgresDatabase {
   readonly #pool: pg.Pool;
+  readonly #retryDelaysMs: readonly number[];
   #closed = false;
 
-  constructor(url: string, settings: Record<string, string> = {}) {
+  /**
+   * `retry: false` fails at once instead of riding out a restart: for a read replica, whose reader has the
+   * primary to fall back on and must not keep a buyer waiting.
+   */
+  constructor(url: string, settings: Record<string, string> = {}, options: { retry?: boolean } = {}) {
     this.#pool = new pg.Pool(poolConfig(url, settings));
+    this.#retryDelaysMs = options.retry === false ? [] : RETRY_DELAYS_MS;
     // An idle connection that the server closes (a restart) is dropped from the pool, which then emits
     // this; without a listener the process would crash. The next checkout simply connects again.
     this.#pool.on('error', () => undefined);
@@ -216,7 +222,7 @@ export class PostgresDatabase {
         return await attempt();
       } catch (error) {
         if (!isTransient(error) || this.#closed) throw error;
-        const delay = RETRY_DELAYS_MS[retry];
+        const delay = this.#retryDelaysMs[retry];
         if (delay === undefined) {
           throw new UnavailableError(`PostgreSQL is not available (${describe(error)})`, error);
         }

@@ -158,9 +158,15 @@ const SQL = {
  */
 export class PostgresStorage implements Storage {
   readonly #db: PostgresDatabase;
+  readonly #newEventId: () => string;
 
-  constructor(url: string) {
-    this.#db = new PostgresDatabase(url);
+  /**
+   * `newEventId` makes the ids of created events (a sharded storage tags them with their shard);
+   * `retry: false` is for a read replica (PostgresDatabase).
+   */
+  constructor(url: string, options: { newEventId?: () => string; retry?: boolean } = {}) {
+    this.#db = new PostgresDatabase(url, {}, { retry: options.retry ?? true });
+    this.#newEventId = options.newEventId ?? newId;
   }
 
   async migrate(): Promise<void> {
@@ -169,7 +175,7 @@ export class PostgresStorage implements Storage {
 
   async createEvent(input: NewEvent): Promise<SaleEvent> {
     const event: SaleEvent = {
-      id: newId(),
+      id: this.#newEventId(),
       name: input.name,
       salesOpenAt: input.salesOpenAt,
       holdSeconds: input.holdSeconds,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { buyerIdentity } from '../../domain/buyer.js';
-import { OnsaleError } from '../../domain/errors.js';
+import { OnsaleError, UnavailableError } from '../../domain/errors.js';
 import { newPurchaseId } from '../../shared/ids.js';
 import { purchaseRefusal } from '../../domain/purchase-request.js';
 import { FINAL_STATUSES, type AcceptedPurchase, type Purchase } from '../../domain/types.js';
@@ -82,7 +82,7 @@ export async function purchaseRoutes(
         throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
 
       const purchase: AcceptedPurchase = {
-        purchaseId: newPurchaseId(),
+        purchaseId: newPurchaseId(event.id),
         eventId: event.id,
         buyerId,
         canonicalBuyerId,
@@ -93,6 +93,8 @@ export async function purchaseRoutes(
         purchase,
         ...(key === undefined ? {} : { idempotency: { key, requestHash: requestHash(purchase) } }),
       });
+      // This event's shard did not answer (the others of the same group commit were written).
+      if (result.status === 'unavailable') throw new UnavailableError(result.message);
       if (result.status === 'conflict') {
         throw new OnsaleError('idempotency_conflict', 'this Idempotency-Key was used with a different body');
       }

@@ -231,6 +231,8 @@ function render(stats, metrics, now) {
     ['Refused per second', refusedRate === undefined ? NONE : num(Math.round(refusedRate)), 'refused-rate'],
     ['Arrivals per second', num(Math.round(live.arrivals.at(-1) ?? 0)), 'arrivals-rate'],
     ['Allocations per second', num(Math.round(live.allocations.at(-1) ?? 0)), 'allocations-rate'],
+    // Only when events are sharded over several databases: which one holds this event.
+    ...(stats.shard === undefined ? [] : [['Database shard', String(stats.shard), 'shard']]),
   ]);
   chart($('chart-arrivals'), live.arrivals, 'Arrivals per second');
   chart($('chart-allocations'), live.allocations, 'Allocations per second');
