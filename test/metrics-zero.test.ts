@@ -61,5 +61,13 @@ describe('metrics of a fresh server', () => {
       expect(m.get(`onsale_webhook_failures_total{reason="${reason}"}`), reason).toBe(0);
     }
     expect(m.get('onsale_refunds_total')).toBe(0);
+    // The waiting room's counters too.
+    for (const result of ['created', 'existing']) {
+      expect(m.get(`onsale_room_joins_total{result="${result}"}`), result).toBe(0);
+    }
+    for (const outcome of ['admitted', 'expired']) {
+      expect(m.get(`onsale_room_admissions_total{outcome="${outcome}"}`), outcome).toBe(0);
+    }
+    expect(m.get('onsale_room_estimate_error_seconds_count')).toBe(0);
   });
 });

@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'forbidden'
   | 'not_found'
   | 'sales_not_open'
+  | 'queue_not_open'
+  | 'admission_required'
   | 'idempotency_conflict'
   | 'payment_declined'
   | 'hold_expired'

@@ -2,6 +2,7 @@ import { OnsaleError } from './errors.js';
 import { unstorableText } from './text.js';
 import type { BuyerIdKind } from './buyer.js';
 import type { NewEvent, NewTicketType } from './types.js';
+import { roomToCreate, type WaitingRoomRequest } from './waiting-room.js';
 
 /** The shortest hold an event may have: time enough for a buyer to type a card number. */
 export const MIN_HOLD_SECONDS = 30;
@@ -13,6 +14,7 @@ interface EventRequest {
   holdSeconds: number;
   buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
+  waitingRoom?: WaitingRoomRequest;
 }
 
 /**
@@ -36,11 +38,17 @@ export function eventToCreate(request: EventRequest, now: Date): NewEvent | Onsa
   }
   const refusal = unstorableText(request.name, ...request.ticketTypes.map((t) => t.name));
   if (refusal) return refusal;
+  const waitingRoom =
+    request.waitingRoom === undefined
+      ? null
+      : roomToCreate(request.waitingRoom, salesOpenAt, now.toISOString());
+  if (waitingRoom instanceof OnsaleError) return waitingRoom;
   return {
     name: request.name,
     salesOpenAt,
     holdSeconds: request.holdSeconds,
     buyerIdKind: request.buyerIdKind ?? 'any',
     ticketTypes: request.ticketTypes,
+    waitingRoom,
   };
 }

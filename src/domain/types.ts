@@ -18,6 +18,19 @@ export interface SaleEvent {
   /** What the event takes as buyer ids (src/domain/buyer.ts). */
   buyerIdKind: BuyerIdKind;
   ticketTypes: TicketType[];
+  /** The waiting room in front of its purchases (src/domain/waiting-room.ts); null: none (absent: none). */
+  waitingRoom?: WaitingRoomSettings | null;
+}
+
+export interface WaitingRoomSettings {
+  /** When the room takes its first places (≤ salesOpenAt); places taken before salesOpenAt are shuffled. */
+  opensAt: string;
+  /** Admitted buyers at once whose purchase is not final yet (the organizer may change it during the sale). */
+  maxActiveBuyers: number;
+  /** Admissions per minute at most; null: only maxActiveBuyers bounds them. */
+  maxAdmittedPerMinute: number | null;
+  /** How long an admission lasts from the moment it is given (not renewed). */
+  sessionSeconds: number;
 }
 
 export interface NewTicketType {
@@ -34,6 +47,8 @@ export interface NewEvent {
   /** Default 'any'. */
   buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
+  /** Default none. */
+  waitingRoom?: WaitingRoomSettings | null;
 }
 
 export interface PurchaseItem {

@@ -53,6 +53,8 @@ function exportKnownSeriesAtZero(): void {
   for (const reason of REFUSAL_REASONS) refused.inc({ reason }, 0);
   finalized.inc({ outcome: 'confirmed' }, 0);
   for (const reason of REJECT_REASONS) finalized.inc({ outcome: 'rejected', reason }, 0);
+  for (const result of ['created', 'existing']) roomJoins.inc({ result }, 0);
+  for (const outcome of ['admitted', 'expired']) roomAdmissions.inc({ outcome }, 0);
   for (const target of READ_TARGETS) storageReads.inc({ target }, 0);
   for (const kind of EMAIL_FAILURE_KINDS) emailFailures.inc({ kind }, 0);
   for (const to of CHECKOUT_TRANSITIONS) checkoutTransitions.inc({ to }, 0);
@@ -296,4 +298,47 @@ export function countRefund(): void {
 
 export function countWebhookFailure(reason: (typeof WEBHOOK_FAILURES)[number]): void {
   safely(() => webhookFailures.inc({ reason }));
+}
+
+const roomJoins = new Counter({
+  name: 'onsale_room_joins_total',
+  help: 'Joins of a waiting room answered: a new place (created) or the one the buyer had (existing)',
+  labelNames: ['result'] as const,
+  registers,
+});
+
+const roomAdmissions = new Counter({
+  name: 'onsale_room_admissions_total',
+  help: 'Places whose turn came in a waiting room: let in (admitted) or skipped as abandoned (expired)',
+  labelNames: ['outcome'] as const,
+  registers,
+});
+
+const roomEstimateError = new Histogram({
+  name: 'onsale_room_estimate_error_seconds',
+  help: 'For each admitted buyer told an estimate at join: |estimated wait - actual wait|',
+  buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
+  registers,
+});
+
+export function countRoomJoin(created: boolean): void {
+  if (!enabled) return;
+  roomJoins.inc({ result: created ? 'created' : 'existing' });
+}
+
+/** One step of a line: who was let in (with the wait seen and the one told at join) and who was skipped. */
+export function observeRoomStep(
+  admitted: ReadonlyArray<{ waitedSeconds: number; etaAtJoin: number | null }>,
+  expired: number,
+): void {
+  if (!enabled) return;
+  try {
+    if (admitted.length > 0) roomAdmissions.inc({ outcome: 'admitted' }, admitted.length);
+    if (expired > 0) roomAdmissions.inc({ outcome: 'expired' }, expired);
+    for (const a of admitted) {
+      if (a.etaAtJoin !== null) roomEstimateError.observe(Math.abs(a.etaAtJoin - a.waitedSeconds));
+    }
+  } catch {
+    // A metric never breaks the line.
+  }
 }

@@ -6,6 +6,10 @@ import type { Outbox } from '../ports/outbox.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
 import type { PaymentProvider } from '../ports/payments.js';
+import type { WaitingRoom } from '../ports/waiting-room.js';
+import { AdmissionSigner } from './admission-token.js';
+import { RoomReader } from './room-reader.js';
+import { queueAdminRoutes, queueRoutes } from './routes/queue.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
 import {
@@ -37,6 +41,8 @@ interface AppDeps {
   config: Config;
   storage: Storage;
   queue: Queue;
+  /** The waiting rooms' lines (in the database). */
+  room: WaitingRoom;
   adminToken: string;
   logger: Logger;
   /** The payment provider of held purchases (ONSALE_PAYMENTS). */
@@ -57,7 +63,7 @@ interface OnsaleApp {
    * come are served as usual until close.
    */
   startDraining(): void;
-  /** Waits for purchases being written to the queue. */
+  /** Waits for purchases being written to the queue, joins to the room, and records the reads of places. */
   drain(): Promise<void>;
 }
 
@@ -66,6 +72,7 @@ export function buildApp({
   config,
   storage,
   queue,
+  room,
   adminToken,
   logger,
   payments,
@@ -141,6 +148,7 @@ export function buildApp({
   installObservability(app, {
     storage,
     queue,
+    room,
     logger,
     adminToken,
     ownMetrics: ownMetrics ?? (() => registry.metrics()),
@@ -153,6 +161,8 @@ export function buildApp({
     if (!exempt.has(request.ip)) addressLimit.take(request.ip);
   });
 
+  const signer = new AdmissionSigner(adminToken);
+  const reader = new RoomReader(room, signer, logger);
   registerPages(app, {
     listEvents: () => storage.listEvents(),
     event: async (eventId) => {
@@ -178,6 +188,7 @@ export function buildApp({
           return true;
         }
       : null,
+    place: (placeId) => reader.read(placeId),
   });
   app.register(healthRoutes, {
     storage,
@@ -186,8 +197,17 @@ export function buildApp({
     writeProblem: () => writes.problem(),
   });
   app.register(eventRoutes, { storage, lookups });
-  app.register(purchaseRoutes, { config, storage, queue, lookups, commits });
+  app.register(purchaseRoutes, {
+    config,
+    storage,
+    queue,
+    lookups,
+    commits,
+    admissions: { signer, room },
+  });
   app.register(checkoutRoutes, { config, storage, lookups, payments });
+  app.register(queueRoutes, { lookups, reader });
+  app.register(queueAdminRoutes, { lookups, room, reader, adminToken });
   app.register(adminRoutes, { storage, queue, lookups, adminToken });
 
   return {
@@ -195,7 +215,10 @@ export function buildApp({
     startDraining: () => {
       draining = true;
     },
-    drain: () => commits.drain(),
+    drain: async () => {
+      await commits.drain();
+      await reader.close();
+    },
   };
 }
 

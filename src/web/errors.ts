@@ -8,6 +8,8 @@ const HTTP_STATUS: Record<ErrorCode | 'internal_error', number> = {
   forbidden: 403,
   not_found: 404,
   sales_not_open: 409,
+  queue_not_open: 409,
+  admission_required: 403,
   idempotency_conflict: 409,
   payment_declined: 402,
   hold_expired: 409,

@@ -26,7 +26,46 @@ export const newEventBody = {
     holdSeconds: { type: 'integer', minimum: 0, maximum: 86_400, default: 0 },
     buyerIdKind: { type: 'string', enum: BUYER_ID_KINDS, default: 'any' },
     ticketTypes: { type: 'array', minItems: 1, maxItems: 50, items: ticketTypeInput },
+    waitingRoom: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        opensAt: { type: 'string', format: 'date-time', maxLength: 64 },
+        maxActiveBuyers: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1, maximum: 10_000_000 },
+        sessionSeconds: { type: 'integer', minimum: 10, maximum: 86_400 },
+      },
+    },
   },
+} as const;
+
+/** The limits an organizer may change during a sale (PATCH /api/events/:eventId/queue). */
+export const roomLimitsBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    maxActiveBuyers: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1, maximum: 10_000_000 },
+  },
+} as const;
+
+export interface RoomLimitsBody {
+  maxActiveBuyers?: number;
+  maxAdmittedPerMinute?: number | null;
+}
+
+export const joinBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['buyerId'],
+  properties: { buyerId: { type: 'string', minLength: 1, maxLength: 128 } },
+} as const;
+
+export const placeParams = {
+  type: 'object',
+  required: ['placeId'],
+  properties: { placeId: { type: 'string', minLength: 1, maxLength: 64 } },
 } as const;
 
 export const purchaseBody = {
@@ -85,6 +124,12 @@ export interface NewEventBody {
   holdSeconds: number;
   buyerIdKind: BuyerIdKind;
   ticketTypes: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer: number }>;
+  waitingRoom?: {
+    opensAt?: string;
+    maxActiveBuyers?: number;
+    maxAdmittedPerMinute?: number | null;
+    sessionSeconds?: number;
+  };
 }
 
 export interface PurchaseBody {

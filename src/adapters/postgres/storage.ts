@@ -28,6 +28,7 @@ import type {
   PurchaseStatus,
   RejectReason,
   SaleEvent,
+  WaitingRoomSettings,
 } from '../../domain/types.js';
 import { zeroPurchaseCounts } from '../../domain/types.js';
 import type {
@@ -86,9 +87,10 @@ const PURCHASE_COLUMNS = `id, event_id, buyer_id, status, reason, items, hold_ex
 const SQL = {
   /**
    * Adds an event; a retry of a committed attempt does nothing. $1 id, $2 name, $3 sales_open_at,
-   * $4 hold_seconds, $5 buyer_id_kind.
+   * $4 hold_seconds, $5 buyer_id_kind, $6 waiting_room (JSON or null).
    */
-  insertEvent: `INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind) VALUES ($1, $2, $3, $4, $5)
+  insertEvent: `INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room)
+    VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (id) DO NOTHING`,
   /**
    * Adds an event's ticket types, positioned in array order. $1 event id, then one array per column:
@@ -102,7 +104,8 @@ const SQL = {
   /** Every event: id, name, sales_open_at, soonest sale first. No parameters. */
   listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
   /** The event $1 (id, name, sales_open_at, hold_seconds, buyer_id_kind), or no row. */
-  getEvent: 'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind FROM events WHERE id = $1',
+  getEvent:
+    'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room FROM events WHERE id = $1',
   /** The ticket types of event $1 with their stock, in the order they were given. */
   ticketTypes: `SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types
     WHERE event_id = $1 ORDER BY position`,
@@ -284,6 +287,7 @@ export class PostgresStorage implements Storage {
       holdSeconds: input.holdSeconds,
       buyerIdKind: input.buyerIdKind ?? 'any',
       ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
+      waitingRoom: input.waitingRoom ?? null,
     };
     const types = event.ticketTypes;
     await this.#db.transaction(async (tx) => {
@@ -293,6 +297,7 @@ export class PostgresStorage implements Storage {
         event.salesOpenAt,
         event.holdSeconds,
         event.buyerIdKind,
+        event.waitingRoom && JSON.stringify(event.waitingRoom),
       ]);
       await tx.query(SQL.insertTicketTypes, [
         event.id,
@@ -322,6 +327,7 @@ export class PostgresStorage implements Storage {
         sales_open_at: string;
         hold_seconds: number;
         buyer_id_kind: BuyerIdKind;
+        waiting_room: WaitingRoomSettings | null;
       }>(SQL.getEvent, [id]),
       this.#db.query<TicketTypeRow>(SQL.ticketTypes, [id]),
     ]);
@@ -340,6 +346,7 @@ export class PostgresStorage implements Storage {
         capacity: t.capacity,
         maxPerBuyer: t.max_per_buyer,
       })),
+      waitingRoom: row.waiting_room,
     };
   }
 

@@ -30,6 +30,7 @@ import type {
   SaleEvent,
   Ticket,
   TicketType,
+  WaitingRoomSettings,
 } from '../../domain/types.js';
 import { zeroPurchaseCounts } from '../../domain/types.js';
 import type {
@@ -77,11 +78,12 @@ interface PurchaseRow {
 
 const SQL = {
   insertEvent:
-    'INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+    'INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
   insertTicketType:
     'INSERT INTO ticket_types (id, event_id, position, name, price_cents, capacity, max_per_buyer) VALUES (?, ?, ?, ?, ?, ?, ?)',
   listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
-  getEvent: 'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind FROM events WHERE id = ?',
+  getEvent:
+    'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room FROM events WHERE id = ?',
   ticketTypes:
     'SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types WHERE event_id = ? ORDER BY position',
   purchaseCounts: 'SELECT status, n FROM purchase_counts WHERE event_id = ?',
@@ -164,6 +166,7 @@ export class SqliteStorage implements Storage {
       holdSeconds: input.holdSeconds,
       buyerIdKind: input.buyerIdKind ?? 'any',
       ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
+      waitingRoom: input.waitingRoom ?? null,
     };
     const s = this.#stmt;
     guarded(() =>
@@ -175,6 +178,7 @@ export class SqliteStorage implements Storage {
             event.salesOpenAt,
             event.holdSeconds,
             event.buyerIdKind,
+            event.waitingRoom && JSON.stringify(event.waitingRoom),
             new Date().toISOString(),
           );
           event.ticketTypes.forEach((t, i) =>
@@ -197,7 +201,14 @@ export class SqliteStorage implements Storage {
 
   async getEvent(eventId: string): Promise<SaleEvent | null> {
     const row = guarded(() => this.#stmt.getEvent.get(eventId)) as
-      | { id: string; name: string; sales_open_at: string; hold_seconds: number; buyer_id_kind: BuyerIdKind }
+      | {
+          id: string;
+          name: string;
+          sales_open_at: string;
+          hold_seconds: number;
+          buyer_id_kind: BuyerIdKind;
+          waiting_room: string | null;
+        }
       | undefined;
     if (!row) return null;
     const types = guarded(() => this.#stmt.ticketTypes.all(eventId)) as TicketTypeRow[];
@@ -208,6 +219,7 @@ export class SqliteStorage implements Storage {
       holdSeconds: row.hold_seconds,
       buyerIdKind: row.buyer_id_kind,
       ticketTypes: types.map(toTicketType),
+      waitingRoom: row.waiting_room === null ? null : (JSON.parse(row.waiting_room) as WaitingRoomSettings),
     };
   }
 

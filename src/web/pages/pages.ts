@@ -14,6 +14,8 @@ import {
   notFoundPage,
   purchasePage,
   threeDSecurePage,
+  queuePage,
+  type PlaceForPage,
   type AssetUrls,
   type EventWithAvailability,
   type FormState,
@@ -29,6 +31,12 @@ interface PageReaders {
    * delivers the provider's signed webhook; false when the payment awaited no action. Null: no such page.
    */
   completeAction: ((purchaseId: string, outcome: 'approve' | 'fail') => Promise<boolean>) | null;
+  /** A place in a waiting room, as GET /api/queue/:placeId answers it. */
+  place(
+    placeId: string,
+  ): Promise<
+    (PlaceForPage & { eventId: string; buyerId: string; admission: { token: string } | null }) | null
+  >;
 }
 
 /**
@@ -153,8 +161,10 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
         if (!event) return notFound(reply, 'There is no such event.');
         const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
+        const admission = fields.get('admission') ?? '';
         const form: FormState = {
           buyerId: fields.get('buyerId') ?? '',
+          ...(admission ? { admission } : {}),
           idempotencyKey: fields.get('idempotencyKey') || newKey(),
           quantities: new Map(
             event.ticketTypes.map((t) => [t.id, Number.parseInt(fields.get(`qty-${t.id}`) ?? '0', 10) || 0]),
@@ -176,7 +186,11 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         const answer = await app.inject({
           method: 'POST',
           url: `/api/events/${event.id}/purchases`,
-          headers: { 'content-type': 'application/json', 'idempotency-key': form.idempotencyKey },
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': form.idempotencyKey,
+            ...(admission ? { 'onsale-admission': admission } : {}),
+          },
           payload: JSON.stringify({ buyerId: form.buyerId, items }),
           remoteAddress: request.ip,
         });
@@ -196,6 +210,65 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
           };
           form.idempotencyKey = newKey();
         }
+        return page(reply.code(answer.statusCode), event.name, eventPage(event, form));
+      },
+    );
+
+    // The waiting room: the join form, then the buyer's place (?place=…), which reloads itself (without the
+    // script) until the buyer is let in; then the purchase form, with the admission token.
+    pages.get<{ Params: { eventId: string }; Querystring: { place?: string; from?: string } }>(
+      '/events/:eventId/queue',
+      async (request, reply) => {
+        const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+        if (!event?.waitingRoom) return notFound(reply, 'There is no such waiting room.');
+        const placeId = request.query.place;
+        if (placeId === undefined) return page(reply, event.name, eventPage(event, newForm()));
+        const place = ID.test(placeId) ? await read.place(placeId) : null;
+        if (!place || place.eventId !== event.id) return notFound(reply, 'There is no such place in line.');
+        if (place.state === 'admitted' && place.admission) {
+          const form = { ...newForm(), buyerId: place.buyerId, admission: place.admission.token };
+          return page(reply, event.name, eventPage(event, form), { cache: 'no-store' });
+        }
+        const fromParam = Number.parseInt(request.query.from ?? '', 10);
+        const from = Number.isFinite(fromParam) && fromParam > 0 ? fromParam : place.position;
+        const again = `/events/${event.id}/queue?place=${encodeURIComponent(place.placeId)}${from ? `&from=${from}` : ''}`;
+        const waiting = place.state === 'prequeue' || place.state === 'waiting';
+        return page(reply, `In line — ${event.name}`, queuePage(event, place, from), {
+          cache: 'no-store',
+          head: waiting
+            ? html`<noscript
+                ><meta http-equiv="refresh" content="${String(place.refreshAfterSeconds)};url=${again}"
+              /></noscript>`
+            : undefined,
+        });
+      },
+    );
+
+    pages.post<{ Params: { eventId: string }; Body: URLSearchParams }>(
+      '/events/:eventId/queue',
+      async (request, reply) => {
+        if (!fromThisOrigin(request)) {
+          return sendError(reply, 'forbidden', "the join form only accepts posts from this site's own pages");
+        }
+        const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+        if (!event?.waitingRoom) return notFound(reply, 'There is no such waiting room.');
+        const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
+        const form: FormState = { ...newForm(), buyerId: fields.get('buyerId') ?? '' };
+        const answer = await app.inject({
+          method: 'POST',
+          url: `/api/events/${event.id}/queue`,
+          headers: { 'content-type': 'application/json' },
+          payload: JSON.stringify({ buyerId: form.buyerId }),
+          remoteAddress: request.ip,
+        });
+        const body = answer.json() as { placeId?: string; error?: { message: string } };
+        if (body.placeId) {
+          return reply.redirect(`/events/${event.id}/queue?place=${encodeURIComponent(body.placeId)}`, 303);
+        }
+        form.notice = {
+          kind: 'error',
+          text: body.error?.message ?? 'Something went wrong; please try again.',
+        };
         return page(reply.code(answer.statusCode), event.name, eventPage(event, form));
       },
     );

@@ -74,7 +74,12 @@ function enhanceBuyForm(form) {
       try {
         res = await fetch(`/api/events/${encodeURIComponent(eventId)}/purchases`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': key,
+            // Let in by the event's waiting room: the admission token it gave.
+            ...(form.dataset.admission ? { 'onsale-admission': form.dataset.admission } : {}),
+          },
           body,
         });
       } catch {
@@ -263,6 +268,70 @@ async function fillTickets(box, purchase, typeNames) {
   );
 }
 
+/** @param {number} n */
+const peopleAhead = (n) =>
+  n === 0 ? 'You are next.' : n === 1 ? '1 person is ahead of you.' : `${n} people are ahead of you.`;
+
+/** @param {number | null} seconds */
+function waitText(seconds) {
+  if (seconds === null) return 'measuring…';
+  if (seconds < 60) return 'less than a minute';
+  const minutes = Math.round(seconds / 60);
+  return minutes === 1 ? 'about 1 minute' : `about ${minutes} minutes`;
+}
+
+/**
+ * The waiting page, live: reads the place every refreshAfterSeconds and moves the number, the people
+ * ahead, the estimate and the bar; once the buyer is let in, the page reloads into the purchase form.
+ * @param {HTMLElement} box
+ */
+function followPlace(box) {
+  const placeId = box.dataset.placeId ?? '';
+  let from = Number(box.dataset.from) || 0;
+  /** @param {string} name */
+  const field = (name) => box.querySelector(`[data-field="${name}"]`);
+  async function read() {
+    let wait = 5;
+    try {
+      const res = await fetch(`/api/queue/${encodeURIComponent(placeId)}`, { cache: 'no-store' });
+      if (res.ok) {
+        const place = await res.json();
+        wait = place.refreshAfterSeconds || wait;
+        if (place.state === 'admitted') {
+          location.reload();
+          return;
+        }
+        if (place.position !== null) {
+          from = Math.max(from, place.position);
+          const position = field('position');
+          if (position) position.textContent = String(place.position);
+          const ahead = field('ahead');
+          if (ahead) ahead.textContent = peopleAhead(place.aheadOfYou);
+          const eta = field('eta');
+          if (eta) eta.textContent = waitText(place.etaSeconds);
+          const bar = /** @type {HTMLProgressElement | null} */ (field('progress'));
+          if (bar) {
+            bar.max = from;
+            bar.value = from - place.position;
+            bar.textContent = `${from - place.position} of ${from}`;
+          }
+        }
+        box.dataset.state = place.state;
+        for (const panel of box.querySelectorAll('[data-panel]')) {
+          /** @type {HTMLElement} */ (panel).hidden = panel.getAttribute('data-panel') !== place.state;
+        }
+        if (place.state === 'sold_out' || place.state === 'expired') return;
+      }
+    } catch {
+      // Offline for a moment: try again at the next turn.
+    }
+    setTimeout(read, wait * 1000);
+  }
+  setTimeout(read, 1000);
+}
+
+const placeBox = document.getElementById('place');
+if (placeBox) followPlace(placeBox);
 const buyForm = document.getElementById('buy');
 if (buyForm instanceof HTMLFormElement) enhanceBuyForm(buyForm);
 const purchaseBox = document.getElementById('purchase');
