@@ -16,6 +16,7 @@ export const PARTS = [
   'cluster',
   'simulator',
   'scale-out',
+  'waiting-room',
 ] as const;
 export type Part = (typeof PARTS)[number];
 

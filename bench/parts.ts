@@ -9,6 +9,7 @@ import { measurePostgresAllocation, type PostgresAllocationPlan } from './postgr
 import { measureSale } from './sale.js';
 import { measureScaleOut } from './scale-out.js';
 import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
+import { measureWaitingRoom } from './waiting-room.js';
 import {
   createDatabase,
   deleteRabbitTopology,
@@ -347,6 +348,46 @@ const sale = definePart({
   },
 });
 
+/** The waiting room: reading a place against a bare JSON GET (with CPU per request), and joins. */
+const waitingRoom = definePart({
+  name: 'waiting-room',
+  needs: ['wrk'],
+  measure: ({ accept }, progress) =>
+    measureWaitingRoom({ rounds: accept.rounds, load: accept.load, warmupSec: accept.warmupSec }, progress),
+  report: (f) => ({
+    json: {
+      waitingRoom: {
+        placeReadsPerSec: Math.round(f.placeReadsPerSec),
+        bareGetsPerSec: Math.round(f.bareGetsPerSec),
+        ratio: round(f.ratio, 3),
+        placeP99Ms: round(f.placeP99Ms, 2),
+        bareP99Ms: round(f.bareP99Ms, 2),
+        eventGetsPerSec: Math.round(f.eventGetsPerSec),
+        placeCpuUsPerRequest: round(f.placeCpuUsPerRequest, 1),
+        bareCpuUsPerRequest: round(f.bareCpuUsPerRequest, 1),
+        joinsPerSec: Math.round(f.joinsPerSec),
+        joinP99Ms: round(f.joinP99Ms, 2),
+      },
+    },
+    rows: [
+      [
+        'place reads/s / bare JSON GET/s (1 web process each)',
+        `${int(f.placeReadsPerSec)} / ${int(f.bareGetsPerSec)} = ${f.ratio.toFixed(2)}`,
+      ],
+      [
+        "place reads/s / the event's JSON GET/s (same onsale serve)",
+        `${int(f.placeReadsPerSec)} / ${int(f.eventGetsPerSec)} = ${(f.placeReadsPerSec / f.eventGetsPerSec).toFixed(2)}`,
+      ],
+      [
+        'CPU µs per request, place read / bare GET',
+        `${f.placeCpuUsPerRequest.toFixed(0)} / ${f.bareCpuUsPerRequest.toFixed(0)}`,
+      ],
+      ['waiting-room joins/s (durable, SQLite, 1 web process)', int(f.joinsPerSec)],
+    ],
+    goalsMet: { placeReadsVsBare: f.ratio >= 0.8 },
+  }),
+});
+
 /** The event page against the API's JSON of the same event. */
 const pages = definePart({
   name: 'pages',
@@ -544,6 +585,7 @@ export const BENCH_PARTS: readonly BenchPart[] = [
   cluster,
   simulator,
   scaleOut,
+  waitingRoom,
 ];
 
 /**
@@ -561,4 +603,5 @@ export const JSON_ORDER: readonly Part[] = [
   'pages',
   'simulator',
   'scale-out',
+  'waiting-room',
 ];

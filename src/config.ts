@@ -49,6 +49,15 @@ export interface Config {
   mailFrom: string;
   /** The address buyers reach the pages at, for links in emails (no trailing slash). */
   publicUrl: string;
+  /** The payment provider of held purchases. */
+  payments: 'test' | 'stripe';
+  /** ISO 4217 code, lower case, that prices are charged in. */
+  currency: string;
+  /**
+   * The test provider's webhook secret, from the environment only (never a flag, which `ps` shows); null:
+   * one made and kept in the database. Stripe's settings are read by its adapter (checked here for presence).
+   */
+  paymentSecrets: { testWebhookSecret: string | null };
 }
 
 export { ConfigError };
@@ -440,7 +449,56 @@ export const SETTINGS = [
         ? null
         : `http://${['0.0.0.0', '::', '[::]'].includes(c.host) ? '127.0.0.1' : c.host.includes(':') && !c.host.startsWith('[') ? `[${c.host}]` : c.host}:${c.port}`,
   }),
+  setting({
+    key: 'payments',
+    flag: '--payments',
+    env: 'ONSALE_PAYMENTS',
+    description: 'payment provider for events with holds (test: inside onsale, for the demo and tests)',
+    accepts: 'test or stripe',
+    parse: (raw) => {
+      const provider = raw.trim();
+      if (provider !== 'test' && provider !== 'stripe') throw new Error('unknown provider');
+      return provider;
+    },
+    fallback: () => 'test',
+  }),
+  setting({
+    key: 'currency',
+    flag: '--currency',
+    env: 'ONSALE_CURRENCY',
+    description: 'currency that prices are charged in',
+    accepts: 'a three-letter ISO 4217 code such as eur or usd',
+    parse: (raw) => {
+      if (!/^[A-Za-z]{3}$/.test(raw.trim())) throw new Error('not a currency code');
+      return raw.trim().toLowerCase();
+    },
+    fallback: () => 'eur',
+  }),
 ] as const;
+
+/** Secrets, read from the environment only; each named when it is missing or malformed, never shown. */
+function paymentSecrets(payments: Config['payments'], env: NodeJS.ProcessEnv): Config['paymentSecrets'] {
+  const testWebhookSecret = env.ONSALE_TEST_WEBHOOK_SECRET?.trim() || null;
+  if (testWebhookSecret !== null && !/^\S{32,}$/.test(testWebhookSecret)) {
+    throw new ConfigError(
+      'ONSALE_TEST_WEBHOOK_SECRET is not accepted: it must be at least 32 characters without spaces',
+    );
+  }
+  if (payments === 'stripe') {
+    // The Stripe adapter checks their form when it starts; a missing one is refused before anything runs.
+    for (const [name, alias] of [
+      ['ONSALE_STRIPE_SECRET_KEY', 'STRIPE_SECRET_KEY'],
+      ['ONSALE_STRIPE_WEBHOOK_SECRET', 'STRIPE_WEBHOOK_SECRET'],
+    ] as const) {
+      if (!env[name] && !env[alias]) {
+        throw new ConfigError(
+          `${name} (or ${alias}) must be set when ONSALE_PAYMENTS (--payments) is stripe`,
+        );
+      }
+    }
+  }
+  return { testWebhookSecret };
+}
 
 /**
  * Resolves the configuration from command-line flags (already split by commander, keyed by setting) and the
@@ -465,6 +523,7 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
     }
   }
   const full = config as Config;
+  full.paymentSecrets = paymentSecrets(full.payments, env);
   if (full.workersMax < full.workersMin) {
     throw new ConfigError(
       `--workers-max / ONSALE_WORKERS_MAX (${full.workersMax}) is below --workers-min / ONSALE_WORKERS_MIN (${full.workersMin})`,

@@ -34,7 +34,7 @@ describe('allocate', () => {
       new Map(),
       newTickets,
     );
-    expect(out.map((d) => (d.outcome === 'confirmed' ? 'ok' : d.reason))).toEqual([
+    expect(out.map((d) => (d.outcome === 'rejected' ? d.reason : 'ok'))).toEqual([
       'ok',
       'insufficient_inventory',
       'ok',

@@ -5,7 +5,8 @@
  */
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openQueue, openStorage } from '../src/adapters/index.js';
+import { openPaymentProvider } from '../src/adapters/payments/index.js';
+import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
 import {
   OnsaleApiError,
   OnsaleClient,
@@ -27,17 +28,20 @@ beforeAll(async () => {
   const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
+  const room = await openWaitingRoom(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
   const web = buildApp({
     config,
     storage,
+    room,
+    payments: await openPaymentProvider(config, storage),
     queue,
     adminToken: ADMIN_TOKEN,
     logger: pino({ level: 'silent' }),
   });
   doc = (await web.app.inject({ url: OPENAPI_PATH })).json();
   await web.app.close();
-  await Promise.all([storage.close(), queue.close()]);
+  await Promise.all([storage.close(), queue.close(), room.close()]);
   dir.remove();
   onsale = await startOnsale({ workers: 1 });
 }, 60_000);
@@ -73,6 +77,13 @@ describe('onsale/client against the OpenAPI document', () => {
       purchase: requests.purchase('ev', { buyerId: 'b', items: [] }, { idempotencyKey: 'k' }),
       getPurchase: requests.getPurchase('p'),
       purchaseEvents: requests.purchaseEvents('p'),
+      pay: requests.pay('p', 'tok_visa', { idempotencyKey: 'k' }),
+      cancel: requests.cancel('p'),
+      paymentHistory: requests.paymentHistory('p', 'token'),
+      joinQueue: requests.joinQueue('ev', 'b'),
+      getPlace: requests.getPlace('pl'),
+      getLine: requests.getLine('ev', 'token'),
+      setRoomLimits: requests.setRoomLimits('ev', { maxActiveBuyers: 5 }, 'token'),
       health: requests.health(),
       ready: requests.ready(),
       openApi: requests.openApi(),
@@ -152,6 +163,10 @@ describe('onsale/client against a running server', () => {
     const event = (await buyer.listEvents()).events[0]!;
     const invalid = await refusal(buyer.purchase(event.id, { buyerId: 'x', items: [] }));
     expect(invalid).toMatchObject({ status: 400, code: 'invalid_request' });
+    // The waiting room's methods on an event without one, and an unknown place.
+    const noRoom = await refusal(buyer.joinQueue(event.id, 'ann'));
+    expect(noRoom).toMatchObject({ status: 404, code: 'not_found' });
+    expect(await refusal(buyer.getPlace('no-such-place'))).toMatchObject({ status: 404, code: 'not_found' });
     const wrongToken = new OnsaleClient({ baseUrl: onsale.baseUrl, adminToken: 'not-the-token' });
     expect(await refusal(wrongToken.eventStats(event.id))).toMatchObject({
       status: 401,

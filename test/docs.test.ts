@@ -8,7 +8,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openQueue, openStorage } from '../src/adapters/index.js';
+import { openPaymentProvider } from '../src/adapters/payments/index.js';
+import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
 import { loadConfig, SETTINGS } from '../src/config.js';
 import { buildApp } from '../src/web/app.js';
 import { ERROR_CODES } from '../src/web/errors.js';
@@ -96,17 +97,20 @@ describe('docs/api.md', () => {
     const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
     const storage = await openStorage(config.databaseUrl);
     const queue = await openQueue(config.queueUrl, config);
-    await Promise.all([storage.migrate(), queue.migrate()]);
+    const room = await openWaitingRoom(config.databaseUrl);
+    await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
     const web = buildApp({
       config,
       storage,
+      room,
+      payments: await openPaymentProvider(config, storage),
       queue,
       adminToken: ADMIN_TOKEN,
       logger: pino({ level: 'silent' }),
     });
     paths = (await web.app.inject({ url: OPENAPI_PATH })).json().paths;
     await web.app.close();
-    await Promise.all([storage.close(), queue.close()]);
+    await Promise.all([storage.close(), queue.close(), room.close()]);
     dir.remove();
   });
 

@@ -6,7 +6,8 @@
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openQueue, openStorage } from '../src/adapters/index.js';
+import { openPaymentProvider } from '../src/adapters/payments/index.js';
+import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
 import { loadConfig } from '../src/config.js';
 import type { Storage } from '../src/ports/storage.js';
 import { createLogger } from '../src/shared/logger.js';
@@ -207,9 +208,13 @@ describe('a 200,000-purchase export', () => {
     const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path, ONSALE_DATABASE_URL: databaseUrl, PORT: '0' });
     const queue = await openQueue(databaseUrl);
     await queue.migrate();
+    const room = await openWaitingRoom(databaseUrl);
+    await room.migrate();
     const web = buildApp({
       config,
       storage,
+      room,
+      payments: await openPaymentProvider(config, storage),
       queue,
       adminToken: ADMIN_TOKEN,
       logger: createLogger('warn', 'web'),
@@ -218,7 +223,7 @@ describe('a 200,000-purchase export', () => {
     port = (web.app.server.address() as { port: number }).port;
     close = async () => {
       await web.app.close();
-      await Promise.all([real.close(), queue.close()]);
+      await Promise.all([real.close(), queue.close(), room.close()]);
     };
   }, 300_000);
   afterAll(async () => {

@@ -136,7 +136,8 @@ const BAD_EVENTS: Array<[string, unknown]> = [
   ['holdSeconds is a string', variant(validEvent(), (b) => (b.holdSeconds = '0'))],
   ['holdSeconds is negative', variant(validEvent(), (b) => (b.holdSeconds = -1))],
   ['holdSeconds is fractional', variant(validEvent(), (b) => (b.holdSeconds = 0.5))],
-  ['holdSeconds > 0 (holds are not available yet)', variant(validEvent(), (b) => (b.holdSeconds = 30))],
+  ['holdSeconds 1..29 (a hold is 0 or at least 30 s)', variant(validEvent(), (b) => (b.holdSeconds = 29))],
+  ['holdSeconds over a day', variant(validEvent(), (b) => (b.holdSeconds = 86_401))],
   // missing fields
   ['no name', variant(validEvent(), (b) => delete b.name)],
   ['no ticketTypes', variant(validEvent(), (b) => delete b.ticketTypes)],
@@ -322,6 +323,8 @@ describe('400 invalid_request, and nothing changes', () => {
       await at((b) => Object.assign(b.ticketTypes[0], { capacity: 1, priceCents: 0, maxPerBuyer: 1 })),
       await at((b) => Object.assign(b.ticketTypes[0], { capacity: 10_000_000, maxPerBuyer: 100 })),
       await at((b) => (b.holdSeconds = 0)),
+      await at((b) => (b.holdSeconds = 30)),
+      await at((b) => (b.holdSeconds = 86_400)),
     ];
     for (const res of accepted) expect(res.status, res.text).toBe(201);
     expect(accepted[2]!.body.name).toBe('🎫'.repeat(200));

@@ -50,5 +50,24 @@ describe('metrics of a fresh server', () => {
     expect(m.get('onsale_retries_total')).toBe(0);
     expect(m.get('onsale_allocation_batch_size_count')).toBe(0);
     expect(m.get('onsale_purchase_end_to_end_seconds_count')).toBe(0);
+    // Checkout: every transition, payment outcome and webhook failure reason, and refunds.
+    for (const to of ['held', 'waitlisted', 'confirmed', 'expired', 'cancelled', 'rejected']) {
+      expect(m.get(`onsale_checkout_transitions_total{to="${to}"}`), to).toBe(0);
+    }
+    for (const outcome of ['succeeded', 'declined', 'failed', 'late']) {
+      expect(m.get(`onsale_payments_total{outcome="${outcome}"}`), outcome).toBe(0);
+    }
+    for (const reason of ['signature', 'error']) {
+      expect(m.get(`onsale_webhook_failures_total{reason="${reason}"}`), reason).toBe(0);
+    }
+    expect(m.get('onsale_refunds_total')).toBe(0);
+    // The waiting room's counters too.
+    for (const result of ['created', 'existing']) {
+      expect(m.get(`onsale_room_joins_total{result="${result}"}`), result).toBe(0);
+    }
+    for (const outcome of ['admitted', 'expired']) {
+      expect(m.get(`onsale_room_admissions_total{outcome="${outcome}"}`), outcome).toBe(0);
+    }
+    expect(m.get('onsale_room_estimate_error_seconds_count')).toBe(0);
   });
 });

@@ -9,7 +9,8 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openQueue, openStorage } from '../src/adapters/index.js';
+import { openPaymentProvider } from '../src/adapters/payments/index.js';
+import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
 import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/web/app.js';
 import { CONNECTION_ERROR_CODES, ERROR_CODES, type ApiErrorCode } from '../src/web/errors.js';
@@ -51,10 +52,13 @@ beforeAll(async () => {
   const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
-  await Promise.all([storage.migrate(), queue.migrate()]);
+  const room = await openWaitingRoom(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
   const web = buildApp({
     config,
     storage,
+    room,
+    payments: await openPaymentProvider(config, storage),
     queue,
     adminToken: ADMIN_TOKEN,
     logger: pino({ level: 'silent' }),
@@ -65,7 +69,7 @@ beforeAll(async () => {
   expect(res.statusCode).toBe(200);
   doc = res.json();
   await web.app.close();
-  await Promise.all([storage.close(), queue.close()]);
+  await Promise.all([storage.close(), queue.close(), room.close()]);
   dir.remove();
 }, 60_000);
 

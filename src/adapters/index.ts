@@ -2,6 +2,7 @@ import type { Mailer } from '../ports/mailer.js';
 import type { Outbox } from '../ports/outbox.js';
 import type { Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import type { WaitingRoom } from '../ports/waiting-room.js';
 import { isSharded, shardSpecs, splitUrls } from './sharding/urls.js';
 import { parseRedisUrl } from './redis/url.js';
 
@@ -103,6 +104,20 @@ export async function openStorage(url: string, options: StorageOptions = {}): Pr
   }
   const open = await engineFor(STORAGE_ENGINES, url, 'database')();
   return open(url);
+}
+
+/** The waiting room lives in the database (ONSALE_DATABASE_URL): one line for every process. */
+export async function openWaitingRoom(databaseUrl: string): Promise<WaitingRoom> {
+  // With shards, every event's line lives on the first one: one line for an event, whatever shard holds it.
+  const url = splitUrls(databaseUrl)[0]!;
+  const scheme =
+    engineFor(STORAGE_ENGINES, url, 'database') === STORAGE_ENGINES['sqlite:'] ? 'sqlite' : 'postgres';
+  if (scheme === 'sqlite') {
+    const { SqliteWaitingRoom } = await import('./sqlite/waiting-room.js');
+    return new SqliteWaitingRoom(url);
+  }
+  const { PostgresWaitingRoom } = await import('./postgres/waiting-room.js');
+  return new PostgresWaitingRoom(url);
 }
 
 /**

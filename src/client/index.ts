@@ -11,7 +11,8 @@
  * const final = await onsale.waitForFinal(receipt.purchaseId);
  */
 
-export type PurchaseStatus = 'queued' | 'held' | 'confirmed' | 'rejected' | 'expired' | 'cancelled';
+export type PurchaseStatus =
+  'queued' | 'waitlisted' | 'held' | 'confirmed' | 'rejected' | 'expired' | 'cancelled';
 export type RejectReason = 'sold_out' | 'insufficient_inventory' | 'limit_exceeded';
 export type BuyerIdKind = 'any' | 'email';
 
@@ -40,6 +41,15 @@ export interface SaleEvent {
   holdSeconds: number;
   buyerIdKind: BuyerIdKind;
   ticketTypes: TicketType[];
+  /** The waiting room in front of its purchases; null or absent: none. */
+  waitingRoom?: WaitingRoomSettings | null;
+}
+
+export interface WaitingRoomSettings {
+  opensAt: string;
+  maxActiveBuyers: number;
+  maxAdmittedPerMinute: number | null;
+  sessionSeconds: number;
 }
 
 export interface EventSummary {
@@ -55,6 +65,7 @@ export interface NewEvent {
   holdSeconds?: number;
   buyerIdKind?: BuyerIdKind;
   ticketTypes: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer?: number }>;
+  waitingRoom?: Partial<WaitingRoomSettings>;
 }
 
 export interface PurchaseItem {
@@ -88,14 +99,59 @@ export interface Purchase {
   items: PurchaseItem[];
   tickets: Ticket[];
   holdExpiresAt: string | null;
+  /** The payment of a held purchase as onsale last recorded it; null before any attempt. */
+  payment?: {
+    status: 'processing' | 'requires_action' | 'succeeded' | 'declined' | 'failed';
+    nextActionUrl: string | null;
+  } | null;
+  /** A charge that came after the purchase had ended was refunded. */
+  refunded?: boolean;
   createdAt: string;
   updatedAt: string;
+}
+
+/** A buyer's place in an event's waiting room. */
+export interface Place {
+  placeId: string;
+  eventId: string;
+  buyerId: string;
+  state: 'prequeue' | 'waiting' | 'admitted' | 'sold_out' | 'expired';
+  position: number | null;
+  aheadOfYou: number | null;
+  etaSeconds: number | null;
+  /** Once admitted: send `token` as the purchase's `admission` option. */
+  admission: { token: string; expiresAt: string } | null;
+  refreshAfterSeconds: number;
+}
+
+/** The organizer's view of a waiting line. */
+export interface LineStats {
+  eventId: string;
+  opened: boolean;
+  prequeue: number;
+  waiting: number;
+  soldOutPlaces: number;
+  admitted: number;
+  active: number;
+  expired: number;
+  soldOut: boolean;
+  maxActiveBuyers: number;
+  maxAdmittedPerMinute: number | null;
+  admittedLastMinute: number;
+  etaOfLastSeconds: number | null;
+}
+
+export interface PaymentHistory {
+  purchaseId: string;
+  payment: Purchase['payment'];
+  refunded: boolean;
+  history: Array<{ at: string; kind: string; detail: string | null }>;
 }
 
 export interface EventStats {
   eventId: string;
   ticketTypes: Array<{ id: string; capacity: number; sold: number; held: number; available: number }>;
-  purchases: Record<PurchaseStatus, number>;
+  purchases: Record<PurchaseStatus, number> & { refunded?: number };
   deadLetters: number;
   /** The database shard of the event, counted from 0, when events are sharded. */
   shard?: number;
@@ -108,7 +164,7 @@ export interface ErrorBody {
 
 /** An HTTP request, as `fetch` or undici's `Pool.request` take it (the path is relative to the server). */
 export interface RequestSpec {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PATCH';
   path: string;
   headers: Record<string, string>;
   body?: string;
@@ -128,6 +184,13 @@ export const OPERATIONS = {
   purchase: { method: 'POST', path: '/api/events/{eventId}/purchases', ok: [200, 202] },
   getPurchase: { method: 'GET', path: '/api/purchases/{purchaseId}', ok: [200] },
   purchaseEvents: { method: 'GET', path: '/api/purchases/{purchaseId}/events', ok: [200] },
+  pay: { method: 'POST', path: '/api/purchases/{purchaseId}/payment', ok: [200, 202] },
+  cancel: { method: 'POST', path: '/api/purchases/{purchaseId}/cancel', ok: [200] },
+  paymentHistory: { method: 'GET', path: '/api/purchases/{purchaseId}/payments', ok: [200] },
+  joinQueue: { method: 'POST', path: '/api/events/{eventId}/queue', ok: [200, 201] },
+  getPlace: { method: 'GET', path: '/api/queue/{placeId}', ok: [200] },
+  getLine: { method: 'GET', path: '/api/events/{eventId}/queue', ok: [200] },
+  setRoomLimits: { method: 'PATCH', path: '/api/events/{eventId}/queue', ok: [200] },
   health: { method: 'GET', path: '/healthz', ok: [200] },
   ready: { method: 'GET', path: '/readyz', ok: [200] },
   openApi: { method: 'GET', path: '/api/openapi.json', ok: [200] },
@@ -184,13 +247,14 @@ export const requests = {
   purchase: (
     eventId: string,
     request: PurchaseRequest,
-    options: { idempotencyKey?: string } = {},
+    options: { idempotencyKey?: string; admission?: string } = {},
   ): RequestSpec => ({
     method: 'POST',
     path: `/api/events/${id(eventId)}/purchases`,
     headers: {
       'content-type': JSON_TYPE,
       ...(options.idempotencyKey === undefined ? {} : { 'idempotency-key': options.idempotencyKey }),
+      ...(options.admission === undefined ? {} : { 'onsale-admission': options.admission }),
     },
     body: JSON.stringify({ buyerId: request.buyerId, items: request.items }),
   }),
@@ -203,6 +267,56 @@ export const requests = {
     method: 'GET',
     path: `/api/purchases/${id(purchaseId)}/events`,
     headers: { accept: 'text/event-stream' },
+  }),
+  pay: (
+    purchaseId: string,
+    paymentToken: string,
+    options: { idempotencyKey?: string } = {},
+  ): RequestSpec => ({
+    method: 'POST',
+    path: `/api/purchases/${id(purchaseId)}/payment`,
+    headers: {
+      'content-type': JSON_TYPE,
+      ...(options.idempotencyKey === undefined ? {} : { 'idempotency-key': options.idempotencyKey }),
+    },
+    body: JSON.stringify({ paymentToken }),
+  }),
+  cancel: (purchaseId: string): RequestSpec => ({
+    method: 'POST',
+    path: `/api/purchases/${id(purchaseId)}/cancel`,
+    headers: { 'content-type': JSON_TYPE },
+    body: '{}',
+  }),
+  paymentHistory: (purchaseId: string, adminToken: string): RequestSpec => ({
+    method: 'GET',
+    path: `/api/purchases/${id(purchaseId)}/payments`,
+    headers: bearer(adminToken),
+  }),
+  joinQueue: (eventId: string, buyerId: string): RequestSpec => ({
+    method: 'POST',
+    path: `/api/events/${id(eventId)}/queue`,
+    headers: { 'content-type': JSON_TYPE },
+    body: JSON.stringify({ buyerId }),
+  }),
+  getPlace: (placeId: string): RequestSpec => ({
+    method: 'GET',
+    path: `/api/queue/${id(placeId)}`,
+    headers: {},
+  }),
+  getLine: (eventId: string, adminToken: string): RequestSpec => ({
+    method: 'GET',
+    path: `/api/events/${id(eventId)}/queue`,
+    headers: bearer(adminToken),
+  }),
+  setRoomLimits: (
+    eventId: string,
+    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
+    adminToken: string,
+  ): RequestSpec => ({
+    method: 'PATCH',
+    path: `/api/events/${id(eventId)}/queue`,
+    headers: { 'content-type': JSON_TYPE, ...bearer(adminToken) },
+    body: JSON.stringify(limits),
   }),
   health: (): RequestSpec => ({ method: 'GET', path: '/healthz', headers: {} }),
   ready: (): RequestSpec => ({ method: 'GET', path: '/readyz', headers: {} }),
@@ -285,7 +399,8 @@ export class OnsaleClient {
   async purchase(
     eventId: string,
     request: PurchaseRequest,
-    options: { idempotencyKey?: string } = {},
+    /** `admission`: the token of the buyer's admitted place, for an event with a waiting room. */
+    options: { idempotencyKey?: string; admission?: string } = {},
   ): Promise<PurchaseReceipt & { replayed: boolean }> {
     const res = await this.#send('purchase', requests.purchase(eventId, request, options));
     return { ...((await res.json()) as PurchaseReceipt), replayed: res.status === 200 };
@@ -327,6 +442,49 @@ export class OnsaleClient {
       const now = await this.getPurchase(purchaseId);
       if (FINAL_STATUSES.has(now.status)) return now;
     }
+  }
+
+  /** Pays a held purchase: confirmed (200), or still held with a step for the buyer (202, payment.nextActionUrl). */
+  async pay(
+    purchaseId: string,
+    paymentToken: string,
+    options: { idempotencyKey?: string } = {},
+  ): Promise<Purchase> {
+    return this.#json('pay', requests.pay(purchaseId, paymentToken, options));
+  }
+
+  /** Cancels a held or waitlisted purchase; its tickets go back on sale. */
+  cancel(purchaseId: string): Promise<Purchase> {
+    return this.#json('cancel', requests.cancel(purchaseId));
+  }
+
+  /** A purchase's payment history (admin). */
+  paymentHistory(purchaseId: string): Promise<PaymentHistory> {
+    return this.#json('paymentHistory', requests.paymentHistory(purchaseId, this.#admin()));
+  }
+
+  /** Takes (or finds) the buyer's place in the event's waiting room. */
+  async joinQueue(eventId: string, buyerId: string): Promise<Place & { created: boolean }> {
+    const res = await this.#send('joinQueue', requests.joinQueue(eventId, buyerId));
+    return { ...((await res.json()) as Place), created: res.status === 201 };
+  }
+
+  /** Reads a place in line; once admitted it carries the admission token for the purchase. */
+  getPlace(placeId: string): Promise<Place> {
+    return this.#json('getPlace', requests.getPlace(placeId));
+  }
+
+  /** The event's waiting line (admin). */
+  getLine(eventId: string): Promise<LineStats> {
+    return this.#json('getLine', requests.getLine(eventId, this.#admin()));
+  }
+
+  /** Changes the waiting room's limits during the sale (admin). */
+  setRoomLimits(
+    eventId: string,
+    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
+  ): Promise<LineStats> {
+    return this.#json('setRoomLimits', requests.setRoomLimits(eventId, limits, this.#admin()));
   }
 
   health(): Promise<{ status: 'ok' }> {

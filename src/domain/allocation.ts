@@ -1,4 +1,4 @@
-import type { AcceptedPurchase, RejectReason } from './types.js';
+import type { AcceptedPurchase, PurchaseItem, RejectReason } from './types.js';
 
 /** What the allocator needs to know of one ticket type, as committed before the batch. */
 export interface StockLevel {
@@ -14,6 +14,10 @@ export type Allocation =
       outcome: 'confirmed';
       tickets: Array<{ id: string; ticketTypeId: string; code: string }>;
     }
+  /** Holds: its tickets are reserved (counted in `held`) until paid, cancelled or expired. */
+  | { purchase: AcceptedPurchase; outcome: 'held' }
+  /** Holds: nothing free now, but a return of held tickets could serve it (src/domain/checkout.ts). */
+  | { purchase: AcceptedPurchase; outcome: 'waitlisted' }
   | { purchase: AcceptedPurchase; outcome: 'rejected'; reason: RejectReason };
 
 /**
@@ -31,6 +35,13 @@ export function buyerKey(canonicalBuyerId: string, ticketTypeId: string): string
  * Decides a batch of one event's purchases, strictly in the order given (acceptance order), all or nothing
  * per purchase. Mutates `stock` and `bought` so the caller can write back exactly what changed.
  *
+ * With `holds` (an event with holdSeconds > 0) a purchase that fits is `held` rather than confirmed (its
+ * tickets move to `held`, none are issued yet), and one that does not fit what is available but would fit
+ * if every held ticket came back is `waitlisted`: it keeps its place and reserves its share of the buyer's
+ * limit. Only a purchase that no return could serve is rejected. Waitlisted purchases of earlier batches
+ * need no look here: whenever tickets return they are served first (checkout.ts), so none of them fits
+ * what is available, and neither does a later purchase asking as much.
+ *
  * Invariants kept here and re-checked by storage constraints:
  * - sold + held never exceeds capacity (no oversell);
  * - a buyer's tickets of a type, over all their purchases, never exceed maxPerBuyer.
@@ -41,25 +52,38 @@ export function allocate(
   stock: Map<string, StockLevel>,
   bought: Map<string, number>,
   generate: TicketGenerator,
+  holds = false,
 ): Allocation[] {
-  const decisions: Array<{ purchase: AcceptedPurchase; reason: RejectReason | null }> = [];
+  const decisions: Array<{ purchase: AcceptedPurchase; reason: RejectReason | 'waitlisted' | null }> = [];
   let ticketCount = 0;
   for (const purchase of purchases) {
-    const reason = refusal(purchase, stock, bought);
+    let reason: RejectReason | 'waitlisted' | null = refusal(purchase, stock, bought);
+    if (holds && reason !== null && reason !== 'limit_exceeded') {
+      reason = couldReturn(purchase, stock) ? 'waitlisted' : noReturnReason(purchase, stock);
+    }
     decisions.push({ purchase, reason });
-    if (reason) continue;
+    if (reason !== null && reason !== 'waitlisted') continue;
     for (const item of purchase.items) {
-      stock.get(item.ticketTypeId)!.sold += item.quantity;
       const key = buyerKey(purchase.canonicalBuyerId, item.ticketTypeId);
       bought.set(key, (bought.get(key) ?? 0) + item.quantity);
+      if (reason === 'waitlisted') continue;
+      if (holds) stock.get(item.ticketTypeId)!.held += item.quantity;
+      else stock.get(item.ticketTypeId)!.sold += item.quantity;
       ticketCount += item.quantity;
     }
+  }
+  if (holds) {
+    return decisions.map(({ purchase, reason }): Allocation => {
+      if (reason === null) return { purchase, outcome: 'held' };
+      if (reason === 'waitlisted') return { purchase, outcome: 'waitlisted' };
+      return { purchase, outcome: 'rejected', reason };
+    });
   }
   // Ids for the whole batch at once: one call to the CSPRNG rather than one per purchase.
   const fresh = generate(ticketCount);
   let next = 0;
   return decisions.map(({ purchase, reason }): Allocation => {
-    if (reason) return { purchase, outcome: 'rejected', reason };
+    if (reason) return { purchase, outcome: 'rejected', reason: reason as RejectReason };
     const tickets: Array<{ id: string; ticketTypeId: string; code: string }> = [];
     for (const item of purchase.items) {
       for (let i = 0; i < item.quantity; i++)
@@ -67,6 +91,41 @@ export function allocate(
     }
     return { purchase, outcome: 'confirmed', tickets };
   });
+}
+
+/** Whether the purchase would fit if every held ticket of its types came back. */
+export function couldReturn(
+  purchase: { items: readonly PurchaseItem[] },
+  stock: Map<string, StockLevel>,
+): boolean {
+  return purchase.items.every((item) => {
+    const level = stock.get(item.ticketTypeId)!;
+    return level.capacity - level.sold >= item.quantity;
+  });
+}
+
+/** Whether the purchase fits what is available now. */
+export function fitsNow(
+  purchase: { items: readonly PurchaseItem[] },
+  stock: Map<string, StockLevel>,
+): boolean {
+  return purchase.items.every((item) => {
+    const level = stock.get(item.ticketTypeId)!;
+    return level.capacity - level.sold - level.held >= item.quantity;
+  });
+}
+
+/** Why a purchase that no return could serve is rejected: sold_out when a type has nothing left at all. */
+export function noReturnReason(
+  purchase: { items: readonly PurchaseItem[] },
+  stock: Map<string, StockLevel>,
+): RejectReason {
+  return purchase.items.some((item) => {
+    const level = stock.get(item.ticketTypeId)!;
+    return level.capacity - level.sold <= 0;
+  })
+    ? 'sold_out'
+    : 'insufficient_inventory';
 }
 
 function refusal(

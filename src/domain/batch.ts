@@ -5,7 +5,7 @@ import type { AcceptedPurchase, RejectReason } from './types.js';
 export interface PurchaseOutcome {
   purchaseId: string;
   acceptedAt: string;
-  outcome: 'confirmed' | 'rejected';
+  outcome: 'confirmed' | 'held' | 'waitlisted' | 'rejected';
   reason: RejectReason | null;
 }
 
@@ -23,8 +23,8 @@ interface BatchPlan {
   decisions: Allocation[];
   /** What became of each of `decisions`, in the same order. */
   outcomes: PurchaseOutcome[];
-  confirmed: number;
-  rejected: number;
+  /** Purchases of `decisions` per outcome. */
+  counts: Record<PurchaseOutcome['outcome'], number>;
   /** Tickets added to buyers' totals, one entry per (buyer, ticket type), keyed by buyerKey(). */
   bought: Map<string, BoughtDelta>;
   /**
@@ -32,6 +32,10 @@ interface BatchPlan {
    * otherwise, so a plan made from stale stock can never oversell.
    */
   sold: Map<string, number>;
+  /** Tickets newly held per ticket type (events with holds), added the same guarded way as `sold`. */
+  held: Map<string, number>;
+  /** The time a held purchase of this batch must be paid by, when the event has holds. */
+  holdExpiresAt: string | null;
 }
 
 /**
@@ -59,13 +63,16 @@ export function planBatch(
   stock: Map<string, StockLevel>,
   bought: Map<string, number>,
   generate: TicketGenerator,
+  hold: { holdSeconds: number; now: Date } = { holdSeconds: 0, now: new Date(0) },
 ): BatchPlan {
   const pending = applied.size === 0 ? purchases : purchases.filter((p) => !applied.has(p.purchaseId));
-  const decisions = allocate(pending, stock, bought, generate);
+  const holds = hold.holdSeconds > 0;
+  const decisions = allocate(pending, stock, bought, generate, holds);
   const outcomes: PurchaseOutcome[] = [];
   const added = new Map<string, BoughtDelta>();
   const sold = new Map<string, number>();
-  let confirmed = 0;
+  const held = new Map<string, number>();
+  const counts = { confirmed: 0, held: 0, waitlisted: 0, rejected: 0 };
   for (const decision of decisions) {
     const p = decision.purchase;
     outcomes.push({
@@ -74,8 +81,8 @@ export function planBatch(
       outcome: decision.outcome,
       reason: decision.outcome === 'rejected' ? decision.reason : null,
     });
+    counts[decision.outcome] += 1;
     if (decision.outcome === 'rejected') continue;
-    confirmed += 1;
     for (const item of p.items) {
       const key = buyerKey(p.canonicalBuyerId, item.ticketTypeId);
       const sum = added.get(key);
@@ -86,8 +93,12 @@ export function planBatch(
           ticketTypeId: item.ticketTypeId,
           quantity: item.quantity,
         });
-      sold.set(item.ticketTypeId, (sold.get(item.ticketTypeId) ?? 0) + item.quantity);
+      // A waitlisted purchase reserves its share of the buyer's limit, and no ticket.
+      if (decision.outcome === 'waitlisted') continue;
+      const into = decision.outcome === 'held' ? held : sold;
+      into.set(item.ticketTypeId, (into.get(item.ticketTypeId) ?? 0) + item.quantity);
     }
   }
-  return { decisions, outcomes, confirmed, rejected: decisions.length - confirmed, bought: added, sold };
+  const holdExpiresAt = holds ? new Date(hold.now.getTime() + hold.holdSeconds * 1000).toISOString() : null;
+  return { decisions, outcomes, counts, bought: added, sold, held, holdExpiresAt };
 }

@@ -2,6 +2,10 @@ import { OnsaleError } from './errors.js';
 import { unstorableText } from './text.js';
 import type { BuyerIdKind } from './buyer.js';
 import type { NewEvent, NewTicketType } from './types.js';
+import { roomToCreate, type WaitingRoomRequest } from './waiting-room.js';
+
+/** The shortest hold an event may have: time enough for a buyer to type a card number. */
+export const MIN_HOLD_SECONDS = 30;
 
 /** An admin's request to create an event, as the web server validated its shape. */
 interface EventRequest {
@@ -10,6 +14,7 @@ interface EventRequest {
   holdSeconds: number;
   buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
+  waitingRoom?: WaitingRoomRequest;
 }
 
 /**
@@ -17,8 +22,11 @@ interface EventRequest {
  * ISO-8601 UTC) or at once. Returns the error that refuses the request instead when it cannot be met.
  */
 export function eventToCreate(request: EventRequest, now: Date): NewEvent | OnsaleError {
-  if (request.holdSeconds > 0) {
-    return new OnsaleError('invalid_request', 'holds are not available yet: holdSeconds must be 0');
+  if (request.holdSeconds > 0 && request.holdSeconds < MIN_HOLD_SECONDS) {
+    return new OnsaleError(
+      'invalid_request',
+      `holdSeconds must be 0 (no holds) or ${MIN_HOLD_SECONDS}..86400`,
+    );
   }
   let salesOpenAt = now.toISOString();
   if (request.salesOpenAt !== undefined) {
@@ -30,11 +38,17 @@ export function eventToCreate(request: EventRequest, now: Date): NewEvent | Onsa
   }
   const refusal = unstorableText(request.name, ...request.ticketTypes.map((t) => t.name));
   if (refusal) return refusal;
+  const waitingRoom =
+    request.waitingRoom === undefined
+      ? null
+      : roomToCreate(request.waitingRoom, salesOpenAt, now.toISOString());
+  if (waitingRoom instanceof OnsaleError) return waitingRoom;
   return {
     name: request.name,
     salesOpenAt,
     holdSeconds: request.holdSeconds,
     buyerIdKind: request.buyerIdKind ?? 'any',
     ticketTypes: request.ticketTypes,
+    waitingRoom,
   };
 }

@@ -18,6 +18,19 @@ export interface SaleEvent {
   /** What the event takes as buyer ids (src/domain/buyer.ts). */
   buyerIdKind: BuyerIdKind;
   ticketTypes: TicketType[];
+  /** The waiting room in front of its purchases (src/domain/waiting-room.ts); null: none (absent: none). */
+  waitingRoom?: WaitingRoomSettings | null;
+}
+
+export interface WaitingRoomSettings {
+  /** When the room takes its first places (≤ salesOpenAt); places taken before salesOpenAt are shuffled. */
+  opensAt: string;
+  /** Admitted buyers at once whose purchase is not final yet (the organizer may change it during the sale). */
+  maxActiveBuyers: number;
+  /** Admissions per minute at most; null: only maxActiveBuyers bounds them. */
+  maxAdmittedPerMinute: number | null;
+  /** How long an admission lasts from the moment it is given (not renewed). */
+  sessionSeconds: number;
 }
 
 export interface NewTicketType {
@@ -34,6 +47,8 @@ export interface NewEvent {
   /** Default 'any'. */
   buyerIdKind?: BuyerIdKind;
   ticketTypes: NewTicketType[];
+  /** Default none. */
+  waitingRoom?: WaitingRoomSettings | null;
 }
 
 export interface PurchaseItem {
@@ -56,7 +71,17 @@ export interface AcceptedPurchase {
   acceptedAt: string;
 }
 
-export type PurchaseStatus = 'queued' | 'held' | 'confirmed' | 'rejected' | 'expired' | 'cancelled';
+export type PurchaseStatus =
+  'queued' | 'waitlisted' | 'held' | 'confirmed' | 'rejected' | 'expired' | 'cancelled';
+export const PURCHASE_STATUSES: readonly PurchaseStatus[] = [
+  'queued',
+  'waitlisted',
+  'held',
+  'confirmed',
+  'rejected',
+  'expired',
+  'cancelled',
+];
 export const REJECT_REASONS = ['sold_out', 'insufficient_inventory', 'limit_exceeded'] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -82,8 +107,20 @@ export interface Purchase {
   items: PurchaseItem[];
   tickets: Ticket[];
   holdExpiresAt: string | null;
+  /** The payment of a held purchase as the buyer should see it; null before any attempt. */
+  payment: PaymentView | null;
+  /** A charge that came after the purchase could no longer be confirmed was refunded. */
+  refunded: boolean;
   createdAt: string;
   updatedAt: string;
+}
+
+/** Where a purchase's payment stands at the provider, as onsale last recorded it. */
+export type PaymentStatus = 'processing' | 'requires_action' | 'succeeded' | 'declined' | 'failed';
+
+export interface PaymentView {
+  status: PaymentStatus;
+  nextActionUrl: string | null;
 }
 
 interface TicketTypeStock {
@@ -99,7 +136,21 @@ export interface EventStats {
   /** The database shard the event lives on, counted from 0, when events are sharded. */
   shard?: number;
   ticketTypes: TicketTypeStock[];
-  purchases: Record<PurchaseStatus, number>;
+  purchases: Record<PurchaseStatus | 'refunded', number>;
+}
+
+/** Every count of a stats answer at 0, for adapters to fill. */
+export function zeroPurchaseCounts(): Record<PurchaseStatus | 'refunded', number> {
+  return {
+    queued: 0,
+    waitlisted: 0,
+    held: 0,
+    confirmed: 0,
+    rejected: 0,
+    expired: 0,
+    cancelled: 0,
+    refunded: 0,
+  };
 }
 
 export function queuedPurchase(accepted: AcceptedPurchase): Purchase {
@@ -112,6 +163,8 @@ export function queuedPurchase(accepted: AcceptedPurchase): Purchase {
     items: accepted.items,
     tickets: [],
     holdExpiresAt: null,
+    payment: null,
+    refunded: false,
     createdAt: accepted.acceptedAt,
     updatedAt: accepted.acceptedAt,
   };

@@ -53,12 +53,31 @@ function exportKnownSeriesAtZero(): void {
   for (const reason of REFUSAL_REASONS) refused.inc({ reason }, 0);
   finalized.inc({ outcome: 'confirmed' }, 0);
   for (const reason of REJECT_REASONS) finalized.inc({ outcome: 'rejected', reason }, 0);
+  for (const result of ['created', 'existing']) roomJoins.inc({ result }, 0);
+  for (const outcome of ['admitted', 'expired']) roomAdmissions.inc({ outcome }, 0);
   for (const target of READ_TARGETS) storageReads.inc({ target }, 0);
   for (const kind of EMAIL_FAILURE_KINDS) emailFailures.inc({ kind }, 0);
+  for (const to of CHECKOUT_TRANSITIONS) checkoutTransitions.inc({ to }, 0);
+  for (const outcome of PAYMENT_OUTCOMES) payments.inc({ outcome }, 0);
+  refunds.inc(0);
+  for (const reason of WEBHOOK_FAILURES) webhookFailures.inc({ reason }, 0);
 }
 
 /** Why a ticket email attempt failed: `transient` (retried later) or `rejected` (refused for good). */
 export const EMAIL_FAILURE_KINDS = ['transient', 'rejected'] as const;
+
+/** What a purchase of an event with holds can become: each is a label of onsale_checkout_transitions_total. */
+export const CHECKOUT_TRANSITIONS = [
+  'held',
+  'waitlisted',
+  'confirmed',
+  'expired',
+  'cancelled',
+  'rejected',
+] as const;
+/** late: the provider confirmed a charge after the purchase had expired or was cancelled (it is refunded). */
+export const PAYMENT_OUTCOMES = ['succeeded', 'declined', 'failed', 'late'] as const;
+export const WEBHOOK_FAILURES = ['signature', 'error'] as const;
 
 export function metricsEnabled(): boolean {
   return enabled;
@@ -122,6 +141,33 @@ const storageReads = new Counter({
   name: 'onsale_storage_reads_total',
   help: 'Reads of events, availability and purchases that were sent to PostgreSQL replicas or primaries (counted when replicas are configured)',
   labelNames: ['target'] as const,
+  registers,
+});
+
+const checkoutTransitions = new Counter({
+  name: 'onsale_checkout_transitions_total',
+  help: 'Purchases of events with holds entering a status: held, waitlisted, confirmed (paid), expired, cancelled, rejected (off the waitlist)',
+  labelNames: ['to'] as const,
+  registers,
+});
+
+const payments = new Counter({
+  name: 'onsale_payments_total',
+  help: 'Payment answers recorded, by outcome (late: succeeded after the purchase expired or was cancelled, then refunded)',
+  labelNames: ['outcome'] as const,
+  registers,
+});
+
+const refunds = new Counter({
+  name: 'onsale_refunds_total',
+  help: 'Refunds made (charges that came after their purchase could no longer be confirmed)',
+  registers,
+});
+
+const webhookFailures = new Counter({
+  name: 'onsale_webhook_failures_total',
+  help: 'Payment webhooks refused (signature: bad, missing or stale signature) or failed (error)',
+  labelNames: ['reason'] as const,
   registers,
 });
 
@@ -211,6 +257,11 @@ export function observeBatch(
     allocationDuration.observe(seconds);
     const now = Date.now();
     for (const o of outcomes) {
+      // Held and waitlisted purchases are not final: their end is counted by the checkout metrics.
+      if (o.outcome === 'held' || o.outcome === 'waitlisted') {
+        checkoutTransitions.inc({ to: o.outcome });
+        continue;
+      }
       finalized.inc(o.reason ? { outcome: o.outcome, reason: o.reason } : { outcome: o.outcome });
       endToEnd.observe(Math.max(0, (now - Date.parse(o.acceptedAt)) / 1000));
     }
@@ -228,4 +279,66 @@ export function setWorkerCount(count: number): void {
     if (!registry.getSingleMetric('onsale_workers')) registry.registerMetric(workers);
     workers.set(count);
   });
+}
+
+/** Status changes of checkout (expiry, cancel, payment, the waitlist served). */
+export function countCheckoutChanges(changes: ReadonlyArray<{ to: string }>): void {
+  safely(() => {
+    for (const c of changes) checkoutTransitions.inc({ to: c.to });
+  });
+}
+
+export function countPaymentOutcome(outcome: (typeof PAYMENT_OUTCOMES)[number]): void {
+  safely(() => payments.inc({ outcome }));
+}
+
+export function countRefund(): void {
+  safely(() => refunds.inc());
+}
+
+export function countWebhookFailure(reason: (typeof WEBHOOK_FAILURES)[number]): void {
+  safely(() => webhookFailures.inc({ reason }));
+}
+
+const roomJoins = new Counter({
+  name: 'onsale_room_joins_total',
+  help: 'Joins of a waiting room answered: a new place (created) or the one the buyer had (existing)',
+  labelNames: ['result'] as const,
+  registers,
+});
+
+const roomAdmissions = new Counter({
+  name: 'onsale_room_admissions_total',
+  help: 'Places whose turn came in a waiting room: let in (admitted) or skipped as abandoned (expired)',
+  labelNames: ['outcome'] as const,
+  registers,
+});
+
+const roomEstimateError = new Histogram({
+  name: 'onsale_room_estimate_error_seconds',
+  help: 'For each admitted buyer told an estimate at join: |estimated wait - actual wait|',
+  buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
+  registers,
+});
+
+export function countRoomJoin(created: boolean): void {
+  if (!enabled) return;
+  roomJoins.inc({ result: created ? 'created' : 'existing' });
+}
+
+/** One step of a line: who was let in (with the wait seen and the one told at join) and who was skipped. */
+export function observeRoomStep(
+  admitted: ReadonlyArray<{ waitedSeconds: number; etaAtJoin: number | null }>,
+  expired: number,
+): void {
+  if (!enabled) return;
+  try {
+    if (admitted.length > 0) roomAdmissions.inc({ outcome: 'admitted' }, admitted.length);
+    if (expired > 0) roomAdmissions.inc({ outcome: 'expired' }, expired);
+    for (const a of admitted) {
+      if (a.etaAtJoin !== null) roomEstimateError.observe(Math.abs(a.etaAtJoin - a.waitedSeconds));
+    }
+  } catch {
+    // A metric never breaks the line.
+  }
 }

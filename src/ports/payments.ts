@@ -29,6 +29,18 @@ export interface PaymentProvider {
    * WebhookSignatureError (bad, missing or stale signature) and changes nothing then.
    */
   parseWebhook(rawBody: Buffer, signatureHeader: string | undefined): PaymentWebhook;
+
+  /**
+   * Only for a provider whose 3-D Secure step is a page of onsale's own (the test provider): records the
+   * buyer's choice there and returns the signed webhook the provider sends about it, which onsale then
+   * takes through its webhook route like any other. Null when the payment awaits no action.
+   */
+  completeAction?(purchaseId: string, outcome: 'approve' | 'fail'): Promise<SignedWebhook | null>;
+}
+
+export interface SignedWebhook {
+  body: Buffer;
+  signature: string;
 }
 
 export interface ChargeRequest {

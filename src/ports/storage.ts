@@ -1,4 +1,5 @@
 import type { PurchaseOutcome } from '../domain/batch.js';
+import type { PaymentRefusal, ProviderAnswer, StatusChange } from '../domain/checkout.js';
 import type {
   AcceptedPurchase,
   EventStats,
@@ -52,6 +53,38 @@ export interface Storage {
    */
   applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult>;
 
+  // Checkout (events with holds). Each call is one transaction; the decisions are src/domain/checkout.ts's,
+  // and every status change is conditional on the status it was read in, so concurrent callers (several
+  // web servers and workers) each take effect at most once.
+
+  /**
+   * Ends up to `limit` holds whose holdExpiresAt is at or before `now`: expired, tickets back on sale,
+   * waitlisted purchases served. Returns the status changes made (none when another process was first).
+   */
+  expireHolds(now: Date, limit: number): Promise<StatusChange[]>;
+  /** Cancels a held or waitlisted purchase (see cancelDecision()); null for an unknown purchase. */
+  cancelPurchase(purchaseId: string, now: Date): Promise<CancelResult | null>;
+  /**
+   * Records a payment attempt, durably, before the provider is called: when it is payable (refusal null),
+   * the payment turns `processing` and a worker will reconcile it with the provider should the caller
+   * never record the answer. Returns the purchase and its total; null for an unknown purchase.
+   */
+  beginPayment(purchaseId: string, attemptKey: string, now: Date): Promise<PaymentStart | null>;
+  /**
+   * Records what the provider said of a purchase's payment (an answer to a charge, a retrieve, or a
+   * webhook, then with its provider event id: a delivery seen before changes nothing) and applies it: a
+   * succeeded charge confirms a held purchase, or makes a refund due on one that ended unpaid.
+   */
+  recordPayment(purchaseId: string, update: PaymentUpdate, now: Date): Promise<PaymentRecord>;
+  /** Payments a worker must look after now: unsettled ones to reconcile, refunds that are due. */
+  paymentWork(now: Date, limit: number): Promise<Array<{ purchaseId: string; refundDue: boolean }>>;
+  /** A purchase's payment history, oldest first. */
+  paymentHistory(purchaseId: string): Promise<PaymentHistoryEntry[]>;
+  /** Durable key-value state for payment providers that keep theirs in onsale's database. */
+  providerState(provider: string, key: string): Promise<{ value: string; version: number } | null>;
+  /** Writes provider state if its version is still `expected` (null: absent); false when it moved. */
+  setProviderState(provider: string, key: string, value: string, expected: number | null): Promise<boolean>;
+
   /** Throws UnavailableError when the database does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -61,4 +94,37 @@ export interface Storage {
 export interface BatchResult {
   applied: number;
   outcomes: PurchaseOutcome[];
+}
+
+export interface CancelResult {
+  outcome: 'cancelled' | 'already' | 'not_cancellable';
+  purchase: Purchase;
+  changes: StatusChange[];
+}
+
+export interface PaymentStart {
+  refusal: PaymentRefusal | null;
+  purchase: Purchase;
+  amountCents: number;
+}
+
+/** What a provider said of a payment, as recordPayment() takes it. */
+export type PaymentUpdate = ProviderAnswer & {
+  /** Set for a webhook: the provider and its event id, recorded so that a second delivery does nothing. */
+  webhook?: { provider: string; eventId: string };
+};
+
+export interface PaymentRecord {
+  /** A webhook delivery seen before: nothing was done. */
+  duplicate: boolean;
+  /** confirmed: the purchase was confirmed now; refund_due: the caller should refund it now. */
+  effect: 'confirmed' | 'refund_due' | 'recorded' | 'none';
+  purchase: Purchase | null;
+  changes: StatusChange[];
+}
+
+export interface PaymentHistoryEntry {
+  at: string;
+  kind: string;
+  detail: string | null;
 }

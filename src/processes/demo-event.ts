@@ -6,7 +6,8 @@ export function createDemoEvent(storage: Storage): Promise<SaleEvent> {
   return storage.createEvent({
     name: 'DJ Night (demo)',
     salesOpenAt: new Date().toISOString(),
-    holdSeconds: 0,
+    // Paid with holds: the buyer has 5 minutes to pay (the test payment provider unless configured).
+    holdSeconds: 300,
     // The buyer page asks for an email: the demo takes nothing else, so one person is one buyer.
     buyerIdKind: 'email',
     ticketTypes: [

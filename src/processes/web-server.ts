@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
-import { openOutbox, openQueue, openStorage } from '../adapters/index.js';
+import { openOutbox, openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
+import { openPaymentProvider } from '../adapters/payments/index.js';
 import type { Config } from '../config.js';
 import { countStorageRead, registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
@@ -19,10 +20,12 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   const queue = await openQueue(config.queueUrl, config);
   // Read for the outbox gauges of /metrics only.
   const outbox = config.metrics ? await openOutbox(config.databaseUrl) : undefined;
-  await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate()]);
+  const room = await openWaitingRoom(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate(), room.migrate()]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
-  const web = buildApp({ config, storage, queue, adminToken, logger, ownMetrics, outbox });
+  const payments = await openPaymentProvider(config, storage);
+  const web = buildApp({ config, storage, queue, room, adminToken, logger, payments, ownMetrics, outbox });
   await web.app.listen({ port: config.port, host: config.host });
 
   onShutdown(logger, async () => {
@@ -32,6 +35,6 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     if (config.drainDelay > 0) await new Promise((r) => setTimeout(r, config.drainDelay));
     await web.app.close();
     await web.drain();
-    await Promise.all([storage.close(), queue.close(), outbox?.close()]);
+    await Promise.all([storage.close(), queue.close(), outbox?.close(), room.close()]);
   });
 }

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { openMailer, openOutbox, openQueue, openStorage } from '../adapters/index.js';
+import { openMailer, openOutbox, openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
 import type { Config } from '../config.js';
 import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
@@ -7,7 +7,10 @@ import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { domainOf } from '../mail/ticket-email.js';
 import { startMailLoop } from '../worker/mail.js';
+import { startRoomTicker } from '../worker/room-ticker.js';
 import { startWorkerLoop } from '../worker/worker.js';
+import { startCheckoutSweeper } from '../worker/checkout-sweeper.js';
+import { openPaymentProvider } from '../adapters/payments/index.js';
 import { startProcessMetrics } from './machine-metrics.js';
 
 /**
@@ -35,7 +38,8 @@ export async function runWorker(
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
   const outbox = await openOutbox(config.databaseUrl);
-  await Promise.all([storage.migrate(), queue.migrate(), outbox.migrate()]);
+  const room = await openWaitingRoom(config.databaseUrl);
+  await Promise.all([storage.migrate(), queue.migrate(), outbox.migrate(), room.migrate()]);
   const id = workerId ?? `${hostname()}-${process.pid}`;
   const loop = startWorkerLoop({
     storage,
@@ -55,9 +59,15 @@ export async function runWorker(
     senderDomain: domainOf(config.mailFrom),
     logger,
   });
+  const sweeper = startCheckoutSweeper({
+    storage,
+    provider: await openPaymentProvider(config, storage),
+    logger,
+  });
+  const ticker = startRoomTicker({ storage, room, logger });
   logger.info({ workerId: id, mail: config.smtpUrl ? 'on' : 'off' }, 'worker started');
   onShutdown(logger, async () => {
-    await Promise.all([loop.stop(), mail.stop()]);
-    await Promise.all([storage.close(), queue.close(), outbox.close(), listener?.close()]);
+    await Promise.all([loop.stop(), mail.stop(), sweeper.stop(), ticker.stop()]);
+    await Promise.all([storage.close(), queue.close(), outbox.close(), room.close(), listener?.close()]);
   });
 }

@@ -55,3 +55,11 @@ export function newTickets(count: number): Array<{ id: string; code: string }> {
   }
   return out;
 }
+
+/**
+ * A place in a waiting room: reading it returns its admission token, so like a purchase id it is the
+ * holder's credential and carries 128 random bits. 22 URL-safe characters.
+ */
+export function newPlaceId(): string {
+  return randomBytes(16).toString('base64url');
+}

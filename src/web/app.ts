@@ -5,6 +5,11 @@ import { UnavailableError } from '../domain/errors.js';
 import type { Outbox } from '../ports/outbox.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
+import type { PaymentProvider } from '../ports/payments.js';
+import type { WaitingRoom } from '../ports/waiting-room.js';
+import { AdmissionSigner } from './admission-token.js';
+import { RoomReader } from './room-reader.js';
+import { queueAdminRoutes, queueRoutes } from './routes/queue.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
 import {
@@ -27,6 +32,7 @@ import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { purchaseRoutes } from './routes/purchases.js';
+import { checkoutRoutes } from './routes/checkout.js';
 
 /** Connections silent for this long are closed (at least the request timeout). */
 const IDLE_CONNECTION_MS = 60_000;
@@ -36,8 +42,12 @@ interface AppDeps {
   config: Config;
   storage: Storage;
   queue: Queue;
+  /** The waiting rooms' lines (in the database). */
+  room: WaitingRoom;
   adminToken: string;
   logger: Logger;
+  /** The payment provider of held purchases (ONSALE_PAYMENTS). */
+  payments: PaymentProvider;
   /**
    * The text of this process's own metrics for GET /metrics: its registry, or, for a web server of
    * `onsale start`, the sum over every process of the machine (the process decides, not the app).
@@ -54,7 +64,7 @@ interface OnsaleApp {
    * come are served as usual until close.
    */
   startDraining(): void;
-  /** Waits for purchases being written to the queue. */
+  /** Waits for purchases being written to the queue, joins to the room, and records the reads of places. */
   drain(): Promise<void>;
 }
 
@@ -63,8 +73,10 @@ export function buildApp({
   config,
   storage,
   queue,
+  room,
   adminToken,
   logger,
+  payments,
   ownMetrics,
   outbox,
 }: AppDeps): OnsaleApp {
@@ -142,6 +154,7 @@ export function buildApp({
   installObservability(app, {
     storage,
     queue,
+    room,
     logger,
     adminToken,
     ownMetrics: ownMetrics ?? (() => registry.metrics()),
@@ -154,6 +167,8 @@ export function buildApp({
     if (!exempt.has(request.ip)) addressLimit.take(request.ip);
   });
 
+  const signer = new AdmissionSigner(adminToken);
+  const reader = new RoomReader(room, signer, logger);
   registerPages(app, {
     listEvents: () => storage.listEvents(),
     event: async (eventId) => {
@@ -161,6 +176,25 @@ export function buildApp({
       return event && withAvailability(event, await lookups.availability(event.id));
     },
     purchase: (purchaseId) => lookups.findPurchase(purchaseId),
+    // The test provider's 3-D Secure page: the buyer's choice goes through the webhook route, signed, as a
+    // real provider's webhook would.
+    completeAction: payments.completeAction
+      ? async (purchaseId, outcome) => {
+          const signed = await payments.completeAction!(purchaseId, outcome);
+          if (!signed) return false;
+          const delivered = await app.inject({
+            method: 'POST',
+            url: `/webhooks/${payments.name}`,
+            headers: { 'content-type': 'application/json', 'onsale-signature': signed.signature },
+            payload: signed.body,
+          });
+          // Not delivered (storage down, say): a worker reconciles the payment with the provider later.
+          if (delivered.statusCode !== 200)
+            logger.warn({ status: delivered.statusCode }, 'webhook not taken');
+          return true;
+        }
+      : null,
+    place: (placeId) => reader.read(placeId),
   });
   app.register(healthRoutes, {
     storage,
@@ -169,7 +203,17 @@ export function buildApp({
     writeProblem: () => writes.problem(),
   });
   app.register(eventRoutes, { storage, lookups });
-  app.register(purchaseRoutes, { config, storage, queue, lookups, commits });
+  app.register(purchaseRoutes, {
+    config,
+    storage,
+    queue,
+    lookups,
+    commits,
+    admissions: { signer, room },
+  });
+  app.register(checkoutRoutes, { config, storage, lookups, payments });
+  app.register(queueRoutes, { lookups, reader });
+  app.register(queueAdminRoutes, { lookups, room, reader, adminToken });
   app.register(adminRoutes, { storage, queue, lookups, adminToken });
 
   return {
@@ -177,7 +221,10 @@ export function buildApp({
     startDraining: () => {
       draining = true;
     },
-    drain: () => commits.drain(),
+    drain: async () => {
+      await commits.drain();
+      await reader.close();
+    },
   };
 }
 

@@ -20,14 +20,35 @@ export const ERROR_CODES: Record<ApiErrorCode, { status: number; when: string }>
     status: 401,
     when: 'no valid `Authorization: Bearer <admin token>` (with `WWW-Authenticate: Bearer realm="onsale"`)',
   },
-  forbidden: { status: 403, when: "a buy form posted from another site's page" },
-  not_found: { status: 404, when: 'no such event, purchase or route' },
+  payment_declined: {
+    status: 402,
+    when: 'the payment provider declined the payment: nothing charged, the purchase stays `held`',
+  },
+  forbidden: { status: 403, when: "a buy or join form posted from another site's page" },
+  admission_required: {
+    status: 403,
+    when: 'a purchase of an event with a waiting room without a valid `Onsale-Admission` token',
+  },
+  not_found: {
+    status: 404,
+    when: 'no such event, purchase, place in line or route; a webhook of a provider that is not the configured one',
+  },
   request_timeout: {
     status: 408,
     when: 'the headers and body did not arrive within ONSALE_REQUEST_TIMEOUT; the connection is closed',
   },
   sales_not_open: { status: 409, when: "a purchase before the event's salesOpenAt" },
+  queue_not_open: { status: 409, when: 'joining a waiting room before its `opensAt`' },
   idempotency_conflict: { status: 409, when: 'an Idempotency-Key used again with a different body' },
+  hold_expired: { status: 409, when: 'paying a purchase whose hold has expired' },
+  not_payable: {
+    status: 409,
+    when: 'paying a purchase that is not held: queued, waitlisted, cancelled or rejected',
+  },
+  not_cancellable: {
+    status: 409,
+    when: 'cancelling a purchase that is queued, confirmed or otherwise final',
+  },
   payload_too_large: { status: 413, when: 'the body is larger than ONSALE_BODY_LIMIT' },
   unsupported_media_type: { status: 415, when: 'a body that is not `application/json`' },
   rate_limited: {
@@ -42,7 +63,7 @@ export const ERROR_CODES: Record<ApiErrorCode, { status: number; when: string }>
   },
   unavailable: {
     status: 503,
-    when: 'the database or the queue does not answer, or the server is draining (with `Retry-After`)',
+    when: 'the database, the queue or the payment provider does not answer, or the server is draining (with `Retry-After`)',
   },
 };
 

@@ -4,10 +4,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { countAccepted, countRefused, metricsEnabled, observeRequest, registry } from '../metrics/metrics.js';
 import { sharedStateMetrics } from '../metrics/shared-state.js';
+import { roomStateMetrics } from '../metrics/room-state.js';
 import { logRef } from '../shared/logger.js';
 import type { Queue } from '../ports/queue.js';
 import type { Outbox } from '../ports/outbox.js';
 import type { Storage } from '../ports/storage.js';
+import type { WaitingRoom } from '../ports/waiting-room.js';
 import { requireAdminToken } from './admin-token.js';
 import { errorResponses, sendError } from './errors.js';
 import { ADMIN_SECURITY } from './openapi.js';
@@ -15,7 +17,7 @@ import { textResponse } from './schemas.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
 /** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
-const POLLED = new Set(['/healthz', '/readyz', '/metrics']);
+const POLLED = new Set(['/healthz', '/readyz', '/metrics', '/api/queue/:placeId']);
 /** An X-Request-Id from a load balancer is kept when it looks like an id; anything else gets a fresh one. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -85,6 +87,7 @@ export function installObservability(
     outbox?: Outbox;
     storage: Storage;
     queue: Queue;
+    room: WaitingRoom;
     logger: Logger;
     ownMetrics: () => Promise<string>;
     adminToken: string;
@@ -119,6 +122,7 @@ export function installObservability(
   const shared = metricsEnabled()
     ? sharedStateMetrics(deps.storage, deps.queue, deps.logger, deps.outbox)
     : null;
+  const rooms = metricsEnabled() ? roomStateMetrics(deps.storage, deps.room, deps.logger) : null;
   // Per-event sales and the queue's depth are as private as the admin stats: the same token is asked for
   // (Prometheus sends it from a credentials file, prometheus-config.ts).
   // With metrics off there is nothing to protect: a 404 says so to anyone.
@@ -142,7 +146,7 @@ export function installObservability(
       try {
         const own = await deps.ownMetrics();
         reply.type(registry.contentType);
-        return own + (await shared());
+        return own + (await shared()) + ((await rooms?.()) ?? '');
       } catch (error) {
         deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
         return sendError(reply, 'unavailable', 'the metrics cannot be gathered right now', 1);

@@ -74,6 +74,7 @@ export function registerOpenApi(app: FastifyInstance): void {
       tags: [
         { name: 'public', description: 'Buying and reading events and purchases' },
         { name: 'admin', description: 'Needs the admin token' },
+        { name: 'payments', description: "The payment provider's webhooks (not for clients)" },
         { name: 'operations', description: 'Health, readiness, metrics and this document' },
         { name: 'pages', description: 'The HTML pages of buyers and the organizer, and their files' },
       ],

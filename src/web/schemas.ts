@@ -32,7 +32,46 @@ export const newEventBody = {
     holdSeconds: { type: 'integer', minimum: 0, maximum: 86_400, default: 0 },
     buyerIdKind: { type: 'string', enum: BUYER_ID_KINDS, default: 'any' },
     ticketTypes: { type: 'array', minItems: 1, maxItems: 50, items: ticketTypeInput },
+    waitingRoom: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        opensAt: { type: 'string', format: 'date-time', maxLength: 64 },
+        maxActiveBuyers: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1, maximum: 10_000_000 },
+        sessionSeconds: { type: 'integer', minimum: 10, maximum: 86_400 },
+      },
+    },
   },
+} as const;
+
+/** The limits an organizer may change during a sale (PATCH /api/events/:eventId/queue). */
+export const roomLimitsBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    maxActiveBuyers: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1, maximum: 10_000_000 },
+  },
+} as const;
+
+export interface RoomLimitsBody {
+  maxActiveBuyers?: number;
+  maxAdmittedPerMinute?: number | null;
+}
+
+export const joinBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['buyerId'],
+  properties: { buyerId: { type: 'string', minLength: 1, maxLength: 128 } },
+} as const;
+
+export const placeParams = {
+  type: 'object',
+  required: ['placeId'],
+  properties: { placeId: { type: 'string', minLength: 1, maxLength: 64 } },
 } as const;
 
 export const purchaseBody = {
@@ -83,6 +122,12 @@ export const purchaseHeaders = {
         'Optional. Sent again with the same body (for the same event and buyer) it answers the same purchase ' +
         'instead of making a second one; with another body it is a 409 idempotency_conflict. Kept 24 hours.',
     },
+    'onsale-admission': {
+      type: 'string',
+      description:
+        "The admission token of the buyer's admitted place (GET /api/queue/{placeId}), for an event with a " +
+        'waiting room; without a valid one such a purchase is a 403 admission_required.',
+    },
   },
 } as const;
 
@@ -131,6 +176,17 @@ export const eventView = {
       description: '`email`: buyer ids must be email addresses',
     },
     ticketTypes: { type: 'array', items: ticketTypeView },
+    waitingRoom: {
+      type: ['object', 'null'],
+      description: 'the waiting room in front of its purchases; null (or absent): none',
+      required: ['opensAt', 'maxActiveBuyers', 'maxAdmittedPerMinute', 'sessionSeconds'],
+      properties: {
+        opensAt: { ...isoTime, description: 'when the room takes its first places' },
+        maxActiveBuyers: { type: 'integer', minimum: 1 },
+        maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1 },
+        sessionSeconds: { type: 'integer', minimum: 1, description: 'how long an admission lasts' },
+      },
+    },
   },
 } as const;
 
@@ -150,7 +206,15 @@ export const eventList = {
   },
 } as const;
 
-const PURCHASE_STATUSES = ['queued', 'held', 'confirmed', 'rejected', 'expired', 'cancelled'] as const;
+const PURCHASE_STATUSES = [
+  'queued',
+  'waitlisted',
+  'held',
+  'confirmed',
+  'rejected',
+  'expired',
+  'cancelled',
+] as const;
 
 export const purchaseView = {
   description: 'the purchase',
@@ -198,7 +262,30 @@ export const purchaseView = {
         properties: { id, ticketTypeId: id, code: { type: 'string' } },
       },
     },
-    holdExpiresAt: { type: ['string', 'null'], format: 'date-time' },
+    holdExpiresAt: {
+      type: ['string', 'null'],
+      format: 'date-time',
+      description: 'when a held purchase expires unless paid',
+    },
+    payment: {
+      type: ['object', 'null'],
+      description: 'the payment of a held purchase, as onsale last recorded it; null before any attempt',
+      required: ['status', 'nextActionUrl'],
+      properties: {
+        status: {
+          type: 'string',
+          enum: ['processing', 'requires_action', 'succeeded', 'declined', 'failed'],
+        },
+        nextActionUrl: {
+          type: ['string', 'null'],
+          description: 'where the buyer completes a step the provider asks for (3-D Secure)',
+        },
+      },
+    },
+    refunded: {
+      type: 'boolean',
+      description: 'a charge that came after the purchase had ended (expired, cancelled) was refunded',
+    },
     createdAt: isoTime,
     updatedAt: isoTime,
   },
@@ -245,9 +332,13 @@ export const eventStats = {
     },
     purchases: {
       type: 'object',
-      description: 'purchases by status; queued counts dead letters too',
+      description:
+        'purchases by status; queued counts dead letters too; refunded: expired or cancelled purchases ' +
+        'whose late charge was refunded',
       required: [...PURCHASE_STATUSES],
-      properties: Object.fromEntries(PURCHASE_STATUSES.map((s) => [s, { type: 'integer', minimum: 0 }])),
+      properties: Object.fromEntries(
+        [...PURCHASE_STATUSES, 'refunded'].map((s) => [s, { type: 'integer', minimum: 0 }]),
+      ),
     },
     shard: {
       type: 'integer',
@@ -258,6 +349,102 @@ export const eventStats = {
       type: 'integer',
       minimum: 0,
       description: "the event's purchases that failed processing too often, waiting for an operator",
+    },
+  },
+} as const;
+
+/** A place in an event's waiting room (POST /api/events/:eventId/queue, GET /api/queue/:placeId). */
+export const placeView = {
+  description: "the buyer's place in line",
+  type: 'object',
+  required: [
+    'placeId',
+    'eventId',
+    'buyerId',
+    'state',
+    'position',
+    'aheadOfYou',
+    'etaSeconds',
+    'admission',
+    'refreshAfterSeconds',
+  ],
+  properties: {
+    placeId: { ...id, description: "the place's id: read the place with it" },
+    eventId: id,
+    buyerId: { type: 'string', description: 'as the buyer typed it' },
+    state: {
+      type: 'string',
+      enum: ['prequeue', 'waiting', 'admitted', 'sold_out', 'expired'],
+      description: 'prequeue: joined before the sales open, shuffled at the opening',
+    },
+    position: {
+      type: ['integer', 'null'],
+      description: 'the place in line, from 1; null before the shuffle',
+    },
+    aheadOfYou: { type: ['integer', 'null'], minimum: 0 },
+    etaSeconds: { type: ['number', 'null'], minimum: 0, description: 'an estimate of the wait' },
+    admission: {
+      type: ['object', 'null'],
+      description: 'once admitted: the token to send as Onsale-Admission with the purchase',
+      required: ['token', 'expiresAt'],
+      properties: { token: { type: 'string' }, expiresAt: isoTime },
+    },
+    refreshAfterSeconds: { type: 'number', minimum: 0, description: 'when to read the place again' },
+  },
+} as const;
+
+/** The organizer's view of a line (GET and PATCH /api/events/:eventId/queue). */
+export const lineView = {
+  description: "the line's length per state, its limits and its speed",
+  type: 'object',
+  required: [
+    'eventId',
+    'opened',
+    'prequeue',
+    'waiting',
+    'soldOutPlaces',
+    'admitted',
+    'active',
+    'expired',
+    'soldOut',
+    'maxActiveBuyers',
+    'maxAdmittedPerMinute',
+    'admittedLastMinute',
+    'etaOfLastSeconds',
+  ],
+  properties: {
+    eventId: id,
+    opened: { type: 'boolean', description: 'the sales opened and the early places were shuffled' },
+    prequeue: { type: 'integer', minimum: 0 },
+    waiting: { type: 'integer', minimum: 0 },
+    soldOutPlaces: { type: 'integer', minimum: 0, description: 'places still in line once sold out' },
+    admitted: { type: 'integer', minimum: 0 },
+    active: { type: 'integer', minimum: 0, description: 'admitted buyers whose purchase is not final yet' },
+    expired: { type: 'integer', minimum: 0 },
+    soldOut: { type: 'boolean' },
+    maxActiveBuyers: { type: 'integer', minimum: 1 },
+    maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1 },
+    admittedLastMinute: { type: 'integer' },
+    etaOfLastSeconds: { type: ['number', 'null'], description: 'the estimated wait of the last in line' },
+  },
+} as const;
+
+/** A purchase's payment history, for the admin (GET /api/purchases/:purchaseId/payments). */
+export const paymentHistoryView = {
+  description: "the purchase's payment, and every attempt, answer, webhook and refund recorded for it",
+  type: 'object',
+  required: ['purchaseId', 'payment', 'refunded', 'history'],
+  properties: {
+    purchaseId: id,
+    payment: purchaseView.properties.payment,
+    refunded: purchaseView.properties.refunded,
+    history: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['at', 'kind', 'detail'],
+        properties: { at: isoTime, kind: { type: 'string' }, detail: { type: ['string', 'null'] } },
+      },
     },
   },
 } as const;
@@ -288,6 +475,12 @@ export interface NewEventBody {
   holdSeconds: number;
   buyerIdKind: BuyerIdKind;
   ticketTypes: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer: number }>;
+  waitingRoom?: {
+    opensAt?: string;
+    maxActiveBuyers?: number;
+    maxAdmittedPerMinute?: number | null;
+    sessionSeconds?: number;
+  };
 }
 
 export interface PurchaseBody {

@@ -1,13 +1,16 @@
 import { join } from 'node:path';
 import { PostgresQueue } from '../../src/adapters/postgres/queue.js';
 import { PostgresStorage } from '../../src/adapters/postgres/storage.js';
+import { PostgresWaitingRoom } from '../../src/adapters/postgres/waiting-room.js';
 import { RedisQueue } from '../../src/adapters/redis/queue.js';
 import { ShardedQueue } from '../../src/adapters/sharding/sharded-queue.js';
 import { ShardedStorage } from '../../src/adapters/sharding/sharded-storage.js';
 import { SqliteQueue } from '../../src/adapters/sqlite/queue.js';
 import { SqliteStorage } from '../../src/adapters/sqlite/storage.js';
+import { SqliteWaitingRoom } from '../../src/adapters/sqlite/waiting-room.js';
 import type { Queue } from '../../src/ports/queue.js';
 import type { Storage } from '../../src/ports/storage.js';
+import type { WaitingRoom } from '../../src/ports/waiting-room.js';
 import { tempDir } from './processes.js';
 import type { Backend } from './services.js';
 import { rabbitQueue } from './rabbitmq.js';
@@ -212,4 +215,17 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
   // redis-server itself is what 'redis' names: this entry starts its own cluster of them.
   { ...entry('redis cluster', ['redis'], redisCluster.open), teardown: redisCluster.teardown },
   entry('rabbitmq (index in postgres)', ['rabbitmq', 'postgres'], rabbitQueue),
+];
+
+export const waitingRoomAdapters: Array<AdapterFactory<WaitingRoom>> = [
+  entry(
+    'sqlite',
+    [],
+    sqlite((url) => new SqliteWaitingRoom(url)),
+  ),
+  entry(
+    'postgres',
+    ['postgres'],
+    postgres((url) => new PostgresWaitingRoom(url)),
+  ),
 ];

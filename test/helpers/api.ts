@@ -3,6 +3,7 @@ import { ADMIN_TOKEN } from './processes.js';
 interface EventInput {
   name?: string;
   salesOpenAt?: string;
+  holdSeconds?: number;
   ticketTypes?: Array<{ name: string; priceCents: number; capacity: number; maxPerBuyer?: number }>;
 }
 
@@ -10,6 +11,7 @@ export interface CreatedEvent {
   id: string;
   name: string;
   salesOpenAt: string;
+  holdSeconds: number;
   ticketTypes: Array<{ id: string; name: string; capacity: number; maxPerBuyer: number; available: number }>;
 }
 
@@ -20,6 +22,7 @@ export async function createEvent(baseUrl: string, input: EventInput = {}): Prom
     body: JSON.stringify({
       name: input.name ?? 'Test night',
       ...(input.salesOpenAt ? { salesOpenAt: input.salesOpenAt } : {}),
+      ...(input.holdSeconds !== undefined ? { holdSeconds: input.holdSeconds } : {}),
       ticketTypes: input.ticketTypes ?? [{ name: 'GA', priceCents: 1000, capacity: 100, maxPerBuyer: 4 }],
     }),
   });

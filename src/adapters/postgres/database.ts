@@ -265,7 +265,7 @@ const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`
  * ticket emails (outbox.ts), which lives beside the storage because the transaction that confirms a
  * purchase writes it.
  */
-type Component = 'storage' | 'queue' | 'rabbitmq' | 'records' | 'outbox';
+type Component = 'storage' | 'queue' | 'rabbitmq' | 'records' | 'outbox' | 'room';
 
 /**
  * Applies the numbered, append-only migrations of one component that the database has not seen yet, all in

@@ -1,18 +1,45 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
 import { canonicalBuyerId, type BuyerIdKind } from '../../domain/buyer.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
+import {
+  cancelDecision,
+  orderTotal,
+  paymentRefusal,
+  paymentStep,
+  planConfirm,
+  planRelease,
+  reconcileAfter,
+  RECONCILE_AGAIN_MS,
+  RECONCILE_FIRST_MS,
+  waitlistNeeded,
+  type CheckoutPlan,
+  type StatusChange,
+  type StoredPayment,
+  type StoredPurchase,
+} from '../../domain/checkout.js';
 import { newId, newTickets } from '../../shared/ids.js';
 import type {
   AcceptedPurchase,
   EventStats,
   NewEvent,
+  PaymentStatus,
   Purchase,
   PurchaseItem,
   PurchaseStatus,
   RejectReason,
   SaleEvent,
+  WaitingRoomSettings,
 } from '../../domain/types.js';
-import type { BatchResult, Storage } from '../../ports/storage.js';
+import { zeroPurchaseCounts } from '../../domain/types.js';
+import type {
+  BatchResult,
+  CancelResult,
+  PaymentHistoryEntry,
+  PaymentRecord,
+  PaymentStart,
+  PaymentUpdate,
+  Storage,
+} from '../../ports/storage.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 
@@ -42,7 +69,16 @@ interface PurchaseRow {
   hold_expires_at: string | null;
   created_at: string;
   updated_at: string;
+  buyer_key: string | null;
+  payment_status: PaymentStatus | null;
+  next_action_url: string | null;
+  refund: 'due' | 'done' | null;
+  reconcile_after: string | null;
 }
+
+/** The columns of a purchase that PurchaseRow holds. */
+const PURCHASE_COLUMNS = `id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at,
+  buyer_key, payment_status, next_action_url, refund, reconcile_after`;
 
 /**
  * The statements of the storage adapter. Each says what it returns and what its parameters are. Lists
@@ -51,9 +87,10 @@ interface PurchaseRow {
 const SQL = {
   /**
    * Adds an event; a retry of a committed attempt does nothing. $1 id, $2 name, $3 sales_open_at,
-   * $4 hold_seconds, $5 buyer_id_kind.
+   * $4 hold_seconds, $5 buyer_id_kind, $6 waiting_room (JSON or null).
    */
-  insertEvent: `INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind) VALUES ($1, $2, $3, $4, $5)
+  insertEvent: `INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room)
+    VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (id) DO NOTHING`,
   /**
    * Adds an event's ticket types, positioned in array order. $1 event id, then one array per column:
@@ -67,17 +104,73 @@ const SQL = {
   /** Every event: id, name, sales_open_at, soonest sale first. No parameters. */
   listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
   /** The event $1 (id, name, sales_open_at, hold_seconds, buyer_id_kind), or no row. */
-  getEvent: 'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind FROM events WHERE id = $1',
+  getEvent:
+    'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room FROM events WHERE id = $1',
   /** The ticket types of event $1 with their stock, in the order they were given. */
   ticketTypes: `SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types
     WHERE event_id = $1 ORDER BY position`,
   /** Tickets left per ticket type of event $1: id, available. */
   availability: 'SELECT id, capacity - sold - held AS available FROM ticket_types WHERE event_id = $1',
-  /** Purchases of event $1 per status: status, n. */
-  purchaseCounts: 'SELECT status, count(*) AS n FROM purchases WHERE event_id = $1 GROUP BY status',
+  /** Purchases of event $1 per status, and those refunded: status, n. */
+  purchaseCounts: `SELECT status, count(*)::integer AS n FROM purchases WHERE event_id = $1 GROUP BY status
+    UNION ALL SELECT 'refunded', count(*)::integer FROM purchases WHERE event_id = $1 AND refund = 'done'`,
   /** The purchase $1, or no row. */
-  getPurchase: `SELECT id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at
-    FROM purchases WHERE id = $1`,
+  getPurchase: `SELECT ${PURCHASE_COLUMNS} FROM purchases WHERE id = $1`,
+  /** The purchase $1, locked for the rest of the transaction, or no row. */
+  lockPurchase: `SELECT ${PURCHASE_COLUMNS} FROM purchases WHERE id = $1 FOR UPDATE`,
+  /** Purchases among ids $1 still held, locked. */
+  lockHeld: `SELECT ${PURCHASE_COLUMNS} FROM purchases WHERE id = ANY($1::text[]) AND status = 'held' FOR UPDATE`,
+  /** hold_seconds of event $1. */
+  holdSeconds: 'SELECT hold_seconds FROM events WHERE id = $1',
+  /** The highest waitlist place given in event $1 (0: none). */
+  lastWaitlistSeq: `SELECT coalesce(max(waitlist_seq), 0)::bigint AS seq FROM purchases
+    WHERE event_id = $1 AND waitlist_seq IS NOT NULL`,
+  /** The waitlist of event $1, in acceptance order. */
+  waitlist: `SELECT ${PURCHASE_COLUMNS} FROM purchases
+    WHERE event_id = $1 AND waitlist_seq IS NOT NULL AND status = 'waitlisted' ORDER BY waitlist_seq`,
+  /** Up to $2 holds ending at or before $1: id, event_id. */
+  expiredHolds: `SELECT id, event_id FROM purchases WHERE status = 'held' AND hold_expires_at <= $1
+    ORDER BY hold_expires_at LIMIT $2`,
+  /**
+   * Moves purchase $5 from status $6 to $1 (reason $2, hold end $3 when not null), updated at $4. No row
+   * when it is no longer in status $6.
+   */
+  changeStatus: `UPDATE purchases SET status = $1, reason = $2, hold_expires_at = coalesce($3, hold_expires_at),
+    updated_at = $4 WHERE id = $5 AND status = $6`,
+  /** Changes sold by $2 and held by $3 of ticket type $1 (the CHECK refuses an oversell). */
+  moveStock: 'UPDATE ticket_types SET sold = sold + $2, held = held + $3 WHERE id = $1',
+  /** Gives $4 tickets of type $3 back from buyer $2's total in event $1. */
+  releaseBought: `UPDATE buyer_tickets SET quantity = quantity - $4
+    WHERE event_id = $1 AND buyer_id = $2 AND ticket_type_id = $3`,
+  /**
+   * Sets the payment of purchase $7: status $1, next action $2, payment id $3 (kept when null), refund
+   * $4, reconcile_after $5, updated at $6.
+   */
+  setPayment: `UPDATE purchases SET payment_status = $1, next_action_url = $2, payment_id = coalesce($3, payment_id),
+    refund = $4, reconcile_after = $5, updated_at = $6 WHERE id = $7`,
+  /** Adds to purchase $1's payment history: at $2, kind $3, detail $4. */
+  addHistory: 'INSERT INTO payment_events (purchase_id, at, kind, detail) VALUES ($1, $2, $3, $4)',
+  /** Purchase $1's payment history, oldest first. */
+  history: 'SELECT at, kind, detail FROM payment_events WHERE purchase_id = $1 ORDER BY seq',
+  /** Notes webhook event $2 of provider $1; no row when it was noted before. */
+  seenWebhook: `INSERT INTO webhook_events (provider, event_id) VALUES ($1, $2)
+    ON CONFLICT DO NOTHING RETURNING event_id`,
+  /**
+   * Takes up to $2 payments due for a look at $1 and postpones the next look to $3, so that workers
+   * sweeping together share them out. Returns id, refund.
+   */
+  takePaymentWork: `UPDATE purchases SET reconcile_after = $3 WHERE id IN (
+      SELECT id FROM purchases WHERE reconcile_after IS NOT NULL AND reconcile_after <= $1
+      ORDER BY reconcile_after LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING id, refund`,
+  /** Provider $1's state under key $2: value, version. */
+  getState: 'SELECT value, version FROM provider_state WHERE provider = $1 AND key = $2',
+  /** Starts provider $1's state under key $2 with value $3; no row when it exists. */
+  insertState: `INSERT INTO provider_state (provider, key, value, version) VALUES ($1, $2, $3, 1)
+    ON CONFLICT DO NOTHING`,
+  /** Replaces provider $1's state under key $2 with $3 if its version is still $4. */
+  updateState: `UPDATE provider_state SET value = $3, version = version + 1
+    WHERE provider = $1 AND key = $2 AND version = $4`,
   /** The tickets of purchase $1 (id, ticket_type_id, code), in the order they were issued. */
   ticketsOf: 'SELECT id, ticket_type_id, code FROM tickets WHERE purchase_id = $1 ORDER BY position',
   /**
@@ -85,7 +178,7 @@ const SQL = {
    * whose id or buyer_id is $2 or whose canonical buyer id (buyer_key) is $4. For the admin page: past the
    * event_id index it filters and sorts.
    */
-  listPurchases: `SELECT id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at
+  listPurchases: `SELECT ${PURCHASE_COLUMNS}
     FROM purchases WHERE event_id = $1 AND ($2::text IS NULL OR buyer_key = $4 OR buyer_id = $2 OR id = $2)
     ORDER BY created_at DESC, id DESC LIMIT $3`,
   /** The tickets (purchase_id, id, ticket_type_id, code) of the purchases $1, each purchase's in issue order. */
@@ -113,12 +206,16 @@ const SQL = {
   /**
    * Records decided purchases of event $1, updated at $2. One array per column: $3 ids, $4 buyer ids (as
    * typed), $5 statuses, $6 reasons (null when confirmed), $7 items (JSON), $8 created_at (acceptance
-   * time), $9 canonical buyer ids.
+   * time), $9 canonical buyer ids, $10 hold ends (null unless held), $11 waitlist places (null unless
+   * waitlisted).
    */
-  insertPurchases: `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, created_at, updated_at)
-    SELECT p.id, $1, p.buyer_id, p.buyer_key, p.status, p.reason, p.items, p.created_at, $2
-    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-      AS p (id, buyer_id, status, reason, items, created_at, buyer_key)`,
+  insertPurchases: `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, created_at, updated_at,
+      hold_expires_at, waitlist_seq)
+    SELECT p.id, $1, p.buyer_id, p.buyer_key, p.status, p.reason, p.items, p.created_at, $2, p.hold_expires_at,
+      p.waitlist_seq
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+      $11::bigint[])
+      AS p (id, buyer_id, status, reason, items, created_at, buyer_key, hold_expires_at, waitlist_seq)`,
   /** Issues tickets. One array per column: $1 ids, $2 purchase ids, $3 positions, $4 ticket type ids, $5 codes. */
   insertTickets: `INSERT INTO tickets (id, purchase_id, position, ticket_type_id, code)
     SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[])`,
@@ -144,6 +241,10 @@ const SQL = {
    * oversell is not updated, so the affected row count tells (the caller rolls back when it is short).
    */
   sell: `UPDATE ticket_types t SET sold = t.sold + s.quantity
+    FROM unnest($1::text[], $2::integer[]) AS s (id, quantity)
+    WHERE t.id = s.id AND t.sold + t.held + s.quantity <= t.capacity`,
+  /** As `sell`, for tickets newly held. */
+  hold: `UPDATE ticket_types t SET held = t.held + s.quantity
     FROM unnest($1::text[], $2::integer[]) AS s (id, quantity)
     WHERE t.id = s.id AND t.sold + t.held + s.quantity <= t.capacity`,
 } as const;
@@ -186,6 +287,7 @@ export class PostgresStorage implements Storage {
       holdSeconds: input.holdSeconds,
       buyerIdKind: input.buyerIdKind ?? 'any',
       ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
+      waitingRoom: input.waitingRoom ?? null,
     };
     const types = event.ticketTypes;
     await this.#db.transaction(async (tx) => {
@@ -195,6 +297,7 @@ export class PostgresStorage implements Storage {
         event.salesOpenAt,
         event.holdSeconds,
         event.buyerIdKind,
+        event.waitingRoom && JSON.stringify(event.waitingRoom),
       ]);
       await tx.query(SQL.insertTicketTypes, [
         event.id,
@@ -224,6 +327,7 @@ export class PostgresStorage implements Storage {
         sales_open_at: string;
         hold_seconds: number;
         buyer_id_kind: BuyerIdKind;
+        waiting_room: WaitingRoomSettings | null;
       }>(SQL.getEvent, [id]),
       this.#db.query<TicketTypeRow>(SQL.ticketTypes, [id]),
     ]);
@@ -242,6 +346,7 @@ export class PostgresStorage implements Storage {
         capacity: t.capacity,
         maxPerBuyer: t.max_per_buyer,
       })),
+      waitingRoom: row.waiting_room,
     };
   }
 
@@ -258,15 +363,10 @@ export class PostgresStorage implements Storage {
     return this.#db.transaction(async (tx): Promise<EventStats | null> => {
       if ((await tx.query(SQL.getEvent, [id])).rowCount === 0) return null;
       const types = await tx.query<TicketTypeRow>(SQL.ticketTypes, [id]);
-      const counts = await tx.query<{ status: PurchaseStatus; n: number }>(SQL.purchaseCounts, [id]);
-      const purchases: Record<PurchaseStatus, number> = {
-        queued: 0,
-        held: 0,
-        confirmed: 0,
-        rejected: 0,
-        expired: 0,
-        cancelled: 0,
-      };
+      const counts = await tx.query<{ status: PurchaseStatus | 'refunded'; n: number }>(SQL.purchaseCounts, [
+        id,
+      ]);
+      const purchases = zeroPurchaseCounts();
       for (const c of counts.rows) purchases[c.status] = c.n;
       return {
         eventId,
@@ -393,7 +493,16 @@ export class PostgresStorage implements Storage {
     for (const r of boughtRows.rows)
       bought.set(buyerKey(fromDb(r.buyer_id), fromDb(r.ticket_type_id)), r.quantity);
     const hadTotals = new Set(bought.keys()); // before planBatch() adds to `bought`
-    const plan = planBatch(purchases, applied, stock, bought, newTickets);
+    const holdSeconds = (await tx.query<{ hold_seconds: number }>(SQL.holdSeconds, [event])).rows[0]!
+      .hold_seconds;
+    const started = new Date();
+    const plan = planBatch(purchases, applied, stock, bought, newTickets, { holdSeconds, now: started });
+    let waitlistSeq =
+      plan.counts.waitlisted > 0
+        ? Number((await tx.query<{ seq: string }>(SQL.lastWaitlistSeq, [event])).rows[0]!.seq)
+        : 0;
+    const holdEnds: (string | null)[] = [];
+    const places: (number | null)[] = [];
 
     const rows = {
       id: [] as string[],
@@ -421,7 +530,9 @@ export class PostgresStorage implements Storage {
       rows.reason.push(decision.outcome === 'rejected' ? decision.reason : null);
       items.push(JSON.stringify(p.items));
       created.push(p.acceptedAt);
-      if (decision.outcome === 'rejected') continue;
+      holdEnds.push(decision.outcome === 'held' ? plan.holdExpiresAt : null);
+      places.push(decision.outcome === 'waitlisted' ? ++waitlistSeq : null);
+      if (decision.outcome !== 'confirmed') continue;
       decision.tickets.forEach((t, i) => {
         tickets.id.push(t.id);
         tickets.purchase.push(id);
@@ -442,6 +553,8 @@ export class PostgresStorage implements Storage {
       items,
       created,
       rows.buyerKey,
+      holdEnds,
+      places,
     ]);
     if (tickets.id.length > 0) {
       await tx.query(SQL.insertTickets, [
@@ -467,10 +580,14 @@ export class PostgresStorage implements Storage {
       if (written.rowCount !== sums.length)
         throw new Error(`buyer totals of event ${fromDb(event)} changed unlocked`);
     }
-    if (plan.sold.size > 0) {
-      const types = [...plan.sold.keys()];
-      const sold = await tx.query(SQL.sell, [types.map(toDb), types.map((t) => plan.sold.get(t)!)]);
-      if (sold.rowCount !== types.length) {
+    for (const [statement, added] of [
+      [SQL.sell, plan.sold],
+      [SQL.hold, plan.held],
+    ] as const) {
+      if (added.size === 0) continue;
+      const types = [...added.keys()];
+      const done = await tx.query(statement, [types.map(toDb), types.map((t) => added.get(t)!)]);
+      if (done.rowCount !== types.length) {
         throw new Error(`allocation would oversell event ${fromDb(event)}; batch rolled back`);
       }
     }
@@ -482,6 +599,222 @@ export class PostgresStorage implements Storage {
     return plan.outcomes;
   }
 
+  /** Locks event $1's stock (as applyBatch does: every writer of an event's stock takes it first). */
+  async #lockStock(tx: Tx, event: string): Promise<Map<string, StockLevel>> {
+    const stock = new Map<string, StockLevel>();
+    const locked = await tx.query<Omit<TicketTypeRow, 'name' | 'price_cents'>>(SQL.lockStock, [event]);
+    for (const t of locked.rows) {
+      stock.set(fromDb(t.id), {
+        capacity: t.capacity,
+        sold: t.sold,
+        held: t.held,
+        maxPerBuyer: t.max_per_buyer,
+      });
+    }
+    return stock;
+  }
+
+  async #waitlist(tx: Tx, event: string): Promise<StoredPurchase[]> {
+    return (await tx.query<PurchaseRow>(SQL.waitlist, [event])).rows.map(stored);
+  }
+
+  async #holdSeconds(tx: Tx, event: string): Promise<number> {
+    return (await tx.query<{ hold_seconds: number }>(SQL.holdSeconds, [event])).rows[0]!.hold_seconds;
+  }
+
+  /** Writes a checkout plan of event `event`; a status that moved meanwhile rolls the transaction back. */
+  async #write(tx: Tx, event: string, plan: CheckoutPlan, now: string): Promise<void> {
+    for (const c of plan.changes) {
+      const id = toDb(c.purchaseId);
+      const done = await tx.query(SQL.changeStatus, [c.to, c.reason, c.holdExpiresAt, now, id, c.from]);
+      if (done.rowCount !== 1) throw new Error(`purchase ${c.purchaseId} changed meanwhile; rolled back`);
+      if (c.tickets && c.tickets.length > 0) {
+        await tx.query(SQL.insertTickets, [
+          c.tickets.map((t) => t.id),
+          c.tickets.map(() => id),
+          c.tickets.map((_t, i) => i),
+          c.tickets.map((t) => toDb(t.ticketTypeId)),
+          c.tickets.map((t) => t.code),
+        ]);
+      }
+    }
+    for (const [typeId, delta] of plan.stock) {
+      await tx.query(SQL.moveStock, [toDb(typeId), delta.sold, delta.held]);
+    }
+    for (const r of plan.released.values()) {
+      await tx.query(SQL.releaseBought, [event, toDb(r.buyerId), toDb(r.ticketTypeId), r.quantity]);
+    }
+  }
+
+  async expireHolds(now: Date, limit: number): Promise<StatusChange[]> {
+    const at = now.toISOString();
+    const due = await this.#db.query<{ id: string; event_id: string }>(SQL.expiredHolds, [at, limit]);
+    const byEvent = new Map<string, string[]>();
+    for (const d of due.rows) byEvent.set(d.event_id, [...(byEvent.get(d.event_id) ?? []), d.id]);
+    const changes: StatusChange[] = [];
+    for (const [event, ids] of byEvent) {
+      const made = await this.#db.transaction(async (tx) => {
+        const stock = await this.#lockStock(tx, event);
+        // Read under the lock: holds another process ended or got paid meanwhile are no longer 'held'.
+        const held = await tx.query<PurchaseRow>(SQL.lockHeld, [ids]);
+        const ending = held.rows
+          .filter((r) => r.hold_expires_at !== null && r.hold_expires_at <= at)
+          .map((r) => ({ purchase: stored(r), to: 'expired' as const }));
+        if (ending.length === 0) return [];
+        const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, event) : [];
+        const plan = planRelease(ending, stock, waitlist, await this.#holdSeconds(tx, event), now);
+        await this.#write(tx, event, plan, at);
+        return plan.changes;
+      });
+      changes.push(...made);
+    }
+    return changes;
+  }
+
+  async cancelPurchase(purchaseId: string, now: Date): Promise<CancelResult | null> {
+    const id = toDb(purchaseId);
+    const first = (await this.#db.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0];
+    if (!first) return null;
+    return this.#db.transaction(async (tx): Promise<CancelResult> => {
+      const stock = await this.#lockStock(tx, first.event_id);
+      const row = (await tx.query<PurchaseRow>(SQL.lockPurchase, [id])).rows[0]!;
+      const outcome = cancelDecision(row.status);
+      if (outcome !== 'cancel') {
+        return {
+          outcome: outcome === 'already' ? 'already' : 'not_cancellable',
+          purchase: await this.#purchase(tx, row),
+          changes: [],
+        };
+      }
+      const ending = [{ purchase: stored(row), to: 'cancelled' as const }];
+      const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, row.event_id) : [];
+      const holdSeconds = await this.#holdSeconds(tx, row.event_id);
+      const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
+      await this.#write(tx, row.event_id, plan, now.toISOString());
+      const after = (await tx.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0]!;
+      return { outcome: 'cancelled', purchase: await this.#purchase(tx, after), changes: plan.changes };
+    });
+  }
+
+  async #purchase(tx: Tx, row: PurchaseRow): Promise<Purchase> {
+    const tickets = await tx.query<TicketRow>(SQL.ticketsOf, [row.id]);
+    return fromRow(row, tickets.rows);
+  }
+
+  async beginPayment(purchaseId: string, attemptKey: string, now: Date): Promise<PaymentStart | null> {
+    const id = toDb(purchaseId);
+    const at = now.toISOString();
+    return this.#db.transaction(async (tx): Promise<PaymentStart | null> => {
+      const row = (await tx.query<PurchaseRow>(SQL.lockPurchase, [id])).rows[0];
+      if (!row) return null;
+      const types = await tx.query<TicketTypeRow>(SQL.ticketTypes, [row.event_id]);
+      const amountCents = orderTotal(types.rows.map(toTicketType), JSON.parse(row.items) as PurchaseItem[]);
+      const refusal = paymentRefusal({ status: row.status, holdExpiresAt: row.hold_expires_at }, now);
+      if (refusal === null) {
+        await tx.query(SQL.addHistory, [id, at, 'attempt', JSON.stringify({ attemptKey, amountCents })]);
+        await tx.query(SQL.setPayment, [
+          'processing',
+          null,
+          null,
+          row.refund,
+          reconcileAfter(now, RECONCILE_FIRST_MS),
+          at,
+          id,
+        ]);
+      }
+      const after = (await tx.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0]!;
+      return { refusal, amountCents, purchase: await this.#purchase(tx, after) };
+    });
+  }
+
+  async recordPayment(purchaseId: string, update: PaymentUpdate, now: Date): Promise<PaymentRecord> {
+    const id = toDb(purchaseId);
+    const at = now.toISOString();
+    const first = (await this.#db.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0];
+    if (!first) return { duplicate: false, effect: 'none', purchase: null, changes: [] };
+    return this.#db.transaction(async (tx): Promise<PaymentRecord> => {
+      // The stock first, then the purchase: the order every writer of both takes them in.
+      const stock = await this.#lockStock(tx, first.event_id);
+      const row = (await tx.query<PurchaseRow>(SQL.lockPurchase, [id])).rows[0]!;
+      if (update.webhook) {
+        const noted = await tx.query(SQL.seenWebhook, [update.webhook.provider, update.webhook.eventId]);
+        if (noted.rowCount === 0) {
+          return { duplicate: true, effect: 'none', purchase: await this.#purchase(tx, row), changes: [] };
+        }
+      }
+      const { webhook, ...said } = update;
+      await tx.query(SQL.addHistory, [
+        id,
+        at,
+        webhook ? `webhook ${said.kind}` : said.kind,
+        JSON.stringify(said),
+      ]);
+      const step = paymentStep(storedPayment(row), said, now);
+      let changes: StatusChange[] = [];
+      if (step.confirm) {
+        const purchase = stored(row);
+        const waitlist = waitlistNeeded([], stock, purchase) ? await this.#waitlist(tx, row.event_id) : [];
+        const holdSeconds = await this.#holdSeconds(tx, row.event_id);
+        const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, now);
+        await this.#write(tx, row.event_id, plan, at);
+        changes = plan.changes;
+        // The ticket email, in the transaction that confirms (the outbox sends it).
+        const confirmedNow = changes.some((c) => c.purchaseId === purchaseId && c.to === 'confirmed');
+        if (confirmedNow) await enqueueTicketEmails(tx, [purchase], at);
+      }
+      if (step.refund === 'due' && row.refund !== 'due')
+        await tx.query(SQL.addHistory, [id, at, 'refund_due', null]);
+      if (step.write) {
+        await tx.query(SQL.setPayment, [
+          step.paymentStatus,
+          step.nextActionUrl,
+          step.paymentId,
+          step.refund,
+          step.reconcileAfter,
+          at,
+          id,
+        ]);
+      }
+      const after = (await tx.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0]!;
+      return { duplicate: false, effect: step.effect, purchase: await this.#purchase(tx, after), changes };
+    });
+  }
+
+  async paymentWork(now: Date, limit: number): Promise<Array<{ purchaseId: string; refundDue: boolean }>> {
+    const { rows } = await this.#db.query<{ id: string; refund: string | null }>(SQL.takePaymentWork, [
+      now.toISOString(),
+      limit,
+      reconcileAfter(now, RECONCILE_AGAIN_MS),
+    ]);
+    return rows.map((r) => ({ purchaseId: fromDb(r.id), refundDue: r.refund === 'due' }));
+  }
+
+  async paymentHistory(purchaseId: string): Promise<PaymentHistoryEntry[]> {
+    const { rows } = await this.#db.query<PaymentHistoryEntry>(SQL.history, [toDb(purchaseId)]);
+    return rows;
+  }
+
+  async providerState(provider: string, key: string): Promise<{ value: string; version: number } | null> {
+    const { rows } = await this.#db.query<{ value: string; version: number }>(SQL.getState, [
+      provider,
+      toDb(key),
+    ]);
+    return rows[0] ?? null;
+  }
+
+  async setProviderState(
+    provider: string,
+    key: string,
+    value: string,
+    expected: number | null,
+  ): Promise<boolean> {
+    const done =
+      expected === null
+        ? await this.#db.query(SQL.insertState, [provider, toDb(key), value])
+        : await this.#db.query(SQL.updateState, [provider, toDb(key), value, expected]);
+    return done.rowCount === 1;
+  }
+
   async ping(): Promise<void> {
     await this.#db.ping();
   }
@@ -489,6 +822,35 @@ export class PostgresStorage implements Storage {
   async close(): Promise<void> {
     await this.#db.close();
   }
+}
+
+function toTicketType(t: TicketTypeRow): SaleEvent['ticketTypes'][number] {
+  return {
+    id: fromDb(t.id),
+    name: fromDb(t.name),
+    priceCents: Number(t.price_cents),
+    capacity: t.capacity,
+    maxPerBuyer: t.max_per_buyer,
+  };
+}
+
+function stored(row: PurchaseRow): StoredPurchase {
+  return {
+    purchaseId: fromDb(row.id),
+    canonicalBuyerId: fromDb(row.buyer_key ?? row.buyer_id),
+    items: JSON.parse(row.items) as PurchaseItem[],
+    status: row.status,
+  };
+}
+
+function storedPayment(row: PurchaseRow): StoredPayment {
+  return {
+    status: row.status,
+    paymentStatus: row.payment_status,
+    nextActionUrl: row.next_action_url,
+    refund: row.refund,
+    reconcileAfter: row.reconcile_after,
+  };
 }
 
 function fromRow(row: PurchaseRow, tickets: readonly TicketRow[]): Purchase {
@@ -501,6 +863,8 @@ function fromRow(row: PurchaseRow, tickets: readonly TicketRow[]): Purchase {
     items: JSON.parse(row.items) as PurchaseItem[],
     tickets: tickets.map((t) => ({ id: t.id, ticketTypeId: fromDb(t.ticket_type_id), code: t.code })),
     holdExpiresAt: row.hold_expires_at,
+    payment: row.payment_status ? { status: row.payment_status, nextActionUrl: row.next_action_url } : null,
+    refunded: row.refund === 'done',
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -1,7 +1,16 @@
 import { UnavailableError } from '../../domain/errors.js';
 import type { NewEvent, Purchase, PurchaseStatus, SaleEvent } from '../../domain/types.js';
 import { newId, withShardTag } from '../../shared/ids.js';
-import type { BatchResult, Storage } from '../../ports/storage.js';
+import type { StatusChange } from '../../domain/checkout.js';
+import type {
+  BatchResult,
+  CancelResult,
+  PaymentHistoryEntry,
+  PaymentRecord,
+  PaymentStart,
+  PaymentUpdate,
+  Storage,
+} from '../../ports/storage.js';
 import { PostgresStorage } from '../postgres/storage.js';
 import { ReplicaFreshness } from './replica-freshness.js';
 import { Shards } from './shards.js';
@@ -176,6 +185,49 @@ export class ShardedStorage implements Storage {
 
   listPurchases(eventId: string, options: { match?: string; limit: number }): Promise<Purchase[]> {
     return this.#event(eventId, [], (s) => s.listPurchases(eventId, options));
+  }
+
+  // Checkout: a purchase's calls go to its shard; sweeps run on every shard; the payment provider's own
+  // state (not tied to one event) lives on the first shard.
+
+  async expireHolds(now: Date, limit: number): Promise<StatusChange[]> {
+    return (await this.#everywhere((s) => s.primary.expireHolds(now, limit))).flat();
+  }
+
+  async cancelPurchase(purchaseId: string, now: Date): Promise<CancelResult | null> {
+    const answers = await this.#purchase(purchaseId, (s) => s.primary.cancelPurchase(purchaseId, now));
+    return answers.find((a) => a !== null) ?? null;
+  }
+
+  async beginPayment(purchaseId: string, attemptKey: string, now: Date): Promise<PaymentStart | null> {
+    const answers = await this.#purchase(purchaseId, (s) =>
+      s.primary.beginPayment(purchaseId, attemptKey, now),
+    );
+    return answers.find((a) => a !== null) ?? null;
+  }
+
+  async recordPayment(purchaseId: string, update: PaymentUpdate, now: Date): Promise<PaymentRecord> {
+    const answers = await this.#purchase(purchaseId, (s) => s.primary.recordPayment(purchaseId, update, now));
+    const found = answers.find((a) => a.purchase !== null) ?? answers[0];
+    if (!found) throw new UnavailableError('no database shard answered');
+    return found;
+  }
+
+  async paymentWork(now: Date, limit: number): Promise<Array<{ purchaseId: string; refundDue: boolean }>> {
+    return (await this.#everywhere((s) => s.primary.paymentWork(now, limit))).flat();
+  }
+
+  async paymentHistory(purchaseId: string): Promise<PaymentHistoryEntry[]> {
+    const answers = await this.#purchase(purchaseId, (s) => s.primary.paymentHistory(purchaseId));
+    return answers.find((a) => a.length > 0) ?? [];
+  }
+
+  providerState(provider: string, key: string): Promise<{ value: string; version: number } | null> {
+    return this.#shards.on(0, (s) => s.primary.providerState(provider, key));
+  }
+
+  setProviderState(provider: string, key: string, value: string, expected: number | null): Promise<boolean> {
+    return this.#shards.on(0, (s) => s.primary.setProviderState(provider, key, value, expected));
   }
 
   purchasesPage(eventId: string, afterId: string | null, limit: number): Promise<Purchase[]> {

@@ -63,7 +63,7 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
  * has not seen yet. The IMMEDIATE transaction takes the write lock first, so processes that start together
  * apply each migration once.
  */
-export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue' | 'outbox'): void {
+export function migrateSqlite(db: SqliteDatabase, component: 'storage' | 'queue' | 'outbox' | 'room'): void {
   const dir = `${MIGRATIONS_DIR}${component}/`;
   const files = readdirSync(dir)
     .filter((name) => /^\d{4}_.*\.sql$/.test(name))

@@ -1,21 +1,49 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
 import { canonicalBuyerId, type BuyerIdKind } from '../../domain/buyer.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
+import {
+  cancelDecision,
+  orderTotal,
+  paymentRefusal,
+  planConfirm,
+  planRelease,
+  paymentStep,
+  reconcileAfter,
+  RECONCILE_AGAIN_MS,
+  RECONCILE_FIRST_MS,
+  waitlistNeeded,
+  type CheckoutPlan,
+  type StatusChange,
+  type StoredPayment,
+  type StoredPurchase,
+} from '../../domain/checkout.js';
 import { newId, newTickets } from '../../shared/ids.js';
 import type {
   AcceptedPurchase,
   EventStats,
   NewEvent,
   Purchase,
+  PaymentStatus,
   PurchaseItem,
   PurchaseStatus,
   RejectReason,
   SaleEvent,
   Ticket,
   TicketType,
+  WaitingRoomSettings,
 } from '../../domain/types.js';
-import type { BatchResult, Storage } from '../../ports/storage.js';
+import { zeroPurchaseCounts } from '../../domain/types.js';
+import type {
+  BatchResult,
+  CancelResult,
+  PaymentHistoryEntry,
+  PaymentRecord,
+  PaymentStart,
+  PaymentUpdate,
+  Storage,
+} from '../../ports/storage.js';
 import type { Statement } from 'better-sqlite3';
+
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 
@@ -40,15 +68,22 @@ interface PurchaseRow {
   hold_expires_at: string | null;
   created_at: string;
   updated_at: string;
+  buyer_key: string | null;
+  payment_status: PaymentStatus | null;
+  next_action_url: string | null;
+  payment_id: string | null;
+  refund: 'due' | 'done' | null;
+  reconcile_after: string | null;
 }
 
 const SQL = {
   insertEvent:
-    'INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+    'INSERT INTO events (id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
   insertTicketType:
     'INSERT INTO ticket_types (id, event_id, position, name, price_cents, capacity, max_per_buyer) VALUES (?, ?, ?, ?, ?, ?, ?)',
   listEvents: 'SELECT id, name, sales_open_at FROM events ORDER BY sales_open_at, created_at, id',
-  getEvent: 'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind FROM events WHERE id = ?',
+  getEvent:
+    'SELECT id, name, sales_open_at, hold_seconds, buyer_id_kind, waiting_room FROM events WHERE id = ?',
   ticketTypes:
     'SELECT id, name, price_cents, capacity, max_per_buyer, sold, held FROM ticket_types WHERE event_id = ? ORDER BY position',
   purchaseCounts: 'SELECT status, n FROM purchase_counts WHERE event_id = ?',
@@ -65,15 +100,41 @@ const SQL = {
   boughtByBuyers:
     'SELECT buyer_id, ticket_type_id, quantity FROM buyer_tickets WHERE event_id = ? AND buyer_id IN (SELECT value FROM json_each(?))',
   insertPurchase:
-    'INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, tickets, hold_expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)',
+    'INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, tickets, hold_expires_at, created_at, updated_at, waitlist_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  lastWaitlistSeq:
+    'SELECT coalesce(max(waitlist_seq), 0) FROM purchases WHERE event_id = ? AND waitlist_seq IS NOT NULL',
+  waitlist:
+    "SELECT * FROM purchases WHERE event_id = ? AND waitlist_seq IS NOT NULL AND status = 'waitlisted' ORDER BY waitlist_seq",
+  expiredHolds:
+    "SELECT id, event_id FROM purchases WHERE status = 'held' AND hold_expires_at <= ? ORDER BY hold_expires_at LIMIT ?",
+  changeStatus:
+    'UPDATE purchases SET status = ?, reason = ?, hold_expires_at = coalesce(?, hold_expires_at), tickets = coalesce(?, tickets), updated_at = ? WHERE id = ? AND status = ?',
+  moveStock: 'UPDATE ticket_types SET sold = sold + ?, held = held + ? WHERE id = ?',
+  releaseBought:
+    'UPDATE buyer_tickets SET quantity = quantity - ? WHERE event_id = ? AND buyer_id = ? AND ticket_type_id = ?',
+  setPayment:
+    'UPDATE purchases SET payment_status = ?, next_action_url = ?, payment_id = coalesce(?, payment_id), refund = ?, reconcile_after = ?, updated_at = ? WHERE id = ?',
+  addHistory: 'INSERT INTO payment_events (purchase_id, at, kind, detail) VALUES (?, ?, ?, ?)',
+  history: 'SELECT at, kind, detail FROM payment_events WHERE purchase_id = ? ORDER BY seq',
+  seenWebhook: 'INSERT OR IGNORE INTO webhook_events (provider, event_id, received_at) VALUES (?, ?, ?)',
+  paymentWork:
+    'SELECT id, refund FROM purchases WHERE reconcile_after IS NOT NULL AND reconcile_after <= ? ORDER BY reconcile_after LIMIT ?',
+  postponeWork: 'UPDATE purchases SET reconcile_after = ? WHERE id = ? AND reconcile_after IS NOT NULL',
+  getState: 'SELECT value, version FROM provider_state WHERE provider = ? AND key = ?',
+  insertState: 'INSERT OR IGNORE INTO provider_state (provider, key, value, version) VALUES (?, ?, ?, 1)',
+  updateState:
+    'UPDATE provider_state SET value = ?, version = version + 1 WHERE provider = ? AND key = ? AND version = ?',
   // A duplicate code (128 random bits: it will not happen) fails the batch rather than pass silently.
   insertCode: 'INSERT INTO ticket_codes (code) VALUES (?)',
   addCount:
     'INSERT INTO purchase_counts (event_id, status, n) VALUES (?, ?, ?) ON CONFLICT (event_id, status) DO UPDATE SET n = n + excluded.n',
+  // The counted status row always exists: a purchase is counted in its status when it takes it.
+  subtractCount: 'UPDATE purchase_counts SET n = n - ? WHERE event_id = ? AND status = ?',
   addBought:
     'INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity) VALUES (?, ?, ?, ?) ON CONFLICT (event_id, buyer_id, ticket_type_id) DO UPDATE SET quantity = quantity + excluded.quantity',
   // Conditional: a commit that would oversell changes no row, and the batch is rolled back.
   sell: 'UPDATE ticket_types SET sold = sold + ? WHERE id = ? AND sold + held + ? <= capacity',
+  hold: 'UPDATE ticket_types SET held = held + ? WHERE id = ? AND sold + held + ? <= capacity',
 } as const;
 
 /** Storage on one SQLite file (the embedded default). */
@@ -105,6 +166,7 @@ export class SqliteStorage implements Storage {
       holdSeconds: input.holdSeconds,
       buyerIdKind: input.buyerIdKind ?? 'any',
       ticketTypes: input.ticketTypes.map((t) => ({ id: newId(), ...t })),
+      waitingRoom: input.waitingRoom ?? null,
     };
     const s = this.#stmt;
     guarded(() =>
@@ -116,6 +178,7 @@ export class SqliteStorage implements Storage {
             event.salesOpenAt,
             event.holdSeconds,
             event.buyerIdKind,
+            event.waitingRoom && JSON.stringify(event.waitingRoom),
             new Date().toISOString(),
           );
           event.ticketTypes.forEach((t, i) =>
@@ -138,7 +201,14 @@ export class SqliteStorage implements Storage {
 
   async getEvent(eventId: string): Promise<SaleEvent | null> {
     const row = guarded(() => this.#stmt.getEvent.get(eventId)) as
-      | { id: string; name: string; sales_open_at: string; hold_seconds: number; buyer_id_kind: BuyerIdKind }
+      | {
+          id: string;
+          name: string;
+          sales_open_at: string;
+          hold_seconds: number;
+          buyer_id_kind: BuyerIdKind;
+          waiting_room: string | null;
+        }
       | undefined;
     if (!row) return null;
     const types = guarded(() => this.#stmt.ticketTypes.all(eventId)) as TicketTypeRow[];
@@ -148,13 +218,8 @@ export class SqliteStorage implements Storage {
       salesOpenAt: row.sales_open_at,
       holdSeconds: row.hold_seconds,
       buyerIdKind: row.buyer_id_kind,
-      ticketTypes: types.map((t): TicketType => ({
-        id: t.id,
-        name: t.name,
-        priceCents: t.price_cents,
-        capacity: t.capacity,
-        maxPerBuyer: t.max_per_buyer,
-      })),
+      ticketTypes: types.map(toTicketType),
+      waitingRoom: row.waiting_room === null ? null : (JSON.parse(row.waiting_room) as WaitingRoomSettings),
     };
   }
 
@@ -169,15 +234,11 @@ export class SqliteStorage implements Storage {
       this.#db.transaction((): EventStats | null => {
         if (!this.#stmt.getEvent.get(eventId)) return null;
         const types = this.#stmt.ticketTypes.all(eventId) as TicketTypeRow[];
-        const counts = this.#stmt.purchaseCounts.all(eventId) as Array<{ status: PurchaseStatus; n: number }>;
-        const purchases: Record<PurchaseStatus, number> = {
-          queued: 0,
-          held: 0,
-          confirmed: 0,
-          rejected: 0,
-          expired: 0,
-          cancelled: 0,
-        };
+        const counts = this.#stmt.purchaseCounts.all(eventId) as Array<{
+          status: PurchaseStatus | 'refunded';
+          n: number;
+        }>;
+        const purchases = zeroPurchaseCounts();
         for (const c of counts) purchases[c.status] = c.n;
         return {
           eventId,
@@ -233,10 +294,9 @@ export class SqliteStorage implements Storage {
       const buyers = pendingBuyers(purchases, applied);
       if (buyers.length === 0) return [];
 
-      const stock = new Map<string, StockLevel>();
-      for (const t of s.ticketTypes.all(eventId) as TicketTypeRow[]) {
-        stock.set(t.id, { capacity: t.capacity, sold: t.sold, held: t.held, maxPerBuyer: t.max_per_buyer });
-      }
+      const stock = this.#stock(eventId);
+      const holdSeconds =
+        (s.getEvent.get(eventId) as { hold_seconds: number } | undefined)?.hold_seconds ?? 0;
       const bought = new Map<string, number>();
       const boughtRows = s.boughtByBuyers.all(eventId, JSON.stringify(buyers)) as Array<{
         buyer_id: string;
@@ -245,8 +305,10 @@ export class SqliteStorage implements Storage {
       }>;
       for (const r of boughtRows) bought.set(buyerKey(r.buyer_id, r.ticket_type_id), r.quantity);
 
-      const plan = planBatch(purchases, applied, stock, bought, newTickets);
-      const now = new Date().toISOString();
+      const started = new Date();
+      const plan = planBatch(purchases, applied, stock, bought, newTickets, { holdSeconds, now: started });
+      const now = started.toISOString();
+      let waitlistSeq = plan.counts.waitlisted > 0 ? (s.lastWaitlistSeq.pluck().get(eventId) as number) : 0;
       for (const decision of plan.decisions) {
         const p = decision.purchase;
         const confirmed = decision.outcome === 'confirmed';
@@ -256,11 +318,13 @@ export class SqliteStorage implements Storage {
           p.buyerId,
           p.canonicalBuyerId,
           decision.outcome,
-          confirmed ? null : decision.reason,
+          decision.outcome === 'rejected' ? decision.reason : null,
           JSON.stringify(p.items),
           confirmed ? JSON.stringify(decision.tickets) : '[]',
+          decision.outcome === 'held' ? plan.holdExpiresAt : null,
           p.acceptedAt,
           now,
+          decision.outcome === 'waitlisted' ? ++waitlistSeq : null,
         );
         if (confirmed) for (const t of decision.tickets) s.insertCode.run(t.code);
       }
@@ -270,17 +334,216 @@ export class SqliteStorage implements Storage {
         now,
       );
       for (const b of plan.bought.values()) s.addBought.run(eventId, b.buyerId, b.ticketTypeId, b.quantity);
-      if (plan.confirmed > 0) s.addCount.run(eventId, 'confirmed', plan.confirmed);
-      if (plan.rejected > 0) s.addCount.run(eventId, 'rejected', plan.rejected);
-      for (const [typeId, quantity] of plan.sold) {
-        if (s.sell.run(quantity, typeId, quantity).changes !== 1) {
-          throw new Error(`allocation would oversell ticket type ${typeId}; batch rolled back`);
+      for (const [outcome, n] of Object.entries(plan.counts)) if (n > 0) s.addCount.run(eventId, outcome, n);
+      for (const [statement, added] of [
+        [s.sell, plan.sold],
+        [s.hold, plan.held],
+      ] as const) {
+        for (const [typeId, quantity] of added) {
+          if (statement.run(quantity, typeId, quantity).changes !== 1) {
+            throw new Error(`allocation would oversell ticket type ${typeId}; batch rolled back`);
+          }
         }
       }
       return plan.outcomes;
     });
     const outcomes = guarded(() => apply.immediate());
     return { applied: outcomes.length, outcomes };
+  }
+
+  #stock(eventId: string): Map<string, StockLevel> {
+    const stock = new Map<string, StockLevel>();
+    for (const t of this.#stmt.ticketTypes.all(eventId) as TicketTypeRow[]) {
+      stock.set(t.id, { capacity: t.capacity, sold: t.sold, held: t.held, maxPerBuyer: t.max_per_buyer });
+    }
+    return stock;
+  }
+
+  #waitlist(eventId: string): StoredPurchase[] {
+    return (this.#stmt.waitlist.all(eventId) as PurchaseRow[]).map(stored);
+  }
+
+  /** Writes a checkout plan of one event; a status that moved meanwhile rolls the transaction back. */
+  #write(eventId: string, plan: CheckoutPlan, now: string): void {
+    const s = this.#stmt;
+    for (const c of plan.changes) {
+      const tickets = c.tickets ? JSON.stringify(c.tickets) : null;
+      const done = s.changeStatus.run(c.to, c.reason, c.holdExpiresAt, tickets, now, c.purchaseId, c.from);
+      if (done.changes !== 1) throw new Error(`purchase ${c.purchaseId} changed meanwhile; rolled back`);
+      for (const t of c.tickets ?? []) s.insertCode.run(t.code);
+      s.subtractCount.run(1, eventId, c.from);
+      s.addCount.run(eventId, c.to, 1);
+    }
+    for (const [typeId, delta] of plan.stock) s.moveStock.run(delta.sold, delta.held, typeId);
+    for (const r of plan.released.values())
+      s.releaseBought.run(r.quantity, eventId, r.buyerId, r.ticketTypeId);
+  }
+
+  async expireHolds(now: Date, limit: number): Promise<StatusChange[]> {
+    const s = this.#stmt;
+    const at = now.toISOString();
+    const expire = this.#db.transaction((): StatusChange[] => {
+      const due = s.expiredHolds.all(at, limit) as Array<{ id: string; event_id: string }>;
+      const byEvent = new Map<string, string[]>();
+      for (const d of due) byEvent.set(d.event_id, [...(byEvent.get(d.event_id) ?? []), d.id]);
+      const changes: StatusChange[] = [];
+      for (const [eventId, ids] of byEvent) {
+        const stock = this.#stock(eventId);
+        const ending = ids.map((id) => ({
+          purchase: stored(s.getPurchase.get(id) as PurchaseRow),
+          to: 'expired' as const,
+        }));
+        const holdSeconds = (s.getEvent.get(eventId) as { hold_seconds: number }).hold_seconds;
+        const waitlist = waitlistNeeded(ending, stock) ? this.#waitlist(eventId) : [];
+        const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
+        this.#write(eventId, plan, at);
+        changes.push(...plan.changes);
+      }
+      return changes;
+    });
+    return guarded(() => expire.immediate());
+  }
+
+  async cancelPurchase(purchaseId: string, now: Date): Promise<CancelResult | null> {
+    const s = this.#stmt;
+    const at = now.toISOString();
+    const cancel = this.#db.transaction((): CancelResult | null => {
+      const row = s.getPurchase.get(purchaseId) as PurchaseRow | undefined;
+      if (!row) return null;
+      const outcome = cancelDecision(row.status);
+      if (outcome !== 'cancel') {
+        return {
+          outcome: outcome === 'already' ? 'already' : 'not_cancellable',
+          purchase: fromRow(row),
+          changes: [],
+        };
+      }
+      const stock = this.#stock(row.event_id);
+      const ending = [{ purchase: stored(row), to: 'cancelled' as const }];
+      const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
+      const waitlist = waitlistNeeded(ending, stock) ? this.#waitlist(row.event_id) : [];
+      const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
+      this.#write(row.event_id, plan, at);
+      return {
+        outcome: 'cancelled',
+        purchase: fromRow(s.getPurchase.get(purchaseId) as PurchaseRow),
+        changes: plan.changes,
+      };
+    });
+    return guarded(() => cancel.immediate());
+  }
+
+  async beginPayment(purchaseId: string, attemptKey: string, now: Date): Promise<PaymentStart | null> {
+    const s = this.#stmt;
+    const at = now.toISOString();
+    const begin = this.#db.transaction((): PaymentStart | null => {
+      const row = s.getPurchase.get(purchaseId) as PurchaseRow | undefined;
+      if (!row) return null;
+      const event = (s.ticketTypes.all(row.event_id) as TicketTypeRow[]).map(toTicketType);
+      const amountCents = orderTotal(event, JSON.parse(row.items) as PurchaseItem[]);
+      const refusal = paymentRefusal({ status: row.status, holdExpiresAt: row.hold_expires_at }, now);
+      if (refusal === null) {
+        s.addHistory.run(purchaseId, at, 'attempt', JSON.stringify({ attemptKey, amountCents }));
+        s.setPayment.run(
+          'processing',
+          null,
+          null,
+          row.refund,
+          reconcileAfter(now, RECONCILE_FIRST_MS),
+          at,
+          purchaseId,
+        );
+      }
+      return { refusal, amountCents, purchase: fromRow(s.getPurchase.get(purchaseId) as PurchaseRow) };
+    });
+    return guarded(() => begin.immediate());
+  }
+
+  async recordPayment(purchaseId: string, update: PaymentUpdate, now: Date): Promise<PaymentRecord> {
+    const s = this.#stmt;
+    const at = now.toISOString();
+    const record = this.#db.transaction((): PaymentRecord => {
+      const row = s.getPurchase.get(purchaseId) as PurchaseRow | undefined;
+      if (!row) return { duplicate: false, effect: 'none', purchase: null, changes: [] };
+      if (update.webhook) {
+        const seen = s.seenWebhook.run(update.webhook.provider, update.webhook.eventId, at).changes === 0;
+        if (seen) return { duplicate: true, effect: 'none', purchase: fromRow(row), changes: [] };
+      }
+      const { webhook, ...said } = update;
+      s.addHistory.run(purchaseId, at, webhook ? `webhook ${said.kind}` : said.kind, JSON.stringify(said));
+      const step = paymentStep(storedPayment(row), said, now);
+      let changes: StatusChange[] = [];
+      if (step.confirm) {
+        const stock = this.#stock(row.event_id);
+        const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
+        const purchase = stored(row);
+        const waitlist = waitlistNeeded([], stock, purchase) ? this.#waitlist(row.event_id) : [];
+        const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, now);
+        this.#write(row.event_id, plan, at);
+        changes = plan.changes;
+        // The ticket email, in the transaction that confirms (the outbox sends it).
+        const confirmedNow = changes.some((c) => c.purchaseId === purchaseId && c.to === 'confirmed');
+        if (confirmedNow) enqueueTicketEmails(this.#db, [purchase], at);
+      }
+      if (step.refund === 'due' && row.refund !== 'due') s.addHistory.run(purchaseId, at, 'refund_due', null);
+      if (step.refund === 'done' && row.refund !== 'done') s.addCount.run(row.event_id, 'refunded', 1);
+      if (step.write) {
+        s.setPayment.run(
+          step.paymentStatus,
+          step.nextActionUrl,
+          step.paymentId,
+          step.refund,
+          step.reconcileAfter,
+          at,
+          purchaseId,
+        );
+      }
+      return {
+        duplicate: false,
+        effect: step.effect,
+        purchase: fromRow(s.getPurchase.get(purchaseId) as PurchaseRow),
+        changes,
+      };
+    });
+    return guarded(() => record.immediate());
+  }
+
+  async paymentWork(now: Date, limit: number): Promise<Array<{ purchaseId: string; refundDue: boolean }>> {
+    const s = this.#stmt;
+    const take = this.#db.transaction(() => {
+      const rows = s.paymentWork.all(now.toISOString(), limit) as Array<{
+        id: string;
+        refund: string | null;
+      }>;
+      // Postponed at once, so that workers sweeping together do not all ask the provider the same thing.
+      for (const r of rows) s.postponeWork.run(reconcileAfter(now, RECONCILE_AGAIN_MS), r.id);
+      return rows.map((r) => ({ purchaseId: r.id, refundDue: r.refund === 'due' }));
+    });
+    return guarded(() => take.immediate());
+  }
+
+  async paymentHistory(purchaseId: string): Promise<PaymentHistoryEntry[]> {
+    return guarded(() => this.#stmt.history.all(purchaseId)) as PaymentHistoryEntry[];
+  }
+
+  async providerState(provider: string, key: string): Promise<{ value: string; version: number } | null> {
+    const row = guarded(() => this.#stmt.getState.get(provider, key)) as
+      { value: string; version: number } | undefined;
+    return row ?? null;
+  }
+
+  async setProviderState(
+    provider: string,
+    key: string,
+    value: string,
+    expected: number | null,
+  ): Promise<boolean> {
+    const s = this.#stmt;
+    return guarded(() =>
+      expected === null
+        ? s.insertState.run(provider, key, value).changes === 1
+        : s.updateState.run(value, provider, key, expected).changes === 1,
+    );
   }
 
   async ping(): Promise<void> {
@@ -290,6 +553,35 @@ export class SqliteStorage implements Storage {
   async close(): Promise<void> {
     this.#db.close();
   }
+}
+
+function toTicketType(t: TicketTypeRow): TicketType {
+  return {
+    id: t.id,
+    name: t.name,
+    priceCents: t.price_cents,
+    capacity: t.capacity,
+    maxPerBuyer: t.max_per_buyer,
+  };
+}
+
+function stored(row: PurchaseRow): StoredPurchase {
+  return {
+    purchaseId: row.id,
+    canonicalBuyerId: row.buyer_key ?? row.buyer_id,
+    items: JSON.parse(row.items) as PurchaseItem[],
+    status: row.status,
+  };
+}
+
+function storedPayment(row: PurchaseRow): StoredPayment {
+  return {
+    status: row.status,
+    paymentStatus: row.payment_status,
+    nextActionUrl: row.next_action_url,
+    refund: row.refund,
+    reconcileAfter: row.reconcile_after,
+  };
 }
 
 function fromRow(row: PurchaseRow): Purchase {
@@ -302,6 +594,8 @@ function fromRow(row: PurchaseRow): Purchase {
     items: JSON.parse(row.items) as PurchaseItem[],
     tickets: JSON.parse(row.tickets) as Ticket[],
     holdExpiresAt: row.hold_expires_at,
+    payment: row.payment_status ? { status: row.payment_status, nextActionUrl: row.next_action_url } : null,
+    refunded: row.refund === 'done',
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -14,6 +14,9 @@ import {
   layout,
   notFoundPage,
   purchasePage,
+  threeDSecurePage,
+  queuePage,
+  type PlaceForPage,
   type AssetUrls,
   type EventWithAvailability,
   type FormState,
@@ -24,6 +27,17 @@ interface PageReaders {
   listEvents(): Promise<Array<Pick<SaleEvent, 'id' | 'name' | 'salesOpenAt'>>>;
   event(eventId: string): Promise<EventWithAvailability | null>;
   purchase(purchaseId: string): Promise<Purchase | null>;
+  /**
+   * For a payment provider whose 3-D Secure step is a page of onsale's own: records the buyer's choice and
+   * delivers the provider's signed webhook; false when the payment awaited no action. Null: no such page.
+   */
+  completeAction: ((purchaseId: string, outcome: 'approve' | 'fail') => Promise<boolean>) | null;
+  /** A place in a waiting room, as GET /api/queue/:placeId answers it. */
+  place(
+    placeId: string,
+  ): Promise<
+    (PlaceForPage & { eventId: string; buyerId: string; admission: { token: string } | null }) | null
+  >;
 }
 
 /**
@@ -187,8 +201,10 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
         if (!event) return notFound(reply, 'There is no such event.');
         const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
+        const admission = fields.get('admission') ?? '';
         const form: FormState = {
           buyerId: fields.get('buyerId') ?? '',
+          ...(admission ? { admission } : {}),
           idempotencyKey: fields.get('idempotencyKey') || newKey(),
           quantities: new Map(
             event.ticketTypes.map((t) => [t.id, Number.parseInt(fields.get(`qty-${t.id}`) ?? '0', 10) || 0]),
@@ -210,7 +226,11 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         const answer = await app.inject({
           method: 'POST',
           url: `/api/events/${event.id}/purchases`,
-          headers: { 'content-type': 'application/json', 'idempotency-key': form.idempotencyKey },
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': form.idempotencyKey,
+            ...(admission ? { 'onsale-admission': admission } : {}),
+          },
           payload: JSON.stringify({ buyerId: form.buyerId, items }),
           remoteAddress: request.ip,
         });
@@ -230,6 +250,100 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
           };
           form.idempotencyKey = newKey();
         }
+        return page(reply.code(answer.statusCode), event.name, eventPage(event, form));
+      },
+    );
+
+    // The waiting room: the join form, then the buyer's place (?place=…), which reloads itself (without the
+    // script) until the buyer is let in; then the purchase form, with the admission token.
+    const queuePageSchema = {
+      tags: ['pages'],
+      summary:
+        "An event's waiting room: the join form, then the buyer's place in line, then the purchase form",
+      description:
+        'Without `place`, the join form. With `place` (the place id), the place, reloading itself until the ' +
+        'buyer is let in, then the purchase form carrying the admission token.',
+      params: idParam('eventId'),
+      querystring: {
+        type: 'object',
+        properties: {
+          place: { type: 'string', description: 'the place id' },
+          from: { type: 'string', description: 'the position the page first showed, for its progress' },
+        },
+      },
+      response: { 200: page200('the page'), 404: notFoundHtml },
+    };
+    pages.get<{ Params: { eventId: string }; Querystring: { place?: string; from?: string } }>(
+      '/events/:eventId/queue',
+      { schema: queuePageSchema },
+      async (request, reply) => {
+        const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+        if (!event?.waitingRoom) return notFound(reply, 'There is no such waiting room.');
+        const placeId = request.query.place;
+        if (placeId === undefined) return page(reply, event.name, eventPage(event, newForm()));
+        const place = ID.test(placeId) ? await read.place(placeId) : null;
+        if (!place || place.eventId !== event.id) return notFound(reply, 'There is no such place in line.');
+        if (place.state === 'admitted' && place.admission) {
+          const form = { ...newForm(), buyerId: place.buyerId, admission: place.admission.token };
+          return page(reply, event.name, eventPage(event, form), { cache: 'no-store' });
+        }
+        const fromParam = Number.parseInt(request.query.from ?? '', 10);
+        const from = Number.isFinite(fromParam) && fromParam > 0 ? fromParam : place.position;
+        const again = `/events/${event.id}/queue?place=${encodeURIComponent(place.placeId)}${from ? `&from=${from}` : ''}`;
+        const waiting = place.state === 'prequeue' || place.state === 'waiting';
+        return page(reply, `In line — ${event.name}`, queuePage(event, place, from), {
+          cache: 'no-store',
+          head: waiting
+            ? html`<noscript
+                ><meta http-equiv="refresh" content="${String(place.refreshAfterSeconds)};url=${again}"
+              /></noscript>`
+            : undefined,
+        });
+      },
+    );
+
+    const joinSchema = {
+      tags: ['pages'],
+      summary:
+        "The waiting room's join form without JavaScript: joins through POST /api/events/{eventId}/queue",
+      description:
+        "A form (`buyerId`) posted from this site's own page. On success it redirects to the buyer's place; " +
+        "otherwise it shows the event's page again with the API's status and the reason.",
+      params: idParam('eventId'),
+      consumes: ['application/x-www-form-urlencoded'],
+      response: {
+        303: { description: "joined: see the buyer's place in line (Location)", type: 'null' },
+        '4xx': page200("the event's page with what went wrong, and the API's status"),
+        '5xx': page200("the event's page with what went wrong, and the API's status"),
+        ...errorResponses('forbidden'),
+      },
+    };
+    pages.post<{ Params: { eventId: string }; Body: URLSearchParams }>(
+      '/events/:eventId/queue',
+      { schema: joinSchema },
+      async (request, reply) => {
+        if (!fromThisOrigin(request)) {
+          return sendError(reply, 'forbidden', "the join form only accepts posts from this site's own pages");
+        }
+        const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+        if (!event?.waitingRoom) return notFound(reply, 'There is no such waiting room.');
+        const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
+        const form: FormState = { ...newForm(), buyerId: fields.get('buyerId') ?? '' };
+        const answer = await app.inject({
+          method: 'POST',
+          url: `/api/events/${event.id}/queue`,
+          headers: { 'content-type': 'application/json' },
+          payload: JSON.stringify({ buyerId: form.buyerId }),
+          remoteAddress: request.ip,
+        });
+        const body = answer.json() as { placeId?: string; error?: { message: string } };
+        if (body.placeId) {
+          return reply.redirect(`/events/${event.id}/queue?place=${encodeURIComponent(body.placeId)}`, 303);
+        }
+        form.notice = {
+          kind: 'error',
+          text: body.error?.message ?? 'Something went wrong; please try again.',
+        };
         return page(reply.code(answer.statusCode), event.name, eventPage(event, form));
       },
     );
@@ -287,6 +401,64 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
           .send(qrSvg(ticket.code));
       },
     );
+
+    // The test payment provider's 3-D Secure step: a page of onsale's own with "Approve" and "Fail".
+    if (read.completeAction) {
+      const complete = read.completeAction;
+      pages.get<{ Params: { purchaseId: string } }>(
+        '/payments/test/3ds/:purchaseId',
+        {
+          schema: {
+            tags: ['pages'],
+            summary:
+              'The test payment provider\'s 3-D Secure step, with "Approve" and "Fail" (ONSALE_PAYMENTS=test)',
+            params: idParam('purchaseId'),
+            response: { 200: page200('the page'), 404: notFoundHtml },
+          },
+        },
+        async (request, reply) => {
+          const purchase = ID.test(request.params.purchaseId)
+            ? await read.purchase(request.params.purchaseId)
+            : null;
+          if (!purchase) return notFound(reply, 'There is no such purchase.');
+          return page(reply, '3-D Secure (test mode)', threeDSecurePage(purchase), { cache: 'no-store' });
+        },
+      );
+      pages.post<{ Params: { purchaseId: string }; Body: unknown }>(
+        '/payments/test/3ds/:purchaseId',
+        {
+          schema: {
+            tags: ['pages'],
+            summary:
+              'The 3-D Secure form: its outcome reaches onsale as a signed webhook of the test provider',
+            description:
+              "A form (`outcome`: `approve` or `fail`) posted from this site's own page; then the purchase's page.",
+            params: idParam('purchaseId'),
+            consumes: ['application/x-www-form-urlencoded'],
+            response: {
+              303: { description: "done: see the purchase's page (Location)", type: 'null' },
+              400: page200('a page asking for Approve or Fail'),
+              403: page200('a page saying the form must be sent from this site'),
+              404: notFoundHtml,
+            },
+          },
+        },
+        async (request, reply) => {
+          const { purchaseId } = request.params;
+          const purchase = ID.test(purchaseId) ? await read.purchase(purchaseId) : null;
+          if (!purchase) return notFound(reply, 'There is no such purchase.');
+          if (!fromThisOrigin(request)) {
+            return page(reply.code(403), 'Refused', notFoundPage('This form must be sent from this site.'));
+          }
+          const outcome = formField(request.body, 'outcome');
+          if (outcome !== 'approve' && outcome !== 'fail') {
+            return page(reply.code(400), 'Not valid', notFoundPage('Choose Approve or Fail.'));
+          }
+          await complete(purchaseId, outcome);
+          return reply.redirect(`/purchases/${encodeURIComponent(purchaseId)}`, 303);
+        },
+      );
+    }
 
     const adminSchema = {
       tags: ['pages'],
@@ -350,4 +522,13 @@ function newForm(): FormState {
 /** The Idempotency-Key of one buy attempt: the page's script and the plain form both resend it on retry. */
 function newKey(): string {
   return randomBytes(16).toString('base64url');
+}
+
+/** A field of a urlencoded or JSON form body, or null. */
+function formField(body: unknown, name: string): string | null {
+  if (body instanceof URLSearchParams) return body.get(name);
+  if (body && typeof body === 'object' && typeof (body as Record<string, unknown>)[name] === 'string') {
+    return (body as Record<string, string>)[name]!;
+  }
+  return null;
 }

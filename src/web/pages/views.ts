@@ -53,13 +53,116 @@ export interface FormState {
   idempotencyKey: string;
   /** What the last attempt of the plain form got: shown under the Buy button. */
   notice?: { kind: 'busy' | 'error'; text: string };
+  /** The admission token of a buyer let in by the event's waiting room (sent as Onsale-Admission). */
+  admission?: string;
+}
+
+/** An event with a waiting room: the buyer joins its line first. */
+function joinPage(event: EventWithAvailability, form: FormState): SafeHtml {
+  return html`<h1>${event.name}</h1>
+    <p class="muted">${when(event.salesOpenAt)}</p>
+    <p>This sale has a waiting room: take your place in line, and you will be let in to buy in turn.</p>
+    <form id="join" method="post" action="/events/${event.id}/queue">
+      <label for="email">Email</label>
+      <input
+        id="email"
+        name="buyerId"
+        type="${event.buyerIdKind === 'email' ? 'email' : 'text'}"
+        inputmode="email"
+        autocomplete="email"
+        required
+        maxlength="128"
+        value="${form.buyerId}"
+      />
+      <button type="submit">Join the line</button>
+      <div id="notice" role="status" aria-live="polite">
+        ${form.notice ? html`<p class="notice ${form.notice.kind}">${form.notice.text}</p>` : ''}
+      </div>
+    </form>`;
+}
+
+/** A place as GET /api/queue/:placeId answers it. */
+export interface PlaceForPage {
+  placeId: string;
+  state: 'prequeue' | 'waiting' | 'admitted' | 'sold_out' | 'expired';
+  position: number | null;
+  aheadOfYou: number | null;
+  etaSeconds: number | null;
+  refreshAfterSeconds: number;
+}
+
+/**
+ * The waiting page: the place in line, the people ahead, the estimated wait and a bar that fills as the
+ * line moves (from `from`, the first position this page showed). The script updates it live; without the
+ * script it reloads itself every refreshAfterSeconds.
+ */
+export function queuePage(event: EventWithAvailability, place: PlaceForPage, from: number | null): SafeHtml {
+  const start = Math.max(from ?? place.position ?? 1, place.position ?? 1);
+  const done = place.position === null ? 0 : start - place.position;
+  return html`<h1>${event.name}</h1>
+    <div
+      id="place"
+      data-place-id="${place.placeId}"
+      data-state="${place.state}"
+      data-from="${String(start)}"
+      role="status"
+      aria-live="polite"
+    >
+      <section data-panel="prequeue" ${place.state === 'prequeue' ? '' : html` hidden`}>
+        <h2>You are in the waiting room</h2>
+        <p class="lottery">
+          The line opens at <strong>${utc(event.salesOpenAt)}</strong>; everyone who arrives before then gets
+          a random place in it, so there is no need to hurry.
+        </p>
+      </section>
+      <section data-panel="waiting" ${place.state === 'waiting' ? '' : html` hidden`}>
+        <h2>You are number <span data-field="position">${String(place.position ?? '')}</span> in line</h2>
+        <p><span data-field="ahead">${peopleAhead(place.aheadOfYou ?? 0)}</span></p>
+        <p>Estimated wait: <span data-field="eta">${waitText(place.etaSeconds)}</span></p>
+        <progress data-field="progress" max="${String(start)}" value="${String(done)}">
+          ${String(done)} of ${String(start)}
+        </progress>
+      </section>
+      <section data-panel="admitted" ${place.state === 'admitted' ? '' : html` hidden`}>
+        <h2>It is your turn</h2>
+        <p>Taking you to the tickets…</p>
+      </section>
+      <section data-panel="sold_out" ${place.state === 'sold_out' ? '' : html` hidden`}>
+        <h2>Sold out</h2>
+        <p>Sorry — every ticket is gone. Nothing was charged.</p>
+      </section>
+      <section data-panel="expired" ${place.state === 'expired' ? '' : html` hidden`}>
+        <h2>Your place has expired</h2>
+        <p>It was not used in time. <a href="/events/${event.id}/queue">Join the line again</a>.</p>
+      </section>
+      <p class="muted">Keep this page open: it updates by itself.</p>
+    </div>`;
+}
+
+export function peopleAhead(n: number): string {
+  return n === 0 ? 'You are next.' : n === 1 ? '1 person is ahead of you.' : `${n} people are ahead of you.`;
+}
+
+export function waitText(seconds: number | null): string {
+  if (seconds === null) return 'measuring…';
+  if (seconds < 60) return 'less than a minute';
+  const minutes = Math.round(seconds / 60);
+  return minutes === 1 ? 'about 1 minute' : `about ${minutes} minutes`;
 }
 
 export function eventPage(event: EventWithAvailability, form: FormState): SafeHtml {
+  if (event.waitingRoom && !form.admission) return joinPage(event, form);
   const single = event.ticketTypes.length === 1;
   return html`<h1>${event.name}</h1>
     <p class="muted">${when(event.salesOpenAt)}</p>
-    <form id="buy" method="post" action="/events/${event.id}/buy" data-event-id="${event.id}">
+    <form
+      id="buy"
+      method="post"
+      action="/events/${event.id}/buy"
+      data-event-id="${event.id}"
+      data-admission="${form.admission ?? ''}"
+    >
+      ${form.admission ? html`<input type="hidden" name="admission" value="${form.admission}" />` : ''}
       <fieldset class="types">
         <legend>Tickets</legend>
         ${event.ticketTypes.map((t) => {
@@ -86,6 +189,7 @@ export function eventPage(event: EventWithAvailability, form: FormState): SafeHt
         required
         maxlength="128"
         value="${form.buyerId}"
+        ${form.admission ? html` readonly` : ''}
       />
       <input type="hidden" name="idempotencyKey" value="${form.idempotencyKey}" />
       <button type="submit">Buy</button>
@@ -100,6 +204,10 @@ const STATUS_TEXT: Record<PurchaseStatus, { title: string; text: string }> = {
   queued: {
     title: 'You are in line',
     text: 'We have your request and keep your place. Your tickets will be confirmed in a moment — this page updates by itself.',
+  },
+  waitlisted: {
+    title: 'On the waitlist',
+    text: 'Every ticket is reserved by someone paying right now. You keep your place: when reserved tickets come back, they go to the waitlist first, in order — this page updates by itself.',
   },
   held: { title: 'Reserved', text: 'Your tickets are reserved for you while you pay.' },
   confirmed: { title: 'Confirmed', text: 'Your tickets are ready. Show one code per person at the door.' },
@@ -144,6 +252,7 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
                   )
                 : ''
             }
+            ${s === 'held' ? checkoutForm(purchase) : ''}
             ${
               s === 'confirmed'
                 ? html`<ul class="tickets">
@@ -159,6 +268,28 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
       your tickets again.
     </p>
     <p><a href="/events/${purchase.eventId}">Back to the event</a></p>`;
+}
+
+/**
+ * The payment step of a held purchase: when the hold ends (the script counts down), a card field of the test
+ * provider (clearly a test mode), Pay and Cancel. The script posts them to the API and follows the answer.
+ */
+function checkoutForm(purchase: Purchase): SafeHtml {
+  return html`<p class="hold">
+      Held for you until
+      <time data-hold-until datetime="${purchase.holdExpiresAt ?? ''}">${purchase.holdExpiresAt ?? ''}</time>
+      (<span data-countdown></span>).
+    </p>
+    <form id="pay" data-purchase-id="${purchase.purchaseId}">
+      <label
+        >Card — test mode: <code>tok_visa</code> pays, <code>tok_chargeDeclined</code> is declined,
+        <code>tok_threeDSecure</code> asks for 3-D Secure
+        <input name="paymentToken" value="tok_visa" autocomplete="off" required maxlength="255" />
+      </label>
+      <button type="submit">Pay</button>
+      <button type="button" data-cancel>Cancel</button>
+      <p class="notice" data-pay-notice role="status" aria-live="polite"></p>
+    </form>`;
 }
 
 function ticket(
@@ -218,6 +349,18 @@ export function adminPage(): SafeHtml {
           <tbody></tbody>
         </table>
         <dl id="figures" class="figures"></dl>
+        <section id="room" hidden aria-labelledby="room-title">
+          <h3 id="room-title">Waiting room</h3>
+          <dl id="room-figures" class="figures"></dl>
+          <form id="room-limits">
+            <label for="room-max-active">Most buyers let in at once (maxActiveBuyers)</label>
+            <input id="room-max-active" type="number" min="1" max="1000000" required />
+            <label for="room-per-minute">Most let in per minute (empty: no limit)</label>
+            <input id="room-per-minute" type="number" min="1" max="10000000" />
+            <button type="submit">Change the limits</button>
+            <p id="room-status" class="muted" role="status"></p>
+          </form>
+        </section>
         <div class="charts">
           <figure>
             <figcaption>Arrivals per second</figcaption>
@@ -288,6 +431,10 @@ export function adminPage(): SafeHtml {
     </div>`;
 }
 
+function utc(iso: string): string {
+  return new Date(iso).toUTCString().replace('GMT', 'UTC');
+}
+
 function when(iso: string): string {
   const at = new Date(iso);
   const text = at.toUTCString().replace('GMT', 'UTC');
@@ -300,4 +447,17 @@ function price(cents: number): string {
 
 function availability(n: number): string {
   return n > 0 ? `${n} left` : 'Sold out';
+}
+
+/** The test provider's 3-D Secure step: clearly a test, two buttons, posted back here. */
+export function threeDSecurePage(purchase: Purchase): SafeHtml {
+  const action = `/payments/test/3ds/${encodeURIComponent(purchase.purchaseId)}`;
+  return html`<h1>Confirm your payment</h1>
+    <p class="notice">
+      Test mode: this page stands in for your bank's 3-D Secure check. No real card is used.
+    </p>
+    <form method="post" action="${action}" class="three-d-secure">
+      <button type="submit" name="outcome" value="approve">Approve</button>
+      <button type="submit" name="outcome" value="fail">Fail</button>
+    </form>`;
 }

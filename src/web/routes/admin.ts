@@ -15,7 +15,9 @@ import {
   eventStats,
   eventView,
   newEventBody,
+  paymentHistoryView,
   purchaseList,
+  purchaseParams,
   purchaseListQuery,
   textResponse,
   type NewEventBody,
@@ -180,6 +182,30 @@ export async function adminRoutes(
         .header('content-disposition', `attachment; filename="event-${event.id}-purchases.csv"`)
         .header('cache-control', 'no-store')
         .send(purchasesCsv(storage, event));
+    },
+  );
+
+  // A purchase's payment history (attempts, answers, webhooks, refunds), for the admin page.
+  app.get<{ Params: { purchaseId: string } }>(
+    '/api/purchases/:purchaseId/payments',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "A purchase's payment history: attempts, the provider's answers, webhooks, refunds",
+        security: ADMIN_SECURITY,
+        params: purchaseParams,
+        response: { 200: paymentHistoryView, ...ADMIN_READ_ERRORS },
+      },
+    },
+    async (request) => {
+      const purchase = await lookups.purchaseOr404(request.params.purchaseId);
+      const history = await storage.paymentHistory(purchase.purchaseId);
+      return {
+        purchaseId: purchase.purchaseId,
+        payment: purchase.payment,
+        refunded: purchase.refunded,
+        history,
+      };
     },
   );
 }

@@ -8,6 +8,8 @@ import { FINAL_STATUSES, type AcceptedPurchase, type Purchase } from '../../doma
 import type { Config } from '../../config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
+import type { WaitingRoom } from '../../ports/waiting-room.js';
+import type { AdmissionSigner } from '../admission-token.js';
 import { Backpressure, RateLimiter } from '../admission.js';
 import type { GroupCommit } from '../group-commit.js';
 import type { Lookups } from '../lookups.js';
@@ -33,6 +35,8 @@ interface PurchasesOptions {
   lookups: Lookups;
   /** Shared with buildApp, which waits for it to drain when the server stops. */
   commits: GroupCommit<EnqueueRequest, EnqueueResult>;
+  /** Checks the Onsale-Admission token of purchases of events with a waiting room, and tells the room. */
+  admissions: { signer: AdmissionSigner; room: WaitingRoom };
 }
 
 const READ_ERRORS = errorResponses(
@@ -46,7 +50,7 @@ const READ_ERRORS = errorResponses(
 /** Buying (accepting a purchase onto the queue), reading a purchase, and following its status. */
 export async function purchaseRoutes(
   app: FastifyInstance,
-  { config, storage, queue, lookups, commits }: PurchasesOptions,
+  { config, storage, queue, lookups, commits, admissions }: PurchasesOptions,
 ) {
   const watcher = new StatusWatcher(storage);
   const backpressure = new Backpressure(queue, config.maxQueueDepth);
@@ -86,6 +90,7 @@ export async function purchaseRoutes(
           },
           ...errorResponses(
             'invalid_request',
+            'admission_required',
             'not_found',
             'sales_not_open',
             'idempotency_conflict',
@@ -109,6 +114,9 @@ export async function purchaseRoutes(
       if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
       const refusal = purchaseRefusal(event, items, Date.now());
       if (refusal) throw refusal;
+      const placeId = event.waitingRoom
+        ? admittedPlaceFor(event.id, canonicalBuyerId, request.headers['onsale-admission'])
+        : null;
       buyerLimit.take(`${event.id}\u0000${canonicalBuyerId}`);
       backpressure.check();
       if (closing)
@@ -131,6 +139,7 @@ export async function purchaseRoutes(
       if (result.status === 'conflict') {
         throw new OnsaleError('idempotency_conflict', 'this Idempotency-Key was used with a different body');
       }
+      if (placeId !== null) await noteAdmittedPurchase(placeId, result.purchaseId);
       if (result.status === 'duplicate') {
         notePurchase(request, result.purchaseId);
         const first = await lookups.findPurchase(result.purchaseId);
@@ -141,6 +150,33 @@ export async function purchaseRoutes(
       return reply.code(202).send(receipt(purchase.purchaseId, 'queued'));
     },
   );
+
+  /**
+   * The place whose admission the header carries, for this event and buyer and not expired; else 403. The
+   * signature is checked here, without a database read.
+   */
+  function admittedPlaceFor(eventId: string, canonicalBuyerId: string, header: unknown): string {
+    const claims = typeof header === 'string' ? admissions.signer.verify(header.trim()) : null;
+    if (!claims || claims.eventId !== eventId || claims.canonicalBuyerId !== canonicalBuyerId) {
+      throw new OnsaleError(
+        'admission_required',
+        'this event has a waiting room: buy with the Onsale-Admission token of your admitted place',
+      );
+    }
+    return claims.placeId;
+  }
+
+  /** So that the room frees the buyer's slot once the purchase is final; the admission's expiry does too. */
+  async function noteAdmittedPurchase(placeId: string, purchaseId: string): Promise<void> {
+    try {
+      await admissions.room.notePurchase(placeId, purchaseId);
+    } catch (error) {
+      app.log.warn(
+        { err: error },
+        'could not record an admitted purchase; its slot frees when the admission expires',
+      );
+    }
+  }
 
   app.get<{ Params: { purchaseId: string } }>(
     '/api/purchases/:purchaseId',

@@ -115,8 +115,16 @@ eventSelect.addEventListener('change', () => void watch(eventSelect.value));
 let liveTimer = null;
 /** @type {ReturnType<typeof setInterval> | null} */
 let purchasesTimer = null;
-/** @type {{ eventId: string, names: Map<string, string>, last: any, arrivals: number[], allocations: number[] }} */
-let live = { eventId: '', names: new Map(), last: null, arrivals: [], allocations: [] };
+/** @type {{ eventId: string, names: Map<string, string>, last: any, arrivals: number[], allocations: number[], room: boolean, roomLimitsShown: boolean }} */
+let live = {
+  eventId: '',
+  names: new Map(),
+  last: null,
+  arrivals: [],
+  allocations: [],
+  room: false,
+  roomLimitsShown: false,
+};
 
 function stopLive() {
   if (liveTimer) clearInterval(liveTimer);
@@ -134,7 +142,10 @@ async function watch(eventId) {
     last: null,
     arrivals: [],
     allocations: [],
+    room: Boolean(event.waitingRoom),
+    roomLimitsShown: false,
   };
+  $('room').hidden = !live.room;
   $('live-error').textContent = '';
   await tick();
   await loadPurchases();
@@ -157,6 +168,8 @@ async function tick() {
     ]);
     if (eventId !== live.eventId) return; // another event was chosen meanwhile
     render(stats, parseMetrics(metrics), Date.now());
+    if (live.room)
+      renderRoom(await api(`/api/events/${encodeURIComponent(eventId)}/queue`), parseMetrics(metrics));
     $('live-error').textContent = '';
   } catch (error) {
     $('live-error').textContent = `Live figures paused: ${failed(error)}`;
@@ -211,6 +224,11 @@ function render(stats, metrics, now) {
     ['Queued', num(p.queued), 'queued'],
     ['Confirmed', num(p.confirmed), 'confirmed'],
     ['Rejected', num(p.rejected), 'rejected'],
+    ['Held', num(p.held), 'held'],
+    ['Waitlisted', num(p.waitlisted), 'waitlisted'],
+    ['Expired', num(p.expired), 'expired'],
+    ['Cancelled', num(p.cancelled), 'cancelled'],
+    ['Refunded', num(p.refunded), 'refunded'],
     ['Dead letters', num(stats.deadLetters), 'dead-letters'],
     ['Oldest queued', age === undefined ? NONE : `${age.toFixed(1)} s`, 'queue-age'],
     ['Workers', num(metrics.get('onsale_workers')), 'workers'],
@@ -224,6 +242,71 @@ function render(stats, metrics, now) {
   chart($('chart-arrivals'), live.arrivals, 'Arrivals per second');
   chart($('chart-allocations'), live.allocations, 'Allocations per second');
 }
+
+/**
+ * The waiting room's line, live: its length per state, who is let in, and the estimate's accuracy.
+ * @param {any} line @param {Map<string, number>} metrics
+ */
+function renderRoom(line, metrics) {
+  const errorSum = metrics.get('onsale_room_estimate_error_seconds_sum');
+  const errorCount = metrics.get('onsale_room_estimate_error_seconds_count');
+  const items = [
+    ['In the pre-queue', num(line.prequeue), 'room-prequeue'],
+    ['Waiting', num(line.waiting), 'room-waiting'],
+    ['Let in', num(line.admitted), 'room-admitted'],
+    ['Active buyers', `${num(line.active)} of ${num(line.maxActiveBuyers)}`, 'room-active'],
+    ['Let in, last minute', num(line.admittedLastMinute), 'room-per-minute'],
+    ['Expired (abandoned)', num(line.expired), 'room-expired'],
+    [
+      'Wait of the last in line',
+      line.etaOfLastSeconds === null ? NONE : `${num(line.etaOfLastSeconds)} s`,
+      'room-eta',
+    ],
+    [
+      'Estimate error (mean, |told − waited|)',
+      errorCount ? `${((errorSum ?? 0) / errorCount).toFixed(1)} s` : NONE,
+      'room-estimate-error',
+    ],
+  ];
+  $('room-figures').replaceChildren(
+    ...items.map(([label, value, name]) => {
+      const div = document.createElement('div');
+      const dt = document.createElement('dt');
+      dt.textContent = label;
+      const dd = document.createElement('dd');
+      dd.textContent = value;
+      dd.dataset.figure = name;
+      div.append(dt, dd);
+      return div;
+    }),
+  );
+  if (!live.roomLimitsShown) {
+    live.roomLimitsShown = true;
+    /** @type {HTMLInputElement} */ ($('room-max-active')).value = String(line.maxActiveBuyers);
+    /** @type {HTMLInputElement} */ ($('room-per-minute')).value =
+      line.maxAdmittedPerMinute === null ? '' : String(line.maxAdmittedPerMinute);
+  }
+}
+
+$('room-limits').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const perMinute = /** @type {HTMLInputElement} */ ($('room-per-minute')).value;
+  try {
+    const line = await api(`/api/events/${encodeURIComponent(live.eventId)}/queue`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        maxActiveBuyers: Number(/** @type {HTMLInputElement} */ ($('room-max-active')).value),
+        maxAdmittedPerMinute: perMinute === '' ? null : Number(perMinute),
+      }),
+    });
+    $('room-status').textContent = `Now at most ${num(line.maxActiveBuyers)} at once${
+      line.maxAdmittedPerMinute === null ? '' : ` and ${num(line.maxAdmittedPerMinute)} per minute`
+    }.`;
+  } catch (error) {
+    $('room-status').textContent = `Not changed: ${failed(error)}`;
+  }
+});
 
 /** @param {number[]} series @param {number} value */
 function push(series, value) {
@@ -299,13 +382,27 @@ async function loadPurchases() {
     body?.replaceChildren(
       ...purchases.map((/** @type {any} */ p) => {
         const row = document.createElement('tr');
-        const status = p.reason ? `${p.status} (${p.reason.replaceAll('_', ' ')})` : p.status;
+        let status = p.reason ? `${p.status} (${p.reason.replaceAll('_', ' ')})` : p.status;
+        if (p.payment) status += ` · payment ${p.payment.status.replaceAll('_', ' ')}`;
+        if (p.refunded) status += ' · refunded';
         for (const text of [p.purchaseId, p.buyerId, status, String(p.tickets.length), p.createdAt]) {
           row.append(cell(text));
         }
         return row;
       }),
     );
+    // One purchase found: its payment history below it.
+    if (purchases.length === 1 && purchases[0].payment) {
+      const { history } = await api(`/api/purchases/${encodeURIComponent(purchases[0].purchaseId)}/payments`);
+      const td = cell(
+        `Payment history: ${history.map((/** @type {any} */ h) => `${h.at} ${h.kind}`).join(' · ')}`,
+      );
+      td.colSpan = 5;
+      td.dataset.paymentHistory = '';
+      const row = document.createElement('tr');
+      row.append(td);
+      body?.append(row);
+    }
   } catch (error) {
     $('live-error').textContent = `Purchases: ${failed(error)}`;
   }

@@ -74,7 +74,12 @@ function enhanceBuyForm(form) {
       try {
         res = await fetch(`/api/events/${encodeURIComponent(eventId)}/purchases`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': key,
+            // Let in by the event's waiting room: the admission token it gave.
+            ...(form.dataset.admission ? { 'onsale-admission': form.dataset.admission } : {}),
+          },
           body,
         });
       } catch {
@@ -143,6 +148,91 @@ function followPurchase(box) {
     for (const reason of box.querySelectorAll('[data-reason]')) {
       /** @type {HTMLElement} */ (reason).hidden = reason.getAttribute('data-reason') !== purchase.reason;
     }
+    if (purchase.status === 'held') showHold(box, purchase.holdExpiresAt);
+  });
+  const time = box.querySelector('[data-hold-until]');
+  if (time) showHold(box, time.getAttribute('datetime') ?? '');
+  const form = box.querySelector('#pay');
+  if (form instanceof HTMLFormElement) enhancePayForm(form, purchaseId);
+}
+
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let countdown;
+
+/**
+ * Shows when the hold ends, in local time, and counts down to it every second.
+ * @param {HTMLElement} box @param {string} until
+ */
+function showHold(box, until) {
+  const time = box.querySelector('[data-hold-until]');
+  const left = box.querySelector('[data-countdown]');
+  const end = Date.parse(until);
+  if (!time || !left || Number.isNaN(end)) return;
+  time.setAttribute('datetime', until);
+  time.textContent = new Date(end).toLocaleTimeString();
+  clearInterval(countdown);
+  const tick = () => {
+    const seconds = Math.max(0, Math.round((end - Date.now()) / 1000));
+    left.textContent =
+      seconds > 0
+        ? `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')} left`
+        : 'time is up';
+  };
+  tick();
+  countdown = setInterval(tick, 1000);
+}
+
+/**
+ * Pay and Cancel through the API. A payment needing 3-D Secure goes to the provider's page; the others are
+ * said here, and the status stream shows the purchase as it changes.
+ * @param {HTMLFormElement} form @param {string} purchaseId
+ */
+function enhancePayForm(form, purchaseId) {
+  const notice = form.querySelector('[data-pay-notice]');
+  /** @param {string} kind @param {string} text */
+  const say = (kind, text) => {
+    if (!notice) return;
+    notice.className = `notice ${kind}`;
+    notice.textContent = text;
+  };
+  const base = `/api/purchases/${encodeURIComponent(purchaseId)}`;
+  /** @param {string} path @param {unknown} body */
+  const post = (path, body) =>
+    fetch(`${base}/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const field = form.elements.namedItem('paymentToken');
+    const token = field instanceof HTMLInputElement ? field.value.trim() : '';
+    say('busy', 'Paying…');
+    try {
+      const res = await post('payment', { paymentToken: token });
+      const body = await res.json();
+      if (res.status === 202 && body.payment?.nextActionUrl) {
+        say('busy', 'Your bank asks you to confirm…');
+        location.assign(body.payment.nextActionUrl);
+      } else if (res.status === 200) {
+        say('', 'Paid.');
+      } else if (res.status === 402) {
+        say('error', 'Your card was declined. Nothing was charged: try another card.');
+      } else {
+        say('error', body.error?.message ?? 'The payment did not go through; try again.');
+      }
+    } catch {
+      say('error', 'No answer from the server; try again.');
+    }
+  });
+  form.querySelector('[data-cancel]')?.addEventListener('click', async () => {
+    say('busy', 'Cancelling…');
+    try {
+      const res = await post('cancel', {});
+      if (!res.ok) say('error', (await res.json()).error?.message ?? 'Could not cancel.');
+    } catch {
+      say('error', 'No answer from the server; try again.');
+    }
   });
 }
 
@@ -178,6 +268,70 @@ async function fillTickets(box, purchase, typeNames) {
   );
 }
 
+/** @param {number} n */
+const peopleAhead = (n) =>
+  n === 0 ? 'You are next.' : n === 1 ? '1 person is ahead of you.' : `${n} people are ahead of you.`;
+
+/** @param {number | null} seconds */
+function waitText(seconds) {
+  if (seconds === null) return 'measuring…';
+  if (seconds < 60) return 'less than a minute';
+  const minutes = Math.round(seconds / 60);
+  return minutes === 1 ? 'about 1 minute' : `about ${minutes} minutes`;
+}
+
+/**
+ * The waiting page, live: reads the place every refreshAfterSeconds and moves the number, the people
+ * ahead, the estimate and the bar; once the buyer is let in, the page reloads into the purchase form.
+ * @param {HTMLElement} box
+ */
+function followPlace(box) {
+  const placeId = box.dataset.placeId ?? '';
+  let from = Number(box.dataset.from) || 0;
+  /** @param {string} name */
+  const field = (name) => box.querySelector(`[data-field="${name}"]`);
+  async function read() {
+    let wait = 5;
+    try {
+      const res = await fetch(`/api/queue/${encodeURIComponent(placeId)}`, { cache: 'no-store' });
+      if (res.ok) {
+        const place = await res.json();
+        wait = place.refreshAfterSeconds || wait;
+        if (place.state === 'admitted') {
+          location.reload();
+          return;
+        }
+        if (place.position !== null) {
+          from = Math.max(from, place.position);
+          const position = field('position');
+          if (position) position.textContent = String(place.position);
+          const ahead = field('ahead');
+          if (ahead) ahead.textContent = peopleAhead(place.aheadOfYou);
+          const eta = field('eta');
+          if (eta) eta.textContent = waitText(place.etaSeconds);
+          const bar = /** @type {HTMLProgressElement | null} */ (field('progress'));
+          if (bar) {
+            bar.max = from;
+            bar.value = from - place.position;
+            bar.textContent = `${from - place.position} of ${from}`;
+          }
+        }
+        box.dataset.state = place.state;
+        for (const panel of box.querySelectorAll('[data-panel]')) {
+          /** @type {HTMLElement} */ (panel).hidden = panel.getAttribute('data-panel') !== place.state;
+        }
+        if (place.state === 'sold_out' || place.state === 'expired') return;
+      }
+    } catch {
+      // Offline for a moment: try again at the next turn.
+    }
+    setTimeout(read, wait * 1000);
+  }
+  setTimeout(read, 1000);
+}
+
+const placeBox = document.getElementById('place');
+if (placeBox) followPlace(placeBox);
 const buyForm = document.getElementById('buy');
 if (buyForm instanceof HTMLFormElement) enhanceBuyForm(buyForm);
 const purchaseBox = document.getElementById('purchase');

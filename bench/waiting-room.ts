@@ -1,0 +1,233 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  cleanEnv,
+  cpuSeconds,
+  freePort,
+  spawnNode,
+  tempDir,
+  waitForHttp,
+  type BenchProcess,
+} from './processes.js';
+import type { LoadShape } from './wrk.js';
+
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
+const JOIN_SCRIPT = fileURLToPath(new URL('./join.lua', import.meta.url));
+const TOKEN = 'bench-admin-token-0123456789abcdef';
+
+export interface WaitingRoomPlan {
+  rounds: number;
+  load: LoadShape;
+  warmupSec: number;
+}
+
+export interface WaitingRoomFigures {
+  /** GET /api/queue/:placeId per second on one `onsale serve`, median of the rounds. */
+  placeReadsPerSec: number;
+  /** GET /healthz (a JSON answer, no work) per second on the bare Fastify server: the baseline. */
+  bareGetsPerSec: number;
+  ratio: number;
+  placeP99Ms: number;
+  bareP99Ms: number;
+  /** GET /api/events/:id (the event's JSON, cached) per second on the same `onsale serve`: onsale's own GET. */
+  eventGetsPerSec: number;
+  /** CPU microseconds the serving process spent per request, place read and bare GET. */
+  placeCpuUsPerRequest: number;
+  bareCpuUsPerRequest: number;
+  /** Joins (201, durable) per second on one `onsale serve` with the embedded SQLite. */
+  joinsPerSec: number;
+  joinP99Ms: number;
+}
+
+interface Run {
+  perSec: number;
+  p99Ms: number;
+  requests: number;
+  statuses: Record<string, number>;
+}
+
+/**
+ * The waiting room's hot path: reading a place (what every waiting buyer does every few seconds) against a
+ * bare JSON GET of a Fastify server that does nothing, alternated `rounds` times, with the CPU each process
+ * spent per request; then joins per second. One web process each side, SQLite embedded, no worker (the
+ * place read is the same whether the line moves or not: the line's counters come from the process's cache).
+ */
+export async function measureWaitingRoom(
+  plan: WaitingRoomPlan,
+  progress: (line: string) => void,
+): Promise<WaitingRoomFigures> {
+  const places: Array<Run & { cpuUs: number }> = [];
+  const eventGets: Run[] = [];
+  const bares: Array<Run & { cpuUs: number }> = [];
+
+  for (let r = 1; r <= plan.rounds; r++) {
+    progress(`waiting-room: place reads, round ${r}/${plan.rounds}`);
+    const real = await withOnsale(async (base, server) => {
+      const event = await createRoomEvent(base);
+      const join = await fetch(`${base}/api/events/${event}/queue`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ buyerId: 'bench-buyer' }),
+      });
+      const { placeId } = (await join.json()) as { placeId: string };
+      const url = `${base}/api/queue/${placeId}`;
+      await wrk(url, { ...plan.load, durationSec: plan.warmupSec });
+      const measured = await measuredWithCpu(server, () => wrk(url, plan.load));
+      eventGets.push(await wrk(`${base}/api/events/${event}`, plan.load));
+      return measured;
+    });
+    places.push(real);
+    progress(`waiting-room: bare JSON GET, round ${r}/${plan.rounds}`);
+    bares.push(await withBare((url, server) => measuredWithCpu(server, () => wrk(url, plan.load)), plan));
+  }
+  progress('waiting-room: joins');
+  const joins = await withOnsale(async (base) => {
+    const event = await createRoomEvent(base);
+    return wrk(
+      base,
+      plan.load,
+      ['--script', JOIN_SCRIPT],
+      [`/api/events/${event}/queue`, `bench-${Date.now()}`],
+    );
+  });
+  const place = medianBy(places, (p) => p.perSec);
+  const bare = medianBy(bares, (b) => b.perSec);
+  const created = joins.statuses['201'] ?? 0;
+  return {
+    placeReadsPerSec: place.perSec,
+    bareGetsPerSec: bare.perSec,
+    ratio: place.perSec / bare.perSec,
+    placeP99Ms: place.p99Ms,
+    bareP99Ms: bare.p99Ms,
+    eventGetsPerSec: medianBy(eventGets, (e) => e.perSec).perSec,
+    placeCpuUsPerRequest: place.cpuUs,
+    bareCpuUsPerRequest: bare.cpuUs,
+    joinsPerSec: created / (joins.requests / joins.perSec),
+    joinP99Ms: joins.p99Ms,
+  };
+}
+
+async function measuredWithCpu(
+  server: BenchProcess,
+  run: () => Promise<Run>,
+): Promise<Run & { cpuUs: number }> {
+  const before = cpuSeconds(server.pid);
+  const result = await run();
+  const after = cpuSeconds(server.pid);
+  return { ...result, cpuUs: ((after - before) * 1e6) / Math.max(1, result.requests) };
+}
+
+async function createRoomEvent(base: string): Promise<string> {
+  const res = await fetch(`${base}/api/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({
+      name: 'Bench night',
+      ticketTypes: [{ name: 'General admission', priceCents: 5000, capacity: 50_000, maxPerBuyer: 4 }],
+      waitingRoom: { maxActiveBuyers: 2000 },
+    }),
+  });
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function withOnsale<T>(body: (base: string, server: BenchProcess) => Promise<T>): Promise<T> {
+  const dir = tempDir();
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawnNode(
+    CLI,
+    ['serve'],
+    cleanEnv({
+      ONSALE_DATA_DIR: dir.path,
+      ONSALE_ADMIN_TOKEN: TOKEN,
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      // One client plays every buyer: the per-address limit would measure itself.
+      ONSALE_RATE_LIMIT_EXEMPT: '127.0.0.1',
+    }),
+  );
+  try {
+    await waitForHttp(`${base}/readyz`, server);
+    return await body(base, server);
+  } finally {
+    await server.stop();
+    dir.remove();
+  }
+}
+
+async function withBare<T>(
+  body: (url: string, server: BenchProcess) => Promise<T>,
+  plan: WaitingRoomPlan,
+): Promise<T> {
+  const port = await freePort();
+  const server = spawnNode(BARE_SERVER, [String(port), '1'], cleanEnv({}));
+  try {
+    const url = `http://127.0.0.1:${port}/healthz`;
+    await waitForHttp(url, server);
+    await wrk(url, { ...plan.load, durationSec: plan.warmupSec });
+    return await body(url, server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** One wrk run: with a script, its WRK_RESULT line; without, wrk's own summary (every answer must be 2xx). */
+async function wrk(
+  url: string,
+  load: LoadShape,
+  extra: string[] = [],
+  scriptArgs: string[] = [],
+): Promise<Run> {
+  const args = [
+    `--threads=${load.threads}`,
+    `--connections=${load.connections}`,
+    `--duration=${load.durationSec}s`,
+    '--timeout=10s',
+    '--latency',
+    ...extra,
+    url,
+    ...(scriptArgs.length > 0 ? ['--', ...scriptArgs] : []),
+  ];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) =>
+      code === 0 ? resolve(text) : reject(new Error(`wrk ${args.join(' ')}:\n${text}`)),
+    );
+  });
+  const marker = out.split('\n').find((l) => l.startsWith('WRK_RESULT '));
+  if (marker) {
+    const raw = JSON.parse(marker.slice('WRK_RESULT '.length)) as {
+      durationUs: number;
+      requests: number;
+      p99Us: number;
+      statuses: Record<string, number>;
+    };
+    return {
+      perSec: raw.requests / (raw.durationUs / 1e6),
+      p99Ms: raw.p99Us / 1000,
+      requests: raw.requests,
+      statuses: raw.statuses,
+    };
+  }
+  const perSec = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  const requests = /(\d+) requests in/.exec(out);
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
+  if (!perSec || !p99 || !requests || /Non-2xx/.test(out))
+    throw new Error(`wrk ${args.join(' ')} did not measure:\n${out}`);
+  const unit = { us: 0.001, ms: 1, s: 1000 }[p99[2] as 'us' | 'ms' | 's'];
+  return {
+    perSec: Number(perSec[1]),
+    p99Ms: Number(p99[1]) * unit,
+    requests: Number(requests[1]),
+    statuses: {},
+  };
+}
+
+function medianBy<T>(values: T[], key: (v: T) => number): T {
+  return [...values].sort((a, b) => key(a) - key(b))[Math.floor(values.length / 2)]!;
+}

@@ -1,0 +1,2 @@
+-- The waiting room in front of an event's purchases (src/domain/waiting-room.ts); NULL: none.
+ALTER TABLE events ADD COLUMN waiting_room jsonb;

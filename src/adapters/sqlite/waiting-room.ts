@@ -1,0 +1,327 @@
+import { randomInt } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
+import {
+  abandoned,
+  admissionBudget,
+  admittedWait,
+  joinEstimate,
+  type FrontPlace as FrontRow,
+  shuffle,
+  withProgress,
+  type Line,
+  type Place,
+} from '../../domain/waiting-room.js';
+import type {
+  ActiveAdmission,
+  AdvanceResult,
+  AdvanceStep,
+  JoinRequest,
+  JoinResult,
+  WaitingRoom,
+} from '../../ports/waiting-room.js';
+import { newPlaceId } from '../../shared/ids.js';
+import {
+  guarded,
+  migrateSqlite,
+  openSqlite,
+  prepareAll,
+  withoutBlockingOnLock,
+  type SqliteDatabase,
+} from './database.js';
+
+interface LineRow {
+  event_id: string;
+  sales_open_at: string;
+  session_seconds: number;
+  max_active_buyers: number;
+  max_admitted_per_minute: number | null;
+  opened: number;
+  prequeued: number;
+  tail: number;
+  head: number;
+  active: number;
+  admitted: number;
+  expired: number;
+  sold_out: number;
+  progress: string;
+}
+
+interface PlaceRow {
+  id: string;
+  event_id: string;
+  buyer_id: string;
+  buyer_key: string;
+  joined_at: string;
+  line_number: number | null;
+  outcome: 'admitted' | 'expired' | null;
+  admitted_at: string | null;
+  admission_expires_at: string | null;
+  used: number;
+  eta_at_join: number | null;
+}
+
+/** How many places of the front one step of advance() reads at a time. */
+const CHUNK = 500;
+
+const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number, outcome, admitted_at,
+  admission_expires_at, eta_at_join,
+  EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
+
+const SQL = {
+  createLine: `INSERT INTO room_lines (event_id, sales_open_at, session_seconds, max_active_buyers,
+    max_admitted_per_minute, progress) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+  getLine: 'SELECT * FROM room_lines WHERE event_id = ?',
+  placeOfBuyer: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE event_id = ? AND buyer_key = ?`,
+  getPlace: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE id = ?`,
+  insertPlace: `INSERT INTO room_places (id, event_id, buyer_id, buyer_key, joined_at, join_seq, line_number,
+    eta_at_join, last_read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  countJoin: 'UPDATE room_lines SET prequeued = prequeued + ?, tail = tail + ? WHERE event_id = ?',
+  prequeue: 'SELECT id FROM room_places WHERE event_id = ? AND line_number IS NULL ORDER BY join_seq',
+  number: 'UPDATE room_places SET line_number = ? WHERE id = ?',
+  open: 'UPDATE room_lines SET opened = 1, tail = ?, progress = ? WHERE event_id = ?',
+  noteRead: 'UPDATE room_places SET last_read_at = max(last_read_at, ?) WHERE id = ?',
+  notePurchase: 'INSERT INTO room_purchases (place_id, purchase_id) VALUES (?, ?) ON CONFLICT DO NOTHING',
+  setMaxActive: 'UPDATE room_lines SET max_active_buyers = ? WHERE event_id = ?',
+  setMaxPerMinute: 'UPDATE room_lines SET max_admitted_per_minute = ? WHERE event_id = ?',
+  movingLines: 'SELECT event_id FROM room_lines WHERE sold_out = 0 OR active > 0',
+  active: `SELECT id, admission_expires_at,
+    (SELECT json_group_array(purchase_id) FROM room_purchases WHERE place_id = room_places.id) AS purchases
+    FROM room_places WHERE event_id = ? AND outcome = 'admitted' AND released = 0`,
+  release: `UPDATE room_places SET released = 1
+    WHERE id = ? AND event_id = ? AND outcome = 'admitted' AND released = 0`,
+  front: `SELECT id, last_read_at, joined_at, eta_at_join FROM room_places WHERE event_id = ? AND line_number > ?
+    ORDER BY line_number LIMIT ?`,
+  admit: `UPDATE room_places SET outcome = 'admitted', admitted_at = ?, admission_expires_at = ? WHERE id = ?`,
+  expire: `UPDATE room_places SET outcome = 'expired' WHERE id = ?`,
+  saveLine: `UPDATE room_lines SET head = ?, active = ?, admitted = ?, expired = ?, sold_out = ?, progress = ?
+    WHERE event_id = ?`,
+} as const;
+
+/** The waiting room on the embedded SQLite file; its write lock serializes joins and steps. */
+export class SqliteWaitingRoom implements WaitingRoom {
+  readonly #db: SqliteDatabase;
+  readonly #stmt: Record<keyof typeof SQL, Statement>;
+
+  constructor(url: string) {
+    this.#db = guarded(() => openSqlite(url));
+    migrateSqlite(this.#db, 'room');
+    this.#stmt = prepareAll(this.#db, SQL);
+  }
+
+  async migrate(): Promise<void> {
+    guarded(() => migrateSqlite(this.#db, 'room'));
+  }
+
+  async join(requests: readonly JoinRequest[]): Promise<JoinResult[]> {
+    const s = this.#stmt;
+    return withoutBlockingOnLock(this.#db, () =>
+      this.#db
+        .transaction(() =>
+          requests.map((request): JoinResult => {
+            const existing = s.placeOfBuyer.get(request.eventId, request.canonicalBuyerId) as
+              PlaceRow | undefined;
+            if (existing) return { place: toPlace(existing), created: false };
+            const now = Date.parse(request.joinedAt);
+            s.createLine.run(
+              request.eventId,
+              request.salesOpenAt,
+              request.room.sessionSeconds,
+              request.room.maxActiveBuyers,
+              request.room.maxAdmittedPerMinute,
+              JSON.stringify([[now, 0, 0]]),
+            );
+            let line = s.getLine.get(request.eventId) as LineRow;
+            if (!line.opened && request.joinedAt >= line.sales_open_at) {
+              this.#open(line, now);
+              line = s.getLine.get(request.eventId) as LineRow;
+            }
+            const prequeue = !line.opened;
+            const placeId = newPlaceId();
+            s.insertPlace.run(
+              placeId,
+              request.eventId,
+              request.buyerId,
+              request.canonicalBuyerId,
+              request.joinedAt,
+              prequeue ? line.prequeued + 1 : null,
+              prequeue ? null : line.tail + 1,
+              prequeue ? null : joinEstimate(line.tail + 1, toLine(line), now),
+              now,
+            );
+            s.countJoin.run(prequeue ? 1 : 0, prequeue ? 0 : 1, request.eventId);
+            return { place: toPlace(s.getPlace.get(placeId) as PlaceRow), created: true };
+          }),
+        )
+        .immediate(),
+    );
+  }
+
+  /** The opening lottery: the pre-queue in a uniformly random order at the front of the line. */
+  #open(line: LineRow, now: number): void {
+    const ids = shuffle(this.#stmt.prequeue.pluck().all(line.event_id) as string[], randomInt);
+    this.#stmt.prequeue.pluck(false);
+    ids.forEach((id, i) => this.#stmt.number.run(i + 1, id));
+    const progress = withProgress(parseProgress(line.progress), now, line.head, line.admitted);
+    this.#stmt.open.run(ids.length, JSON.stringify(progress), line.event_id);
+  }
+
+  async getPlace(placeId: string): Promise<Place | null> {
+    const row = guarded(() => this.#stmt.getPlace.get(placeId)) as PlaceRow | undefined;
+    return row ? toPlace(row) : null;
+  }
+
+  async getLine(eventId: string): Promise<Line | null> {
+    const row = guarded(() => this.#stmt.getLine.get(eventId)) as LineRow | undefined;
+    return row ? toLine(row) : null;
+  }
+
+  async noteReads(reads: ReadonlyMap<string, number>): Promise<void> {
+    if (reads.size === 0) return;
+    await withoutBlockingOnLock(this.#db, () =>
+      this.#db
+        .transaction(() => {
+          for (const [placeId, at] of reads) this.#stmt.noteRead.run(at, placeId);
+        })
+        .immediate(),
+    );
+  }
+
+  async notePurchase(placeId: string, purchaseId: string): Promise<void> {
+    await withoutBlockingOnLock(this.#db, () => this.#stmt.notePurchase.run(placeId, purchaseId));
+  }
+
+  async setLimits(
+    eventId: string,
+    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
+  ): Promise<Line | null> {
+    return withoutBlockingOnLock(this.#db, () =>
+      this.#db
+        .transaction(() => {
+          if (limits.maxActiveBuyers !== undefined)
+            this.#stmt.setMaxActive.run(limits.maxActiveBuyers, eventId);
+          if (limits.maxAdmittedPerMinute !== undefined)
+            this.#stmt.setMaxPerMinute.run(limits.maxAdmittedPerMinute, eventId);
+          const row = this.#stmt.getLine.get(eventId) as LineRow | undefined;
+          return row ? toLine(row) : null;
+        })
+        .immediate(),
+    );
+  }
+
+  async movingLines(): Promise<string[]> {
+    return guarded(() => this.#stmt.movingLines.pluck().all() as string[]);
+  }
+
+  async activeAdmissions(eventId: string): Promise<ActiveAdmission[]> {
+    const rows = guarded(() => this.#stmt.active.all(eventId)) as Array<{
+      id: string;
+      admission_expires_at: string;
+      purchases: string;
+    }>;
+    return rows.map((r) => ({
+      placeId: r.id,
+      admissionExpiresAt: r.admission_expires_at,
+      purchaseIds: JSON.parse(r.purchases) as string[],
+    }));
+  }
+
+  async advance(eventId: string, step: AdvanceStep): Promise<AdvanceResult | null> {
+    const s = this.#stmt;
+    return withoutBlockingOnLock(this.#db, () =>
+      this.#db
+        .transaction(() => {
+          let row = s.getLine.get(eventId) as LineRow | undefined;
+          if (!row) return null;
+          if (!row.opened && new Date(step.now).toISOString() >= row.sales_open_at) {
+            this.#open(row, step.now);
+            row = s.getLine.get(eventId) as LineRow;
+          }
+          const line = toLine(row);
+          for (const placeId of step.release) line.active -= s.release.run(placeId, eventId).changes;
+          line.soldOut = step.soldOut;
+          const before = { head: line.head, admitted: line.admitted };
+          let budget = admissionBudget(line, step.now);
+          const admitted: AdvanceResult['admitted'] = [];
+          let expired = 0;
+          const admittedAt = new Date(step.now).toISOString();
+          const expiresAt = new Date(step.now + line.sessionSeconds * 1000).toISOString();
+          while (budget > 0 && line.head < line.tail) {
+            const front = s.front.all(eventId, line.head, CHUNK) as FrontRow[];
+            if (front.length === 0) break;
+            for (const place of front) {
+              if (budget === 0) break;
+              line.head += 1;
+              if (abandoned(place.last_read_at, step.now)) {
+                s.expire.run(place.id);
+                line.expired += 1;
+                expired += 1;
+              } else {
+                s.admit.run(admittedAt, expiresAt, place.id);
+                admitted.push(admittedWait(place, step.now));
+                line.admitted += 1;
+                line.active += 1;
+                budget -= 1;
+              }
+            }
+          }
+          if (line.head !== before.head || line.admitted !== before.admitted) {
+            line.progress = withProgress(line.progress, step.now, line.head, line.admitted);
+          }
+          s.saveLine.run(
+            line.head,
+            line.active,
+            line.admitted,
+            line.expired,
+            line.soldOut ? 1 : 0,
+            JSON.stringify(line.progress),
+            eventId,
+          );
+          return { line, admitted, expired };
+        })
+        .immediate(),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}
+
+function parseProgress(text: string): Line['progress'] {
+  return JSON.parse(text) as Line['progress'];
+}
+
+function toLine(row: LineRow): Line {
+  return {
+    eventId: row.event_id,
+    salesOpenAt: row.sales_open_at,
+    opened: row.opened === 1,
+    prequeued: row.prequeued,
+    tail: row.tail,
+    head: row.head,
+    active: row.active,
+    admitted: row.admitted,
+    expired: row.expired,
+    soldOut: row.sold_out === 1,
+    maxActiveBuyers: row.max_active_buyers,
+    maxAdmittedPerMinute: row.max_admitted_per_minute,
+    sessionSeconds: row.session_seconds,
+    progress: parseProgress(row.progress),
+  };
+}
+
+function toPlace(row: PlaceRow): Place {
+  return {
+    placeId: row.id,
+    eventId: row.event_id,
+    buyerId: row.buyer_id,
+    canonicalBuyerId: row.buyer_key,
+    joinedAt: row.joined_at,
+    lineNumber: row.line_number,
+    outcome: row.outcome,
+    admittedAt: row.admitted_at,
+    admissionExpiresAt: row.admission_expires_at,
+    used: row.used === 1,
+    etaAtJoin: row.eta_at_join,
+  };
+}

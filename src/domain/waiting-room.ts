@@ -1,0 +1,248 @@
+import { OnsaleError } from './errors.js';
+import type { WaitingRoomSettings } from './types.js';
+
+/**
+ * The waiting room's decisions: what a room request creates, the opening lottery, who is admitted next, and
+ * what a place shows. Pure: the adapters keep the line, the web servers read it, the ticker moves it.
+ */
+
+export const ROOM_DEFAULTS = { maxActiveBuyers: 500, maxAdmittedPerMinute: null, sessionSeconds: 600 };
+
+/** A place whose turn comes after it was not read for this long is skipped as expired. */
+export const ABANDONED_AFTER_MS = 5 * 60_000;
+
+/** How often a waiting page is told to read its place again. */
+export const REFRESH_AFTER_SECONDS = 5;
+
+/** The window over which the line's speed is measured for the estimate, and the admission rate bounded. */
+export const RATE_WINDOW_MS = 60_000;
+
+export interface WaitingRoomRequest {
+  opensAt?: string;
+  maxActiveBuyers?: number;
+  maxAdmittedPerMinute?: number | null;
+  sessionSeconds?: number;
+}
+
+/**
+ * The settings a room request makes for an event whose sales open at `salesOpenAt`: opensAt (default: now,
+ * `nowIso`) normalised to ISO-8601 UTC and not after salesOpenAt, the limits defaulted.
+ */
+export function roomToCreate(
+  request: WaitingRoomRequest,
+  salesOpenAt: string,
+  nowIso: string,
+): WaitingRoomSettings | OnsaleError {
+  let opensAt = nowIso < salesOpenAt ? nowIso : salesOpenAt;
+  if (request.opensAt !== undefined) {
+    const at = new Date(request.opensAt);
+    if (Number.isNaN(at.getTime())) {
+      return new OnsaleError('invalid_request', 'waitingRoom.opensAt must be an ISO-8601 date and time');
+    }
+    opensAt = at.toISOString();
+    if (opensAt > salesOpenAt) {
+      return new OnsaleError('invalid_request', 'waitingRoom.opensAt must not be after salesOpenAt');
+    }
+  }
+  return {
+    opensAt,
+    maxActiveBuyers: request.maxActiveBuyers ?? ROOM_DEFAULTS.maxActiveBuyers,
+    maxAdmittedPerMinute: request.maxAdmittedPerMinute ?? ROOM_DEFAULTS.maxAdmittedPerMinute,
+    sessionSeconds: request.sessionSeconds ?? ROOM_DEFAULTS.sessionSeconds,
+  };
+}
+
+/**
+ * Fisher–Yates: every order of `items` equally likely, given a `randomBelow(n)` uniform on 0..n-1 (the
+ * adapters pass crypto.randomInt). Shuffles in place and returns the array.
+ */
+export function shuffle<T>(items: T[], randomBelow: (n: number) => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = randomBelow(i + 1);
+    const picked = items[j] as T;
+    items[j] = items[i] as T;
+    items[i] = picked;
+  }
+  return items;
+}
+
+/** One buyer's place in an event's line. */
+export interface Place {
+  placeId: string;
+  eventId: string;
+  /** As typed when joining. */
+  buyerId: string;
+  canonicalBuyerId: string;
+  joinedAt: string;
+  /** 1-based rank in the line; null while in the pre-queue (before the opening lottery). */
+  lineNumber: number | null;
+  /** Decided when its turn came, in line order; null while waiting. */
+  outcome: 'admitted' | 'expired' | null;
+  admittedAt: string | null;
+  admissionExpiresAt: string | null;
+  /** A purchase was accepted with its admission. */
+  used: boolean;
+  /** The estimated wait (s) given when the place was taken; null in the pre-queue or before any move. */
+  etaAtJoin: number | null;
+}
+
+/** The counters of an event's line, from which every waiting place's position follows. */
+export interface Line {
+  eventId: string;
+  salesOpenAt: string;
+  /** The lottery has run: places have line numbers from here on. */
+  opened: boolean;
+  /** Places taken before the opening (the lottery's size once opened). */
+  prequeued: number;
+  /** Line numbers given so far. */
+  tail: number;
+  /** Line numbers decided (admitted or expired), in order: the front of the line is head + 1. */
+  head: number;
+  /** Admitted buyers still holding a slot (purchase not final, admission not expired). */
+  active: number;
+  admitted: number;
+  expired: number;
+  /** Nothing is left to admit anyone to (nothing available or held). */
+  soldOut: boolean;
+  maxActiveBuyers: number;
+  maxAdmittedPerMinute: number | null;
+  sessionSeconds: number;
+  /** [time ms, head, admitted] after each move, the last RATE_WINDOW_MS and the one before: the speed. */
+  progress: Array<[number, number, number]>;
+}
+
+export type PlaceState = 'prequeue' | 'waiting' | 'admitted' | 'sold_out' | 'expired';
+
+export interface PlaceView {
+  state: PlaceState;
+  position: number | null;
+  aheadOfYou: number | null;
+  etaSeconds: number | null;
+}
+
+/**
+ * A move of the line is shown this long after the ticker made it: every web server reads the line at most
+ * LINE_CACHE_MS (< this) after a move, so all of them show the same head at the same moment, and a buyer
+ * whose refreshes land on different servers never sees their position grow.
+ */
+export const SHOWN_AFTER_MS = 1_000;
+
+/** The head every web server shows at `now`: the line's head as it was SHOWN_AFTER_MS ago. */
+export function shownHead(line: Line, now: number): number {
+  return sampleAt(line.progress, now - SHOWN_AFTER_MS)?.[1] ?? 0;
+}
+
+/**
+ * What a place shows, from the place and its line's counters alone (no read of other places): position is
+ * the line number less the shown head, so it never grows while head only grows.
+ */
+export function placeView(place: Place, line: Line, now: number): PlaceView {
+  const none = { position: null, aheadOfYou: null, etaSeconds: null };
+  if (place.outcome === 'admitted') {
+    const expired = !place.used && Date.parse(place.admissionExpiresAt ?? '') <= now;
+    return { state: expired ? 'expired' : 'admitted', ...none };
+  }
+  if (place.outcome === 'expired') return { state: 'expired', ...none };
+  if (line.soldOut) return { state: 'sold_out', ...none };
+  if (place.lineNumber === null) return { state: 'prequeue', ...none };
+  // A place at or behind head whose outcome this process has not read yet: at the front, not yet shown.
+  const position = Math.max(1, place.lineNumber - shownHead(line, now));
+  return {
+    state: 'waiting',
+    position,
+    aheadOfYou: position - 1,
+    etaSeconds: etaSeconds(position, line, now),
+  };
+}
+
+/**
+ * The estimated wait of the place at `position`: positions over the speed at which the line's head moved
+ * during the last RATE_WINDOW_MS. Null while the line has not moved (no speed measured yet).
+ */
+export function etaSeconds(position: number, line: Line, now: number): number | null {
+  const speed = headSpeed(line.progress, now);
+  if (speed === null || speed <= 0) return null;
+  return Math.round(position / speed);
+}
+
+/** Positions per second over the window, or null when fewer than two samples span it. */
+function headSpeed(progress: Line['progress'], now: number): number | null {
+  const last = progress[progress.length - 1];
+  if (!last) return null;
+  const from = sampleAt(progress, now - RATE_WINDOW_MS) ?? progress[0];
+  if (!from) return null;
+  // From the window's start, or the first move, up to now: a line that stopped moving slows down.
+  const start = Math.max(from[0], now - RATE_WINDOW_MS);
+  const seconds = (now - start) / 1000;
+  if (seconds < 1) return null;
+  return (last[1] - from[1]) / seconds;
+}
+
+/** The latest sample at or before `at`. */
+function sampleAt(progress: Line['progress'], at: number): [number, number, number] | undefined {
+  let found: [number, number, number] | undefined;
+  for (const sample of progress) {
+    if (sample[0] <= at) found = sample;
+    else break;
+  }
+  return found;
+}
+
+/** The samples kept after a move at `now`: this one, those of the window, and the last one before it. */
+export function withProgress(
+  progress: Line['progress'],
+  now: number,
+  head: number,
+  admitted: number,
+): Line['progress'] {
+  const next = [...progress, [now, head, admitted] as [number, number, number]];
+  const before = next.filter((s) => s[0] <= now - RATE_WINDOW_MS);
+  const inside = next.filter((s) => s[0] > now - RATE_WINDOW_MS);
+  return before.length > 0 ? [before[before.length - 1]!, ...inside] : inside;
+}
+
+/**
+ * How many buyers may be admitted now: free slots under maxActiveBuyers, and, when set, what is left of
+ * maxAdmittedPerMinute over the last minute (counted exactly from the progress samples, one per move).
+ */
+export function admissionBudget(line: Line, now: number): number {
+  if (line.soldOut || !line.opened) return 0;
+  let budget = line.maxActiveBuyers - line.active;
+  if (line.maxAdmittedPerMinute !== null) {
+    const base = sampleAt(line.progress, now - RATE_WINDOW_MS);
+    const lastMinute = line.admitted - (base ? base[2] : 0);
+    budget = Math.min(budget, line.maxAdmittedPerMinute - lastMinute);
+  }
+  return Math.max(0, budget);
+}
+
+/** A place at the front of the line, as the step that decides it reads it. */
+export interface FrontPlace {
+  id: string;
+  last_read_at: number;
+  joined_at: string;
+  eta_at_join: number | null;
+}
+
+/** The wait an admitted place saw, beside the one it was told when it joined. */
+export function admittedWait(
+  place: FrontPlace,
+  now: number,
+): { waitedSeconds: number; etaAtJoin: number | null } {
+  return { waitedSeconds: (now - Date.parse(place.joined_at)) / 1000, etaAtJoin: place.eta_at_join };
+}
+
+/** The estimated wait told to the place that takes line number `lineNumber` now. */
+export function joinEstimate(lineNumber: number, line: Line, now: number): number | null {
+  return etaSeconds(Math.max(1, lineNumber - shownHead(line, now)), line, now);
+}
+
+/** Whether a place whose turn has come is skipped: nobody read it for ABANDONED_AFTER_MS. */
+export function abandoned(lastReadAt: number, now: number): boolean {
+  return now - lastReadAt > ABANDONED_AFTER_MS;
+}
+
+/** Whether the event has nothing left to admit anyone to: every ticket type with none available or held. */
+export function nothingLeft(stock: ReadonlyArray<{ available: number; held: number }>): boolean {
+  return stock.every((t) => t.available <= 0 && t.held <= 0);
+}

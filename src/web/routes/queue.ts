@@ -1,0 +1,216 @@
+import type { FastifyInstance } from 'fastify';
+import { buyerIdentity } from '../../domain/buyer.js';
+import { OnsaleError } from '../../domain/errors.js';
+import { etaSeconds, shownHead, type Line } from '../../domain/waiting-room.js';
+import type { WaitingRoom } from '../../ports/waiting-room.js';
+import { requireAdminToken } from '../admin-token.js';
+import type { Lookups } from '../lookups.js';
+import type { RoomReader } from '../room-reader.js';
+import { errorResponses } from '../errors.js';
+import { ADMIN_SECURITY } from '../openapi.js';
+import {
+  eventParams,
+  joinBody,
+  lineView,
+  placeParams,
+  placeView,
+  roomLimitsBody,
+  type RoomLimitsBody,
+} from '../schemas.js';
+
+const ADMIN_LINE_ERRORS = errorResponses(
+  'invalid_request',
+  'unauthorized',
+  'not_found',
+  'rate_limited',
+  'internal_error',
+  'unavailable',
+);
+
+interface QueueOptions {
+  lookups: Lookups;
+  reader: RoomReader;
+}
+
+/** The waiting room's public endpoints: joining an event's line and reading a place. */
+export async function queueRoutes(app: FastifyInstance, { lookups, reader }: QueueOptions) {
+  // A place's answer carries its admission token: no cache may keep it.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
+  app.post<{ Params: { eventId: string }; Body: { buyerId: string } }>(
+    '/api/events/:eventId/queue',
+    {
+      schema: {
+        tags: ['public'],
+        summary: "Take a place in the event's waiting room (one per buyer: others get the same place back)",
+        params: eventParams,
+        body: joinBody,
+        response: {
+          201: { ...placeView, description: 'a new place, durable' },
+          200: { ...placeView, description: "this buyer's place, taken before" },
+          ...errorResponses(
+            'invalid_request',
+            'not_found',
+            'queue_not_open',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
+    async (request, reply) => {
+      const event = await lookups.eventOr404(request.params.eventId);
+      const room = event.waitingRoom;
+      if (!room) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
+      const canonicalBuyerId = buyerIdentity(request.body.buyerId, event.buyerIdKind);
+      if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
+      const joinedAt = new Date().toISOString();
+      if (joinedAt < room.opensAt) {
+        throw new OnsaleError('queue_not_open', `the waiting room opens at ${room.opensAt}`);
+      }
+      const { answer, created } = await reader.join({
+        eventId: event.id,
+        buyerId: request.body.buyerId,
+        canonicalBuyerId,
+        room,
+        salesOpenAt: event.salesOpenAt,
+        joinedAt,
+      });
+      return reply.code(created ? 201 : 200).send(answer);
+    },
+  );
+
+  app.get<{ Params: { placeId: string } }>(
+    '/api/queue/:placeId',
+    {
+      schema: {
+        tags: ['public'],
+        summary: 'Read a place in line: position, people ahead, estimated wait, and once admitted the token',
+        params: placeParams,
+        response: {
+          200: placeView,
+          ...errorResponses('invalid_request', 'not_found', 'rate_limited', 'internal_error', 'unavailable'),
+        },
+      },
+    },
+    async (request) => {
+      const answer = await reader.read(request.params.placeId);
+      if (!answer) throw new OnsaleError('not_found', `no place ${request.params.placeId}`);
+      return answer;
+    },
+  );
+}
+
+interface QueueAdminOptions {
+  lookups: Lookups;
+  room: WaitingRoom;
+  reader: RoomReader;
+  adminToken: string;
+}
+
+/** The organizer's view of a line, and the limits they may change during the sale (admin token). */
+export async function queueAdminRoutes(
+  app: FastifyInstance,
+  { lookups, room, reader, adminToken }: QueueAdminOptions,
+) {
+  app.addHook('onRequest', requireAdminToken(adminToken));
+
+  app.get<{ Params: { eventId: string } }>(
+    '/api/events/:eventId/queue',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's waiting line: its length per state, its limits and its speed",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        response: { 200: lineView, ...ADMIN_LINE_ERRORS },
+      },
+    },
+    async (request) => {
+      const event = await lookups.eventOr404(request.params.eventId);
+      if (!event.waitingRoom) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
+      return lineStats(event.id, await reader.line(event.id), event.waitingRoom);
+    },
+  );
+
+  app.patch<{ Params: { eventId: string }; Body: RoomLimitsBody }>(
+    '/api/events/:eventId/queue',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Change the waiting room's limits during the sale: maxActiveBuyers, maxAdmittedPerMinute",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        body: roomLimitsBody,
+        response: {
+          200: { ...lineView, description: 'the line, with its new limits' },
+          ...errorResponses(
+            'invalid_request',
+            'unauthorized',
+            'not_found',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
+    async (request) => {
+      const event = await lookups.eventOr404(request.params.eventId);
+      if (!event.waitingRoom) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
+      const line = await room.setLimits(event.id, request.body);
+      if (!line) throw new OnsaleError('not_found', `nobody has joined the line of event ${event.id} yet`);
+      return lineStats(event.id, line, event.waitingRoom);
+    },
+  );
+}
+
+/** What the admin sees of a line: its length per state, its limits and its speed. */
+function lineStats(
+  eventId: string,
+  line: Line | null,
+  room: { maxActiveBuyers: number; maxAdmittedPerMinute: number | null },
+) {
+  const now = Date.now();
+  if (!line) {
+    return {
+      eventId,
+      opened: false,
+      prequeue: 0,
+      waiting: 0,
+      soldOutPlaces: 0,
+      admitted: 0,
+      active: 0,
+      expired: 0,
+      soldOut: false,
+      maxActiveBuyers: room.maxActiveBuyers,
+      maxAdmittedPerMinute: room.maxAdmittedPerMinute,
+      admittedLastMinute: 0,
+      etaOfLastSeconds: null,
+    };
+  }
+  const base = line.progress.filter((s) => s[0] <= now - 60_000).pop();
+  const waiting = line.opened ? line.tail - line.head : 0;
+  return {
+    eventId,
+    opened: line.opened,
+    prequeue: line.opened ? 0 : line.prequeued,
+    waiting: line.soldOut ? 0 : waiting,
+    soldOutPlaces: line.soldOut ? waiting : 0,
+    admitted: line.admitted,
+    active: line.active,
+    expired: line.expired,
+    soldOut: line.soldOut,
+    maxActiveBuyers: line.maxActiveBuyers,
+    maxAdmittedPerMinute: line.maxAdmittedPerMinute,
+    admittedLastMinute: line.admitted - (base ? base[2] : 0),
+    etaOfLastSeconds: waiting > 0 ? etaSeconds(line.tail - shownHead(line, now), line, now) : null,
+  };
+}
