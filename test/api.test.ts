@@ -240,6 +240,8 @@ describe('GET /api/events/:id/stats', () => {
       rejected: 0,
       expired: 0,
       cancelled: 0,
+      waitlisted: 0,
+      refunded: 0,
     });
 
     await buyAndSettle(event, newBuyer(), [item(event, 0, 3), item(event, 1, 2)]);
@@ -251,7 +253,16 @@ describe('GET /api/events/:id/stats', () => {
       [7, 3],
       [2, 0],
     ]);
-    expect(s.purchases).toEqual({ queued: 0, held: 0, confirmed: 2, rejected: 1, expired: 0, cancelled: 0 });
+    expect(s.purchases).toEqual({
+      queued: 0,
+      held: 0,
+      confirmed: 2,
+      rejected: 1,
+      expired: 0,
+      cancelled: 0,
+      waitlisted: 0,
+      refunded: 0,
+    });
   });
 
   it('answers 404 not_found for an unknown event', async () => {
@@ -476,7 +487,16 @@ describe('POST /api/events/:id/purchases and GET /api/purchases/:id', () => {
       expectApiError(res, 409, 'sales_not_open');
     }
     const s = await stats(event.id);
-    expect(s.purchases).toEqual({ queued: 0, held: 0, confirmed: 0, rejected: 0, expired: 0, cancelled: 0 });
+    expect(s.purchases).toEqual({
+      queued: 0,
+      held: 0,
+      confirmed: 0,
+      rejected: 0,
+      expired: 0,
+      cancelled: 0,
+      waitlisted: 0,
+      refunded: 0,
+    });
     expect(s.ticketTypes[0]).toMatchObject({ sold: 0, available: 100 });
 
     // An event whose sale opened in the past sells.
