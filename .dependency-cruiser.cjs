@@ -58,6 +58,14 @@ module.exports = {
       to: { path: '^(bench|test)/' },
     },
     {
+      name: 'client-stands-alone',
+      comment:
+        "onsale/client ships to integrators (Node or a browser): it imports nothing, neither onsale's modules nor node: ones.",
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { pathNot: '^src/client/' },
+    },
+    {
       name: 'no-cycles',
       comment: 'Import cycles hide which module depends on which; break them with a module both can import.',
       severity: 'error',

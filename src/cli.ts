@@ -31,8 +31,20 @@ const WEB: Key[] = [
   'metrics',
   'trustProxy',
   'drainDelay',
+  'payments',
+  'currency',
 ];
-const WORKER: Key[] = ['batchSize', 'maxAttempts', 'metrics', 'smtpUrl', 'mailFrom', 'publicUrl'];
+// Workers reconcile payments and refund late charges: they talk to the same provider, in the same currency.
+const WORKER: Key[] = [
+  'batchSize',
+  'maxAttempts',
+  'metrics',
+  'smtpUrl',
+  'mailFrom',
+  'publicUrl',
+  'payments',
+  'currency',
+];
 
 /** Exit status for a bad setting or flag (operations.md). */
 const EXIT_BAD_SETTING = 2;

@@ -48,7 +48,11 @@ describe('the npm package', () => {
       'deploy/prometheus/alerts.test.yml',
     ];
     expect(files.filter((f) => !(f.startsWith('dist/') || shipped.includes(f)))).toEqual([]);
-    expect(files.filter((f) => f.endsWith('.map') || f.endsWith('.ts') || f.includes('bench'))).toEqual([]);
+    expect(files).toContain('dist/client/index.js');
+    // The client's declarations are the only TypeScript shipped.
+    expect(files.filter((f) => f.endsWith('.map') || f.endsWith('.ts') || f.includes('bench'))).toEqual([
+      'dist/client/index.d.ts',
+    ]);
 
     // Installed from the warm cache. Install scripts are off: better-sqlite3's would compile SQLite from
     // source (minutes on two cores); its addon is the one built for this checkout, the same version.
@@ -110,6 +114,45 @@ describe('the npm package', () => {
         events: Array<{ name: string }>;
       };
       expect(events.map((e) => e.name)).toEqual(['DJ Night (demo)']);
+
+      // onsale/client, imported by an integrator's program from the installed package, reads the same.
+      const program = [
+        "import { OnsaleClient } from 'onsale/client';",
+        'const onsale = new OnsaleClient({ baseUrl: process.argv[1] });',
+        'const { events } = await onsale.listEvents();',
+        'const event = await onsale.getEvent(events[0].id);',
+        'console.log(JSON.stringify([event.name, event.ticketTypes.length > 0]));',
+      ].join('\n');
+      const read = await run(process.execPath, ['--input-type=module', '-e', program, baseUrl], { cwd: app });
+      expect(JSON.parse(read.stdout)).toEqual(['DJ Night (demo)', true]);
+      // And its types, as TypeScript resolves them through the package's "exports".
+      writeFileSync(
+        join(app, 'check.mts'),
+        [
+          "import { OnsaleClient, OnsaleApiError, type Purchase } from 'onsale/client';",
+          "const onsale = new OnsaleClient({ baseUrl: 'http://127.0.0.1:3000' });",
+          "export const purchase: Promise<Purchase> = onsale.getPurchase('id');",
+          'export const code = (e: OnsaleApiError): string => e.code;',
+          '// @ts-expect-error: a purchase needs its items',
+          "void onsale.purchase('event', { buyerId: 'ada' });",
+        ].join('\n'),
+      );
+      writeFileSync(
+        join(app, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            noEmit: true,
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            target: 'es2022',
+            lib: ['es2023', 'dom', 'dom.asynciterable'],
+            types: [],
+          },
+          files: ['check.mts'],
+        }),
+      );
+      await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', app], { cwd: app });
       onsale.kill('SIGTERM');
       expect(await exited, output).toEqual({ code: 0, signal: null });
     } finally {

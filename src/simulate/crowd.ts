@@ -1,4 +1,14 @@
+import { requests, type RequestSpec } from '../client/index.js';
 import type { FinalPurchase, ItemView, SentPurchase, StockView } from './invariants.js';
+
+/** Sends a request of onsale/client's builders to the server at `baseUrl` with fetch. */
+function send(baseUrl: string, spec: RequestSpec): Promise<Response> {
+  return fetch(`${baseUrl}${spec.path}`, {
+    method: spec.method,
+    headers: spec.headers,
+    ...(spec.body === undefined ? {} : { body: spec.body }),
+  });
+}
 
 /** One buyer's request in a crowd: who, what, and optionally an Idempotency-Key. */
 export interface Intent {
@@ -17,10 +27,9 @@ export async function sendCrowd(opts: {
 }): Promise<SentPurchase[]> {
   const records: SentPurchase[] = [];
   let next = 0;
-  const url = `${opts.baseUrl}/api/events/${opts.eventId}/purchases`;
   async function lane(): Promise<void> {
     while (next < opts.intents.length) {
-      const record = await sendPurchase(url, opts.intents[next++]!);
+      const record = await sendPurchase(opts.baseUrl, opts.eventId, opts.intents[next++]!);
       records.push(record);
       opts.onAnswer?.(record);
     }
@@ -30,23 +39,21 @@ export async function sendCrowd(opts: {
 }
 
 /**
- * Sends one purchase to `url` (an event's purchase endpoint) and records what the client saw. A request that
- * fails at the network level (a server killed mid-request) is recorded with status 0: it was never
- * acknowledged, so nothing is owed for it.
+ * Sends one purchase to the event `eventId` of the server at `baseUrl` and records what the client saw. A
+ * request that fails at the network level (a server killed mid-request) is recorded with status 0: it was
+ * never acknowledged, so nothing is owed for it.
  */
-export async function sendPurchase(url: string, intent: Intent): Promise<SentPurchase> {
+export async function sendPurchase(baseUrl: string, eventId: string, intent: Intent): Promise<SentPurchase> {
   const sentAt = performance.now();
   let status: number;
   let purchaseId: string | undefined;
   try {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        ...(intent.idempotencyKey ? { 'idempotency-key': intent.idempotencyKey } : {}),
-      },
-      body: JSON.stringify({ buyerId: intent.buyerId, items: intent.items }),
-    });
+    const spec = requests.purchase(
+      eventId,
+      { buyerId: intent.buyerId, items: intent.items },
+      intent.idempotencyKey ? { idempotencyKey: intent.idempotencyKey } : {},
+    );
+    const res = await send(baseUrl, spec);
     status = res.status;
     const body = (await res.json()) as { purchaseId?: string };
     purchaseId = body.purchaseId;
@@ -69,10 +76,10 @@ export async function sendPurchase(url: string, intent: Intent): Promise<SentPur
  * connection to a server that is just being restarted. A read changes nothing, so asking again is safe; an
  * answer, whatever its status, is never asked again.
  */
-async function readAgainOnReset(url: string, attempts = 3): Promise<Response> {
+async function readAgainOnReset(baseUrl: string, spec: RequestSpec, attempts = 3): Promise<Response> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await fetch(url);
+      return await send(baseUrl, spec);
     } catch (error) {
       if (attempt >= attempts) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
@@ -94,7 +101,7 @@ export async function observe(opts: {
   async function lane(): Promise<void> {
     while (next < ids.length) {
       const id = ids[next++]!;
-      const res = await readAgainOnReset(`${opts.baseUrl}/api/purchases/${id}`);
+      const res = await readAgainOnReset(opts.baseUrl, requests.getPurchase(id));
       purchases.set(id, res.status === 200 ? ((await res.json()) as FinalPurchase) : null);
     }
   }
@@ -109,7 +116,6 @@ export async function readStock(
   eventId: string,
   adminToken: string,
 ): Promise<{ stock: StockView[]; stats: unknown }> {
-  const auth = { headers: { authorization: `Bearer ${adminToken}` } };
   // A server restarting or briefly unavailable (503) is waited for, a minute at most, as the buyers are:
   // the whole run's records would be lost for want of this last read.
   const deadline = Date.now() + 60_000;
@@ -118,8 +124,8 @@ export async function readStock(
   for (;;) {
     try {
       [statsRes, eventRes] = await Promise.all([
-        fetch(`${baseUrl}/api/events/${eventId}/stats`, auth),
-        fetch(`${baseUrl}/api/events/${eventId}`),
+        send(baseUrl, requests.eventStats(eventId, adminToken)),
+        send(baseUrl, requests.getEvent(eventId)),
       ]);
       const transient = [statsRes.status, eventRes.status].some((s) => s === 502 || s === 503);
       if (!transient || Date.now() > deadline) break;

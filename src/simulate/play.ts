@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
+import { requests, type RequestSpec } from '../client/index.js';
 import type { PlannedRequest } from './crowd.js';
 import type { FinalPurchase, SentPurchase } from './invariants.js';
 
@@ -197,15 +198,16 @@ export function playShare(opts: ShareOptions): PlayingShare {
       await buy(req);
     }
   }
-  const path = `${base}/api/events/${opts.eventId}/purchases`;
   async function buy(req: PlannedRequest): Promise<void> {
     const firstSentAt = clock();
-    const body = JSON.stringify({ buyerId: req.buyerId, items: req.items });
+    // Built once, sent again as is on each retry (the same Idempotency-Key).
+    const spec = requests.purchase(opts.eventId, req, { idempotencyKey: req.idempotencyKey });
+    spec.path = base + spec.path;
     for (let attempt = 0; ; attempt++) {
       const sentAt = clock();
       c.sent++;
       bucket(sentAt).sent++;
-      const answer = await post(sendPool, path, body, req.idempotencyKey);
+      const answer = await post(sendPool, spec);
       const answeredAt = clock();
       if (answer.status !== 0) {
         c.answered++;
@@ -314,17 +316,10 @@ export function playShare(opts: ShareOptions): PlayingShare {
 
 async function post(
   pool: Pool,
-  path: string,
-  body: string,
-  idempotencyKey: string,
+  spec: RequestSpec,
 ): Promise<{ status: number; body: unknown; retryAfterSec?: number }> {
   try {
-    const res = await pool.request({
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
-      body,
-    });
+    const res = await pool.request(spec);
     const text = await res.body.text();
     const retryAfter = Number(res.headers['retry-after']);
     let parsed: unknown;
@@ -353,7 +348,7 @@ async function followPoll(
   let last: FinalPurchase | null = null;
   for (let wait = 20; ; wait = Math.min(wait * 1.5, 500)) {
     try {
-      const res = await pool.request({ path: `${base}/api/purchases/${id}`, method: 'GET' });
+      const res = await pool.request(at(base, requests.getPurchase(id)));
       const text = await res.body.text();
       if (res.statusCode === 200) last = JSON.parse(text) as FinalPurchase;
     } catch {
@@ -374,11 +369,7 @@ async function followSse(
   let last: FinalPurchase | null = null;
   while (clock() <= deadline()) {
     try {
-      const res = await pool.request({
-        path: `${base}/api/purchases/${id}/events`,
-        method: 'GET',
-        headers: { accept: 'text/event-stream' },
-      });
+      const res = await pool.request(at(base, requests.purchaseEvents(id)));
       if (res.statusCode !== 200) {
         // No stream for it (a server without SSE, or a purchase it does not know): poll instead.
         await res.body.dump();
@@ -415,4 +406,9 @@ async function followSse(
     }
   }
   return last;
+}
+
+/** A request of onsale/client's builders under the simulated server's path prefix (`--url`'s path). */
+export function at(base: string, spec: RequestSpec): RequestSpec {
+  return base ? { ...spec, path: base + spec.path } : spec;
 }

@@ -1,9 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { Pool } from 'undici';
+import { requests } from '../client/index.js';
 import { machineBusySeconds } from '../shared/machine-cpu.js';
 import { planCrowd, readStock, type Arrival, type PlannedRequest } from './crowd.js';
 import { checkInvariants, type Violation } from './invariants.js';
 import {
+  at,
   bucketOf,
   clock,
   FINAL,
@@ -146,7 +148,6 @@ export async function simulate(
   const base = new URL(opts.url).pathname.replace(/\/$/, '');
   // The event, the stats monitor and the final stock; the crowd goes out on the shares' own pools.
   const pool = new Pool(origin, { connections: 2, pipelining: 1 });
-  const admin = { authorization: `Bearer ${opts.adminToken}` };
   const processes = opts.processes ?? 1;
   let monitoring = true;
   let monitor: Promise<void> = Promise.resolve();
@@ -154,7 +155,7 @@ export async function simulate(
   try {
     const event = opts.eventId
       ? await readEvent(pool, base, opts.eventId)
-      : await createEvent(pool, base, opts, admin);
+      : await createEvent(pool, base, opts);
     const plan = planCrowd({
       buyers: opts.buyers,
       repeat: opts.repeat,
@@ -189,7 +190,7 @@ export async function simulate(
     // The monitor reads the exact stock a few times a second: tickets left, and when the sale sold out.
     monitor = (async () => {
       while (monitoring) {
-        const read = await readStats(pool, base, event.id, admin);
+        const read = await readStats(pool, base, event.id, opts.adminToken);
         const now = clock();
         if (read !== null) {
           serverQueued = read.queued;
@@ -381,29 +382,18 @@ interface EventView {
 }
 
 async function readEvent(pool: Pool, base: string, eventId: string): Promise<EventView> {
-  const res = await pool.request({
-    path: `${base}/api/events/${encodeURIComponent(eventId)}`,
-    method: 'GET',
-  });
+  const res = await pool.request(at(base, requests.getEvent(eventId)));
   const body = await res.body.text();
   if (res.statusCode !== 200)
     throw new Error(`event ${eventId}: the server answered ${res.statusCode} ${body}`);
   return JSON.parse(body) as EventView;
 }
 
-async function createEvent(
-  pool: Pool,
-  base: string,
-  opts: SimulateOptions,
-  admin: Record<string, string>,
-): Promise<EventView> {
+async function createEvent(pool: Pool, base: string, opts: SimulateOptions): Promise<EventView> {
   const each = Math.floor(opts.tickets / opts.ticketTypes);
   const names = ['General admission', 'Early entry', 'Balcony', 'Front row', 'Backstage'];
-  const res = await pool.request({
-    path: `${base}/api/events`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...admin },
-    body: JSON.stringify({
+  const spec = requests.createEvent(
+    {
       name: `Simulated sale ${new Date().toISOString()}`,
       ticketTypes: Array.from({ length: opts.ticketTypes }, (_, i) => ({
         name: names[i] ?? `Type ${i + 1}`,
@@ -412,8 +402,10 @@ async function createEvent(
         capacity: each + (i === 0 ? opts.tickets - each * opts.ticketTypes : 0),
         maxPerBuyer: opts.maxPerBuyer,
       })),
-    }),
-  });
+    },
+    opts.adminToken,
+  );
+  const res = await pool.request(at(base, spec));
   const body = await res.body.text();
   if (res.statusCode !== 201)
     throw new Error(`creating the event: the server answered ${res.statusCode} ${body}`);
@@ -425,14 +417,10 @@ async function readStats(
   pool: Pool,
   base: string,
   eventId: string,
-  admin: Record<string, string>,
+  adminToken: string,
 ): Promise<{ left: number; queued: number } | null> {
   try {
-    const res = await pool.request({
-      path: `${base}/api/events/${eventId}/stats`,
-      method: 'GET',
-      headers: admin,
-    });
+    const res = await pool.request(at(base, requests.eventStats(eventId, adminToken)));
     const text = await res.body.text();
     if (res.statusCode !== 200) return null;
     const stats = JSON.parse(text) as {

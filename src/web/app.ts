@@ -26,6 +26,7 @@ import { Lookups, withAvailability } from './lookups.js';
 import { acceptJsonBodies } from './json-body.js';
 import { registry } from '../metrics/metrics.js';
 import { installObservability, maskedPath, noteErrorCode, requestId } from './metrics-plugin.js';
+import { registerOpenApi } from './openapi.js';
 import { registerPages } from './pages/pages.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
@@ -115,6 +116,11 @@ export function buildApp({
     },
     frameworkErrors: (error, _request, reply) => void sendFrameworkError(reply, error),
   });
+  // The document collects the routes as they are added: before any of them.
+  registerOpenApi(app);
+  // Answers are serialized as they are, not by their response schemas (fast-json-stringify would silently
+  // drop a field that a schema does not name); test/openapi.test.ts keeps the schemas true instead.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   // Headers must be complete by then too (Node requires headersTimeout ≤ requestTimeout).
   app.server.headersTimeout = config.requestTimeout;
   const uncapped = addressMatcher([...config.trustProxy, ...config.rateLimitExempt]);

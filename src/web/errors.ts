@@ -1,30 +1,116 @@
 import type { FastifyReply } from 'fastify';
 import { OnsaleError, type ErrorCode } from '../domain/errors.js';
 
-/** The HTTP status of each error code (api.md): the one place where codes become statuses. */
-const HTTP_STATUS: Record<ErrorCode | 'internal_error', number> = {
-  invalid_request: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  sales_not_open: 409,
-  queue_not_open: 409,
-  admission_required: 403,
-  idempotency_conflict: 409,
-  payment_declined: 402,
-  hold_expired: 409,
-  not_payable: 409,
-  not_cancellable: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  rate_limited: 429,
-  internal_error: 500,
-  overloaded: 503,
-  unavailable: 503,
+/**
+ * Every error code a client can see: the domain's, plus those only the web server gives (a bug, and requests
+ * that Node's HTTP parser refuses before any route runs).
+ */
+export type ApiErrorCode = ErrorCode | 'internal_error' | 'request_timeout' | 'headers_too_large';
+
+/**
+ * The HTTP status of each error code, and when a client sees it: the one place where codes become statuses.
+ * The OpenAPI document (openapi.ts) lists these per route; a test checks that every code here is in it.
+ */
+export const ERROR_CODES: Record<ApiErrorCode, { status: number; when: string }> = {
+  invalid_request: {
+    status: 400,
+    when: 'the body, path, query or a header fails validation, or the JSON is malformed',
+  },
+  unauthorized: {
+    status: 401,
+    when: 'no valid `Authorization: Bearer <admin token>` (with `WWW-Authenticate: Bearer realm="onsale"`)',
+  },
+  payment_declined: {
+    status: 402,
+    when: 'the payment provider declined the payment: nothing charged, the purchase stays `held`',
+  },
+  forbidden: { status: 403, when: "a buy or join form posted from another site's page" },
+  admission_required: {
+    status: 403,
+    when: 'a purchase of an event with a waiting room without a valid `Onsale-Admission` token',
+  },
+  not_found: {
+    status: 404,
+    when: 'no such event, purchase, place in line or route; a webhook of a provider that is not the configured one',
+  },
+  request_timeout: {
+    status: 408,
+    when: 'the headers and body did not arrive within ONSALE_REQUEST_TIMEOUT; the connection is closed',
+  },
+  sales_not_open: { status: 409, when: "a purchase before the event's salesOpenAt" },
+  queue_not_open: { status: 409, when: 'joining a waiting room before its `opensAt`' },
+  idempotency_conflict: { status: 409, when: 'an Idempotency-Key used again with a different body' },
+  hold_expired: { status: 409, when: 'paying a purchase whose hold has expired' },
+  not_payable: {
+    status: 409,
+    when: 'paying a purchase that is not held: queued, waitlisted, cancelled or rejected',
+  },
+  not_cancellable: {
+    status: 409,
+    when: 'cancelling a purchase that is queued, confirmed or otherwise final',
+  },
+  payload_too_large: { status: 413, when: 'the body is larger than ONSALE_BODY_LIMIT' },
+  unsupported_media_type: { status: 415, when: 'a body that is not `application/json`' },
+  rate_limited: {
+    status: 429,
+    when: 'the buyer or the client address is over its rate limit (with `Retry-After`)',
+  },
+  headers_too_large: { status: 431, when: 'the request headers are larger than Node accepts' },
+  internal_error: { status: 500, when: 'a bug in onsale (logged with the request id)' },
+  overloaded: {
+    status: 503,
+    when: 'more purchases are queued than ONSALE_MAX_QUEUE_DEPTH (with `Retry-After`)',
+  },
+  unavailable: {
+    status: 503,
+    when: 'the database, the queue or the payment provider does not answer, or the server is draining (with `Retry-After`)',
+  },
 };
 
-export function httpStatus(code: ErrorCode | 'internal_error'): number {
-  return HTTP_STATUS[code];
+/** Codes Node's HTTP parser answers before any route runs: every operation may get them. */
+export const CONNECTION_ERROR_CODES: readonly ApiErrorCode[] = ['request_timeout', 'headers_too_large'];
+
+export function httpStatus(code: ApiErrorCode): number {
+  return ERROR_CODES[code].status;
+}
+
+/** The JSON schema of the error body, with the codes a response may carry. */
+export function errorBodySchema(codes: readonly ApiErrorCode[]) {
+  return {
+    type: 'object' as const,
+    required: ['error'],
+    properties: {
+      error: {
+        type: 'object' as const,
+        required: ['code', 'message'],
+        properties: {
+          code: { type: 'string' as const, enum: [...codes] },
+          message: { type: 'string' as const, description: 'what went wrong, for a person' },
+        },
+      },
+    },
+  };
+}
+
+/**
+ * The error responses of a route for its response schema: one entry per status, listing the codes it can
+ * answer with and when. Routes declare their codes here so that the OpenAPI document lists them.
+ */
+export function errorResponses(...codes: ApiErrorCode[]): Record<number, object> {
+  const byStatus = new Map<number, ApiErrorCode[]>();
+  for (const code of codes) {
+    const status = httpStatus(code);
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  return Object.fromEntries(
+    [...byStatus].map(([status, list]) => [
+      status,
+      {
+        description: list.map((c) => `\`${c}\`: ${ERROR_CODES[c].when}`).join('; '),
+        ...errorBodySchema(list),
+      },
+    ]),
+  );
 }
 
 /** What a 503 says when a datastore or queue fails: which one, and why, goes to the log only. */
@@ -33,14 +119,14 @@ export const UNAVAILABLE_MESSAGE = 'the service is unavailable right now; try ag
 /** Writes api.md's error body, with the status of its code (and a 401's WWW-Authenticate challenge). */
 export function sendError(
   reply: FastifyReply,
-  code: ErrorCode | 'internal_error',
+  code: ApiErrorCode,
   message: string,
   retryAfterSeconds?: number,
 ): FastifyReply {
   if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
   if (code === 'unauthorized') reply.header('www-authenticate', 'Bearer realm="onsale"');
   return reply
-    .code(HTTP_STATUS[code])
+    .code(httpStatus(code))
     .type('application/json; charset=utf-8')
     .send({ error: { code, message } });
 }
@@ -63,7 +149,12 @@ export function toOnsaleError(error: unknown): OnsaleError | null {
   if (error instanceof OnsaleError) return error;
   const e = error as { code?: string; statusCode?: number; validation?: unknown; message?: string };
   if (e.validation) {
-    return new OnsaleError('invalid_request', e.message ?? 'the request is not valid');
+    // "headers/idempotency-key must …" names the header as a client writes it: "Idempotency-Key must …".
+    const message = (e.message ?? 'the request is not valid').replace(
+      /^headers\/([a-z0-9-]+)/,
+      (_, name: string) => name.replace(/(^|-)([a-z])/g, (part) => part.toUpperCase()),
+    );
+    return new OnsaleError('invalid_request', message);
   }
   const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;
   if (mapped) return new OnsaleError(mapped, clientMessage(mapped, e.message));
@@ -106,12 +197,13 @@ export function sendFrameworkError(reply: FastifyReply, error: { code?: string }
  * headers too large, a request that never finished), with api.md's error body rather than Fastify's own.
  */
 export function clientErrorResponse(error: { code?: string }): string {
-  const [status, reason, code, message] =
+  const [reason, code, message]: [string, ApiErrorCode, string] =
     error.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request headers are too large']
+      ? ['Request Header Fields Too Large', 'headers_too_large', 'the request headers are too large']
       : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'request_timeout', 'the request did not arrive in time']
-        : [400, 'Bad Request', 'invalid_request', 'the request is not valid HTTP/1.1'];
+        ? ['Request Timeout', 'request_timeout', 'the request did not arrive in time']
+        : ['Bad Request', 'invalid_request', 'the request is not valid HTTP/1.1'];
+  const status = httpStatus(code);
   const body = JSON.stringify({ error: { code, message } });
   return (
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +

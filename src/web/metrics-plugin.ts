@@ -11,7 +11,9 @@ import type { Outbox } from '../ports/outbox.js';
 import type { Storage } from '../ports/storage.js';
 import type { WaitingRoom } from '../ports/waiting-room.js';
 import { requireAdminToken } from './admin-token.js';
-import { sendError } from './errors.js';
+import { errorResponses, sendError } from './errors.js';
+import { ADMIN_SECURITY } from './openapi.js';
+import { textResponse } from './schemas.js';
 
 const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
 /** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
@@ -125,18 +127,30 @@ export function installObservability(
   // (Prometheus sends it from a credentials file, prometheus-config.ts).
   // With metrics off there is nothing to protect: a 404 says so to anyone.
   const onRequest = shared ? requireAdminToken(deps.adminToken) : [];
-  app.get('/metrics', { onRequest }, async (request, reply) => {
-    if (!shared) {
-      noteErrorCode(request, 'not_found');
-      return sendError(reply, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
-    }
-    try {
-      const own = await deps.ownMetrics();
-      reply.type(registry.contentType);
-      return own + (await shared()) + ((await rooms?.()) ?? '');
-    } catch (error) {
-      deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
-      return sendError(reply, 'unavailable', 'the metrics cannot be gathered right now', 1);
-    }
+  const schema = {
+    tags: ['operations'],
+    summary: 'Prometheus metrics of this server (of every process of the machine under `onsale start`)',
+    security: ADMIN_SECURITY,
+    response: {
+      200: textResponse('the Prometheus text exposition format', 'text/plain'),
+      ...errorResponses('unauthorized', 'not_found', 'unavailable'),
+    },
+  };
+  // In a plugin of its own, so that it is added after the OpenAPI generator is in place (openapi.ts).
+  app.register(async (scope) => {
+    scope.get('/metrics', { onRequest, schema }, async (request, reply) => {
+      if (!shared) {
+        noteErrorCode(request, 'not_found');
+        return sendError(reply, 'not_found', 'metrics are off on this server (ONSALE_METRICS=off)');
+      }
+      try {
+        const own = await deps.ownMetrics();
+        reply.type(registry.contentType);
+        return own + (await shared()) + ((await rooms?.()) ?? '');
+      } catch (error) {
+        deps.logger.warn({ err: error }, 'metrics: cannot serve /metrics');
+        return sendError(reply, 'unavailable', 'the metrics cannot be gathered right now', 1);
+      }
+    });
   });
 }

@@ -107,12 +107,11 @@ export function steadyLoad(opts: { baseUrl: string; eventId: string; ticketTypeI
   const sent: SentPurchase[] = [];
   let running = true;
   let n = 0;
-  const url = `${opts.baseUrl}/api/events/${opts.eventId}/purchases`;
   async function lane(): Promise<void> {
     while (running) {
       const buyerId = `steady-${n++}@example.com`;
       const items = [{ ticketTypeId: opts.ticketTypeId, quantity: 1 }];
-      sent.push(await sendPurchase(url, { buyerId, items }));
+      sent.push(await sendPurchase(opts.baseUrl, opts.eventId, { buyerId, items }));
     }
   }
   const lanes = Promise.all(Array.from({ length: opts.lanes }, lane));

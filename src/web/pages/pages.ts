@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { sendError } from '../errors.js';
+import { errorResponses, sendError } from '../errors.js';
+import { textResponse } from '../schemas.js';
 import { FINAL_STATUSES, type Purchase, type SaleEvent } from '../../domain/types.js';
 import { html, type SafeHtml } from './html.js';
 import { qrSvg } from './qr.js';
@@ -87,6 +88,16 @@ function originOf(url: string): string | null {
   }
 }
 
+const HTML = 'text/html';
+const page200 = (description: string) => textResponse(description, HTML);
+const notFoundHtml = textResponse('a page saying there is no such thing', HTML);
+const idParam = (name: string) => ({
+  type: 'object',
+  required: [name],
+  // The page itself answers 404 to an id that is not one of ours, rather than a JSON 400.
+  properties: { [name]: { type: 'string' } },
+});
+
 /** URL ids are opaque and URL-safe (api.md); anything else is not one of ours. */
 const ID = /^[A-Za-z0-9_~.-]{1,64}$/;
 
@@ -142,18 +153,47 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
     const notFound = (reply: FastifyReply, what: string) =>
       page(reply.code(404), 'Not found', notFoundPage(what));
 
-    pages.get('/', async (_request, reply) =>
-      page(reply, 'On sale — onsale', eventsPage(await read.listEvents())),
+    pages.get(
+      '/',
+      { schema: { tags: ['pages'], summary: 'The events on sale', response: { 200: page200('the page') } } },
+      async (_request, reply) => page(reply, 'On sale — onsale', eventsPage(await read.listEvents())),
     );
 
-    pages.get<{ Params: { eventId: string } }>('/events/:eventId', async (request, reply) => {
-      const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
-      if (!event) return notFound(reply, 'There is no such event.');
-      return page(reply, event.name, eventPage(event, newForm()));
-    });
+    const eventPageSchema = {
+      tags: ['pages'],
+      summary: "An event's page, with the form to buy",
+      params: idParam('eventId'),
+      response: { 200: page200('the page'), 404: notFoundHtml },
+    };
+    pages.get<{ Params: { eventId: string } }>(
+      '/events/:eventId',
+      { schema: eventPageSchema },
+      async (request, reply) => {
+        const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
+        if (!event) return notFound(reply, 'There is no such event.');
+        return page(reply, event.name, eventPage(event, newForm()));
+      },
+    );
 
+    const buySchema = {
+      tags: ['pages'],
+      summary: "The event page's form without JavaScript: buys through POST /api/events/{eventId}/purchases",
+      description:
+        "A form (`buyerId`, `idempotencyKey`, `qty-<ticketTypeId>`) posted from this site's own page. " +
+        "On success it redirects to the purchase's page; otherwise it shows the event's page again with " +
+        "the API's status and the reason.",
+      params: idParam('eventId'),
+      consumes: ['application/x-www-form-urlencoded'],
+      response: {
+        303: { description: "accepted: see the purchase's page (Location)", type: 'null' },
+        '4xx': page200("the event's page with what went wrong, and the API's status"),
+        '5xx': page200("the event's page with what went wrong, and the API's status"),
+        ...errorResponses('forbidden'),
+      },
+    };
     pages.post<{ Params: { eventId: string }; Body: URLSearchParams }>(
       '/events/:eventId/buy',
+      { schema: buySchema },
       async (request, reply) => {
         if (!fromThisOrigin(request)) {
           return sendError(reply, 'forbidden', "the buy form only accepts posts from this site's own pages");
@@ -216,8 +256,26 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
 
     // The waiting room: the join form, then the buyer's place (?place=…), which reloads itself (without the
     // script) until the buyer is let in; then the purchase form, with the admission token.
+    const queuePageSchema = {
+      tags: ['pages'],
+      summary:
+        "An event's waiting room: the join form, then the buyer's place in line, then the purchase form",
+      description:
+        'Without `place`, the join form. With `place` (the place id), the place, reloading itself until the ' +
+        'buyer is let in, then the purchase form carrying the admission token.',
+      params: idParam('eventId'),
+      querystring: {
+        type: 'object',
+        properties: {
+          place: { type: 'string', description: 'the place id' },
+          from: { type: 'string', description: 'the position the page first showed, for its progress' },
+        },
+      },
+      response: { 200: page200('the page'), 404: notFoundHtml },
+    };
     pages.get<{ Params: { eventId: string }; Querystring: { place?: string; from?: string } }>(
       '/events/:eventId/queue',
+      { schema: queuePageSchema },
       async (request, reply) => {
         const event = ID.test(request.params.eventId) ? await read.event(request.params.eventId) : null;
         if (!event?.waitingRoom) return notFound(reply, 'There is no such waiting room.');
@@ -244,8 +302,25 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       },
     );
 
+    const joinSchema = {
+      tags: ['pages'],
+      summary:
+        "The waiting room's join form without JavaScript: joins through POST /api/events/{eventId}/queue",
+      description:
+        "A form (`buyerId`) posted from this site's own page. On success it redirects to the buyer's place; " +
+        "otherwise it shows the event's page again with the API's status and the reason.",
+      params: idParam('eventId'),
+      consumes: ['application/x-www-form-urlencoded'],
+      response: {
+        303: { description: "joined: see the buyer's place in line (Location)", type: 'null' },
+        '4xx': page200("the event's page with what went wrong, and the API's status"),
+        '5xx': page200("the event's page with what went wrong, and the API's status"),
+        ...errorResponses('forbidden'),
+      },
+    };
     pages.post<{ Params: { eventId: string }; Body: URLSearchParams }>(
       '/events/:eventId/queue',
+      { schema: joinSchema },
       async (request, reply) => {
         if (!fromThisOrigin(request)) {
           return sendError(reply, 'forbidden', "the join form only accepts posts from this site's own pages");
@@ -273,25 +348,47 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       },
     );
 
-    pages.get<{ Params: { purchaseId: string } }>('/purchases/:purchaseId', async (request, reply) => {
-      const purchase = ID.test(request.params.purchaseId)
-        ? await read.purchase(request.params.purchaseId)
-        : null;
-      if (!purchase) return notFound(reply, 'There is no such purchase.');
-      const event = await read.event(purchase.eventId);
-      const names = new Map(event?.ticketTypes.map((t) => [t.id, t.name]));
-      // The page holds ticket codes: no cache keeps it.
-      return page(reply, 'Your purchase', purchasePage(purchase, names), {
-        cache: 'no-store',
-        // Without the script (or before it loads), an unfinished purchase's page reloads itself.
-        head: FINAL_STATUSES.has(purchase.status)
-          ? undefined
-          : html`<noscript><meta http-equiv="refresh" content="3" /></noscript>`,
-      });
-    });
+    const purchasePageSchema = {
+      tags: ['pages'],
+      summary: "A purchase's page: its status, live, and its tickets with their QR codes",
+      params: idParam('purchaseId'),
+      response: { 200: page200('the page'), 404: notFoundHtml },
+    };
+    pages.get<{ Params: { purchaseId: string } }>(
+      '/purchases/:purchaseId',
+      { schema: purchasePageSchema },
+      async (request, reply) => {
+        const purchase = ID.test(request.params.purchaseId)
+          ? await read.purchase(request.params.purchaseId)
+          : null;
+        if (!purchase) return notFound(reply, 'There is no such purchase.');
+        const event = await read.event(purchase.eventId);
+        const names = new Map(event?.ticketTypes.map((t) => [t.id, t.name]));
+        // The page holds ticket codes: no cache keeps it.
+        return page(reply, 'Your purchase', purchasePage(purchase, names), {
+          cache: 'no-store',
+          // Without the script (or before it loads), an unfinished purchase's page reloads itself.
+          head: FINAL_STATUSES.has(purchase.status)
+            ? undefined
+            : html`<noscript><meta http-equiv="refresh" content="3" /></noscript>`,
+        });
+      },
+    );
 
     pages.get<{ Params: { purchaseId: string; ticketId: string } }>(
       '/purchases/:purchaseId/tickets/:ticketId/qr.svg',
+      {
+        schema: {
+          tags: ['pages'],
+          summary: "A ticket's QR code, which encodes its code",
+          params: {
+            type: 'object',
+            required: ['purchaseId', 'ticketId'],
+            properties: { purchaseId: { type: 'string' }, ticketId: { type: 'string' } },
+          },
+          response: { 200: textResponse('the QR code', 'image/svg+xml'), 404: notFoundHtml },
+        },
+      },
       async (request, reply) => {
         const { purchaseId, ticketId } = request.params;
         const purchase = ID.test(purchaseId) ? await read.purchase(purchaseId) : null;
@@ -310,6 +407,15 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       const complete = read.completeAction;
       pages.get<{ Params: { purchaseId: string } }>(
         '/payments/test/3ds/:purchaseId',
+        {
+          schema: {
+            tags: ['pages'],
+            summary:
+              'The test payment provider\'s 3-D Secure step, with "Approve" and "Fail" (ONSALE_PAYMENTS=test)',
+            params: idParam('purchaseId'),
+            response: { 200: page200('the page'), 404: notFoundHtml },
+          },
+        },
         async (request, reply) => {
           const purchase = ID.test(request.params.purchaseId)
             ? await read.purchase(request.params.purchaseId)
@@ -320,6 +426,23 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       );
       pages.post<{ Params: { purchaseId: string }; Body: unknown }>(
         '/payments/test/3ds/:purchaseId',
+        {
+          schema: {
+            tags: ['pages'],
+            summary:
+              'The 3-D Secure form: its outcome reaches onsale as a signed webhook of the test provider',
+            description:
+              "A form (`outcome`: `approve` or `fail`) posted from this site's own page; then the purchase's page.",
+            params: idParam('purchaseId'),
+            consumes: ['application/x-www-form-urlencoded'],
+            response: {
+              303: { description: "done: see the purchase's page (Location)", type: 'null' },
+              400: page200('a page asking for Approve or Fail'),
+              403: page200('a page saying the form must be sent from this site'),
+              404: notFoundHtml,
+            },
+          },
+        },
         async (request, reply) => {
           const { purchaseId } = request.params;
           const purchase = ID.test(purchaseId) ? await read.purchase(purchaseId) : null;
@@ -337,7 +460,12 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       );
     }
 
-    pages.get('/admin', async (_request, reply) =>
+    const adminSchema = {
+      tags: ['pages'],
+      summary: "The organizer's page (its script asks for the admin token and calls the admin API)",
+      response: { 200: page200('the page') },
+    };
+    pages.get('/admin', { schema: adminSchema }, async (_request, reply) =>
       reply
         .type('text/html; charset=utf-8')
         .header('cache-control', 'no-cache')
@@ -346,6 +474,30 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
 
     pages.get<{ Params: { name: string }; Querystring: { v?: string } }>(
       '/assets/:name',
+      {
+        schema: {
+          tags: ['pages'],
+          summary: "The pages' scripts, style sheet and icon",
+          params: idParam('name'),
+          querystring: {
+            type: 'object',
+            properties: { v: { type: 'string', description: 'the version the pages link: kept for a year' } },
+          },
+          response: {
+            200: {
+              description: 'the file',
+              content: Object.fromEntries(
+                [...new Set(Object.values(TYPES))].map((t) => [
+                  t.split(';')[0],
+                  { schema: { type: 'string' } },
+                ]),
+              ),
+            },
+            304: { description: 'not modified (If-None-Match)', type: 'null' },
+            404: notFoundHtml,
+          },
+        },
+      },
       async (request, reply) => {
         const asset = assets.get(request.params.name);
         if (!asset) return notFound(reply, 'There is no such file.');

@@ -7,12 +7,19 @@ import { queuedPurchase, type SaleEvent } from '../../domain/types.js';
 import type { Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
 import { requireAdminToken } from '../admin-token.js';
+import { errorResponses } from '../errors.js';
 import { withAvailability, type Lookups } from '../lookups.js';
+import { ADMIN_SECURITY } from '../openapi.js';
 import {
   eventParams,
+  eventStats,
+  eventView,
   newEventBody,
+  paymentHistoryView,
+  purchaseList,
   purchaseParams,
   purchaseListQuery,
+  textResponse,
   type NewEventBody,
   type PurchaseListQuery,
 } from '../schemas.js';
@@ -23,6 +30,15 @@ interface AdminOptions {
   lookups: Lookups;
   adminToken: string;
 }
+
+const ADMIN_READ_ERRORS = errorResponses(
+  'invalid_request',
+  'unauthorized',
+  'not_found',
+  'rate_limited',
+  'internal_error',
+  'unavailable',
+);
 
 /** Purchases read per page by the export: one page is in memory at a time, whatever the event's size. */
 const EXPORT_PAGE = 1_000;
@@ -57,7 +73,29 @@ export async function adminRoutes(
 
   app.post<{ Body: NewEventBody }>(
     '/api/events',
-    { schema: { body: newEventBody } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create an event and its ticket types',
+        security: ADMIN_SECURITY,
+        body: newEventBody,
+        response: {
+          201: {
+            ...eventView,
+            description: 'the event, with the ids the server gave it and its ticket types',
+          },
+          ...errorResponses(
+            'invalid_request',
+            'unauthorized',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request, reply) => {
       const input = eventToCreate(request.body, new Date());
       if (input instanceof OnsaleError) throw input;
@@ -68,7 +106,15 @@ export async function adminRoutes(
 
   app.get<{ Params: { eventId: string } }>(
     '/api/events/:eventId/stats',
-    { schema: { params: eventParams } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's exact figures, read from the system of record",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        response: { 200: eventStats, ...ADMIN_READ_ERRORS },
+      },
+    },
     async (request) => {
       // The queue first, then storage: a worker commits a batch before it acks it, so every purchase gone
       // from the queue at the first read is in storage at the second. The other order could miss a batch
@@ -84,7 +130,16 @@ export async function adminRoutes(
 
   app.get<{ Params: { eventId: string }; Querystring: PurchaseListQuery }>(
     '/api/events/:eventId/purchases',
-    { schema: { params: eventParams, querystring: purchaseListQuery } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's purchases, newest first; `q` finds a purchase id or any spelling of a buyer id",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        querystring: purchaseListQuery,
+        response: { 200: purchaseList, ...ADMIN_READ_ERRORS },
+      },
+    },
     async (request) => {
       const event = await lookups.eventOr404(request.params.eventId);
       const { q, limit } = request.query;
@@ -103,7 +158,22 @@ export async function adminRoutes(
 
   app.get<{ Params: { eventId: string } }>(
     '/api/events/:eventId/export.csv',
-    { schema: { params: eventParams } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's allocated purchases as CSV, streamed (purchases still queued are not in it)",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        response: {
+          200: textResponse(
+            'an attachment, a UTF-8 byte-order mark then one line per purchase: ' +
+              PURCHASE_EXPORT_COLUMNS.join(', '),
+            'text/csv',
+          ),
+          ...ADMIN_READ_ERRORS,
+        },
+      },
+    },
     async (request, reply) => {
       const event = await lookups.eventOr404(request.params.eventId);
       // Purchases still on the queue have no final status yet: the export is of what storage holds.
@@ -118,7 +188,15 @@ export async function adminRoutes(
   // A purchase's payment history (attempts, answers, webhooks, refunds), for the admin page.
   app.get<{ Params: { purchaseId: string } }>(
     '/api/purchases/:purchaseId/payments',
-    { schema: { params: purchaseParams } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "A purchase's payment history: attempts, the provider's answers, webhooks, refunds",
+        security: ADMIN_SECURITY,
+        params: purchaseParams,
+        response: { 200: paymentHistoryView, ...ADMIN_READ_ERRORS },
+      },
+    },
     async (request) => {
       const purchase = await lookups.purchaseOr404(request.params.purchaseId);
       const history = await storage.paymentHistory(purchase.purchaseId);

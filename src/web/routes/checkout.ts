@@ -13,7 +13,8 @@ import { countCheckoutChanges, countWebhookFailure } from '../../metrics/metrics
 import { answerOf, applyWebhook, recordAnswer } from '../../shared/payment-flow.js';
 import type { Lookups } from '../lookups.js';
 import { notePurchase } from '../metrics-plugin.js';
-import { purchaseParams } from '../schemas.js';
+import { errorResponses } from '../errors.js';
+import { purchaseParams, purchaseView } from '../schemas.js';
 
 interface CheckoutOptions {
   config: Config;
@@ -59,7 +60,36 @@ export async function checkoutRoutes(
 
   app.post<{ Params: { purchaseId: string }; Body: { paymentToken: string } }>(
     '/api/purchases/:purchaseId/payment',
-    { schema: { params: purchaseParams, body: paymentBody } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: 'Pay for a held purchase: its total, in ONSALE_CURRENCY, through the payment provider',
+        description:
+          'An optional `Idempotency-Key` (1..128 printable ASCII characters) repeats the same attempt; without ' +
+          'one each request is a new attempt (another card). Paying a confirmed purchase again charges nothing.',
+        params: purchaseParams,
+        body: paymentBody,
+        response: {
+          200: { ...purchaseView, description: 'paid: the purchase, confirmed with its tickets' },
+          202: {
+            ...purchaseView,
+            description: 'still held: the provider asks for a step of the buyer (`payment.nextActionUrl`)',
+          },
+          ...errorResponses(
+            'invalid_request',
+            'payment_declined',
+            'not_found',
+            'hold_expired',
+            'not_payable',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request, reply) => {
       const { purchaseId } = request.params;
       notePurchase(request, purchaseId);
@@ -112,7 +142,27 @@ export async function checkoutRoutes(
 
   app.post<{ Params: { purchaseId: string } }>(
     '/api/purchases/:purchaseId/cancel',
-    { schema: { params: purchaseParams, body: cancelBody } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: 'Cancel a held or waitlisted purchase: its tickets go back on sale',
+        params: purchaseParams,
+        body: cancelBody,
+        response: {
+          200: { ...purchaseView, description: 'the purchase, cancelled (a second cancel answers the same)' },
+          ...errorResponses(
+            'invalid_request',
+            'not_found',
+            'not_cancellable',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request, reply) => {
       const { purchaseId } = request.params;
       notePurchase(request, purchaseId);
@@ -132,7 +182,36 @@ export async function checkoutRoutes(
     hooks.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
     hooks.post<{ Params: { provider: string }; Body: Buffer | undefined }>(
       '/webhooks/:provider',
-      { schema: { params: providerParams } },
+      {
+        schema: {
+          tags: ['payments'],
+          summary: "The payment provider's signed events (`test` or `stripe`: the configured one)",
+          description:
+            'The raw body, signed in `Onsale-Signature` (test provider) or `Stripe-Signature` (stripe): ' +
+            '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, 300 s tolerance. An event takes effect at ' +
+            'most once, however often it is delivered.',
+          params: providerParams,
+          response: {
+            200: {
+              description: 'the event was read; what it did',
+              type: 'object',
+              required: ['received', 'effect'],
+              properties: {
+                received: { type: 'boolean', enum: [true] },
+                effect: { type: 'string', enum: ['applied', 'duplicate', 'ignored', 'unknown_purchase'] },
+              },
+            },
+            ...errorResponses(
+              'invalid_request',
+              'not_found',
+              'payload_too_large',
+              'rate_limited',
+              'internal_error',
+              'unavailable',
+            ),
+          },
+        },
+      },
       async (request, reply: FastifyReply) => {
         if (request.params.provider !== payments.name) {
           throw new OnsaleError('not_found', `no webhooks for provider ${request.params.provider} here`);

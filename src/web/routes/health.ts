@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
-import { sendError } from '../errors.js';
+import { errorResponses, sendError } from '../errors.js';
+import { statusBody } from '../schemas.js';
 
 interface HealthOptions {
   storage: Storage;
@@ -20,9 +21,24 @@ export async function healthRoutes(
   app: FastifyInstance,
   { storage, queue, isDraining, writeProblem }: HealthOptions,
 ) {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Liveness: the process answers',
+        response: { 200: statusBody('ok') },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
 
-  app.get('/readyz', async (_request, reply) => {
+  const readiness = {
+    tags: ['operations'],
+    summary: 'Readiness: not draining, the database and the queue answer, the last write to the queue worked',
+    response: { 200: statusBody('ready'), ...errorResponses('unavailable') },
+  };
+  app.get('/readyz', { schema: readiness }, async (_request, reply) => {
     if (isDraining()) return sendError(reply, 'unavailable', 'draining: this server is shutting down', 5);
     try {
       await Promise.all([storage.ping(), queue.ping()]);

@@ -14,7 +14,17 @@ import { Backpressure, RateLimiter } from '../admission.js';
 import type { GroupCommit } from '../group-commit.js';
 import type { Lookups } from '../lookups.js';
 import { notePurchase } from '../metrics-plugin.js';
-import { eventParams, purchaseBody, purchaseParams, type PurchaseBody } from '../schemas.js';
+import { errorResponses } from '../errors.js';
+import {
+  eventParams,
+  purchaseBody,
+  purchaseHeaders,
+  purchaseParams,
+  purchaseReceipt,
+  purchaseView,
+  textResponse,
+  type PurchaseBody,
+} from '../schemas.js';
 import { StatusWatcher } from '../status-stream.js';
 import { addressMatcher, StreamCap } from '../client-limits.js';
 
@@ -29,8 +39,13 @@ interface PurchasesOptions {
   admissions: { signer: AdmissionSigner; room: WaitingRoom };
 }
 
-/** Printable ASCII, 1..128 characters (api.md, Idempotency-Key). */
-const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,128}$/;
+const READ_ERRORS = errorResponses(
+  'invalid_request',
+  'not_found',
+  'rate_limited',
+  'internal_error',
+  'unavailable',
+);
 
 /** Buying (accepting a purchase onto the queue), reading a purchase, and following its status. */
 export async function purchaseRoutes(
@@ -60,13 +75,39 @@ export async function purchaseRoutes(
 
   app.post<{ Params: { eventId: string }; Body: PurchaseBody }>(
     '/api/events/:eventId/purchases',
-    { schema: { params: eventParams, body: purchaseBody } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: 'Buy: the purchase is durably queued, then allocated in the order accepted',
+        params: eventParams,
+        headers: purchaseHeaders,
+        body: purchaseBody,
+        response: {
+          200: { ...purchaseReceipt, description: 'the purchase this Idempotency-Key already made' },
+          202: {
+            ...purchaseReceipt,
+            description: 'accepted and durably queued: it will reach a final status',
+          },
+          ...errorResponses(
+            'invalid_request',
+            'admission_required',
+            'not_found',
+            'sales_not_open',
+            'idempotency_conflict',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'overloaded',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request, reply) => {
       const { buyerId, items } = request.body;
-      const key = request.headers['idempotency-key'];
-      if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
-        throw new OnsaleError('invalid_request', 'Idempotency-Key must be 1..128 printable ASCII characters');
-      }
+      // Checked by purchaseHeaders: a string of 1..128 printable ASCII characters, if sent.
+      const key = request.headers['idempotency-key'] as string | undefined;
       const event = await lookups.eventOr404(request.params.eventId);
       // The one normalization of this request: the limits and the Idempotency-Key go by this id.
       const canonicalBuyerId = buyerIdentity(buyerId, event.buyerIdKind);
@@ -139,13 +180,36 @@ export async function purchaseRoutes(
 
   app.get<{ Params: { purchaseId: string } }>(
     '/api/purchases/:purchaseId',
-    { schema: { params: purchaseParams } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: 'A purchase, with its status and, once confirmed, its tickets',
+        params: purchaseParams,
+        response: { 200: purchaseView, ...READ_ERRORS },
+      },
+    },
     async (request) => lookups.purchaseOr404(request.params.purchaseId),
   );
 
   app.get<{ Params: { purchaseId: string } }>(
     '/api/purchases/:purchaseId/events',
-    { schema: { params: purchaseParams } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: "Follow a purchase's status as server-sent events",
+        description:
+          'One `event: status` whose data is the purchase (as GET /api/purchases/{purchaseId}) now and at ' +
+          'every change; the stream ends after a final status.',
+        params: purchaseParams,
+        response: {
+          200: textResponse(
+            'server-sent events, `event: status` with the purchase as data',
+            'text/event-stream',
+          ),
+          ...READ_ERRORS,
+        },
+      },
+    },
     async (request, reply) =>
       streamStatus(await lookups.purchaseOr404(request.params.purchaseId), request, reply),
   );

@@ -6,7 +6,26 @@ import type { WaitingRoom } from '../../ports/waiting-room.js';
 import { requireAdminToken } from '../admin-token.js';
 import type { Lookups } from '../lookups.js';
 import type { RoomReader } from '../room-reader.js';
-import { eventParams, joinBody, placeParams, roomLimitsBody, type RoomLimitsBody } from '../schemas.js';
+import { errorResponses } from '../errors.js';
+import { ADMIN_SECURITY } from '../openapi.js';
+import {
+  eventParams,
+  joinBody,
+  lineView,
+  placeParams,
+  placeView,
+  roomLimitsBody,
+  type RoomLimitsBody,
+} from '../schemas.js';
+
+const ADMIN_LINE_ERRORS = errorResponses(
+  'invalid_request',
+  'unauthorized',
+  'not_found',
+  'rate_limited',
+  'internal_error',
+  'unavailable',
+);
 
 interface QueueOptions {
   lookups: Lookups;
@@ -22,7 +41,28 @@ export async function queueRoutes(app: FastifyInstance, { lookups, reader }: Que
 
   app.post<{ Params: { eventId: string }; Body: { buyerId: string } }>(
     '/api/events/:eventId/queue',
-    { schema: { params: eventParams, body: joinBody } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: "Take a place in the event's waiting room (one per buyer: others get the same place back)",
+        params: eventParams,
+        body: joinBody,
+        response: {
+          201: { ...placeView, description: 'a new place, durable' },
+          200: { ...placeView, description: "this buyer's place, taken before" },
+          ...errorResponses(
+            'invalid_request',
+            'not_found',
+            'queue_not_open',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request, reply) => {
       const event = await lookups.eventOr404(request.params.eventId);
       const room = event.waitingRoom;
@@ -47,7 +87,17 @@ export async function queueRoutes(app: FastifyInstance, { lookups, reader }: Que
 
   app.get<{ Params: { placeId: string } }>(
     '/api/queue/:placeId',
-    { schema: { params: placeParams } },
+    {
+      schema: {
+        tags: ['public'],
+        summary: 'Read a place in line: position, people ahead, estimated wait, and once admitted the token',
+        params: placeParams,
+        response: {
+          200: placeView,
+          ...errorResponses('invalid_request', 'not_found', 'rate_limited', 'internal_error', 'unavailable'),
+        },
+      },
+    },
     async (request) => {
       const answer = await reader.read(request.params.placeId);
       if (!answer) throw new OnsaleError('not_found', `no place ${request.params.placeId}`);
@@ -72,7 +122,15 @@ export async function queueAdminRoutes(
 
   app.get<{ Params: { eventId: string } }>(
     '/api/events/:eventId/queue',
-    { schema: { params: eventParams } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "The event's waiting line: its length per state, its limits and its speed",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        response: { 200: lineView, ...ADMIN_LINE_ERRORS },
+      },
+    },
     async (request) => {
       const event = await lookups.eventOr404(request.params.eventId);
       if (!event.waitingRoom) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
@@ -82,7 +140,28 @@ export async function queueAdminRoutes(
 
   app.patch<{ Params: { eventId: string }; Body: RoomLimitsBody }>(
     '/api/events/:eventId/queue',
-    { schema: { params: eventParams, body: roomLimitsBody } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Change the waiting room's limits during the sale: maxActiveBuyers, maxAdmittedPerMinute",
+        security: ADMIN_SECURITY,
+        params: eventParams,
+        body: roomLimitsBody,
+        response: {
+          200: { ...lineView, description: 'the line, with its new limits' },
+          ...errorResponses(
+            'invalid_request',
+            'unauthorized',
+            'not_found',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
     async (request) => {
       const event = await lookups.eventOr404(request.params.eventId);
       if (!event.waitingRoom) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
