@@ -58,8 +58,9 @@ describe('eventToCreate', () => {
     });
   });
 
-  it('refuses holds, bad dates and text that cannot be kept as sent', () => {
-    expect(eventToCreate({ ...request, holdSeconds: 60 }, now)).toMatchObject({ code: 'invalid_request' });
+  it('refuses holds under 30 s, bad dates and text that cannot be kept as sent', () => {
+    expect(eventToCreate({ ...request, holdSeconds: 29 }, now)).toMatchObject({ code: 'invalid_request' });
+    expect(eventToCreate({ ...request, holdSeconds: 60 }, now)).not.toHaveProperty('code');
     expect(eventToCreate({ ...request, salesOpenAt: 'soon' }, now)).toMatchObject({
       code: 'invalid_request',
     });
