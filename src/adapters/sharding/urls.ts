@@ -13,7 +13,8 @@ export function splitUrls(setting: string): string[] {
 }
 
 export function isSharded(databaseUrl: string): boolean {
-  return databaseUrl.includes(',');
+  // Only a list of databases: a Redis Cluster queue URL lists its nodes with commas too.
+  return databaseUrl.includes(',') && !/^rediss?:/i.test(databaseUrl.trim());
 }
 
 /**
