@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { openOutbox, openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
 import { openPaymentProvider } from '../adapters/payments/index.js';
+import { splitUrls } from '../adapters/sharding/urls.js';
 import type { Config } from '../config.js';
 import { countStorageRead, registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
@@ -19,7 +20,8 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   });
   const queue = await openQueue(config.queueUrl, config);
   // Read for the outbox gauges of /metrics only.
-  const outbox = config.metrics ? await openOutbox(config.databaseUrl) : undefined;
+  // With shards, the gauges show the first shard's outbox (each shard keeps its own).
+  const outbox = config.metrics ? await openOutbox(splitUrls(config.databaseUrl)[0]!) : undefined;
   const room = await openWaitingRoom(config.databaseUrl);
   await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate(), room.migrate()]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { openMailer, openOutbox, openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
+import { splitUrls } from '../adapters/sharding/urls.js';
 import type { Config } from '../config.js';
 import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
@@ -37,9 +38,15 @@ export async function runWorker(
         : await serveProcessMetrics(config.host, config.metricsPort);
   const storage = await openStorage(config.databaseUrl);
   const queue = await openQueue(config.queueUrl, config);
-  const outbox = await openOutbox(config.databaseUrl);
+  // A purchase's email is written in its shard's own transaction: each shard keeps its outbox.
+  const outboxes = await Promise.all(splitUrls(config.databaseUrl).map((url) => openOutbox(url)));
   const room = await openWaitingRoom(config.databaseUrl);
-  await Promise.all([storage.migrate(), queue.migrate(), outbox.migrate(), room.migrate()]);
+  await Promise.all([
+    storage.migrate(),
+    queue.migrate(),
+    ...outboxes.map((o) => o.migrate()),
+    room.migrate(),
+  ]);
   const id = workerId ?? `${hostname()}-${process.pid}`;
   const loop = startWorkerLoop({
     storage,
@@ -50,15 +57,18 @@ export async function runWorker(
     logger,
   });
   // Every worker also sends ticket emails; the outbox's leases keep two from sending one at once.
-  const mail = startMailLoop({
-    outbox,
-    storage,
-    mailer: config.smtpUrl ? await openMailer(config.smtpUrl, config.mailFrom) : null,
-    workerId: id,
-    publicUrl: config.publicUrl,
-    senderDomain: domainOf(config.mailFrom),
-    logger,
-  });
+  const mailer = config.smtpUrl ? await openMailer(config.smtpUrl, config.mailFrom) : null;
+  const mailLoops = outboxes.map((outbox) =>
+    startMailLoop({
+      outbox,
+      storage,
+      mailer,
+      workerId: id,
+      publicUrl: config.publicUrl,
+      senderDomain: domainOf(config.mailFrom),
+      logger,
+    }),
+  );
   const sweeper = startCheckoutSweeper({
     storage,
     provider: await openPaymentProvider(config, storage),
@@ -67,7 +77,13 @@ export async function runWorker(
   const ticker = startRoomTicker({ storage, room, logger });
   logger.info({ workerId: id, mail: config.smtpUrl ? 'on' : 'off' }, 'worker started');
   onShutdown(logger, async () => {
-    await Promise.all([loop.stop(), mail.stop(), sweeper.stop(), ticker.stop()]);
-    await Promise.all([storage.close(), queue.close(), outbox.close(), room.close(), listener?.close()]);
+    await Promise.all([loop.stop(), ...mailLoops.map((m) => m.stop()), sweeper.stop(), ticker.stop()]);
+    await Promise.all([
+      storage.close(),
+      queue.close(),
+      ...outboxes.map((o) => o.close()),
+      room.close(),
+      listener?.close(),
+    ]);
   });
 }
