@@ -3,10 +3,7 @@
  * method, path and success statuses, and every public and admin operation of the document has a client
  * method; then the client buys, follows and reads against a real `onsale serve` and worker on SQLite.
  */
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPaymentProvider } from '../src/adapters/payments/index.js';
-import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
 import {
   OnsaleApiError,
   OnsaleClient,
@@ -14,35 +11,16 @@ import {
   requests,
   type OperationName,
 } from '../src/client/index.js';
-import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/web/app.js';
 import { OPENAPI_PATH } from '../src/web/openapi.js';
-import { ADMIN_TOKEN, startOnsale, tempDir, type Onsale } from './helpers/processes.js';
+import { withInProcessApp } from './helpers/in-process-app.js';
+import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 
 type Json = Record<string, any>;
 let doc: Json;
 let onsale: Onsale;
 
 beforeAll(async () => {
-  const dir = tempDir();
-  const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
-  const storage = await openStorage(config.databaseUrl);
-  const queue = await openQueue(config.queueUrl, config);
-  const room = await openWaitingRoom(config.databaseUrl);
-  await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
-  const web = buildApp({
-    config,
-    storage,
-    room,
-    payments: await openPaymentProvider(config, storage),
-    queue,
-    adminToken: ADMIN_TOKEN,
-    logger: pino({ level: 'silent' }),
-  });
-  doc = (await web.app.inject({ url: OPENAPI_PATH })).json();
-  await web.app.close();
-  await Promise.all([storage.close(), queue.close(), room.close()]);
-  dir.remove();
+  doc = await withInProcessApp(async (app) => (await app.inject({ url: OPENAPI_PATH })).json());
   onsale = await startOnsale({ workers: 1 });
 }, 60_000);
 

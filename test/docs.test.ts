@@ -6,15 +6,12 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openPaymentProvider } from '../src/adapters/payments/index.js';
-import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
-import { loadConfig, SETTINGS } from '../src/config.js';
-import { buildApp } from '../src/web/app.js';
+import { SETTINGS } from '../src/config.js';
 import { ERROR_CODES } from '../src/web/errors.js';
 import { OPENAPI_PATH } from '../src/web/openapi.js';
-import { ADMIN_TOKEN, runCli, tempDir } from './helpers/processes.js';
+import { withInProcessApp } from './helpers/in-process-app.js';
+import { runCli } from './helpers/processes.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
@@ -93,25 +90,7 @@ describe('docs/api.md', () => {
   let paths: Record<string, Record<string, unknown>>;
 
   beforeAll(async () => {
-    const dir = tempDir();
-    const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
-    const storage = await openStorage(config.databaseUrl);
-    const queue = await openQueue(config.queueUrl, config);
-    const room = await openWaitingRoom(config.databaseUrl);
-    await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
-    const web = buildApp({
-      config,
-      storage,
-      room,
-      payments: await openPaymentProvider(config, storage),
-      queue,
-      adminToken: ADMIN_TOKEN,
-      logger: pino({ level: 'silent' }),
-    });
-    paths = (await web.app.inject({ url: OPENAPI_PATH })).json().paths;
-    await web.app.close();
-    await Promise.all([storage.close(), queue.close(), room.close()]);
-    dir.remove();
+    paths = await withInProcessApp(async (app) => (await app.inject({ url: OPENAPI_PATH })).json().paths);
   });
 
   it('describes every route of the OpenAPI document', () => {

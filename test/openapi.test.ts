@@ -7,17 +7,13 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPaymentProvider } from '../src/adapters/payments/index.js';
-import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
-import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/web/app.js';
 import { CONNECTION_ERROR_CODES, ERROR_CODES, type ApiErrorCode } from '../src/web/errors.js';
 import { OPENAPI_PATH, registeredRoutes, type RegisteredRoute } from '../src/web/openapi.js';
 import { createEvent, waitFinal } from './helpers/api.js';
 import { ADMIN, JSON_TYPE } from './helpers/http.js';
-import { ADMIN_TOKEN, startOnsale, tempDir, type Onsale } from './helpers/processes.js';
+import { withInProcessApp } from './helpers/in-process-app.js';
+import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 
 // ajv-formats is CommonJS: its default export arrives as the module object under some loaders.
 const addFormats = ((addFormatsModule as { default?: unknown }).default ??
@@ -48,29 +44,12 @@ beforeAll(async () => {
 
   // The routes as Fastify registers them, and the document, from an app built in this process (from the
   // sources under test) over its own SQLite folder.
-  const dir = tempDir();
-  const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
-  const storage = await openStorage(config.databaseUrl);
-  const queue = await openQueue(config.queueUrl, config);
-  const room = await openWaitingRoom(config.databaseUrl);
-  await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
-  const web = buildApp({
-    config,
-    storage,
-    room,
-    payments: await openPaymentProvider(config, storage),
-    queue,
-    adminToken: ADMIN_TOKEN,
-    logger: pino({ level: 'silent' }),
+  await withInProcessApp(async (app) => {
+    routes = registeredRoutes(app);
+    const res = await app.inject({ url: OPENAPI_PATH });
+    expect(res.statusCode).toBe(200);
+    doc = res.json();
   });
-  await web.app.ready();
-  routes = registeredRoutes(web.app);
-  const res = await web.app.inject({ url: OPENAPI_PATH });
-  expect(res.statusCode).toBe(200);
-  doc = res.json();
-  await web.app.close();
-  await Promise.all([storage.close(), queue.close(), room.close()]);
-  dir.remove();
 }, 60_000);
 
 afterAll(async () => onsale?.stop());
