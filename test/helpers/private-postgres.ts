@@ -93,6 +93,8 @@ export async function startPrivateReplica(primary: PrivatePostgres): Promise<Pri
         '-R',
         '-X',
         'stream',
+        // A spread checkpoint on the primary would make the backup wait minutes for nothing.
+        '--checkpoint=fast',
       ]),
     () => extra,
   );

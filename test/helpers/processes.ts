@@ -80,8 +80,8 @@ export function runScript(script: string, args: string[], env: Record<string, st
   };
 }
 
-/** Polls `url` until it answers 200, or throws with the process output after `timeoutMs`. */
-export async function waitForReady(url: string, proc?: RunningProcess, timeoutMs = 20_000): Promise<void> {
+/** Polls `url` until it answers 200, or throws with the process output after `timeoutMs` (generous: a start on a busy 2-core machine can take tens of seconds). */
+export async function waitForReady(url: string, proc?: RunningProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
