@@ -5,7 +5,7 @@ import { sendCrowd } from '../src/simulate/crowd.js';
 import { createEvent, waitDrained, type CreatedEvent } from './helpers/api.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { LOOPBACK_EXEMPT, until } from './helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, until } from './helpers/processes.js';
 import { promtool, startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
 import { freshPostgresDatabase } from './helpers/services.js';
 
@@ -170,6 +170,13 @@ describe('metrics of `onsale cluster` (2 web servers, 1 to 3 workers) scraped wi
     const event: CreatedEvent = await createEvent(c!.baseUrl, {
       ticketTypes: [{ name: 'GA', priceCents: 5000, capacity: 2000, maxPerBuyer: 4 }],
     });
+    // The admin's stats, through the balancer, say the workers the cluster runs (its page shows them).
+    const statsWorkers = async () => {
+      const res = await fetch(`${c!.baseUrl}/api/events/${event.id}/stats`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      return ((await res.json()) as { workers?: number }).workers;
+    };
     // The only worker stalls, so a burst leaves a backlog that ages and the autoscaler adds workers.
     const stalled = c!.pidsOf('onsale-worker')[0]!;
     process.kill(stalled, 'SIGSTOP');
@@ -177,6 +184,7 @@ describe('metrics of `onsale cluster` (2 web servers, 1 to 3 workers) scraped wi
       const crowd = makeCrowd({ count: 1000, buyers: 500, types: event.ticketTypes, seed: 13 });
       await sendCrowd({ baseUrl: c!.baseUrl, eventId: event.id, intents: crowd, concurrency: 16 });
       await until(() => liveWorkers() >= 2, 30_000);
+      await until(async () => ((await statsWorkers()) ?? 0) >= 2, 30_000);
     } finally {
       process.kill(stalled, 'SIGCONT');
     }
@@ -199,6 +207,8 @@ describe('metrics of `onsale cluster` (2 web servers, 1 to 3 workers) scraped wi
     await waitDrained(c!.baseUrl, event.id, 120_000);
     await until(() => workerTargets().length === 1 && liveWorkers() === 1, 90_000);
     await until(async () => (await workersGauge()) === 1, 60_000);
+    // Both web servers were told (the balancer alternates between them).
+    for (let i = 0; i < 4; i++) expect(await statsWorkers()).toBe(liveWorkers());
     await until(async () => (await up())[`onsale-worker worker ${added}`] === undefined, 60_000);
   });
 });

@@ -155,6 +155,8 @@ export interface EventStats {
   deadLetters: number;
   /** The database shard of the event, counted from 0, when events are sharded. */
   shard?: number;
+  /** The worker processes alive, under `onsale cluster` only. */
+  workers?: number;
 }
 
 /** The body of every error answer. */

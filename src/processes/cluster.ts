@@ -88,14 +88,18 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
   /** A free local port for the /metrics of a worker or the autoscaler (none with metrics off). */
   const metricsPort = async () => (config.metrics ? await freePort(INTERNAL_HOST) : null);
 
-  // The autoscaler exports onsale_workers, the worker processes alive: it is told each time that changes.
+  // The autoscaler exports onsale_workers, the worker processes alive, and the web servers show it to the
+  // admin: each is told when it asks and each time that number changes.
   let scaler: ChildProcess | null = null;
-  const tellWorkers = () => {
+  const webChildren = new Set<ChildProcess>();
+  const tellWorkers = (to: Iterable<ChildProcess | null> = [scaler, ...webChildren]) => {
     const message: WorkersMessage = { type: 'onsale-workers', workers: supervisor.alive('worker-') };
-    try {
-      if (scaler?.connected) scaler.send(message, () => {});
-    } catch {
-      // It is going away; the next one asks when it starts.
+    for (const target of to) {
+      try {
+        if (target?.connected) target.send(message, () => {});
+      } catch {
+        // It is going away; the next one asks when it starts.
+      }
     }
   };
   const supervisor = new Supervisor(logger, tellWorkers);
@@ -124,7 +128,15 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
     drainDelay: Math.max(config.drainDelay, CLUSTER_DRAIN_MS),
   });
   for (const server of servers)
-    supervisor.run(server.name, () => child({ role: 'web', config: webConfig(server) }));
+    supervisor.run(server.name, () => {
+      const web = child({ role: 'web', config: webConfig(server) });
+      webChildren.add(web);
+      web.on('exit', () => webChildren.delete(web));
+      web.on('message', (message) => {
+        if (isWorkersMessage(message) && message.workers === undefined) tellWorkers([web]);
+      });
+      return web;
+    });
 
   // The number of worker processes the cluster runs: the one place it is known.
   let workers = 0;
@@ -179,7 +191,7 @@ export async function runCluster(config: Config, admin: AdminToken): Promise<voi
         setWorkers(message.workers).catch((error: unknown) =>
           logger.error({ err: error, workers: message.workers }, 'cannot change the workers'),
         );
-      else if (isWorkersMessage(message) && message.workers === undefined) tellWorkers();
+      else if (isWorkersMessage(message) && message.workers === undefined) tellWorkers([scaler]);
     });
     return scaler;
   });

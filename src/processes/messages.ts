@@ -49,8 +49,9 @@ export function isScaleMessage(message: unknown): message is ScaleMessage {
 }
 
 /**
- * Between `onsale cluster` and its autoscaler, for onsale_workers: the autoscaler asks once it listens,
- * and the cluster tells it the worker processes it runs, then again each time that number changes.
+ * Between `onsale cluster` and its autoscaler (for onsale_workers) and its web servers (for the admin's
+ * stats): each asks once it listens, and the cluster tells it the worker processes it runs, then again each
+ * time that number changes.
  */
 export interface WorkersMessage {
   type: 'onsale-workers';

@@ -5,6 +5,7 @@ import { splitUrls } from '../adapters/sharding/urls.js';
 import type { Config } from '../config.js';
 import { countStorageRead, registry } from '../metrics/metrics.js';
 import { machineMetrics, startProcessMetrics } from './machine-metrics.js';
+import { CLUSTER_CHILD_ENV, isWorkersMessage, type WorkersMessage } from './messages.js';
 import { createLogger } from '../shared/logger.js';
 import { onShutdown } from '../shared/shutdown.js';
 import { buildApp } from '../web/app.js';
@@ -27,8 +28,21 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
   const payments = await openPaymentProvider(config, storage);
-  const web = buildApp({ config, storage, queue, room, adminToken, logger, payments, ownMetrics, outbox });
+  const workers = clusterWorkers();
+  const web = buildApp({
+    config,
+    storage,
+    queue,
+    room,
+    adminToken,
+    logger,
+    payments,
+    ownMetrics,
+    outbox,
+    workersAlive: workers.alive,
+  });
   await web.app.listen({ port: config.port, host: config.host });
+  workers.ask();
 
   onShutdown(logger, async () => {
     // /readyz answers 503 from now on; a balancer takes the server out within its check interval, while it
@@ -39,4 +53,23 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     await web.drain();
     await Promise.all([storage.close(), queue.close(), outbox?.close(), room.close()]);
   });
+}
+
+/**
+ * Under `onsale cluster`, the worker processes the cluster runs, as it tells each web server (for the admin's
+ * stats); elsewhere unknown to a web server.
+ */
+function clusterWorkers(): { alive: () => number | undefined; ask: () => void } {
+  let alive: number | undefined;
+  const child = process.env[CLUSTER_CHILD_ENV] === '1' && !cluster.isWorker && process.send !== undefined;
+  if (child)
+    process.on('message', (message: unknown) => {
+      if (isWorkersMessage(message) && message.workers !== undefined) alive = message.workers;
+    });
+  return {
+    alive: () => alive,
+    ask: () => {
+      if (child) process.send!({ type: 'onsale-workers' } satisfies WorkersMessage, () => {});
+    },
+  };
 }

@@ -55,6 +55,8 @@ interface AppDeps {
   ownMetrics?: () => Promise<string>;
   /** The outbox of ticket emails, for its gauges on /metrics (none: no such gauges). */
   outbox?: Outbox;
+  /** The worker processes alive, when this server's supervisor tells it (`onsale cluster`). */
+  workersAlive?: () => number | undefined;
 }
 
 interface OnsaleApp {
@@ -79,6 +81,7 @@ export function buildApp({
   payments,
   ownMetrics,
   outbox,
+  workersAlive,
 }: AppDeps): OnsaleApp {
   // What each socket is receiving, so that a request cut off for slowness is logged with its route.
   const receiving = new WeakMap<object, { method: string; path: string }>();
@@ -214,7 +217,7 @@ export function buildApp({
   app.register(checkoutRoutes, { config, storage, lookups, payments });
   app.register(queueRoutes, { lookups, reader });
   app.register(queueAdminRoutes, { lookups, room, reader, adminToken });
-  app.register(adminRoutes, { storage, queue, lookups, adminToken });
+  app.register(adminRoutes, { storage, queue, lookups, adminToken, workersAlive });
 
   return {
     app,

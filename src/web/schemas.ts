@@ -350,6 +350,13 @@ export const eventStats = {
       minimum: 0,
       description: "the event's purchases that failed processing too often, waiting for an operator",
     },
+    workers: {
+      type: 'integer',
+      minimum: 0,
+      description:
+        'the worker processes alive under `onsale cluster`, as the cluster tells its web servers ' +
+        '(absent elsewhere: see onsale_workers on /metrics)',
+    },
   },
 } as const;
 

@@ -29,6 +29,8 @@ interface AdminOptions {
   queue: Queue;
   lookups: Lookups;
   adminToken: string;
+  /** The worker processes alive, when this server's supervisor tells it (`onsale cluster`). */
+  workersAlive?: () => number | undefined;
 }
 
 const ADMIN_READ_ERRORS = errorResponses(
@@ -66,7 +68,7 @@ function purchasesCsv(storage: Storage, event: SaleEvent): Readable {
 /** The endpoints that need the admin token: creating events, their stats and their purchases. */
 export async function adminRoutes(
   app: FastifyInstance,
-  { storage, queue, lookups, adminToken }: AdminOptions,
+  { storage, queue, lookups, adminToken, workersAlive }: AdminOptions,
 ) {
   // Added here, it covers this plugin's routes only.
   app.addHook('onRequest', requireAdminToken(adminToken));
@@ -124,7 +126,8 @@ export async function adminRoutes(
       if (!stats) throw new OnsaleError('not_found', `no event ${request.params.eventId}`);
       // A dead letter is still queued from the buyer's point of view, until an operator replays it.
       stats.purchases.queued = queued + deadLetters;
-      return { ...stats, deadLetters };
+      const workers = workersAlive?.();
+      return { ...stats, deadLetters, ...(workers === undefined ? {} : { workers }) };
     },
   );
 

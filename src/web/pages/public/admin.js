@@ -231,7 +231,8 @@ function render(stats, metrics, now) {
     ['Refunded', num(p.refunded), 'refunded'],
     ['Dead letters', num(stats.deadLetters), 'dead-letters'],
     ['Oldest queued', age === undefined ? NONE : `${age.toFixed(1)} s`, 'queue-age'],
-    ['Workers', num(metrics.get('onsale_workers')), 'workers'],
+    // Under `onsale cluster` the web servers do not export onsale_workers (the autoscaler does): the stats say.
+    ['Workers', num(stats.workers ?? metrics.get('onsale_workers')), 'workers'],
     ['Refused (429/503)', num(refused), 'refused'],
     ['Refused per second', refusedRate === undefined ? NONE : num(Math.round(refusedRate)), 'refused-rate'],
     ['Arrivals per second', num(Math.round(live.arrivals.at(-1) ?? 0)), 'arrivals-rate'],
