@@ -376,19 +376,21 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         const event = await read.event(purchase.eventId);
         const names = new Map(event?.ticketTypes.map((t) => [t.id, t.name]));
         const form = { attemptKey: newKey(), notice: payNotice(purchase, request.query.notice) };
+        // Without the script (or before it loads), an unfinished purchase's page reloads itself; a held one
+        // reloads without the last form's notice (see refreshSeconds).
         const refresh = refreshSeconds(purchase);
+        const reload =
+          refresh === null
+            ? ''
+            : purchase.status === 'held'
+              ? `${refresh};url=/purchases/${encodeURIComponent(purchase.purchaseId)}`
+              : String(refresh);
         // The page holds ticket codes: no cache keeps it.
         return page(reply, 'Your purchase', purchasePage(purchase, names, form), {
           cache: 'no-store',
-          // Without the script (or before it loads), an unfinished purchase's page reloads itself.
-          head:
-            refresh === null
-              ? undefined
-              : html`<noscript
-                  ><meta
-                    http-equiv="refresh"
-                    content="${String(refresh)};url=/purchases/${encodeURIComponent(purchase.purchaseId)}"
-                /></noscript>`,
+          head: reload
+            ? html`<noscript><meta http-equiv="refresh" content="${reload}" /></noscript>`
+            : undefined,
         });
       },
     );
