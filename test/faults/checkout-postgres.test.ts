@@ -100,7 +100,6 @@ describe.skipIf(!included('postgres'))(
         .map(([id]) => finals.get(id)!);
       expect(abandonedBeforeOutage.length).toBeGreaterThan(0);
       for (const p of abandonedBeforeOutage) expect(p.status, p.purchaseId).toBe('expired');
-      expect(stoppedAt + HOLD_SECONDS * 1000).toBeGreaterThan(restartedAt);
 
       // No process died of the outage, and nothing was answered with a 500.
       const output = onsale.processes[0]!.output();
