@@ -56,6 +56,7 @@ export interface ChargeRequest {
 
 export type ChargeResult =
   | { status: 'succeeded'; paymentId: string }
+  /** `nextActionUrl`: absolute, or a path on onsale's own site (a provider whose step is an onsale page). */
   | { status: 'requires_action'; paymentId: string; nextActionUrl: string }
   | { status: 'declined'; paymentId: string | null; message: string }
   /** Started, and neither succeeded nor declined yet (the provider is processing). */

@@ -34,7 +34,7 @@ describeEach(paymentProviders, 'Payments contract: $name', (factory) => {
     const result = await h.provider.charge(req);
     expect(result).toEqual({ status: 'succeeded', paymentId: expect.any(String) });
     expect(await h.provider.retrieve(req.purchaseId)).toEqual(result);
-    expect(h.chargesFor(req.purchaseId)).toBe(1);
+    expect(await h.chargesFor(req.purchaseId)).toBe(1);
     expect(await h.provider.retrieve(newPurchaseId())).toBeNull();
   });
 
@@ -45,7 +45,7 @@ describeEach(paymentProviders, 'Payments contract: $name', (factory) => {
     expect(a.status).toBe('succeeded');
     expect(b).toEqual(a);
     expect(c).toEqual(a);
-    expect(h.chargesFor(req.purchaseId)).toBe(1);
+    expect(await h.chargesFor(req.purchaseId)).toBe(1);
   });
 
   it('paying a paid purchase again, with any token, answers succeeded and charges nothing more', async () => {
@@ -56,7 +56,7 @@ describeEach(paymentProviders, 'Payments contract: $name', (factory) => {
         paid,
       );
     }
-    expect(h.chargesFor(req.purchaseId)).toBe(1);
+    expect(await h.chargesFor(req.purchaseId)).toBe(1);
   });
 
   it('a decline charges nothing, and a new attemptKey can then pay the same payment', async () => {
@@ -64,9 +64,9 @@ describeEach(paymentProviders, 'Payments contract: $name', (factory) => {
     const declined = await h.provider.charge(req);
     assert(declined.status === 'declined');
     expect(declined.message).not.toBe('');
-    expect(h.chargesFor(req.purchaseId)).toBe(0);
+    expect(await h.chargesFor(req.purchaseId)).toBe(0);
     expect(await h.provider.charge(req)).toEqual(declined);
-    expect(h.chargesFor(req.purchaseId)).toBe(0);
+    expect(await h.chargesFor(req.purchaseId)).toBe(0);
     const paid = await h.provider.charge({
       ...req,
       paymentToken: h.tokens.succeed,
@@ -74,16 +74,18 @@ describeEach(paymentProviders, 'Payments contract: $name', (factory) => {
     });
     expect(paid.status).toBe('succeeded');
     if (declined.paymentId !== null) expect(paid.paymentId).toBe(declined.paymentId);
-    expect(h.chargesFor(req.purchaseId)).toBe(1);
+    expect(await h.chargesFor(req.purchaseId)).toBe(1);
   });
 
   it('a 3-D Secure token requires action at a URL, and charges nothing yet', async () => {
     const req = request(h.tokens.threeDS);
     const result = await h.provider.charge(req);
     assert(result.status === 'requires_action');
-    expect(() => new URL(result.nextActionUrl)).not.toThrow();
+    // Absolute (Stripe's page) or a path on onsale's own site (the test provider's page), where the buyer
+    // is sent from onsale's pages: either way an http(s) address once resolved against onsale's address.
+    expect(['http:', 'https:']).toContain(new URL(result.nextActionUrl, req.returnUrl).protocol);
     expect(await h.provider.charge(req)).toEqual(result);
-    expect(h.chargesFor(req.purchaseId)).toBe(0);
+    expect(await h.chargesFor(req.purchaseId)).toBe(0);
   });
 
   it('refunding twice refunds once', async () => {
@@ -95,7 +97,7 @@ describeEach(paymentProviders, 'Payments contract: $name', (factory) => {
     ]);
     expect(second).toEqual(first);
     expect(await h.provider.refund(req.purchaseId)).toEqual(first);
-    expect(h.refundsFor(req.purchaseId)).toBe(1);
+    expect(await h.refundsFor(req.purchaseId)).toBe(1);
   });
 
   it('parseWebhook reads a signed webhook, the same eventId each delivery, and refuses bad signatures', async () => {

@@ -20,6 +20,8 @@ import {
   type AssetUrls,
   type EventWithAvailability,
   type FormState,
+  PAY_NOTICES,
+  type PayNotice,
 } from './views.js';
 
 /** What the pages read; app.ts passes its own cached readers, so pages cost the API nothing extra. */
@@ -352,9 +354,18 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       tags: ['pages'],
       summary: "A purchase's page: its status, live, and its tickets with their QR codes",
       params: idParam('purchaseId'),
+      querystring: {
+        type: 'object',
+        properties: {
+          notice: {
+            type: 'string',
+            description: `what the page's Pay or Cancel form came to: ${Object.keys(PAY_NOTICES).join(', ')}`,
+          },
+        },
+      },
       response: { 200: page200('the page'), 404: notFoundHtml },
     };
-    pages.get<{ Params: { purchaseId: string } }>(
+    pages.get<{ Params: { purchaseId: string }; Querystring: { notice?: string } }>(
       '/purchases/:purchaseId',
       { schema: purchasePageSchema },
       async (request, reply) => {
@@ -364,16 +375,143 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         if (!purchase) return notFound(reply, 'There is no such purchase.');
         const event = await read.event(purchase.eventId);
         const names = new Map(event?.ticketTypes.map((t) => [t.id, t.name]));
+        const form = { attemptKey: newKey(), notice: payNotice(purchase, request.query.notice) };
+        // Without the script (or before it loads), an unfinished purchase's page reloads itself; a held one
+        // reloads without the last form's notice (see refreshSeconds).
+        const refresh = refreshSeconds(purchase);
+        const reload =
+          refresh === null
+            ? ''
+            : purchase.status === 'held'
+              ? `${refresh};url=/purchases/${encodeURIComponent(purchase.purchaseId)}`
+              : String(refresh);
         // The page holds ticket codes: no cache keeps it.
-        return page(reply, 'Your purchase', purchasePage(purchase, names), {
+        return page(reply, 'Your purchase', purchasePage(purchase, names, form), {
           cache: 'no-store',
-          // Without the script (or before it loads), an unfinished purchase's page reloads itself.
-          head: FINAL_STATUSES.has(purchase.status)
-            ? undefined
-            : html`<noscript><meta http-equiv="refresh" content="3" /></noscript>`,
+          head: reload
+            ? html`<noscript><meta http-equiv="refresh" content="${reload}" /></noscript>`
+            : undefined,
         });
       },
     );
+
+    // Pay and Cancel of a held purchase's page without JavaScript: each goes through its API route (all its
+    // checks and limits, counted against this client), then back to the purchase's page, which shows the
+    // outcome; a payment that needs 3-D Secure goes to the provider's page instead.
+    const formResponses = (what: string) => ({
+      303: { description: `${what}: the purchase's page (Location), saying the outcome`, type: 'null' },
+      404: notFoundHtml,
+      ...errorResponses('forbidden'),
+    });
+    pages.post<{ Params: { purchaseId: string }; Body: unknown }>(
+      '/purchases/:purchaseId/pay',
+      {
+        schema: {
+          tags: ['pages'],
+          summary:
+            "The purchase page's Pay form without JavaScript: pays through POST /api/purchases/{purchaseId}/payment",
+          description:
+            "A form (`paymentToken`, `attemptKey`: the page's, so that the same form sent twice is one attempt) " +
+            "posted from this site's own page. Then the purchase's page (`?notice=` for a payment that did not " +
+            "go through), or the provider's 3-D Secure page.",
+          params: idParam('purchaseId'),
+          consumes: ['application/x-www-form-urlencoded'],
+          response: formResponses('paid, declined or refused'),
+        },
+      },
+      async (request, reply) => {
+        if (!fromThisOrigin(request)) {
+          return sendError(
+            reply,
+            'forbidden',
+            "the payment form only accepts posts from this site's own pages",
+          );
+        }
+        const { purchaseId } = request.params;
+        if (!ID.test(purchaseId)) return notFound(reply, 'There is no such purchase.');
+        // The page's key: the same form sent twice is one attempt. Without one, a new attempt.
+        const attemptKey = formField(request.body, 'attemptKey') ?? '';
+        if (attemptKey && !PRINTABLE_KEY.test(attemptKey)) {
+          return backToPurchase(reply, purchaseId, 400, { error: { code: 'invalid_request' } });
+        }
+        const answer = await app.inject({
+          method: 'POST',
+          url: `/api/purchases/${purchaseId}/payment`,
+          headers: {
+            'content-type': 'application/json',
+            ...(attemptKey ? { 'idempotency-key': attemptKey } : {}),
+          },
+          payload: JSON.stringify({ paymentToken: (formField(request.body, 'paymentToken') ?? '').trim() }),
+          remoteAddress: request.ip,
+        });
+        const body = parseJson(answer.body) as { payment?: { nextActionUrl?: unknown } } | null;
+        const next = body?.payment?.nextActionUrl;
+        if (answer.statusCode === 202 && typeof next === 'string' && isRedirectTarget(next)) {
+          return reply.redirect(next, 303);
+        }
+        return backToPurchase(reply, purchaseId, answer.statusCode, body);
+      },
+    );
+    pages.post<{ Params: { purchaseId: string }; Body: unknown }>(
+      '/purchases/:purchaseId/cancel',
+      {
+        schema: {
+          tags: ['pages'],
+          summary:
+            "The purchase page's Cancel button without JavaScript: cancels through POST /api/purchases/{purchaseId}/cancel",
+          description:
+            "A form posted from this site's own page (its fields are ignored). Then the purchase's page " +
+            '(`?notice=` when it could not be cancelled).',
+          params: idParam('purchaseId'),
+          consumes: ['application/x-www-form-urlencoded'],
+          response: formResponses('cancelled or refused'),
+        },
+      },
+      async (request, reply) => {
+        if (!fromThisOrigin(request)) {
+          return sendError(
+            reply,
+            'forbidden',
+            "the cancel form only accepts posts from this site's own pages",
+          );
+        }
+        const { purchaseId } = request.params;
+        if (!ID.test(purchaseId)) return notFound(reply, 'There is no such purchase.');
+        const answer = await app.inject({
+          method: 'POST',
+          url: `/api/purchases/${purchaseId}/cancel`,
+          headers: { 'content-type': 'application/json' },
+          payload: '{}',
+          remoteAddress: request.ip,
+        });
+        return backToPurchase(reply, purchaseId, answer.statusCode, parseJson(answer.body));
+      },
+    );
+
+    /** The purchase's page after a form's API answer, with a notice for one that did not go through. */
+    function backToPurchase(
+      reply: FastifyReply,
+      purchaseId: string,
+      status: number,
+      body: unknown,
+    ): FastifyReply {
+      if (status === 404) return notFound(reply, 'There is no such purchase.');
+      const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
+      const notice: PayNotice | null =
+        status < 300
+          ? null
+          : status === 429 || status === 503
+            ? 'busy'
+            : code === 'payment_declined'
+              ? 'declined'
+              : code === 'invalid_request'
+                ? 'invalid'
+                : code === 'hold_expired' || code === 'not_payable' || code === 'not_cancellable'
+                  ? code
+                  : 'error';
+      const page = `/purchases/${encodeURIComponent(purchaseId)}`;
+      return reply.redirect(notice ? `${page}?notice=${notice}` : page, 303);
+    }
 
     pages.get<{ Params: { purchaseId: string; ticketId: string } }>(
       '/purchases/:purchaseId/tickets/:ticketId/qr.svg',
@@ -522,6 +660,46 @@ function newForm(): FormState {
 /** The Idempotency-Key of one buy attempt: the page's script and the plain form both resend it on retry. */
 function newKey(): string {
   return randomBytes(16).toString('base64url');
+}
+
+/** What an Idempotency-Key may be (api.md): 1..128 printable ASCII characters. */
+const PRINTABLE_KEY = /^[\x20-\x7e]{1,128}$/;
+
+/**
+ * The notice a purchase's page shows: the one its address names (only a known one), else, while it is
+ * held, why its last payment did not go through.
+ */
+function payNotice(purchase: Purchase, asked: string | undefined): PayNotice | null {
+  if (asked !== undefined && Object.hasOwn(PAY_NOTICES, asked)) return asked as PayNotice;
+  if (purchase.status !== 'held') return null;
+  if (purchase.payment?.status === 'declined') return 'declined';
+  if (purchase.payment?.status === 'failed') return 'failed';
+  return null;
+}
+
+/**
+ * When an unfinished purchase's page reloads itself without the script: a held one (whose buyer is typing a
+ * card) when its hold ends, unless a payment is under way; anything else in 3 s. Null: final, no reload.
+ */
+function refreshSeconds(purchase: Purchase, now = Date.now()): number | null {
+  if (FINAL_STATUSES.has(purchase.status)) return null;
+  const end = purchase.holdExpiresAt ? Date.parse(purchase.holdExpiresAt) : Number.NaN;
+  if (purchase.status !== 'held' || purchase.payment?.status === 'processing' || Number.isNaN(end)) return 3;
+  return Math.max(3, Math.ceil((end - now) / 1000) + 2);
+}
+
+/** Where a form may send the browser on: a path of this site, or an http(s) address (a provider's page). */
+function isRedirectTarget(url: string): boolean {
+  if (url.startsWith('/')) return !url.startsWith('//') && !url.startsWith('/\\');
+  return originOf(url) !== null;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
 }
 
 /** A field of a urlencoded or JSON form body, or null. */

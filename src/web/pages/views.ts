@@ -227,7 +227,28 @@ const REASON_TEXT: Record<RejectReason, string> = {
     'This would go over the number of tickets one buyer may have for this event, so we reserved none and charged nothing.',
 };
 
-export function purchasePage(purchase: Purchase, typeNames: Map<string, string>): SafeHtml {
+/**
+ * What the page says after a Pay or Cancel sent without JavaScript (the `notice` of its address), and after
+ * a payment that did not go through. Only these fixed texts: the address never puts words on the page.
+ */
+export const PAY_NOTICES = {
+  declined: 'Your card was declined. Nothing was charged: try another card.',
+  failed: 'The payment was not confirmed with your bank. Nothing was charged: try again or use another card.',
+  invalid: 'Enter a test card token: tok_visa, tok_chargeDeclined or tok_threeDSecure.',
+  busy: 'So many people are paying right now that we could not take this yet. Please try again in a few seconds — nothing will be charged twice.',
+  hold_expired: 'The reservation ran out before the payment; nothing was kept.',
+  not_payable: 'This purchase can no longer be paid.',
+  not_cancellable: 'This purchase can no longer be cancelled.',
+  error: 'Something went wrong; please try again.',
+} as const;
+export type PayNotice = keyof typeof PAY_NOTICES;
+
+export function purchasePage(
+  purchase: Purchase,
+  typeNames: Map<string, string>,
+  form: { attemptKey: string; notice: PayNotice | null },
+): SafeHtml {
+  const { notice } = form;
   const statuses = Object.keys(STATUS_TEXT) as PurchaseStatus[];
   return html`<h1>Your purchase</h1>
     <div
@@ -237,6 +258,7 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
       role="status"
       aria-live="polite"
     >
+      ${notice ? html`<p class="notice error" data-notice="${notice}">${PAY_NOTICES[notice]}</p>` : ''}
       ${statuses.map(
         (s) =>
           html`<section class="panel ${s}" data-panel="${s}" ${s === purchase.status ? '' : html` hidden`}>
@@ -252,7 +274,7 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
                   )
                 : ''
             }
-            ${s === 'held' ? checkoutForm(purchase) : ''}
+            ${s === 'held' ? checkoutForm(purchase, form.attemptKey) : ''}
             ${
               s === 'confirmed'
                 ? html`<ul class="tickets">
@@ -272,22 +294,26 @@ export function purchasePage(purchase: Purchase, typeNames: Map<string, string>)
 
 /**
  * The payment step of a held purchase: when the hold ends (the script counts down), a card field of the test
- * provider (clearly a test mode), Pay and Cancel. The script posts them to the API and follows the answer.
+ * provider (clearly a test mode), Pay and Cancel. The script posts them to the API and follows the answer;
+ * without it they are plain forms to this server, answered with the purchase's page again. `attemptKey`
+ * makes the same form sent twice one payment attempt.
  */
-function checkoutForm(purchase: Purchase): SafeHtml {
+function checkoutForm(purchase: Purchase, attemptKey: string): SafeHtml {
+  const action = `/purchases/${encodeURIComponent(purchase.purchaseId)}`;
   return html`<p class="hold">
       Held for you until
       <time data-hold-until datetime="${purchase.holdExpiresAt ?? ''}">${purchase.holdExpiresAt ?? ''}</time>
       (<span data-countdown></span>).
     </p>
-    <form id="pay" data-purchase-id="${purchase.purchaseId}">
+    <form id="pay" method="post" action="${action}/pay" data-purchase-id="${purchase.purchaseId}">
+      <input type="hidden" name="attemptKey" value="${attemptKey}" />
       <label
         >Card — test mode: <code>tok_visa</code> pays, <code>tok_chargeDeclined</code> is declined,
         <code>tok_threeDSecure</code> asks for 3-D Secure
         <input name="paymentToken" value="tok_visa" autocomplete="off" required maxlength="255" />
       </label>
       <button type="submit">Pay</button>
-      <button type="button" data-cancel>Cancel</button>
+      <button type="submit" formaction="${action}/cancel" formnovalidate data-cancel>Cancel</button>
       <p class="notice" data-pay-notice role="status" aria-live="polite"></p>
     </form>`;
 }

@@ -142,6 +142,7 @@ function followPurchase(box) {
     if (purchase.status === box.dataset.status) return;
     if (purchase.status === 'confirmed') await fillTickets(box, purchase, typeNames);
     box.dataset.status = purchase.status;
+    box.querySelector('[data-notice]')?.remove(); // the last form's outcome, now out of date
     for (const panel of box.querySelectorAll('[data-panel]')) {
       /** @type {HTMLElement} */ (panel).hidden = panel.getAttribute('data-panel') !== purchase.status;
     }
@@ -225,7 +226,8 @@ function enhancePayForm(form, purchaseId) {
       say('error', 'No answer from the server; try again.');
     }
   });
-  form.querySelector('[data-cancel]')?.addEventListener('click', async () => {
+  form.querySelector('[data-cancel]')?.addEventListener('click', async (e) => {
+    e.preventDefault(); // the button also submits the plain form, for pages without this script
     say('busy', 'Cancelling…');
     try {
       const res = await post('cancel', {});
