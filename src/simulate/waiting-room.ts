@@ -1,8 +1,8 @@
 import { Pool } from 'undici';
-import { requests, type RequestSpec } from '../client/index.js';
+import { requests, type LineStats, type RequestSpec } from '../client/index.js';
 import { planCrowd, readStock, rng, type Arrival } from './crowd.js';
 import { checkInvariants, type FinalPurchase, type SentPurchase, type Violation } from './invariants.js';
-import { at, clock, FINAL, sleep } from './play.js';
+import { at, clock, FINAL, post, sleep } from './play.js';
 import { checkAdmissionOrder, type OrderViolation, type PlaceRecord } from './room-order.js';
 import { percentiles, type Percentiles } from './stats.js';
 
@@ -38,18 +38,6 @@ export interface RoomSimOptions {
   settleSec: number;
   retries: number;
   seed: number;
-}
-
-/** The admin's view of the line (GET /api/events/:eventId/queue). */
-export interface LineStats {
-  opened: boolean;
-  prequeue: number;
-  waiting: number;
-  soldOutPlaces: number;
-  admitted: number;
-  active: number;
-  expired: number;
-  soldOut: boolean;
 }
 
 export interface RoomSecond {
@@ -165,7 +153,7 @@ export async function simulateWaitingRoom(
   const base = new URL(opts.url).pathname.replace(/\/$/, '');
   const pool = new Pool(origin, { connections: opts.connections, pipelining: 1 });
   const monitorPool = new Pool(origin, { connections: 2, pipelining: 1 });
-  const ask = (spec: RequestSpec) => call(pool, at(base, spec));
+  const ask = (spec: RequestSpec) => post(pool, at(base, spec));
   let monitoring = true;
   let monitor: Promise<void> = Promise.resolve();
   try {
@@ -459,37 +447,7 @@ function withoutSecret(opts: RoomSimOptions): Omit<RoomSimOptions, 'adminToken'>
   return shown;
 }
 
-interface Answer {
-  status: number;
-  body: unknown;
-  retryAfterSec?: number;
-}
-
-async function call(pool: Pool, spec: RequestSpec): Promise<Answer> {
-  try {
-    const res = await pool.request({
-      method: spec.method as 'GET',
-      path: spec.path,
-      headers: spec.headers,
-      ...(spec.body === undefined ? {} : { body: spec.body }),
-    });
-    const text = await res.body.text();
-    const retryAfter = Number(res.headers['retry-after']);
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return {
-      status: res.statusCode,
-      body,
-      ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSec: retryAfter } : {}),
-    };
-  } catch {
-    return { status: 0, body: undefined };
-  }
-}
+type Answer = Awaited<ReturnType<typeof post>>;
 
 /** A request tried again on 429, 503 or a lost connection, waiting what Retry-After says. */
 async function politely(send: () => Promise<Answer>, retries: number): Promise<Answer> {
@@ -503,19 +461,19 @@ async function politely(send: () => Promise<Answer>, retries: number): Promise<A
 }
 
 async function readLine(pool: Pool, base: string, eventId: string, token: string): Promise<LineStats | null> {
-  const answer = await call(pool, at(base, requests.getLine(eventId, token)));
+  const answer = await post(pool, at(base, requests.getLine(eventId, token)));
   return answer.status === 200 ? (answer.body as LineStats) : null;
 }
 
 async function ticketsLeft(pool: Pool, base: string, eventId: string, token: string): Promise<number | null> {
-  const answer = await call(pool, at(base, requests.eventStats(eventId, token)));
+  const answer = await post(pool, at(base, requests.eventStats(eventId, token)));
   if (answer.status !== 200) return null;
   const stats = answer.body as { ticketTypes: Array<{ available: number; held: number }> };
   return stats.ticketTypes.reduce((n, t) => n + t.available + t.held, 0);
 }
 
 async function readEvent(pool: Pool, base: string, eventId: string): Promise<EventView> {
-  const answer = await call(pool, at(base, requests.getEvent(eventId)));
+  const answer = await post(pool, at(base, requests.getEvent(eventId)));
   if (answer.status !== 200)
     throw new Error(`event ${eventId}: the server answered ${answer.status} ${JSON.stringify(answer.body)}`);
   return answer.body as EventView;
@@ -544,7 +502,7 @@ async function createEvent(pool: Pool, base: string, opts: RoomSimOptions): Prom
     },
     opts.adminToken,
   );
-  const answer = await call(pool, at(base, spec));
+  const answer = await post(pool, at(base, spec));
   if (answer.status !== 201)
     throw new Error(
       `creating the event: the server answered ${answer.status} ${JSON.stringify(answer.body)}`,
