@@ -163,6 +163,10 @@ describe('onsale simulate --waiting-room', () => {
       place('late', { joinSentAt: 90, joinAnsweredAt: 100, outcome: 'sold_out', admittedAt: null }),
     ];
     expect(checkAdmissionOrder(inOrder)).toEqual([]);
+    // A join sent before the opening and answered after it may have taken its place in either part of the
+    // line (an earlier attempt whose answer was lost): it is held to neither order.
+    const unsure = place('unsure', { prequeue: null, joinSentAt: 5, joinAnsweredAt: 95, admittedAt: 900 });
+    expect(checkAdmissionOrder([...inOrder, unsure])).toEqual([]);
 
     // A later joiner admitted before an earlier one.
     const swapped = inOrder.map((r) => (r.buyerId === 'second' ? { ...r, admittedAt: 3500 } : r));

@@ -10,8 +10,12 @@ export interface PlaceRecord {
   buyerId: string;
   joinSentAt: number;
   joinAnsweredAt: number;
-  /** The join's answer said `prequeue`: the place joined the lottery. */
-  prequeue: boolean;
+  /**
+   * The place joined the lottery (the join's answer said `prequeue`), or not (the join was first sent after
+   * the opening); null when the simulator cannot tell: a join sent before the opening but answered after
+   * it, which an earlier attempt (its answer lost, then retried) may have made in the pre-queue.
+   */
+  prequeue: boolean | null;
   /**
    * What became of the place as its buyer last read it: admitted, sold_out, expired; `abandoned` when the
    * buyer stopped reading (its turn may still have come, unseen); `unfinished` when the run ended first.
@@ -59,15 +63,17 @@ export function checkAdmissionOrder(records: readonly PlaceRecord[], limit = 10)
   };
 
   // The pre-queue comes before everyone who joined after the opening.
-  const lastOfLottery = latest(records.filter((r) => r.prequeue));
+  const lastOfLottery = latest(records.filter((r) => r.prequeue === true));
   for (const behind of admitted) {
-    if (behind.prequeue || !lastOfLottery) continue;
+    if (behind.prequeue !== false || !lastOfLottery) continue;
     if (decidedAt(lastOfLottery)! > behind.admittedAt!)
       describe(lastOfLottery, behind, 'won a place in the opening lottery, ahead of');
   }
 
   // After the opening: a join answered before another was sent is ahead of it.
-  const inLine = records.filter((r) => !r.prequeue).sort((a, b) => a.joinAnsweredAt - b.joinAnsweredAt);
+  const inLine = records
+    .filter((r) => r.prequeue === false)
+    .sort((a, b) => a.joinAnsweredAt - b.joinAnsweredAt);
   // worst[i]: of inLine[0..i], the place decided latest (null: none decided).
   const worst: Array<PlaceRecord | null> = [];
   for (const r of inLine) {
@@ -76,7 +82,7 @@ export function checkAdmissionOrder(records: readonly PlaceRecord[], limit = 10)
     worst.push(at !== null && (before === null || at > decidedAt(before)!) ? r : before);
   }
   for (const behind of admitted) {
-    if (behind.prequeue) continue;
+    if (behind.prequeue !== false) continue;
     // The places whose join was answered before this one's was sent: a prefix of inLine.
     let lo = 0;
     let hi = inLine.length;

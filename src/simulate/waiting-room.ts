@@ -242,7 +242,7 @@ export async function simulateWaitingRoom(
       lastProgressAt = clock();
       let place = joined.body as PlaceAnswer;
       record.placeId = place.placeId;
-      record.prequeue = place.state === 'prequeue';
+      record.prequeue = place.state === 'prequeue' ? true : record.joinSentAt >= opening ? false : null;
       record.etaAtJoin = place.etaSeconds;
       while (place.state === 'prequeue' || place.state === 'waiting') {
         if (record.reads >= b.leavesAfterReads) {
@@ -345,7 +345,7 @@ export async function simulateWaitingRoom(
       totals: {
         buyers: buyers.length,
         joined: counts.joined,
-        prequeued: records.filter((r) => r.prequeue).length,
+        prequeued: records.filter((r) => r.prequeue === true).length,
         abandoned: records.filter((r) => r.outcome === 'abandoned').length,
         admitted: counts.admitted,
         soldOutTold: records.filter((r) => r.outcome === 'sold_out').length,
