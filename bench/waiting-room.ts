@@ -10,6 +10,7 @@ import {
   type BenchProcess,
 } from './processes.js';
 import type { LoadShape } from './wrk.js';
+import { simulateWaitingRoom, type RoomReport } from '../src/simulate/waiting-room.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
@@ -20,6 +21,36 @@ export interface WaitingRoomPlan {
   rounds: number;
   load: LoadShape;
   warmupSec: number;
+  /** The standard sale behind the room (the simulator against `onsale start`, embedded). */
+  sale: RoomSalePlan;
+}
+
+export interface RoomSalePlan {
+  buyers: number;
+  tickets: number;
+  maxActiveBuyers: number;
+  /** Seconds of pre-queue before the sales open, and of arrivals (a ramp) from the room's opening. */
+  prequeueSec: number;
+  arrivalSec: number;
+}
+
+/** The standard sale behind the room, from the simulator's report. */
+export interface RoomSaleFigures extends RoomSalePlan {
+  estimateBuyers: number;
+  medianAbsErrorSec: number | null;
+  medianWaitSec: number | null;
+  /** The median absolute error of the join-time estimate as a share of the median wait (goal ≤ 20). */
+  estimateErrorPct: number | null;
+  waitP50Sec: number;
+  waitP90Sec: number;
+  waitMaxSec: number;
+  admissionsPerMinute: number;
+  timeToSellOutSec: number | null;
+  purchasesAfterSoldOut: number;
+  /** Of those, purchases of buyers admitted after sold out (goal 0). */
+  admittedAfterSoldOut: number;
+  ticketsSold: number;
+  checksOk: boolean;
 }
 
 export interface WaitingRoomFigures {
@@ -38,6 +69,7 @@ export interface WaitingRoomFigures {
   /** Joins (201, durable) per second on one `onsale serve` with the embedded SQLite. */
   joinsPerSec: number;
   joinP99Ms: number;
+  sale: RoomSaleFigures;
 }
 
 interface Run {
@@ -91,6 +123,11 @@ export async function measureWaitingRoom(
       [`/api/events/${event}/queue`, `bench-${Date.now()}`],
     );
   });
+  progress(
+    `waiting-room: the standard sale behind the room, ${plan.sale.buyers} buyers for ${plan.sale.tickets} ` +
+      `tickets, maxActiveBuyers ${plan.sale.maxActiveBuyers}`,
+  );
+  const sale = await measureRoomSale(plan.sale, progress);
   const place = medianBy(places, (p) => p.perSec);
   const bare = medianBy(bares, (b) => b.perSec);
   const created = joins.statuses['201'] ?? 0;
@@ -105,6 +142,78 @@ export async function measureWaitingRoom(
     bareCpuUsPerRequest: bare.cpuUs,
     joinsPerSec: created / (joins.requests / joins.perSec),
     joinP99Ms: joins.p99Ms,
+    sale,
+  };
+}
+
+/**
+ * The standard sale behind the room: `onsale start` fresh (embedded, its default processes), and the
+ * simulator's crowd joining over a ramp, a pre-queue before the opening, 5 % of places abandoned, short
+ * admissions (60 s) so that abandoned ones free their slot within the sale.
+ */
+async function measureRoomSale(
+  plan: RoomSalePlan,
+  progress: (line: string) => void,
+): Promise<RoomSaleFigures> {
+  const dir = tempDir();
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawnNode(
+    CLI,
+    ['start'],
+    cleanEnv({ ONSALE_DATA_DIR: dir.path, ONSALE_ADMIN_TOKEN: TOKEN, PORT: String(port), LOG_LEVEL: 'warn' }),
+  );
+  let report: RoomReport;
+  try {
+    await waitForHttp(`${base}/readyz`, server, 60_000);
+    let lastLog = 0;
+    report = await simulateWaitingRoom(
+      {
+        url: base,
+        adminToken: TOKEN,
+        buyers: plan.buyers,
+        arrival: 'ramp',
+        durationSec: plan.arrivalSec,
+        ticketTypes: 3,
+        tickets: plan.tickets,
+        maxPerBuyer: 4,
+        maxQuantity: 2,
+        maxActiveBuyers: plan.maxActiveBuyers,
+        maxAdmittedPerMinute: null,
+        prequeueSec: plan.prequeueSec,
+        sessionSeconds: 60,
+        abandonPlaceRate: 0.05,
+        connections: 128,
+        settleSec: 120,
+        retries: 50,
+        seed: 6,
+      },
+      (line) => {
+        if (Date.now() - lastLog < 10_000) return;
+        lastLog = Date.now();
+        progress(`waiting-room sale: ${line}`);
+      },
+    );
+  } finally {
+    await server.stop();
+    dir.remove();
+  }
+  for (const v of report.checks.violations) progress(`waiting-room sale: CHECK BROKEN: ${v.detail}`);
+  return {
+    ...plan,
+    estimateBuyers: report.estimate.buyers,
+    medianAbsErrorSec: report.estimate.medianAbsErrorSec,
+    medianWaitSec: report.estimate.medianWaitSec,
+    estimateErrorPct: report.estimate.errorPctOfWait,
+    waitP50Sec: report.waitSec.p50,
+    waitP90Sec: report.waitSec.p90,
+    waitMaxSec: report.waitSec.max,
+    admissionsPerMinute: report.admissionsPerMinute.mean,
+    timeToSellOutSec: report.timeToSellOutSec,
+    purchasesAfterSoldOut: report.afterSoldOut.purchases,
+    admittedAfterSoldOut: report.afterSoldOut.admittedAfterSoldOut,
+    ticketsSold: report.totals.ticketsSold,
+    checksOk: report.checks.ok,
   };
 }
 

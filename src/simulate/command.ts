@@ -138,6 +138,45 @@ export function addSimulateCommand(root: Command): void {
         .default(1)
         .argParser(whole(1, 64)),
     )
+    .addOption(
+      new Option(
+        '--waiting-room',
+        "the crowd joins the event's waiting room, reads its place as the server asks, and buys on admission; " +
+          "the report shows waits, the estimate's error, admissions per minute and checks the admission order",
+      ),
+    )
+    .addOption(
+      new Option('--max-active-buyers <n>', "with --waiting-room: the created event's maxActiveBuyers")
+        .default(500)
+        .argParser(whole(1, 1_000_000)),
+    )
+    .addOption(
+      new Option(
+        '--max-admitted-per-minute <n>',
+        "with --waiting-room: the created event's maxAdmittedPerMinute [default none]",
+      ).argParser(whole(1, 10_000_000)),
+    )
+    .addOption(
+      new Option(
+        '--prequeue <seconds>',
+        'with --waiting-room: the room opens now and the sales this much later; who joins before is shuffled',
+      )
+        .default(0)
+        .argParser(whole(0, 3600)),
+    )
+    .addOption(
+      new Option('--session-seconds <n>', "with --waiting-room: how long the created event's admission lasts")
+        .default(600)
+        .argParser(whole(10, 86_400)),
+    )
+    .addOption(
+      new Option(
+        '--abandon-place-rate <fraction>',
+        'with --waiting-room: share of buyers who stop reading their place for good (after 0 to 3 reads)',
+      )
+        .default(0.05)
+        .argParser(fraction),
+    )
     .addOption(new Option('--report-json <path>', 'write the report as JSON here'))
     .addOption(new Option('--report-html <path>', 'write the report as a self-contained HTML page here'))
     .allowExcessArguments(false)
@@ -158,6 +197,16 @@ export function addSimulateCommand(root: Command): void {
             code: 'onsale.tickets',
           },
         );
+      }
+      if (flags.waitingRoom) {
+        if (flags.processes !== 1) {
+          command.error('onsale simulate: --processes must be 1 with --waiting-room', {
+            exitCode: 2,
+            code: 'onsale.processes',
+          });
+        }
+        const { runRoomCommand } = await import('./room-report.js');
+        process.exit(await runRoomCommand(flags, flags.adminToken!.trim(), tickets));
       }
       const { runSimulateCommand } = await import('./report.js');
       process.exit(await runSimulateCommand(flags, flags.adminToken!.trim(), tickets));

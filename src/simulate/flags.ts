@@ -24,6 +24,13 @@ export interface SimulateFlags {
   retries: number;
   seed: number;
   processes: number;
+  /** The crowd joins the event's waiting room first (waiting-room.ts); the flags below shape the room. */
+  waitingRoom?: boolean;
+  maxActiveBuyers: number;
+  maxAdmittedPerMinute?: number;
+  prequeue: number;
+  sessionSeconds: number;
+  abandonPlaceRate: number;
   reportJson?: string;
   reportHtml?: string;
 }

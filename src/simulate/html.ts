@@ -73,7 +73,7 @@ export function renderHtml(report: SimulationReport): string {
 `;
 }
 
-const STYLE = `
+export const STYLE = `
 :root{color-scheme:light;--ink:#1d2433;--muted:#6b7385;--line:#e3e6ee;--ok:#17804a;--bad:#c0262d;--a:#3867d6;--b:#20bf6b;--c:#fa8231;--d:#8854d0}
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);margin:0 auto;max-width:1100px;padding:24px}
@@ -108,7 +108,7 @@ footer{color:var(--muted);font:11px ui-monospace,monospace;margin-top:30px;word-
 const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0'];
 const W = 1000;
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
@@ -119,7 +119,7 @@ function niceMax(n: number): number {
   return ([1, 2, 5, 10].find((m) => m * p >= n) ?? 10) * p;
 }
 
-function lineChart(
+export function lineChart(
   seconds: number,
   series: Array<{ name: string; values: Array<number | null> }>,
   unit: string,

@@ -314,7 +314,8 @@ export function playShare(opts: ShareOptions): PlayingShare {
   };
 }
 
-async function post(
+/** One request on a keep-alive pool: its status, JSON body and Retry-After; status 0 when no answer came. */
+export async function post(
   pool: Pool,
   spec: RequestSpec,
 ): Promise<{ status: number; body: unknown; retryAfterSec?: number }> {

@@ -62,7 +62,7 @@ export function summary(r: SimulationReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-function write(path: string, text: string): void {
+export function write(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, text);
 }
