@@ -4,7 +4,7 @@ import type { Queue } from '../../src/ports/queue.js';
 import { freePort, runScript, until, type RunningProcess } from './processes.js';
 import { freshPostgresDatabase, uniqueName } from './services.js';
 
-const FAUXQS_CLI = resolve(import.meta.dirname, '../../node_modules/fauxqs/dist/cli.js');
+const FAUXQS = resolve(import.meta.dirname, '../../node_modules/fauxqs/dist/app.js');
 
 /**
  * What the SDK's default chain reads in a process that talks to fauxqs: it checks no signature, but the
@@ -32,7 +32,9 @@ export async function startFauxqs(): Promise<Fauxqs> {
   const endpoint = `http://127.0.0.1:${port}`;
   let proc: RunningProcess | undefined;
   const start = async () => {
-    proc = runScript(FAUXQS_CLI, [], { FAUXQS_PORT: String(port), FAUXQS_LOGGER: 'false' });
+    // Its own API rather than its CLI, which logs every request whatever FAUXQS_LOGGER says.
+    const code = `(await import(${JSON.stringify(FAUXQS)})).startFauxqs({ port: ${port}, logger: false })`;
+    proc = runScript('--input-type=module', ['-e', code]);
     const started = proc;
     try {
       await until(async () => {
@@ -44,7 +46,7 @@ export async function startFauxqs(): Promise<Fauxqs> {
       }, 20_000);
     } catch (error) {
       await started.stop('SIGKILL');
-      throw new Error(`could not start fauxqs (${FAUXQS_CLI}); run npm install`, { cause: error });
+      throw new Error(`could not start fauxqs (${FAUXQS}); run npm install`, { cause: error });
     }
   };
   await start();

@@ -86,7 +86,8 @@ export class SqsQueue implements Queue {
   #urls: Promise<{ main: string }> | undefined;
   /** Leases this process holds, by event: a worker that claims again takes its own event again. */
   readonly #leases = new Map<string, Lease>();
-  readonly #receiving = new AbortController();
+  /** Receives in flight: close() waits for them (a long poll ends within `wait`) and shows what they got. */
+  readonly #receiving = new Set<Promise<unknown>>();
   #closed = false;
 
   constructor(url: string, databaseUrl: string) {
@@ -204,7 +205,8 @@ export class SqsQueue implements Queue {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#receiving.abort();
+    // Not aborted: SQS may have handed out a message already, which would stay invisible for a whole lease.
+    await Promise.allSettled([...this.#receiving]);
     // What this process holds goes back at once, rather than when its leases run out.
     const held = [...this.#leases.values()].filter((l) => l.expiresAt > Date.now()).flatMap((l) => l.held);
     this.#leases.clear();
@@ -300,8 +302,18 @@ export class SqsQueue implements Queue {
 
   /** One message, held for `seconds`, after a long poll of the URL's `wait`; null when none came. */
   async #receive(seconds: number): Promise<Message | null> {
+    const receiving = this.#receiveOnce(seconds);
+    this.#receiving.add(receiving);
     try {
-      return await this.#sqs(async () => {
+      return await receiving;
+    } finally {
+      this.#receiving.delete(receiving);
+    }
+  }
+
+  async #receiveOnce(seconds: number): Promise<Message | null> {
+    try {
+      const message = await this.#sqs(async () => {
         const { main } = await this.#queueUrls();
         const answer = await this.#client.send(
           new ReceiveMessageCommand({
@@ -310,13 +322,16 @@ export class SqsQueue implements Queue {
             WaitTimeSeconds: this.#settings.waitSeconds,
             VisibilityTimeout: seconds,
           }),
-          {
-            abortSignal: this.#receiving.signal,
-            requestTimeout: REQUEST_TIMEOUT_MS + this.#settings.waitSeconds * 1000,
-          },
+          { requestTimeout: REQUEST_TIMEOUT_MS + this.#settings.waitSeconds * 1000 },
         );
         return answer.Messages?.[0] ?? null;
       });
+      if (message && this.#closed) {
+        // Came after close(): handed back at once to whoever claims next.
+        await this.#showAgain([{ handle: message.ReceiptHandle!, purchaseIds: [] }]);
+        return null;
+      }
+      return message;
     } catch (error) {
       if (this.#closed) return null;
       throw error;
