@@ -25,6 +25,8 @@ interface ChildReport {
   latencies?: number[];
   errors?: string[];
   lastAckAt?: number;
+  /** CPU time (user + system) the child spent writing or draining, in microseconds. */
+  cpuMicros?: number;
 }
 
 const [role, queueUrl, databaseUrl, ...rest] = process.argv.slice(2);
@@ -52,6 +54,7 @@ async function child() {
     let refused = 0;
     const errors = new Set<string>();
     const latencies: number[] = [];
+    const cpuAtStart = process.cpuUsage();
     while (Date.now() < until) {
       const requests = Array.from({ length: batch }, (_, i) => ({
         purchase: purchase(`event-${i % events}`),
@@ -69,7 +72,8 @@ async function child() {
         await new Promise((r) => setTimeout(r, 100)); // as a client told Retry-After would, roughly
       }
     }
-    send({ done, refused, latencies, errors: [...errors] });
+    const cpu = process.cpuUsage(cpuAtStart);
+    send({ done, refused, latencies, errors: [...errors], cpuMicros: cpu.user + cpu.system });
   } else if (role === 'fill') {
     const [count = 0, events = 1] = rest.map(Number);
     for (let left = count; left > 0; left -= 1000) {
@@ -151,7 +155,8 @@ async function main() {
           .toString()
           .padStart(
             6,
-          )} purchases/s, enqueue p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms` +
+          )} purchases/s, enqueue p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, ` +
+          `writer CPU ${(results.reduce((s, r) => s + (r.cpuMicros ?? 0), 0) / Math.max(1, done)).toFixed(0)} µs/purchase` +
           (results.some((r) => r.refused)
             ? `, refused ${results.reduce((s, r) => s + (r.refused ?? 0), 0)} (${[...new Set(results.flatMap((r) => r.errors ?? []))].join('; ')})`
             : ''),

@@ -541,10 +541,11 @@ export function loadConfig(flags: Partial<Record<keyof Config, string>>, env: No
   }
   const queueProblem = queueUrlProblem(full.queueUrl);
   if (queueProblem) throw new ConfigError(`ONSALE_QUEUE_URL (--queue-url) is ${queueProblem}`);
-  if (/^amqps?:/i.test(full.queueUrl) && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
-    // The broker serves processes on many machines; its index must live where they all reach it.
+  const indexed = /^amqps?:/i.test(full.queueUrl) ? 'RabbitMQ' : /^sqs:/i.test(full.queueUrl) ? 'SQS' : null;
+  if (indexed && !/^postgres(ql)?:/i.test(full.databaseUrl)) {
+    // The queue serves processes on many machines; its index must live where they all reach it.
     throw new ConfigError(
-      `ONSALE_QUEUE_URL (--queue-url) is RabbitMQ, which keeps its index in PostgreSQL: ` +
+      `ONSALE_QUEUE_URL (--queue-url) is ${indexed}, which keeps its index in PostgreSQL: ` +
         `ONSALE_DATABASE_URL (--database-url) must be postgres://…, not "${full.databaseUrl}"`,
     );
   }

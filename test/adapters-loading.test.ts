@@ -6,7 +6,7 @@ import { tempDir } from './helpers/processes.js';
 
 const execFileAsync = promisify(execFile);
 const DIST = resolve(import.meta.dirname, '../dist');
-const DRIVERS = ['better-sqlite3', 'pg', 'ioredis', 'amqplib'];
+const DRIVERS = ['better-sqlite3', 'pg', 'ioredis', 'amqplib', '@aws-sdk/client-sqs'];
 
 /**
  * Runs `body` as an ES module in a fresh node (the built code, as `onsale` runs it), then reports which
@@ -36,6 +36,7 @@ describe('adapter loading', () => {
       const { loadConfig } = await import('${DIST}/config.js');
       loadConfig({}, { ONSALE_DATABASE_URL: 'postgres://127.0.0.1/x', ONSALE_QUEUE_URL: 'amqp://127.0.0.1' });
       loadConfig({}, { ONSALE_QUEUE_URL: 'redis://127.0.0.1', ONSALE_DATA_DIR: '${dir.path}' });
+      loadConfig({}, { ONSALE_DATABASE_URL: 'postgres://127.0.0.1/x', ONSALE_QUEUE_URL: 'sqs://onsale' });
     `);
     expect(loaded).toEqual([]);
   });

@@ -112,6 +112,21 @@ describe('onsale command line', () => {
     },
   );
 
+  it('refuses SQS with a SQLite database, and an SQS URL with credentials without repeating them (exit 2)', async () => {
+    const sqlite = runCli(['serve'], { ONSALE_DATA_DIR: dataDir(), ONSALE_QUEUE_URL: 'sqs://onsale' });
+    expect((await sqlite.exited).code).toBe(2);
+    expect(sqlite.output()).toContain('ONSALE_QUEUE_URL (--queue-url) is SQS');
+    expect(sqlite.output()).toContain('ONSALE_DATABASE_URL (--database-url) must be postgres://');
+    const secret = runCli(['serve'], {
+      ONSALE_DATA_DIR: dataDir(),
+      ONSALE_DATABASE_URL: 'postgres://127.0.0.1:1/x',
+      ONSALE_QUEUE_URL: 'sqs://AKIAEXAMPLE:s3cr3tKey@onsale',
+    });
+    expect((await secret.exited).code).toBe(2);
+    expect(secret.output()).toContain('ONSALE_QUEUE_URL (--queue-url) is not an SQS queue URL');
+    expect(secret.output()).not.toContain('s3cr3tKey');
+  });
+
   it('migrate creates the schema once and can run again', async () => {
     const dir = dataDir();
     for (let i = 0; i < 2; i++) {

@@ -5,6 +5,7 @@ import type { Storage } from '../ports/storage.js';
 import type { WaitingRoom } from '../ports/waiting-room.js';
 import { isSharded, shardSpecs, splitUrls } from './sharding/urls.js';
 import { parseRedisUrl } from './redis/url.js';
+import { parseSqsUrl } from './sqs/url.js';
 
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
@@ -15,7 +16,7 @@ interface QueueContext {
  * The engines this build can use, by URL scheme. Each adapter's module, and so its driver (better-sqlite3,
  * pg, ioredis, amqplib), is imported only when its scheme is chosen: a process loads the one or two drivers
  * it uses, and loading the config (which checks schemes against these keys) loads none. Opening is cheap
- * (a pool, a client); the caller runs migrate() before first use.
+ * (a pool, a client); the caller runs migrate() before first use. (`sqs:` loads @aws-sdk/client-sqs.)
  */
 const STORAGE_ENGINES: Record<string, () => Promise<(url: string) => Storage>> = {
   'sqlite:': async () => {
@@ -37,6 +38,7 @@ const QUEUE_ENGINES: Record<string, () => Promise<(url: string, context: QueueCo
   'rediss:': openRedisQueue,
   'amqp:': openRabbitQueue,
   'amqps:': openRabbitQueue,
+  'sqs:': openSqsQueue,
 };
 
 async function openPostgresStorage(): Promise<(url: string) => Storage> {
@@ -59,6 +61,11 @@ async function openRabbitQueue(): Promise<(url: string, context: QueueContext) =
   return (url, context) => new RabbitQueue(url, context.databaseUrl);
 }
 
+async function openSqsQueue(): Promise<(url: string, context: QueueContext) => Queue> {
+  const { SqsQueue } = await import('./sqs/queue.js');
+  return (url, context) => new SqsQueue(url, context.databaseUrl);
+}
+
 export const STORAGE_SCHEMES = Object.keys(STORAGE_ENGINES);
 export const QUEUE_SCHEMES = Object.keys(QUEUE_ENGINES);
 
@@ -75,6 +82,14 @@ function engineFor<T>(engines: Record<string, T>, url: string, what: string): T 
  * setting exits 2) without loading any driver; the message never repeats a password.
  */
 export function queueUrlProblem(url: string): string | null {
+  if (/^sqs:/i.test(url)) {
+    try {
+      parseSqsUrl(url);
+      return null;
+    } catch (error) {
+      return `not an SQS queue URL: ${(error as Error).message}`;
+    }
+  }
   if (!/^rediss?:/i.test(url)) return null;
   try {
     parseRedisUrl(url);
@@ -122,8 +137,8 @@ export async function openWaitingRoom(databaseUrl: string): Promise<WaitingRoom>
 
 /**
  * The queue of `url`. With the shards' URLs (the default, ONSALE_QUEUE_URL unset), one table queue per
- * shard; an external queue (Redis, RabbitMQ) is one queue for all shards, and RabbitMQ keeps its index on
- * the first shard.
+ * shard; an external queue (Redis, RabbitMQ, SQS) is one queue for all shards, and RabbitMQ and SQS keep
+ * their index on the first shard.
  */
 export async function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Promise<Queue> {
   const firstShard = { databaseUrl: splitUrls(context.databaseUrl)[0]! };

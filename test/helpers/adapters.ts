@@ -14,6 +14,7 @@ import type { WaitingRoom } from '../../src/ports/waiting-room.js';
 import { tempDir } from './processes.js';
 import type { Backend } from './services.js';
 import { rabbitQueue } from './rabbitmq.js';
+import { sqsQueue } from './sqs.js';
 import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from './redis.js';
 import { exclusion, freshPostgresDatabase, REDIS_URL, uniqueName } from './services.js';
 
@@ -194,6 +195,7 @@ export const storageAdapters: Array<AdapterFactory<Storage>> = [
 ];
 
 const redisCluster = redisClusterQueue();
+const sqs = sqsQueue();
 
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
   entry(
@@ -215,6 +217,8 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
   // redis-server itself is what 'redis' names: this entry starts its own cluster of them.
   { ...entry('redis cluster', ['redis'], redisCluster.open), teardown: redisCluster.teardown },
   entry('rabbitmq (index in postgres)', ['rabbitmq', 'postgres'], rabbitQueue),
+  // fauxqs is an npm dependency, started by the entry itself: only PostgreSQL (the index) is shared.
+  { ...entry('sqs on fauxqs (index in postgres)', ['postgres'], sqs.open), teardown: sqs.teardown },
 ];
 
 export const waitingRoomAdapters: Array<AdapterFactory<WaitingRoom>> = [

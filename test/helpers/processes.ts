@@ -114,7 +114,7 @@ export interface Onsale {
  * unless `start` is used) and `workers` workers. With `mode: 'start'` it runs `onsale start` instead.
  */
 export async function startOnsale(
-  opts: { mode?: 'start' | 'split'; workers?: number; env?: Record<string, string> } = {},
+  opts: { mode?: 'start' | 'split'; workers?: number; env?: Record<string, string>; readyMs?: number } = {},
 ): Promise<Onsale> {
   const dir = tempDir();
   const port = await freePort();
@@ -134,7 +134,7 @@ export async function startOnsale(
     for (let i = 0; i < (opts.workers ?? 1); i++) processes.push(runCli(['worker'], env));
   }
   try {
-    await waitForReady(`${baseUrl}/readyz`, processes[0]);
+    await waitForReady(`${baseUrl}/readyz`, processes[0], opts.readyMs);
   } catch (error) {
     // The caller never gets the handle to stop them: stop them here, or a supervisor outlives the test.
     await Promise.all(processes.map((p) => p.stop('SIGKILL')));

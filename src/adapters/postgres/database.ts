@@ -260,12 +260,12 @@ const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK.migrate})`
 
 /**
  * The components with migrations of their own, each in its folder under migrations/ and told apart in
- * schema_migrations: the storage, the table queue, the RabbitMQ queue's index, and the records both queues
+ * schema_migrations: the storage, the table queue, the RabbitMQ and SQS queues' indexes, and the records the queues
  * keep beside their entries (idempotency keys and dead letters, see queue-records.ts), and the outbox of
  * ticket emails (outbox.ts), which lives beside the storage because the transaction that confirms a
  * purchase writes it.
  */
-type Component = 'storage' | 'queue' | 'rabbitmq' | 'records' | 'outbox' | 'room';
+type Component = 'storage' | 'queue' | 'rabbitmq' | 'sqs' | 'records' | 'outbox' | 'room';
 
 /**
  * Applies the numbered, append-only migrations of one component that the database has not seen yet, all in
