@@ -1,8 +1,9 @@
 /**
  * A flame graph (SVG) and a table of the functions that spent the most CPU, from a V8 .cpuprofile (as
  * `node --cpu-prof` writes it). Used for docs/benchmarks.md's profile of the accept path:
- *   node build/bench/flame-graph.js PROFILE.cpuprofile OUT.svg [TITLE]
- * prints the table (Markdown) on stdout and writes the SVG.
+ *   node build/bench/flame-graph.js PROFILE.cpuprofile OUT.svg [TITLE] [SKIP_SECONDS]
+ * prints the table (Markdown) on stdout and writes the SVG. SKIP_SECONDS leaves out the first seconds of
+ * the profile (start-up and warm-up), so that it shows the process under load.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 
@@ -37,16 +38,22 @@ function where(url: string, line: number): string {
   return `${short}:${line + 1}`;
 }
 
-/** The call tree with each frame's self and total time, idle time left out. */
-function callTree(profile: Profile): Frame {
+/** The call tree with each frame's self and total time, idle time and the first `skipUs` left out. */
+function callTree(profile: Profile, skipUs: number): Frame {
   const selfUs = new Map<number, number>();
-  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  let at = 0;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (at >= skipUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  });
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const build = (node: ProfileNode): Frame => {
     const children = (node.children ?? [])
       .map((id) => byId.get(id)!)
       .filter((c) => !IDLE.has(c.callFrame.functionName))
-      .map(build);
+      .map(build)
+      .filter((c) => c.totalUs > 0);
     const self = selfUs.get(node.id) ?? 0;
     return {
       name: node.callFrame.functionName || '(anonymous)',
@@ -93,7 +100,7 @@ function svg(root: Frame, title: string): string {
   let depth = 0;
   const draw = (f: Frame, x: number, level: number) => {
     const w = (f.totalUs / root.totalUs) * WIDTH;
-    if (w < 0.5) return;
+    if (w < 1) return;
     depth = Math.max(depth, level);
     const y = 30 + level * ROW;
     const pct = ((f.totalUs / root.totalUs) * 100).toFixed(1);
@@ -126,12 +133,12 @@ function svg(root: Frame, title: string): string {
 }
 
 function main(): void {
-  const [input, output, title = 'CPU profile'] = process.argv.slice(2);
+  const [input, output, title = 'CPU profile', skip = '0'] = process.argv.slice(2);
   if (!input || !output) {
-    process.stderr.write('usage: flame-graph.js PROFILE.cpuprofile OUT.svg [TITLE]\n');
+    process.stderr.write('usage: flame-graph.js PROFILE.cpuprofile OUT.svg [TITLE] [SKIP_SECONDS]\n');
     process.exit(2);
   }
-  const root = callTree(JSON.parse(readFileSync(input, 'utf8')) as Profile);
+  const root = callTree(JSON.parse(readFileSync(input, 'utf8')) as Profile, Number(skip) * 1e6);
   writeFileSync(output, svg(root, title));
   const lines = ['| self % | function (file:line) |', '| -----: | --- |'];
   for (const { fn, selfUs } of topFunctions(root, 25)) {
