@@ -49,13 +49,27 @@ export interface AcceptFigures {
   webPeakRssMb: number | null;
   /** CPUs (CPU seconds per second) used during the reported real run by all web processes, and the worker. */
   cpu: { web: number; worker: number };
+  /**
+   * CPU milliseconds per 202 (from /proc/PID/stat, every thread of the process), medians over the rounds: the
+   * real web processes, its workers, and the bare processes. Other load moves them far less than the rates.
+   */
+  cpuMsPer202: { web: number; worker: number; bare: number };
+  /** Web and worker CPU per 202 ÷ the bare server's. */
+  cpuPer202VsBare: number;
 }
 
 export interface RealRun {
   wrk: WrkResult;
   rssMb: number | null;
   cpu: { web: number; worker: number };
+  cpuMsPer202: { web: number; worker: number };
   queuedAtEnd: number;
+}
+
+/** A run of the bare server, with the CPU milliseconds its processes used per 202. */
+interface BareRun {
+  wrk: WrkResult;
+  cpuMsPer202: number;
 }
 
 /**
@@ -74,7 +88,7 @@ export async function measureAccept(
       ? 'onsale serve (no worker)'
       : `onsale start (${topology.web} web, workers)${topology.engine ? ` on ${topology.engine.name}` : ''}`;
   const real: RealRun[] = [];
-  const bare: WrkResult[] = [];
+  const bare: BareRun[] = [];
   for (let r = 1; r <= plan.rounds; r++) {
     const engine = topology.kind === 'start' ? topology.engine : undefined;
     const label = `accept ${engine ? engine.name : topology.kind} ${r}/${plan.rounds}`;
@@ -82,21 +96,26 @@ export async function measureAccept(
       if (side === 'bare') {
         const run = await bareRun(plan, processes);
         progress(
-          `${label}: bare Fastify (${processes} process${processes > 1 ? 'es' : ''}): ${describe(run)}`,
+          `${label}: bare Fastify (${processes} process${processes > 1 ? 'es' : ''}): ${describe(run.wrk)}; ` +
+            `CPU ms per 202 ${run.cpuMsPer202.toFixed(4)}`,
         );
         bare.push(run);
       } else {
         const run = await realRun(plan, topology);
         progress(
           `${label}: ${realName}: ${describe(run.wrk)}; CPUs used: web ${run.cpu.web.toFixed(2)}, ` +
-            `worker ${run.cpu.worker.toFixed(2)}; ${run.queuedAtEnd.toLocaleString('en-US')} queued at the end`,
+            `worker ${run.cpu.worker.toFixed(2)}; CPU ms per 202: web ${run.cpuMsPer202.web.toFixed(4)}, ` +
+            `worker ${run.cpuMsPer202.worker.toFixed(4)}; ` +
+            `${run.queuedAtEnd.toLocaleString('en-US')} queued at the end`,
         );
         real.push(run);
       }
     }
   }
   const reported = median(real, (x) => x.wrk.acceptedPerSec);
-  const bareReported = median(bare, (x) => x.acceptedPerSec);
+  const bareReported = median(bare, (x) => x.wrk.acceptedPerSec).wrk;
+  const realCpu = median(real, (x) => x.cpuMsPer202.web + x.cpuMsPer202.worker).cpuMsPer202;
+  const bareCpu = median(bare, (x) => x.cpuMsPer202).cpuMsPer202;
   const non202: Record<string, number> = {};
   for (const [status, n] of Object.entries(reported.wrk.statuses)) if (status !== '202') non202[status] = n;
   if (reported.wrk.socketErrors > 0) non202.noResponse = reported.wrk.socketErrors;
@@ -108,6 +127,8 @@ export async function measureAccept(
     non202,
     webPeakRssMb: rss.length > 0 ? Math.max(...rss) : null,
     cpu: reported.cpu,
+    cpuMsPer202: { ...realCpu, bare: bareCpu },
+    cpuPer202VsBare: (realCpu.web + realCpu.worker) / bareCpu,
   };
 }
 
@@ -147,17 +168,32 @@ export async function warmThenMeasure(
   return runWrk(base, { ...target, buyerPrefix: buyerPrefix() }, plan.load);
 }
 
-async function bareRun(plan: AcceptPlan, processes: number): Promise<WrkResult> {
+async function bareRun(plan: AcceptPlan, processes: number): Promise<BareRun> {
   const port = await freePort();
   const server = spawnNode(BARE_SERVER, [String(port), String(processes)], cleanEnv({}));
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/healthz`, server);
+    // The servers: the process itself, or the children node:cluster forked (they have all forked by now).
+    const servers = () =>
+      processes === 1
+        ? [server.pid]
+        : childrenOf(server.pid)
+            .filter((c) => c.title === 'onsale-bench-bare')
+            .map((c) => c.pid);
+    let pids: number[] = [];
+    let before = 0;
     // The bare route ignores the ids; ids as long as onsale's (16 characters) keep the requests the same size.
-    return await warmThenMeasure(plan, base, {
-      eventId: 'bare-event-00000',
-      ticketTypeId: 'bare-ticket-type',
-    });
+    const wrk = await warmThenMeasure(
+      plan,
+      base,
+      { eventId: 'bare-event-00000', ticketTypeId: 'bare-ticket-type' },
+      () => {
+        pids = servers();
+        before = sumCpuSeconds(pids);
+      },
+    );
+    return { wrk, cpuMsPer202: perAccepted(sumCpuSeconds(pids) - before, wrk) };
   } finally {
     await server.stop();
   }
@@ -201,6 +237,10 @@ export async function realRun(plan: AcceptPlan, topology: Topology): Promise<Rea
     return {
       wrk,
       rssMb: rss.length > 0 ? Math.max(...rss) : null,
+      cpuMsPer202: {
+        web: perAccepted(cpuAfter.web - cpuBefore.web, wrk),
+        worker: perAccepted(cpuAfter.worker - cpuBefore.worker, wrk),
+      },
       cpu: {
         web: (cpuAfter.web - cpuBefore.web) / wrk.durationSec,
         worker: (cpuAfter.worker - cpuBefore.worker) / wrk.durationSec,
@@ -244,6 +284,15 @@ function rolesOf(onsale: BenchProcess, topology: Topology): { web: number[]; wor
 }
 
 function cpuOf(roles: { web: number[]; worker: number[] }): { web: number; worker: number } {
-  const sum = (pids: number[]) => pids.reduce((total, pid) => total + cpuSeconds(pid), 0);
-  return { web: sum(roles.web), worker: sum(roles.worker) };
+  return { web: sumCpuSeconds(roles.web), worker: sumCpuSeconds(roles.worker) };
+}
+
+function sumCpuSeconds(pids: number[]): number {
+  return pids.reduce((total, pid) => total + cpuSeconds(pid), 0);
+}
+
+/** CPU seconds spent over a run, in milliseconds per 202 of that run. */
+function perAccepted(seconds: number, run: WrkResult): number {
+  const accepted = run.statuses['202'] ?? 0;
+  return accepted > 0 ? (seconds * 1000) / accepted : Number.NaN;
 }

@@ -1,6 +1,7 @@
 -- wrk script for `npm run bench`: POSTs one purchase per request, each from a buyer never seen before (so the
 -- per-buyer rate limit refuses none), and prints a JSON summary that bench/wrk.ts parses.
--- Arguments after `--`: purchase path, ticket type id, buyer id prefix (unique per run).
+-- Arguments after `--`: purchase path, ticket type id, buyer id prefix (unique per run), and optionally a
+-- pause in milliseconds before each request of a connection (to run below full load).
 
 local threads = {}
 
@@ -14,6 +15,13 @@ function init(args)
   sent = 0
   statuses = {}
   headers = { ["Content-Type"] = "application/json" }
+  -- Defined only when asked for: wrk schedules every request on a timer once a script has delay().
+  if args[4] then
+    local pause = tonumber(args[4])
+    function delay()
+      return pause
+    end
+  end
 end
 
 function request()

@@ -8,6 +8,8 @@ export interface LoadShape {
   threads: number;
   connections: number;
   durationSec: number;
+  /** A pause before each request of a connection (purchase.lua's delay()), to run below full load. */
+  delayMs?: number;
 }
 
 /** One wrk run, as its Lua `done` function reports it. */
@@ -75,6 +77,7 @@ export async function runWrk(
     `/api/events/${target.eventId}/purchases`,
     target.ticketTypeId,
     target.buyerPrefix,
+    ...(load.delayMs === undefined ? [] : [String(load.delayMs)]),
   ];
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {

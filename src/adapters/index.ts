@@ -10,6 +10,8 @@ import { parseSqsUrl } from './sqs/url.js';
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
   databaseUrl: string;
+  /** SQLite: commit enqueues in a writer thread, off the event loop (what a web server wants). */
+  writerThread?: boolean;
 }
 
 /**
@@ -30,7 +32,7 @@ const STORAGE_ENGINES: Record<string, () => Promise<(url: string) => Storage>> =
 const QUEUE_ENGINES: Record<string, () => Promise<(url: string, context: QueueContext) => Queue>> = {
   'sqlite:': async () => {
     const { SqliteQueue } = await import('./sqlite/queue.js');
-    return (url) => new SqliteQueue(url);
+    return (url, context) => new SqliteQueue(url, { writerThread: context.writerThread ?? false });
   },
   'postgres:': openPostgresQueue,
   'postgresql:': openPostgresQueue,
@@ -141,11 +143,11 @@ export async function openWaitingRoom(databaseUrl: string): Promise<WaitingRoom>
  * their index on the first shard.
  */
 export async function openQueue(url: string, context: QueueContext = { databaseUrl: url }): Promise<Queue> {
-  const firstShard = { databaseUrl: splitUrls(context.databaseUrl)[0]! };
+  const firstShard = { ...context, databaseUrl: splitUrls(context.databaseUrl)[0]! };
   if (isSharded(url)) {
     const { ShardedQueue } = await import('./sharding/sharded-queue.js');
     const open = await engineFor(QUEUE_ENGINES, splitUrls(url)[0]!, 'queue')();
-    return new ShardedQueue(splitUrls(url).map((shard) => open(shard, { databaseUrl: shard })));
+    return new ShardedQueue(splitUrls(url).map((shard) => open(shard, { ...context, databaseUrl: shard })));
   }
   const open = await engineFor(QUEUE_ENGINES, url, 'queue')();
   return open(url, firstShard);

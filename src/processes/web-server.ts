@@ -19,7 +19,8 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     databaseReplicaUrl: config.databaseReplicaUrl,
     onRead: countStorageRead,
   });
-  const queue = await openQueue(config.queueUrl, config);
+  // On SQLite, the group commit's fsync runs in a thread: this event loop keeps reading requests meanwhile.
+  const queue = await openQueue(config.queueUrl, { databaseUrl: config.databaseUrl, writerThread: true });
   // Read for the outbox gauges of /metrics only.
   // With shards, the gauges show the first shard's outbox (each shard keeps its own).
   const outbox = config.metrics ? await openOutbox(splitUrls(config.databaseUrl)[0]!) : undefined;

@@ -2,15 +2,9 @@ import type { Statement } from 'better-sqlite3';
 import { canonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase, PurchaseItem } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
-import {
-  guarded,
-  migrateSqlite,
-  openSqlite,
-  prepareAll,
-  withoutBlockingOnLock,
-  type SqliteDatabase,
-} from './database.js';
-import { DEAD_LETTER_SQL, KEY_SQL } from './queue-records.js';
+import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
+import { DEAD_LETTER_SQL } from './queue-records.js';
+import { ENQUEUE_SQL, QueueWriter, ThreadedWriter, type EnqueueWriter } from './queue-writer.js';
 
 interface QueueRow {
   seq: number;
@@ -22,12 +16,8 @@ interface QueueRow {
 }
 
 const SQL = {
-  ...KEY_SQL,
   ...DEAD_LETTER_SQL,
-  insert:
-    'INSERT INTO queue_purchases (purchase_id, event_id, buyer_id, items, accepted_at) VALUES (?, ?, ?, ?, ?)',
-  addPending:
-    'INSERT INTO queue_events (event_id, pending) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET pending = pending + excluded.pending',
+  ...ENQUEUE_SQL,
   // The event whose oldest queued purchase is the oldest, among those no other worker holds.
   nextEvent: `SELECT e.event_id FROM queue_events e
     WHERE e.pending > 0 AND (e.lease_owner IS NULL OR e.lease_owner = @worker OR e.lease_expires_at <= @now)
@@ -65,55 +55,35 @@ function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
   };
 }
 
+export interface SqliteQueueOptions {
+  /**
+   * Commit enqueues in a worker thread with a connection of its own (queue-writer.ts): what a web server
+   * wants, so that its event loop keeps reading requests while a group commit syncs. Off: on this thread.
+   */
+  writerThread?: boolean;
+}
+
 /** The embedded queue: a table in a SQLite file, by default the same file as the storage. */
 export class SqliteQueue implements Queue {
   readonly #db: SqliteDatabase;
   readonly #stmt: Record<keyof typeof SQL, Statement>;
+  readonly #writer: EnqueueWriter;
 
-  constructor(url: string) {
+  constructor(url: string, { writerThread = false }: SqliteQueueOptions = {}) {
     this.#db = guarded(() => openSqlite(url));
     migrateSqlite(this.#db, 'queue');
     this.#stmt = prepareAll(this.#db, SQL);
     for (const name of ['nextEvent', 'lease', 'depth', 'oldest', 'depthOf', 'deadOf'] as const)
       this.#stmt[name].pluck();
+    this.#writer = writerThread ? new ThreadedWriter(url) : new QueueWriter(this.#db);
   }
 
   async migrate(): Promise<void> {
     guarded(() => migrateSqlite(this.#db, 'queue'));
   }
 
-  async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
-    const s = this.#stmt;
-    const write = this.#db.transaction((): EnqueueResult[] => {
-      const now = new Date().toISOString();
-      const perEvent = new Map<string, number>();
-      const results = requests.map(({ purchase: p, idempotency }): EnqueueResult => {
-        if (idempotency) {
-          const seen = s.findKey.get(p.eventId, p.canonicalBuyerId, idempotency.key) as
-            { request_hash: string; purchase_id: string } | undefined;
-          if (seen) {
-            return seen.request_hash === idempotency.requestHash
-              ? { status: 'duplicate', purchaseId: seen.purchase_id }
-              : { status: 'conflict' };
-          }
-          s.insertKey.run(
-            p.eventId,
-            p.canonicalBuyerId,
-            idempotency.key,
-            idempotency.requestHash,
-            p.purchaseId,
-            now,
-          );
-        }
-        s.insert.run(p.purchaseId, p.eventId, p.buyerId, JSON.stringify(p.items), p.acceptedAt);
-        perEvent.set(p.eventId, (perEvent.get(p.eventId) ?? 0) + 1);
-        return { status: 'accepted', purchaseId: p.purchaseId };
-      });
-      for (const [eventId, count] of perEvent) s.addPending.run(eventId, count);
-      return results;
-    });
-    // A web server waits here for the worker's commits: never with its event loop blocked.
-    return withoutBlockingOnLock(this.#db, () => write.immediate());
+  enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
+    return this.#writer.write(requests);
   }
 
   async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
@@ -229,6 +199,7 @@ export class SqliteQueue implements Queue {
   }
 
   async close(): Promise<void> {
+    await this.#writer.close();
     this.#db.close();
   }
 }

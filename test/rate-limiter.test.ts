@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { RateLimiter } from '../src/web/admission.js';
+
+describe('the per-buyer rate limiter', () => {
+  it('forgets one-time buyers once their bucket is full again, not a minute later', () => {
+    const limiter = new RateLimiter({ count: 10, windowMs: 10_000 });
+    const start = Date.now();
+    for (let i = 0; i < 5_000; i++) limiter.take(`buyer-${i}`, start);
+    expect(limiter.size).toBe(5_000);
+    // One token comes back per second: 1.5 s later every one-time buyer's bucket is full, and swept.
+    limiter.take('late', start + 1_500);
+    expect(limiter.size).toBe(1);
+  });
+
+  it('keeps the buckets of buyers still short of tokens, and still refuses them', () => {
+    const limiter = new RateLimiter({ count: 10, windowMs: 10_000 });
+    const start = Date.now();
+    for (let i = 0; i < 10; i++) limiter.take('eager', start);
+    expect(() => limiter.take('eager', start)).toThrow(/too many requests/);
+    // A sweep 1.5 s later: one and a half tokens back, not ten, so the bucket stays and counts on.
+    limiter.take('other', start + 1_500);
+    expect(limiter.size).toBe(2);
+    limiter.take('eager', start + 1_500);
+    expect(() => limiter.take('eager', start + 1_500)).toThrow(/too many requests/);
+  });
+});
