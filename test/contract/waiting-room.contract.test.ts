@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import type { WaitingRoomSettings } from '../../src/domain/types.js';
 import { ABANDONED_AFTER_MS } from '../../src/domain/waiting-room.js';
 import type { JoinRequest, WaitingRoom } from '../../src/ports/waiting-room.js';
@@ -18,6 +18,7 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
     ({ adapter: room, reopen, cleanup } = await factory.open());
   });
   afterEach(async () => cleanup());
+  afterAll(async () => factory.teardown?.());
 
   function settings(overrides: Partial<WaitingRoomSettings> = {}): WaitingRoomSettings {
     return {
