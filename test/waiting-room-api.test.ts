@@ -1,16 +1,39 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AdmissionSigner } from '../src/web/admission-token.js';
 import { getJson, purchase, waitFinal } from './helpers/api.js';
 import { samples } from './helpers/prometheus.js';
 import { ADMIN, expectApiError, eventually, JSON_TYPE, send } from './helpers/http.js';
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from './helpers/processes.js';
+import { startPrivateRedis } from './helpers/redis.js';
+import { describeEach, exclusion, uniqueName } from './helpers/services.js';
 
 let onsale: Onsale;
 
-beforeAll(async () => {
-  onsale = await startOnsale({ workers: 1, env: LOOPBACK_EXEMPT });
-});
-afterAll(async () => onsale?.stop());
+/** The same tests with the lines in the database (SQLite) and in a Redis of the file's own (ONSALE_ROOM_URL). */
+const ROOMS: Array<{ name: string; excluded: string; env: () => Promise<Record<string, string>> }> = [
+  { name: 'in the database', excluded: '', env: async () => ({}) },
+  {
+    name: 'in Redis',
+    excluded: exclusion('redis'),
+    env: async () => {
+      const redis = await startPrivateRedis();
+      const prefix = uniqueName('onsale_room');
+      stopRedis = redis.remove;
+      redisLines = async () => {
+        const client = new Redis(redis.url);
+        try {
+          return (await client.keys(`${prefix}:room:*:line`)).length;
+        } finally {
+          client.disconnect();
+        }
+      };
+      return { ONSALE_ROOM_URL: `${redis.url}?prefix=${prefix}` };
+    },
+  },
+];
+let stopRedis: (() => Promise<void>) | null = null;
+let redisLines: (() => Promise<number>) | null = null;
 
 async function createRoomEvent(room: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   const answer = await send(onsale.baseUrl, 'POST', '/api/events', {
@@ -39,7 +62,16 @@ const waitState = (placeId: string, state: string) =>
     return body;
   }, 20_000);
 
-describe('waiting room over HTTP', () => {
+describeEach(ROOMS, 'waiting room over HTTP, lines $name', (rooms) => {
+  beforeAll(async () => {
+    onsale = await startOnsale({ workers: 1, env: { ...LOOPBACK_EXEMPT, ...(await rooms.env()) } });
+  });
+  afterAll(async () => {
+    await onsale?.stop();
+    await stopRedis?.();
+    stopRedis = null;
+  });
+
   let event: Awaited<ReturnType<typeof createRoomEvent>>;
   let other: Awaited<ReturnType<typeof createRoomEvent>>;
   const places: Record<string, string> = {};
@@ -290,5 +322,9 @@ describe('waiting room over HTTP', () => {
     expect(m.get(`onsale_room_active_buyers{event="${event.id}"}`)).toBeTypeOf('number');
     expect(m.get('onsale_room_joins_total{result="created"}')).toBeGreaterThanOrEqual(6);
     expect(m.get('onsale_room_joins_total{result="existing"}')).toBeGreaterThanOrEqual(1);
+  });
+
+  it.runIf(rooms.name === 'in Redis')('keeps the lines in Redis, one per event joined', async () => {
+    expect(await redisLines!()).toBeGreaterThanOrEqual(2);
   });
 });

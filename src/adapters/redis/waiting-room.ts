@@ -17,6 +17,7 @@ import type {
   AdvanceStep,
   JoinRequest,
   JoinResult,
+  RoomLimits,
   WaitingRoom,
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
@@ -247,15 +248,13 @@ export class RedisWaitingRoom implements WaitingRoom {
     await this.#script('roomPurchase', [this.#keys.of(eventId).bought], [placeId, purchaseId]);
   }
 
-  async setLimits(
-    eventId: string,
-    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
-  ): Promise<Line | null> {
+  async setLimits(eventId: string, limits: RoomLimits): Promise<Line | null> {
     const fields: Array<string | number> = [];
     if (limits.maxActiveBuyers !== undefined) fields.push('maxActiveBuyers', limits.maxActiveBuyers);
     if (limits.maxAdmittedPerMinute !== undefined) {
       fields.push('maxAdmittedPerMinute', limits.maxAdmittedPerMinute ?? '');
     }
+    if (limits.powDifficulty !== undefined) fields.push('powDifficulty', limits.powDifficulty);
     const reply = (await this.#script('roomLimits', [this.#keys.of(eventId).line], fields)) as
       string[] | null;
     return reply ? toLine(eventId, pairs(reply)) : null;
@@ -457,6 +456,7 @@ function newLineFields(request: JoinRequest, now: number, opened: boolean): Arra
     ...['salesOpenAt', request.salesOpenAt, 'sessionSeconds', request.room.sessionSeconds],
     ...['maxActiveBuyers', request.room.maxActiveBuyers],
     ...['maxAdmittedPerMinute', request.room.maxAdmittedPerMinute ?? ''],
+    ...['powDifficulty', request.room.powDifficulty ?? 0],
     ...['opened', opened ? '1' : '0', 'prequeued', 0, 'tail', 0, 'head', 0, 'active', 0],
     ...['admitted', 0, 'expired', 0, 'soldOut', '0', 'version', 0],
     ...['progress', JSON.stringify(opened ? withProgress(created, now, 0, 0) : created)],
@@ -485,6 +485,7 @@ function toLine(eventId: string, hash: Record<string, string>): Line {
     maxActiveBuyers: n('maxActiveBuyers'),
     maxAdmittedPerMinute: hash.maxAdmittedPerMinute ? Number(hash.maxAdmittedPerMinute) : null,
     sessionSeconds: n('sessionSeconds'),
+    powDifficulty: n('powDifficulty'),
     progress: JSON.parse(hash.progress ?? '[]') as Line['progress'],
   };
 }
