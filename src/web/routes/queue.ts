@@ -36,6 +36,16 @@ interface QueueOptions {
   challenges: ChallengeSigner;
 }
 
+/** The event of a room request, its room (404 without one) and the buyer's canonical id (400 if invalid). */
+async function roomOf(lookups: Lookups, eventId: string, buyerId: string) {
+  const event = await lookups.eventOr404(eventId);
+  const room = event.waitingRoom;
+  if (!room) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
+  const canonicalBuyerId = buyerIdentity(buyerId, event.buyerIdKind);
+  if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
+  return { event, room, canonicalBuyerId };
+}
+
 /** The proof of work a room asks now: the organizer's latest change, else the event's setting. */
 async function difficultyOf(reader: RoomReader, eventId: string, room: { powDifficulty?: number }) {
   return (await reader.line(eventId))?.powDifficulty ?? room.powDifficulty ?? 0;
@@ -71,11 +81,11 @@ export async function queueRoutes(app: FastifyInstance, { lookups, reader, chall
       },
     },
     async (request) => {
-      const event = await lookups.eventOr404(request.params.eventId);
-      const room = event.waitingRoom;
-      if (!room) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
-      const canonicalBuyerId = buyerIdentity(request.body.buyerId, event.buyerIdKind);
-      if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
+      const { event, room, canonicalBuyerId } = await roomOf(
+        lookups,
+        request.params.eventId,
+        request.body.buyerId,
+      );
       return challenges.issue(event.id, canonicalBuyerId, await difficultyOf(reader, event.id, room));
     },
   );
@@ -109,11 +119,11 @@ export async function queueRoutes(app: FastifyInstance, { lookups, reader, chall
       },
     },
     async (request, reply) => {
-      const event = await lookups.eventOr404(request.params.eventId);
-      const room = event.waitingRoom;
-      if (!room) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
-      const canonicalBuyerId = buyerIdentity(request.body.buyerId, event.buyerIdKind);
-      if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
+      const { event, room, canonicalBuyerId } = await roomOf(
+        lookups,
+        request.params.eventId,
+        request.body.buyerId,
+      );
       const joinedAt = new Date().toISOString();
       if (joinedAt < room.opensAt) {
         throw new OnsaleError('queue_not_open', `the waiting room opens at ${room.opensAt}`);
