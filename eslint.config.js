@@ -29,6 +29,7 @@ export default tseslint.config(
           'clearInterval',
           'EventSource',
           'URLSearchParams',
+          'TextEncoder',
           'URL',
           'HTMLElement',
           'HTMLFormElement',

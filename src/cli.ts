@@ -18,6 +18,7 @@ import { runWorker } from './processes/worker.js';
 type Key = keyof Config;
 const COMMON: Key[] = ['dataDir', 'databaseUrl', 'databaseReplicaUrl', 'queueUrl', 'logLevel', 'logFormat'];
 const WEB: Key[] = [
+  'roomUrl',
   'port',
   'host',
   'maxQueueDepth',
@@ -36,6 +37,7 @@ const WEB: Key[] = [
 ];
 // Workers reconcile payments and refund late charges: they talk to the same provider, in the same currency.
 const WORKER: Key[] = [
+  'roomUrl',
   'batchSize',
   'maxAttempts',
   'metrics',

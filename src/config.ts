@@ -20,6 +20,8 @@ export interface Config {
   /** Streaming replicas for reads, one per shard in the same order ('' for none); null: no replicas. */
   databaseReplicaUrl: string | null;
   queueUrl: string;
+  /** Where the waiting rooms' lines live: a redis:// URL, or null for the database. */
+  roomUrl: string | null;
   web: number;
   workersMin: number;
   workersMax: number;
@@ -181,6 +183,23 @@ export const SETTINGS = [
     accepts: `a URL starting with ${QUEUE_SCHEMES.join(' or ')}`,
     parse: url(QUEUE_SCHEMES),
     fallback: (c) => c.databaseUrl ?? null,
+  }),
+  setting({
+    key: 'roomUrl',
+    flag: '--room-url',
+    env: 'ONSALE_ROOM_URL',
+    description: "where the waiting rooms' lines live (default: the database)",
+    accepts: 'database, or a redis:// or rediss:// URL (one server or a cluster, as ONSALE_QUEUE_URL)',
+    parse: (raw) => {
+      const text = raw.trim();
+      if (text === 'database') return null;
+      if (!/^rediss?:\/\//i.test(text)) throw new Error('not database or a redis:// URL');
+      const problem = queueUrlProblem(text);
+      if (problem) throw new Error(problem);
+      return text;
+    },
+    secret: true,
+    fallback: () => 'database',
   }),
   setting({
     key: 'web',

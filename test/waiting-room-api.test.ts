@@ -1,16 +1,41 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { solves } from '../src/domain/proof-of-work.js';
 import { AdmissionSigner } from '../src/web/admission-token.js';
 import { getJson, purchase, waitFinal } from './helpers/api.js';
 import { samples } from './helpers/prometheus.js';
 import { ADMIN, expectApiError, eventually, JSON_TYPE, send } from './helpers/http.js';
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from './helpers/processes.js';
+import { sha256, solve } from './helpers/pow.js';
+import { startPrivateRedis } from './helpers/redis.js';
+import { describeEach, exclusion, uniqueName } from './helpers/services.js';
 
 let onsale: Onsale;
 
-beforeAll(async () => {
-  onsale = await startOnsale({ workers: 1, env: LOOPBACK_EXEMPT });
-});
-afterAll(async () => onsale?.stop());
+/** The same tests with the lines in the database (SQLite) and in a Redis of the file's own (ONSALE_ROOM_URL). */
+const ROOMS: Array<{ name: string; excluded: string; env: () => Promise<Record<string, string>> }> = [
+  { name: 'in the database', excluded: '', env: async () => ({}) },
+  {
+    name: 'in Redis',
+    excluded: exclusion('redis'),
+    env: async () => {
+      const redis = await startPrivateRedis();
+      const prefix = uniqueName('onsale_room');
+      stopRedis = redis.remove;
+      redisLines = async () => {
+        const client = new Redis(redis.url);
+        try {
+          return (await client.keys(`${prefix}:room:*:line`)).length;
+        } finally {
+          client.disconnect();
+        }
+      };
+      return { ONSALE_ROOM_URL: `${redis.url}?prefix=${prefix}` };
+    },
+  },
+];
+let stopRedis: (() => Promise<void>) | null = null;
+let redisLines: (() => Promise<number>) | null = null;
 
 async function createRoomEvent(room: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   const answer = await send(onsale.baseUrl, 'POST', '/api/events', {
@@ -39,7 +64,16 @@ const waitState = (placeId: string, state: string) =>
     return body;
   }, 20_000);
 
-describe('waiting room over HTTP', () => {
+describeEach(ROOMS, 'waiting room over HTTP, lines $name', (rooms) => {
+  beforeAll(async () => {
+    onsale = await startOnsale({ workers: 1, env: { ...LOOPBACK_EXEMPT, ...(await rooms.env()) } });
+  });
+  afterAll(async () => {
+    await onsale?.stop();
+    await stopRedis?.();
+    stopRedis = null;
+  });
+
   let event: Awaited<ReturnType<typeof createRoomEvent>>;
   let other: Awaited<ReturnType<typeof createRoomEvent>>;
   const places: Record<string, string> = {};
@@ -290,5 +324,55 @@ describe('waiting room over HTTP', () => {
     expect(m.get(`onsale_room_active_buyers{event="${event.id}"}`)).toBeTypeOf('number');
     expect(m.get('onsale_room_joins_total{result="created"}')).toBeGreaterThanOrEqual(6);
     expect(m.get('onsale_room_joins_total{result="existing"}')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('asks for a proof of work when the room sets powDifficulty: solved, for this event and buyer, once', async () => {
+    const powEvent = await createRoomEvent({ powDifficulty: 8 });
+    expect(powEvent.waitingRoom).toMatchObject({ powDifficulty: 8 });
+    expect(event.waitingRoom).toMatchObject({ powDifficulty: 0 });
+    const joinWith = (buyerId: string, proofOfWork?: unknown) =>
+      send(onsale.baseUrl, 'POST', `/api/events/${powEvent.id}/queue`, {
+        headers: JSON_TYPE,
+        body: JSON.stringify({ buyerId, proofOfWork }),
+      });
+    const challengeFor = async (buyerId: string) => {
+      const answer = await send(onsale.baseUrl, 'POST', `/api/events/${powEvent.id}/queue/challenge`, {
+        headers: JSON_TYPE,
+        body: JSON.stringify({ buyerId }),
+      });
+      expect(answer.status, answer.text).toBe(200);
+      return answer.body as { challenge: string; difficulty: number; expiresAt: string };
+    };
+    const refused = async (answer: Awaited<ReturnType<typeof joinWith>>, why: RegExp) => {
+      expectApiError(answer, 403, 'proof_of_work_required');
+      expect((answer.body as { error: { message: string } }).error.message).toMatch(why);
+    };
+    await refused(await joinWith('eve'), /asks for a proof of work/);
+    const given = await challengeFor('EVE');
+    expect(given.difficulty).toBe(8);
+    expect(Date.parse(given.expiresAt)).toBeGreaterThan(Date.now());
+    const proof = { challenge: given.challenge, solution: solve(given.challenge, 8) };
+    await refused(await joinWith('frank', proof), /another buyer/);
+    const wrong = ['0', '1', '2', '3'].find((s) => !solves(given.challenge, s, 8, sha256))!;
+    await refused(await joinWith('eve', { ...proof, solution: wrong }), /does not solve/);
+    await refused(await joinWith('eve', { ...proof, challenge: `${proof.challenge}x` }), /not handed out/);
+    expectApiError(await joinWith('eve', { challenge: proof.challenge }), 400, 'invalid_request');
+    const first = await joinWith('eve', proof);
+    expect(first.status, first.text).toBe(201);
+    const again = await joinWith('eve', proof);
+    // A challenge is used once per web server; another one may take it again, and only gives back the place.
+    if (again.status === 200) expect(again.body.placeId).toBe(first.body.placeId);
+    else await refused(again, /used already/);
+    // The organizer changes it during the sale: 0 asks for none.
+    const changed = await send(onsale.baseUrl, 'PATCH', `/api/events/${powEvent.id}/queue`, {
+      headers: ADMIN,
+      body: JSON.stringify({ powDifficulty: 0 }),
+    });
+    expect(changed.body).toMatchObject({ powDifficulty: 0 });
+    await eventually(async () => expect((await joinWith('gus')).status).toBe(201));
+  });
+
+  it.runIf(rooms.name === 'in Redis')('keeps the lines in Redis, one per event joined', async () => {
+    expect(await redisLines!()).toBeGreaterThanOrEqual(2);
   });
 });

@@ -123,8 +123,18 @@ export async function openStorage(url: string, options: StorageOptions = {}): Pr
   return open(url);
 }
 
-/** The waiting room lives in the database (ONSALE_DATABASE_URL): one line for every process. */
-export async function openWaitingRoom(databaseUrl: string): Promise<WaitingRoom> {
+/**
+ * The waiting room: in Redis when `roomUrl` (ONSALE_ROOM_URL) names one, else in the database
+ * (ONSALE_DATABASE_URL); either way one line for every process.
+ */
+export async function openWaitingRoom(
+  databaseUrl: string,
+  roomUrl: string | null = null,
+): Promise<WaitingRoom> {
+  if (roomUrl !== null) {
+    const { RedisWaitingRoom } = await import('./redis/waiting-room.js');
+    return new RedisWaitingRoom(roomUrl);
+  }
   // With shards, every event's line lives on the first one: one line for an event, whatever shard holds it.
   const url = splitUrls(databaseUrl)[0]!;
   const scheme =

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'sales_not_open'
   | 'queue_not_open'
   | 'admission_required'
+  | 'proof_of_work_required'
   | 'idempotency_conflict'
   | 'payment_declined'
   | 'hold_expired'

@@ -31,6 +31,8 @@ export interface WaitingRoomSettings {
   maxAdmittedPerMinute: number | null;
   /** How long an admission lasts from the moment it is given (not renewed). */
   sessionSeconds: number;
+  /** Leading zero bits of the proof of work asked to join (src/domain/proof-of-work.ts); 0 or absent: none. */
+  powDifficulty?: number;
 }
 
 export interface NewTicketType {

@@ -6,7 +6,12 @@ import type { WaitingRoomSettings } from './types.js';
  * what a place shows. Pure: the adapters keep the line, the web servers read it, the ticker moves it.
  */
 
-export const ROOM_DEFAULTS = { maxActiveBuyers: 500, maxAdmittedPerMinute: null, sessionSeconds: 600 };
+export const ROOM_DEFAULTS = {
+  maxActiveBuyers: 500,
+  maxAdmittedPerMinute: null,
+  sessionSeconds: 600,
+  powDifficulty: 0,
+};
 
 /** A place whose turn comes after it was not read for this long is skipped as expired. */
 export const ABANDONED_AFTER_MS = 5 * 60_000;
@@ -22,6 +27,7 @@ export interface WaitingRoomRequest {
   maxActiveBuyers?: number;
   maxAdmittedPerMinute?: number | null;
   sessionSeconds?: number;
+  powDifficulty?: number;
 }
 
 /**
@@ -49,6 +55,7 @@ export function roomToCreate(
     maxActiveBuyers: request.maxActiveBuyers ?? ROOM_DEFAULTS.maxActiveBuyers,
     maxAdmittedPerMinute: request.maxAdmittedPerMinute ?? ROOM_DEFAULTS.maxAdmittedPerMinute,
     sessionSeconds: request.sessionSeconds ?? ROOM_DEFAULTS.sessionSeconds,
+    powDifficulty: request.powDifficulty ?? ROOM_DEFAULTS.powDifficulty,
   };
 }
 
@@ -107,6 +114,8 @@ export interface Line {
   maxActiveBuyers: number;
   maxAdmittedPerMinute: number | null;
   sessionSeconds: number;
+  /** The proof of work asked to join, in leading zero bits (0: none); the organizer may change it. */
+  powDifficulty: number;
   /** [time ms, head, admitted] after each move, the last RATE_WINDOW_MS and the one before: the speed. */
   progress: Array<[number, number, number]>;
 }

@@ -1,6 +1,13 @@
 import type { WaitingRoomSettings } from '../domain/types.js';
 import type { Line, Place } from '../domain/waiting-room.js';
 
+/** What the organizer may change during a sale. */
+export interface RoomLimits {
+  maxActiveBuyers?: number;
+  maxAdmittedPerMinute?: number | null;
+  powDifficulty?: number;
+}
+
 /** A buyer asking for a place in an event's line. */
 export interface JoinRequest {
   eventId: string;
@@ -63,10 +70,7 @@ export interface WaitingRoom {
   /** Records a purchase accepted with a place's admission, so that its final status frees the slot. */
   notePurchase(placeId: string, purchaseId: string): Promise<void>;
   /** Changes the limits of a line during the sale; null when nobody has joined it yet. */
-  setLimits(
-    eventId: string,
-    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
-  ): Promise<Line | null>;
+  setLimits(eventId: string, limits: RoomLimits): Promise<Line | null>;
 
   /** Events whose line may still move: not sold out, or with admitted buyers holding slots. */
   movingLines(): Promise<string[]>;

@@ -24,7 +24,7 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   // Read for the outbox gauges of /metrics only.
   // With shards, the gauges show the first shard's outbox (each shard keeps its own).
   const outbox = config.metrics ? await openOutbox(splitUrls(config.databaseUrl)[0]!) : undefined;
-  const room = await openWaitingRoom(config.databaseUrl);
+  const room = await openWaitingRoom(config.databaseUrl, config.roomUrl);
   await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate(), room.migrate()]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();

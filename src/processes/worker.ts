@@ -40,7 +40,7 @@ export async function runWorker(
   const queue = await openQueue(config.queueUrl, config);
   // A purchase's email is written in its shard's own transaction: each shard keeps its outbox.
   const outboxes = await Promise.all(splitUrls(config.databaseUrl).map((url) => openOutbox(url)));
-  const room = await openWaitingRoom(config.databaseUrl);
+  const room = await openWaitingRoom(config.databaseUrl, config.roomUrl);
   await Promise.all([
     storage.migrate(),
     queue.migrate(),

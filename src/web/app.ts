@@ -8,6 +8,7 @@ import type { Storage } from '../ports/storage.js';
 import type { PaymentProvider } from '../ports/payments.js';
 import type { WaitingRoom } from '../ports/waiting-room.js';
 import { AdmissionSigner } from './admission-token.js';
+import { ChallengeSigner } from './pow-challenge.js';
 import { RoomReader } from './room-reader.js';
 import { queueAdminRoutes, queueRoutes } from './routes/queue.js';
 import { RateLimiter } from './admission.js';
@@ -215,7 +216,7 @@ export function buildApp({
     admissions: { signer, room },
   });
   app.register(checkoutRoutes, { config, storage, lookups, payments });
-  app.register(queueRoutes, { lookups, reader });
+  app.register(queueRoutes, { lookups, reader, challenges: new ChallengeSigner(adminToken) });
   app.register(queueAdminRoutes, { lookups, room, reader, adminToken });
   app.register(adminRoutes, { storage, queue, lookups, adminToken, workersAlive });
 

@@ -29,6 +29,10 @@ export const ERROR_CODES: Record<ApiErrorCode, { status: number; when: string }>
     status: 403,
     when: 'a purchase of an event with a waiting room without a valid `Onsale-Admission` token',
   },
+  proof_of_work_required: {
+    status: 403,
+    when: 'joining a waiting room that asks for a proof of work without a valid solution: none, wrong, expired, used already, or for another event or buyer',
+  },
   not_found: {
     status: 404,
     when: 'no such event, purchase, place in line or route; a webhook of a provider that is not the configured one',

@@ -4,8 +4,8 @@
  * Answers are serialized with JSON.stringify (app.ts), so a field missing from a response schema is still
  * sent; test/openapi.test.ts checks that real answers carry no field their schema does not describe.
  */
-
 import { BUYER_ID_KINDS, type BuyerIdKind } from '../domain/buyer.js';
+import { MAX_DIFFICULTY } from '../domain/proof-of-work.js';
 import { REJECT_REASONS } from '../domain/types.js';
 
 const id = { type: 'string', minLength: 1, maxLength: 64 } as const;
@@ -40,6 +40,7 @@ export const newEventBody = {
         maxActiveBuyers: { type: 'integer', minimum: 1, maximum: 1_000_000 },
         maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1, maximum: 10_000_000 },
         sessionSeconds: { type: 'integer', minimum: 10, maximum: 86_400 },
+        powDifficulty: { type: 'integer', minimum: 0, maximum: MAX_DIFFICULTY },
       },
     },
   },
@@ -53,19 +54,57 @@ export const roomLimitsBody = {
   properties: {
     maxActiveBuyers: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1, maximum: 10_000_000 },
+    powDifficulty: { type: 'integer', minimum: 0, maximum: MAX_DIFFICULTY },
   },
 } as const;
 
 export interface RoomLimitsBody {
   maxActiveBuyers?: number;
   maxAdmittedPerMinute?: number | null;
+  powDifficulty?: number;
 }
 
 export const joinBody = {
   type: 'object',
   additionalProperties: false,
   required: ['buyerId'],
+  properties: {
+    buyerId: { type: 'string', minLength: 1, maxLength: 128 },
+    proofOfWork: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['challenge', 'solution'],
+      description:
+        'a solved challenge (POST /api/events/{eventId}/queue/challenge), when the room asks for one',
+      properties: {
+        challenge: { type: 'string', minLength: 1, maxLength: 1024 },
+        solution: { type: 'string', minLength: 1, maxLength: 64 },
+      },
+    },
+  },
+} as const;
+
+/** Asking for a proof-of-work challenge (POST /api/events/:eventId/queue/challenge). */
+export const challengeBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['buyerId'],
   properties: { buyerId: { type: 'string', minLength: 1, maxLength: 128 } },
+} as const;
+
+export const challengeView = {
+  description: 'a challenge for this buyer and event: find a solution, then join with both',
+  type: 'object',
+  required: ['challenge', 'difficulty', 'expiresAt'],
+  properties: {
+    challenge: { type: 'string' },
+    difficulty: {
+      type: 'integer',
+      minimum: 0,
+      description: 'leading zero bits SHA-256(challenge + ":" + solution) must have; 0: any solution',
+    },
+    expiresAt: { type: 'string', format: 'date-time', description: 'join before this' },
+  },
 } as const;
 
 export const placeParams = {
@@ -185,6 +224,7 @@ export const eventView = {
         maxActiveBuyers: { type: 'integer', minimum: 1 },
         maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1 },
         sessionSeconds: { type: 'integer', minimum: 1, description: 'how long an admission lasts' },
+        powDifficulty: { type: 'integer', minimum: 0, description: 'proof of work asked to join (0: none)' },
       },
     },
   },
@@ -416,6 +456,7 @@ export const lineView = {
     'soldOut',
     'maxActiveBuyers',
     'maxAdmittedPerMinute',
+    'powDifficulty',
     'admittedLastMinute',
     'etaOfLastSeconds',
   ],
@@ -431,6 +472,7 @@ export const lineView = {
     soldOut: { type: 'boolean' },
     maxActiveBuyers: { type: 'integer', minimum: 1 },
     maxAdmittedPerMinute: { type: ['integer', 'null'], minimum: 1 },
+    powDifficulty: { type: 'integer', minimum: 0, description: 'proof of work asked to join (0: none)' },
     admittedLastMinute: { type: 'integer' },
     etaOfLastSeconds: { type: ['number', 'null'], description: 'the estimated wait of the last in line' },
   },
@@ -487,6 +529,7 @@ export interface NewEventBody {
     maxActiveBuyers?: number;
     maxAdmittedPerMinute?: number | null;
     sessionSeconds?: number;
+    powDifficulty?: number;
   };
 }
 

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import type { WaitingRoomSettings } from '../../src/domain/types.js';
 import { ABANDONED_AFTER_MS } from '../../src/domain/waiting-room.js';
 import type { JoinRequest, WaitingRoom } from '../../src/ports/waiting-room.js';
@@ -18,6 +18,7 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
     ({ adapter: room, reopen, cleanup } = await factory.open());
   });
   afterEach(async () => cleanup());
+  afterAll(async () => factory.teardown?.());
 
   function settings(overrides: Partial<WaitingRoomSettings> = {}): WaitingRoomSettings {
     return {
@@ -123,12 +124,12 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
         eventId,
         Array.from({ length: 20 }, (_, i) => `b${i}`),
         OPEN + 1,
-        settings({ maxActiveBuyers: 3 }),
+        settings({ maxActiveBuyers: 3, powDifficulty: 5 }),
       ),
     );
     const first3 = (await room.advance(eventId, { now: OPEN + 10, release: [], soldOut: false }))!;
     let line = first3.line;
-    expect(line).toMatchObject({ head: 3, active: 3, admitted: 3 });
+    expect(line).toMatchObject({ head: 3, active: 3, admitted: 3, powDifficulty: 5 });
     // Each admitted buyer's wait beside the estimate it was told at join (none before the line moved).
     expect(first3.admitted).toEqual([0, 1, 2].map(() => ({ waitedSeconds: 0.009, etaAtJoin: null })));
     expect(first3.expired).toBe(0);
@@ -149,10 +150,12 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
     expect(line).toMatchObject({ head: 5, admitted: 5 });
     line = (await step(eventId, OPEN + 10 + 90_000))!;
     expect(line).toMatchObject({ head: 5 });
-    expect(await room.setLimits(eventId, { maxAdmittedPerMinute: null })).toMatchObject({
+    expect(await room.setLimits(eventId, { maxAdmittedPerMinute: null, powDifficulty: 0 })).toMatchObject({
       maxActiveBuyers: 100,
       maxAdmittedPerMinute: null,
+      powDifficulty: 0,
     });
+    expect(await reopen().getLine(eventId)).toMatchObject({ powDifficulty: 0, maxActiveBuyers: 100 });
     line = (await step(eventId, OPEN + 10 + 91_000))!;
     expect(line).toMatchObject({ head: 20, active: 20 });
     expect(await room.setLimits('missing', { maxActiveBuyers: 1 })).toBeNull();

@@ -3,6 +3,7 @@ import { PostgresQueue } from '../../src/adapters/postgres/queue.js';
 import { PostgresStorage } from '../../src/adapters/postgres/storage.js';
 import { PostgresWaitingRoom } from '../../src/adapters/postgres/waiting-room.js';
 import { RedisQueue } from '../../src/adapters/redis/queue.js';
+import { RedisWaitingRoom } from '../../src/adapters/redis/waiting-room.js';
 import { ShardedQueue } from '../../src/adapters/sharding/sharded-queue.js';
 import { ShardedStorage } from '../../src/adapters/sharding/sharded-storage.js';
 import { SqliteQueue } from '../../src/adapters/sqlite/queue.js';
@@ -15,7 +16,7 @@ import { tempDir } from './processes.js';
 import type { Backend } from './services.js';
 import { rabbitQueue } from './rabbitmq.js';
 import { sqsQueue } from './sqs.js';
-import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from './redis.js';
+import { deleteRedisKeys, startPrivateRedis, startPrivateRedisCluster } from './redis.js';
 import { exclusion, freshPostgresDatabase, REDIS_URL, uniqueName } from './services.js';
 
 /**
@@ -81,22 +82,33 @@ async function redisQueue(): Promise<{ adapter: Queue; reopen: () => Queue; clea
 }
 
 /**
- * A Redis Cluster of the file's own (three masters, started at the first test, stopped by teardown), with a
- * key prefix of its own per test; cleanup deletes the prefix's keys on every master.
+ * A Redis of the file's own (started at the first test, stopped by teardown; a cluster of three masters, or
+ * one server), persisting every write before it replies, with a key prefix of its own per test; cleanup
+ * deletes the prefix's keys (on every master).
  */
-function redisClusterQueue(): Pick<AdapterFactory<Queue>, 'open' | 'teardown'> {
-  let cluster: Promise<PrivateRedisCluster> | undefined;
+function privateRedis<T extends { migrate(): Promise<void>; close(): Promise<void> }>(
+  kind: 'server' | 'cluster',
+  make: (url: string) => T,
+): Pick<AdapterFactory<T>, 'open' | 'teardown'> {
+  let started:
+    | Promise<{ url: string; deleteKeys: (pattern: string) => Promise<void>; remove: () => Promise<void> }>
+    | undefined;
+  const start = async () => {
+    if (kind === 'cluster') return startPrivateRedisCluster();
+    const redis = await startPrivateRedis();
+    return { ...redis, deleteKeys: (pattern: string) => deleteRedisKeys(pattern, redis.url) };
+  };
   return {
     open: async () => {
-      cluster ??= startPrivateRedisCluster();
-      const { url: clusterUrl, deleteKeys } = await cluster;
+      started ??= start();
+      const { url: serverUrl, deleteKeys } = await started;
       const prefix = uniqueName('onsale_test');
-      const url = `${clusterUrl}?prefix=${prefix}`;
-      const opened: Queue[] = [];
+      const url = `${serverUrl}?prefix=${prefix}`;
+      const opened: T[] = [];
       const open = () => {
-        const q = new RedisQueue(url);
-        opened.push(q);
-        return q;
+        const a = make(url);
+        opened.push(a);
+        return a;
       };
       const adapter = open();
       await adapter.migrate();
@@ -104,15 +116,15 @@ function redisClusterQueue(): Pick<AdapterFactory<Queue>, 'open' | 'teardown'> {
         adapter,
         reopen: open,
         cleanup: async () => {
-          for (const q of opened) await q.close().catch(() => undefined);
+          for (const a of opened) await a.close().catch(() => undefined);
           await deleteKeys(`${prefix}:*`);
         },
       };
     },
     teardown: async () => {
-      const started = cluster;
-      cluster = undefined;
-      if (started) await (await started).remove();
+      const running = started;
+      started = undefined;
+      if (running) await (await running).remove();
     },
   };
 }
@@ -194,7 +206,7 @@ export const storageAdapters: Array<AdapterFactory<Storage>> = [
   ),
 ];
 
-const redisCluster = redisClusterQueue();
+const redisCluster = privateRedis('cluster', (url) => new RedisQueue(url));
 const sqs = sqsQueue();
 
 export const queueAdapters: Array<AdapterFactory<Queue>> = [
@@ -227,6 +239,9 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
   { ...entry('sqs on fauxqs (index in postgres)', ['postgres'], sqs.open), teardown: sqs.teardown },
 ];
 
+const roomRedis = privateRedis('server', (url) => new RedisWaitingRoom(url));
+const roomRedisCluster = privateRedis('cluster', (url) => new RedisWaitingRoom(url));
+
 export const waitingRoomAdapters: Array<AdapterFactory<WaitingRoom>> = [
   entry(
     'sqlite',
@@ -238,4 +253,8 @@ export const waitingRoomAdapters: Array<AdapterFactory<WaitingRoom>> = [
     ['postgres'],
     postgres((url) => new PostgresWaitingRoom(url)),
   ),
+  // redis-server itself is what 'redis' names: these entries start their own, persisting every write
+  // (the room refuses a Redis that does not, and the shared one on 6379 does not).
+  { ...entry('redis', ['redis'], roomRedis.open), teardown: roomRedis.teardown },
+  { ...entry('redis cluster', ['redis'], roomRedisCluster.open), teardown: roomRedisCluster.teardown },
 ];

@@ -16,6 +16,7 @@ import type {
   AdvanceStep,
   JoinRequest,
   JoinResult,
+  RoomLimits,
   WaitingRoom,
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
@@ -27,6 +28,7 @@ interface LineRow {
   session_seconds: number;
   max_active_buyers: number;
   max_admitted_per_minute: number | null;
+  pow_difficulty: number;
   opened: boolean;
   prequeued: number;
   tail: number;
@@ -61,9 +63,10 @@ const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number
 
 /** The statements of the room; ids and buyer ids travel through toDb/fromDb. */
 const SQL = {
-  /** Creates an event's line at its first join. $1 event, $2 sales_open_at, $3..$5 limits, $6 progress. */
+  /** Creates an event's line at its first join. $1 event, $2 sales_open_at, $3..$6 limits, $7 progress. */
   createLine: `INSERT INTO room_lines (event_id, sales_open_at, session_seconds, max_active_buyers,
-    max_admitted_per_minute, progress) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING`,
+    max_admitted_per_minute, pow_difficulty, progress) VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (event_id) DO NOTHING`,
   /** The line, locked until the end of the transaction: joins and steps of one line take turns. */
   lockLine: 'SELECT * FROM room_lines WHERE event_id = $1 FOR UPDATE',
   getLine: 'SELECT * FROM room_lines WHERE event_id = $1',
@@ -82,7 +85,8 @@ const SQL = {
   notePurchase: 'INSERT INTO room_purchases (place_id, purchase_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
   setLimits: `UPDATE room_lines SET
     max_active_buyers = CASE WHEN $2 THEN $3 ELSE max_active_buyers END,
-    max_admitted_per_minute = CASE WHEN $4 THEN $5 ELSE max_admitted_per_minute END
+    max_admitted_per_minute = CASE WHEN $4 THEN $5 ELSE max_admitted_per_minute END,
+    pow_difficulty = CASE WHEN $6 THEN $7 ELSE pow_difficulty END
     WHERE event_id = $1 RETURNING *`,
   movingLines: 'SELECT event_id FROM room_lines WHERE NOT sold_out OR active > 0',
   active: `SELECT id, admission_expires_at,
@@ -129,6 +133,7 @@ export class PostgresWaitingRoom implements WaitingRoom {
           first.room.sessionSeconds,
           first.room.maxActiveBuyers,
           first.room.maxAdmittedPerMinute,
+          first.room.powDifficulty ?? 0,
           JSON.stringify([[Date.parse(first.joinedAt), 0, 0]]),
         ]);
         lines.set(eventId, await lockLine(tx, eventId));
@@ -196,16 +201,15 @@ export class PostgresWaitingRoom implements WaitingRoom {
     await this.#db.query(SQL.notePurchase, [toDb(placeId), purchaseId]);
   }
 
-  async setLimits(
-    eventId: string,
-    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
-  ): Promise<Line | null> {
+  async setLimits(eventId: string, limits: RoomLimits): Promise<Line | null> {
     const { rows } = await this.#db.query<LineRow>(SQL.setLimits, [
       toDb(eventId),
       limits.maxActiveBuyers !== undefined,
       limits.maxActiveBuyers ?? null,
       limits.maxAdmittedPerMinute !== undefined,
       limits.maxAdmittedPerMinute ?? null,
+      limits.powDifficulty !== undefined,
+      limits.powDifficulty ?? 0,
     ]);
     return rows[0] ? toLine(rows[0]) : null;
   }
@@ -327,6 +331,7 @@ function toLine(row: LineRow): Line {
     maxActiveBuyers: row.max_active_buyers,
     maxAdmittedPerMinute: row.max_admitted_per_minute,
     sessionSeconds: row.session_seconds,
+    powDifficulty: row.pow_difficulty,
     progress: row.progress,
   };
 }

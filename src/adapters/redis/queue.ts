@@ -1,30 +1,17 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { UnavailableError } from '../../domain/errors.js';
+import { Cluster, type Redis } from 'ioredis';
 import { canonicalBuyerId, withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import { executionOrderOf } from './execution-order.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import { ACK, CLAIM, DEAD_LETTER, ENQUEUE, RELEASE, REPLAY, STATE } from './scripts.js';
 import { parseRedisUrl, type RedisTarget } from './url.js';
+import { closeRedis, connectRedis, hashTagOf, RedisGuard, type RedisClient } from './connection.js';
 
 /** Consumer group of every event stream. */
 const GROUP = 'onsale';
 /** api.md keeps Idempotency-Keys at least 24 hours; twice that leaves room for clocks and late retries. */
 const IDEMPOTENCY_TTL_SECONDS = 48 * 3600;
 
-/**
- * While Redis is down, a request must get its 503 at once, not wait for a reconnection: commands are not
- * queued offline, and those in flight when the connection drops fail right away (maxRetriesPerRequest 0,
- * no resend: a resent enqueue could run twice). A command that gets no answer (Redis stopped, a network
- * partition) fails after COMMAND_TIMEOUT_MS. The client reconnects by itself, every RECONNECT_MAX_MS at most.
- * An enqueue that failed this way may still have run: its buyer got a 503, never a 202, and a retry with the
- * same Idempotency-Key finds the purchase; a 202 is only ever sent for a write Redis confirmed.
- */
-const COMMAND_TIMEOUT_MS = 2_000;
-const CONNECT_TIMEOUT_MS = 2_000;
-const RECONNECT_MAX_MS = 500;
-/** While a connection is being made (at start, or a reconnection under way), a command waits this long. */
-const READY_WAIT_MS = 1_000;
 /** migrate() runs once at start, where waiting for Redis a little longer beats a crash and a restart. */
 const MIGRATE_WAIT_MS = 10_000;
 /** Events a claim looks at per read of P:ready. */
@@ -34,9 +21,6 @@ const CLAIM_PAGE = 100;
  * its script and the listing) at most this often; see #sweep.
  */
 const SWEEP_EVERY_MS = 60_000;
-
-/** Replies that mean "Redis cannot serve now", not "this request is wrong": the caller retries later. */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MISCONF|READONLY|TRYAGAIN|MASTERDOWN|OOM|NOREPLICAS|CLUSTERDOWN)\b/;
 
 const SCRIPTS = {
   onsaleEnqueue: ENQUEUE,
@@ -49,7 +33,6 @@ const SCRIPTS = {
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
-type Client = Redis | Cluster;
 
 let lastSeq = 0;
 
@@ -65,14 +48,6 @@ function nextSeqs(n: number): number {
   return first;
 }
 
-/**
- * The hash tag of an event: its id, with `{`, `}` and `%` percent-encoded so that the tag ends where it
- * should whatever the id contains. Every key of one event shares it, so they share a Redis Cluster slot.
- */
-function tagOf(eventId: string): string {
-  return eventId.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
 /** The key names of the queue under one prefix (scripts.ts lists them). */
 class Keys {
   readonly ready: string;
@@ -84,7 +59,7 @@ class Keys {
     this.deadEvents = `${prefix}:dead:events`;
   }
   of(eventId: string) {
-    const base = `${this.prefix}:{${tagOf(eventId)}}`;
+    const base = `${this.prefix}:{${hashTagOf(eventId)}}`;
     return {
       stream: `${base}:q`,
       lease: `${base}:lease`,
@@ -173,11 +148,11 @@ interface EventState {
  * Redis replication is asynchronous (see docs/redis.md).
  */
 export class RedisQueue implements Queue {
-  readonly #redis: Client;
+  readonly #redis: RedisClient;
+  readonly #guard: RedisGuard;
   readonly #target: RedisTarget;
   readonly #keys: Keys;
   readonly #queueName: string;
-  readonly #waits = new Map<'ready' | 'close', Promise<'ready' | 'close'>>();
   readonly #sweepEveryMs: number;
   #lastSweep = Date.now();
 
@@ -186,45 +161,17 @@ export class RedisQueue implements Queue {
     this.#sweepEveryMs = sweepEveryMs;
     this.#target = parseRedisUrl(url);
     this.#keys = new Keys(this.#target.prefix);
-    const scripts = Object.fromEntries(Object.entries(SCRIPTS).map(([name, lua]) => [name, { lua }]));
-    const nodeOptions: RedisOptions = {
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: COMMAND_TIMEOUT_MS,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-    };
-    if (this.#target.cluster) {
-      const { nodes, tls, username, password } = this.#target;
-      this.#queueName = `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')} ${this.#target.prefix}`;
-      const options: ClusterOptions = {
-        enableOfflineQueue: false,
-        clusterRetryStrategy: (times) => Math.min(50 * times, RECONNECT_MAX_MS),
-        // A CLUSTERDOWN or TRYAGAIN reply means the command did not run: trying it again soon is safe.
-        retryDelayOnClusterDown: 100,
-        retryDelayOnTryAgain: 100,
-        slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
-        scripts,
-        redisOptions: { ...nodeOptions, username, password, ...(tls ? { tls: {} } : {}) },
-      };
-      this.#redis = new Cluster(nodes, options);
-    } else {
-      this.#queueName = `${this.#target.url} ${this.#target.prefix}`;
-      this.#redis = new Redis(this.#target.url, {
-        ...nodeOptions,
-        enableOfflineQueue: false,
-        retryStrategy: (times) => Math.min(50 * times, RECONNECT_MAX_MS),
-        scripts,
-      });
-    }
-    // Failures reach callers through their commands (as UnavailableError); without a listener ioredis would
-    // print every failed reconnection attempt.
-    this.#redis.on('error', () => undefined);
+    this.#queueName = this.#target.cluster
+      ? `cluster ${this.#target.nodes.map((n) => `${n.host}:${n.port}`).join(',')} ${this.#target.prefix}`
+      : `${this.#target.url} ${this.#target.prefix}`;
+    this.#redis = connectRedis(this.#target, SCRIPTS);
+    this.#guard = new RedisGuard(this.#redis, 'the Redis queue');
   }
 
   async migrate(): Promise<void> {
     // No schema: streams and their consumer groups are made by the first enqueue of each event.
-    await this.#ready(MIGRATE_WAIT_MS, true);
-    await this.#guard(() => this.#redis.ping());
+    await this.#guard.ready(MIGRATE_WAIT_MS, true);
+    await this.#guard.run(() => this.#redis.ping());
     if (!this.#target.cluster) await this.#upgradeSingleServerLayout();
   }
 
@@ -234,7 +181,7 @@ export class RedisQueue implements Queue {
     const firstSeq = nextSeqs(requests.length);
     // find()'s index, beside the scripts: a purchase whose entry is missing was never answered 202 (this
     // enqueue fails), and a retry with its Idempotency-Key writes the entry (below).
-    const whereWritten = this.#guard(() =>
+    const whereWritten = this.#guard.run(() =>
       this.#redis.hset(keys.where, ...requests.flatMap(({ purchase: p }) => [p.purchaseId, p.eventId])),
     );
     whereWritten.catch(() => undefined); // awaited below
@@ -276,9 +223,11 @@ export class RedisQueue implements Queue {
     const heads = written.filter((w) => w.head >= 0).flatMap((w) => [String(w.head), w.eventId]);
     let listing: { error: unknown } | null = null;
     if (heads.length > 0) {
-      await this.#guard(() => this.#redis.zadd(keys.ready, 'GT', ...heads)).catch((error: unknown) => {
-        listing = { error };
-      });
+      await this.#guard
+        .run(() => this.#redis.zadd(keys.ready, 'GT', ...heads))
+        .catch((error: unknown) => {
+          listing = { error };
+        });
     }
     const where = await whereWritten.then(
       () => null,
@@ -312,8 +261,8 @@ export class RedisQueue implements Queue {
       });
       // Not awaited (see above); a failure only leaves an entry behind.
       void Promise.all([
-        this.#guard(() => this.#redis.hdel(keys.where, ...unused)),
-        named.length > 0 ? this.#guard(() => this.#redis.hset(keys.where, ...named)) : null,
+        this.#guard.run(() => this.#redis.hdel(keys.where, ...unused)),
+        named.length > 0 ? this.#guard.run(() => this.#redis.hset(keys.where, ...named)) : null,
       ]).catch(() => undefined);
     }
     return results;
@@ -323,7 +272,7 @@ export class RedisQueue implements Queue {
     const lease = Math.max(1, Math.round(leaseMs));
     let offset = 0;
     for (;;) {
-      const events = await this.#guard(() =>
+      const events = await this.#guard.run(() =>
         this.#redis.zrange(this.#keys.ready, String(offset), String(offset + CLAIM_PAGE - 1)),
       );
       if (events.length === 0) break;
@@ -370,7 +319,7 @@ export class RedisQueue implements Queue {
     )) as number;
     await Promise.all([
       this.#settled(batch.eventId, head),
-      this.#guard(() => this.#redis.hdel(this.#keys.where, ...ids)),
+      this.#guard.run(() => this.#redis.hdel(this.#keys.where, ...ids)),
     ]);
   }
 
@@ -383,7 +332,7 @@ export class RedisQueue implements Queue {
     if (batch.receipts.length === 0) return;
     const event = this.#keys.of(batch.eventId);
     // Listed first: dead letters are never left unlisted.
-    await this.#guard(() => this.#redis.sadd(this.#keys.deadEvents, batch.eventId));
+    await this.#guard.run(() => this.#redis.sadd(this.#keys.deadEvents, batch.eventId));
     const [, head] = (await this.#script(
       'onsaleDeadLetter',
       [event.stream, event.dead, event.deadIndex, event.head],
@@ -398,10 +347,10 @@ export class RedisQueue implements Queue {
 
   async deadLetters(limit: number): Promise<DeadLetter[]> {
     if (limit <= 0) return [];
-    const events = await this.#guard(() => this.#redis.smembers(this.#keys.deadEvents));
+    const events = await this.#guard.run(() => this.#redis.smembers(this.#keys.deadEvents));
     const lists = await Promise.all(
       events.map(async (eventId) => {
-        const entries = (await this.#guard(() =>
+        const entries = (await this.#guard.run(() =>
           this.#redis.xrange(this.#keys.of(eventId).dead, '-', '+', 'COUNT', limit),
         )) as StreamEntry[];
         return entries;
@@ -425,7 +374,7 @@ export class RedisQueue implements Queue {
     let events: string[];
     if (purchaseIds) {
       const unique = [...new Set(purchaseIds)];
-      const owners = await this.#guard(() => this.#redis.hmget(this.#keys.where, ...unique));
+      const owners = await this.#guard.run(() => this.#redis.hmget(this.#keys.where, ...unique));
       named = new Map();
       unique.forEach((id, i) => {
         const eventId = owners[i];
@@ -433,7 +382,7 @@ export class RedisQueue implements Queue {
       });
       events = [...named.keys()];
     } else {
-      events = await this.#guard(() => this.#redis.smembers(this.#keys.deadEvents));
+      events = await this.#guard.run(() => this.#redis.smembers(this.#keys.deadEvents));
     }
     let replayed = 0;
     for (const eventId of events) {
@@ -458,15 +407,15 @@ export class RedisQueue implements Queue {
   }
 
   async find(purchaseId: string): Promise<AcceptedPurchase | null> {
-    const eventId = await this.#guard(() => this.#redis.hget(this.#keys.where, purchaseId));
+    const eventId = await this.#guard.run(() => this.#redis.hget(this.#keys.where, purchaseId));
     if (eventId === null) return null;
-    const json = await this.#guard(() => this.#redis.hget(this.#keys.of(eventId).purchases, purchaseId));
+    const json = await this.#guard.run(() => this.#redis.hget(this.#keys.of(eventId).purchases, purchaseId));
     return json === null ? null : decode(json);
   }
 
   /** The sum over listed events (an event listed without work counts 0), and the head with the lowest seq. */
   async depth(): Promise<{ depth: number; oldestAcceptedAt: string | null }> {
-    const events = await this.#guard(() => this.#redis.zrange(this.#keys.ready, '0', '-1'));
+    const events = await this.#guard.run(() => this.#redis.zrange(this.#keys.ready, '0', '-1'));
     const states = await Promise.all(events.map((eventId) => this.#state(eventId)));
     let depth = 0;
     let oldest: EventState | null = null;
@@ -483,14 +432,11 @@ export class RedisQueue implements Queue {
   }
 
   async ping(): Promise<void> {
-    await this.#guard(() => this.#redis.ping());
+    await this.#guard.run(() => this.#redis.ping());
   }
 
   async close(): Promise<void> {
-    if (this.#redis.status === 'ready') {
-      await this.#redis.quit().catch(() => undefined);
-    }
-    this.#redis.disconnect();
+    await closeRedis(this.#redis);
   }
 
   async #state(eventId: string): Promise<EventState> {
@@ -505,7 +451,7 @@ export class RedisQueue implements Queue {
 
   /** Lists the event in P:ready with its head's seq (GT: a head only moves on, so the highest seq is news). */
   async #list(eventId: string, head: number): Promise<void> {
-    await this.#guard(() => this.#redis.zadd(this.#keys.ready, 'GT', head, eventId));
+    await this.#guard.run(() => this.#redis.zadd(this.#keys.ready, 'GT', head, eventId));
   }
 
   /** After a script that took entries out of the event's queue: its new head listed, or the event unlisted. */
@@ -516,15 +462,15 @@ export class RedisQueue implements Queue {
 
   /** Remove, then look, then list again if there is work: see the class comment. */
   async #unlist(eventId: string): Promise<void> {
-    await this.#guard(() => this.#redis.zrem(this.#keys.ready, eventId));
+    await this.#guard.run(() => this.#redis.zrem(this.#keys.ready, eventId));
     const { head } = await this.#state(eventId);
     if (head >= 0) await this.#list(eventId, head);
   }
 
   async #unlistDead(eventId: string): Promise<void> {
-    await this.#guard(() => this.#redis.srem(this.#keys.deadEvents, eventId));
+    await this.#guard.run(() => this.#redis.srem(this.#keys.deadEvents, eventId));
     if ((await this.#state(eventId)).deadLetters > 0) {
-      await this.#guard(() => this.#redis.sadd(this.#keys.deadEvents, eventId));
+      await this.#guard.run(() => this.#redis.sadd(this.#keys.deadEvents, eventId));
     }
   }
 
@@ -538,7 +484,7 @@ export class RedisQueue implements Queue {
     for (const node of masters) {
       let cursor = '0';
       do {
-        const [next, found] = await this.#guard(() =>
+        const [next, found] = await this.#guard.run(() =>
           node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000, 'TYPE', 'stream'),
         );
         cursor = next;
@@ -563,10 +509,10 @@ export class RedisQueue implements Queue {
     const redis = this.#redis as Redis;
     // P:depth was made by the old layout's first enqueue and never deleted: without it there is nothing to do
     // (and no SCAN of the whole database at every start).
-    if ((await this.#guard(() => redis.exists(`${P}:depth`, `${P}:dead`))) === 0) return;
-    const depth = Number((await this.#guard(() => redis.get(`${P}:depth`))) ?? '0');
-    const oldDead = await this.#guard(() => redis.exists(`${P}:dead`));
-    const oldDeadLetters = oldDead ? await this.#guard(() => redis.xlen(`${P}:dead`)) : 0;
+    if ((await this.#guard.run(() => redis.exists(`${P}:depth`, `${P}:dead`))) === 0) return;
+    const depth = Number((await this.#guard.run(() => redis.get(`${P}:depth`))) ?? '0');
+    const oldDead = await this.#guard.run(() => redis.exists(`${P}:dead`));
+    const oldDeadLetters = oldDead ? await this.#guard.run(() => redis.xlen(`${P}:dead`)) : 0;
     if (depth > 0 || oldDeadLetters > 0) {
       throw new Error(
         `the Redis queue "${P}" holds ${depth} queued purchases and ${oldDeadLetters} dead letters in the key ` +
@@ -579,7 +525,7 @@ export class RedisQueue implements Queue {
     const moves: Array<{ from: string; eventId: string; to: string; ttl: number }> = [];
     let cursor = '0';
     do {
-      const [next, found] = await this.#guard(() =>
+      const [next, found] = await this.#guard.run(() =>
         redis.scan(cursor, 'MATCH', `${globEscape(P)}:idem:*`, 'COUNT', 1000),
       );
       cursor = next;
@@ -591,20 +537,20 @@ export class RedisQueue implements Queue {
         moves.push({ from: key, eventId, to, ttl: 0 });
       }
     } while (cursor !== '0');
-    const ttls = await Promise.all(moves.map((m) => this.#guard(() => redis.pttl(m.from))));
+    const ttls = await Promise.all(moves.map((m) => this.#guard.run(() => redis.pttl(m.from))));
     moves.forEach((m, i) => (m.ttl = ttls[i]!));
     // The oldest first (the least time left): where two spellings of one buyer used one key, the first
     // purchase keeps it (NX).
     moves.sort((a, b) => a.ttl - b.ttl);
     for (const move of moves) {
-      const value = await this.#guard(() => redis.get(move.from));
+      const value = await this.#guard.run(() => redis.get(move.from));
       if (value !== null && move.ttl > 0)
-        await this.#guard(() =>
+        await this.#guard.run(() =>
           redis.set(this.#keys.of(move.eventId).idem(move.to), value, 'PX', move.ttl, 'NX'),
         );
-      await this.#guard(() => redis.del(move.from));
+      await this.#guard.run(() => redis.del(move.from));
     }
-    await this.#guard(() =>
+    await this.#guard.run(() =>
       redis.del(
         `${P}:depth`,
         `${P}:events`,
@@ -617,69 +563,10 @@ export class RedisQueue implements Queue {
   }
 
   #script(name: ScriptName, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
-    return this.#guard(() => {
+    return this.#guard.run(() => {
       const call = (this.#redis as unknown as Record<ScriptName, ScriptCall>)[name];
       return call.call(this.#redis, keys.length, ...keys, GROUP, ...args);
     });
-  }
-
-  /**
-   * Runs a command once the connection is ready, turning "Redis does not answer" into UnavailableError:
-   * the web server answers 503 with Retry-After, the worker retries without dead-lettering anything.
-   */
-  async #guard<T>(command: () => Promise<T>): Promise<T> {
-    await this.#ready(READY_WAIT_MS, false);
-    try {
-      return await command();
-    } catch (error) {
-      throw toUnavailable(error);
-    }
-  }
-
-  /**
-   * Waits for the connection when one is being made. A command fails at once when the last attempt failed
-   * (Redis is down) and as soon as the attempt under way fails: a crowd retrying against a dead Redis gets
-   * its 503 in milliseconds. migrate() (`patient`) waits through failed attempts until `waitMs`.
-   */
-  async #ready(waitMs: number, patient: boolean): Promise<void> {
-    const status = this.#redis.status;
-    if (status === 'ready') return;
-    if (status === 'end') throw new UnavailableError('the Redis queue connection is closed');
-    if (!patient && (status === 'reconnecting' || status === 'close')) {
-      throw new UnavailableError(`the Redis queue is not reachable (${status})`);
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), waitMs);
-    });
-    try {
-      const outcome = await Promise.race([
-        this.#next('ready'),
-        timeout,
-        ...(patient ? [] : [this.#next('close')]),
-      ]);
-      if (outcome === 'timeout')
-        throw new UnavailableError(`the Redis queue did not answer within ${waitMs} ms`);
-      if (outcome === 'close')
-        throw new UnavailableError('the Redis queue is not reachable (connection failed)');
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** The next time the connection emits `event`; one listener however many callers wait. */
-  #next<E extends 'ready' | 'close'>(event: E): Promise<E> {
-    let waiting = this.#waits.get(event) as Promise<E> | undefined;
-    if (!waiting) {
-      waiting = new Promise<E>((resolve) => {
-        this.#redis.once(event, () => {
-          this.#waits.delete(event);
-          resolve(event);
-        });
-      });
-      this.#waits.set(event, waiting);
-    }
-    return waiting;
   }
 }
 
@@ -695,15 +582,6 @@ function eventOfStreamKey(prefix: string, key: string): string | null {
   const tag = key.slice(start.length, -'}:q'.length);
   if (/[{}]/.test(tag)) return null;
   return tag.replace(/%(25|7B|7D)/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-}
-
-/** ioredis's failures: a reply error is Redis refusing this command (a bug, unless transient); any other
- * error (connection closed or refused, timeout, retries exhausted) means Redis is not reachable. */
-function toUnavailable(error: unknown): unknown {
-  if (error instanceof UnavailableError) return error;
-  if (!(error instanceof Error)) return error;
-  if (error.name === 'ReplyError' && !TRANSIENT_REPLY.test(error.message)) return error;
-  return new UnavailableError(`the Redis queue is not available (${error.message})`, error);
 }
 
 /** [eventId, buyerId, key] of an idempotency key's JSON suffix, or null for a key of another shape. */

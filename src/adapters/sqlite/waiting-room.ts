@@ -17,6 +17,7 @@ import type {
   AdvanceStep,
   JoinRequest,
   JoinResult,
+  RoomLimits,
   WaitingRoom,
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
@@ -35,6 +36,7 @@ interface LineRow {
   session_seconds: number;
   max_active_buyers: number;
   max_admitted_per_minute: number | null;
+  pow_difficulty: number;
   opened: number;
   prequeued: number;
   tail: number;
@@ -69,7 +71,8 @@ const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number
 
 const SQL = {
   createLine: `INSERT INTO room_lines (event_id, sales_open_at, session_seconds, max_active_buyers,
-    max_admitted_per_minute, progress) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+    max_admitted_per_minute, pow_difficulty, progress) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (event_id) DO NOTHING`,
   getLine: 'SELECT * FROM room_lines WHERE event_id = ?',
   placeOfBuyer: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE event_id = ? AND buyer_key = ?`,
   getPlace: `SELECT ${PLACE_COLUMNS} FROM room_places WHERE id = ?`,
@@ -83,6 +86,7 @@ const SQL = {
   notePurchase: 'INSERT INTO room_purchases (place_id, purchase_id) VALUES (?, ?) ON CONFLICT DO NOTHING',
   setMaxActive: 'UPDATE room_lines SET max_active_buyers = ? WHERE event_id = ?',
   setMaxPerMinute: 'UPDATE room_lines SET max_admitted_per_minute = ? WHERE event_id = ?',
+  setPowDifficulty: 'UPDATE room_lines SET pow_difficulty = ? WHERE event_id = ?',
   movingLines: 'SELECT event_id FROM room_lines WHERE sold_out = 0 OR active > 0',
   active: `SELECT id, admission_expires_at,
     (SELECT json_group_array(purchase_id) FROM room_purchases WHERE place_id = room_places.id) AS purchases
@@ -128,6 +132,7 @@ export class SqliteWaitingRoom implements WaitingRoom {
               request.room.sessionSeconds,
               request.room.maxActiveBuyers,
               request.room.maxAdmittedPerMinute,
+              request.room.powDifficulty ?? 0,
               JSON.stringify([[now, 0, 0]]),
             );
             let line = s.getLine.get(request.eventId) as LineRow;
@@ -190,10 +195,7 @@ export class SqliteWaitingRoom implements WaitingRoom {
     await withoutBlockingOnLock(this.#db, () => this.#stmt.notePurchase.run(placeId, purchaseId));
   }
 
-  async setLimits(
-    eventId: string,
-    limits: { maxActiveBuyers?: number; maxAdmittedPerMinute?: number | null },
-  ): Promise<Line | null> {
+  async setLimits(eventId: string, limits: RoomLimits): Promise<Line | null> {
     return withoutBlockingOnLock(this.#db, () =>
       this.#db
         .transaction(() => {
@@ -201,6 +203,8 @@ export class SqliteWaitingRoom implements WaitingRoom {
             this.#stmt.setMaxActive.run(limits.maxActiveBuyers, eventId);
           if (limits.maxAdmittedPerMinute !== undefined)
             this.#stmt.setMaxPerMinute.run(limits.maxAdmittedPerMinute, eventId);
+          if (limits.powDifficulty !== undefined)
+            this.#stmt.setPowDifficulty.run(limits.powDifficulty, eventId);
           const row = this.#stmt.getLine.get(eventId) as LineRow | undefined;
           return row ? toLine(row) : null;
         })
@@ -306,6 +310,7 @@ function toLine(row: LineRow): Line {
     maxActiveBuyers: row.max_active_buyers,
     maxAdmittedPerMinute: row.max_admitted_per_minute,
     sessionSeconds: row.session_seconds,
+    powDifficulty: row.pow_difficulty,
     progress: parseProgress(row.progress),
   };
 }

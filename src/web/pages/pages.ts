@@ -309,7 +309,7 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
       summary:
         "The waiting room's join form without JavaScript: joins through POST /api/events/{eventId}/queue",
       description:
-        "A form (`buyerId`) posted from this site's own page. On success it redirects to the buyer's place; " +
+        "A form (`buyerId`; `challenge` and `solution` when the room asks for a proof of work) posted from this site's own page. On success it redirects to the buyer's place; " +
         "otherwise it shows the event's page again with the API's status and the reason.",
       params: idParam('eventId'),
       consumes: ['application/x-www-form-urlencoded'],
@@ -331,11 +331,15 @@ export function registerPages(app: FastifyInstance, read: PageReaders): void {
         if (!event?.waitingRoom) return notFound(reply, 'There is no such waiting room.');
         const fields = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
         const form: FormState = { ...newForm(), buyerId: fields.get('buyerId') ?? '' };
+        // The page's script fills these with a solved proof-of-work challenge (empty without the script).
+        const challenge = fields.get('challenge') ?? '';
+        const solution = fields.get('solution') ?? '';
+        const proofOfWork = challenge && solution ? { proofOfWork: { challenge, solution } } : {};
         const answer = await app.inject({
           method: 'POST',
           url: `/api/events/${event.id}/queue`,
           headers: { 'content-type': 'application/json' },
-          payload: JSON.stringify({ buyerId: form.buyerId }),
+          payload: JSON.stringify({ buyerId: form.buyerId, ...proofOfWork }),
           remoteAddress: request.ip,
         });
         const body = answer.json() as { placeId?: string; error?: { message: string } };

@@ -62,7 +62,19 @@ function joinPage(event: EventWithAvailability, form: FormState): SafeHtml {
   return html`<h1>${event.name}</h1>
     <p class="muted">${when(event.salesOpenAt)}</p>
     <p>This sale has a waiting room: take your place in line, and you will be let in to buy in turn.</p>
-    <form id="join" method="post" action="/events/${event.id}/queue">
+    ${
+      (event.waitingRoom?.powDifficulty ?? 0) > 0
+        ? html`<noscript
+            ><p class="notice error">
+              This line asks your browser to solve a small puzzle (a second or two) so that robots cannot take
+              thousands of places: please turn on JavaScript to join.
+            </p></noscript
+          >`
+        : ''
+    }
+    <form id="join" method="post" action="/events/${event.id}/queue" data-event-id="${event.id}">
+      <input type="hidden" name="challenge" value="" />
+      <input type="hidden" name="solution" value="" />
       <label for="email">Email</label>
       <input
         id="email"

@@ -9,7 +9,10 @@ import type { Lookups } from '../lookups.js';
 import type { RoomReader } from '../room-reader.js';
 import { errorResponses } from '../errors.js';
 import { ADMIN_SECURITY } from '../openapi.js';
+import type { ChallengeSigner } from '../pow-challenge.js';
 import {
+  challengeBody,
+  challengeView,
   eventParams,
   joinBody,
   lineView,
@@ -31,16 +34,67 @@ const ADMIN_LINE_ERRORS = errorResponses(
 interface QueueOptions {
   lookups: Lookups;
   reader: RoomReader;
+  challenges: ChallengeSigner;
+}
+
+/** The event of a room request, its room (404 without one) and the buyer's canonical id (400 if invalid). */
+async function roomOf(lookups: Lookups, eventId: string, buyerId: string) {
+  const event = await lookups.eventOr404(eventId);
+  const room = event.waitingRoom;
+  if (!room) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
+  const canonicalBuyerId = buyerIdentity(buyerId, event.buyerIdKind);
+  if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
+  return { event, room, canonicalBuyerId };
+}
+
+/** The proof of work a room asks now: the organizer's latest change, else the event's setting. */
+async function difficultyOf(reader: RoomReader, eventId: string, room: { powDifficulty?: number }) {
+  return (await reader.line(eventId))?.powDifficulty ?? room.powDifficulty ?? 0;
 }
 
 /** The waiting room's public endpoints: joining an event's line and reading a place. */
-export async function queueRoutes(app: FastifyInstance, { lookups, reader }: QueueOptions) {
+export async function queueRoutes(app: FastifyInstance, { lookups, reader, challenges }: QueueOptions) {
   // A place's answer carries its admission token: no cache may keep it.
   app.addHook('onSend', async (_request, reply) => {
     reply.header('cache-control', 'no-store');
   });
 
   app.post<{ Params: { eventId: string }; Body: { buyerId: string } }>(
+    '/api/events/:eventId/queue/challenge',
+    {
+      schema: {
+        tags: ['public'],
+        summary: "A proof-of-work challenge for joining the event's waiting room, bound to the buyer",
+        params: eventParams,
+        body: challengeBody,
+        response: {
+          200: challengeView,
+          ...errorResponses(
+            'invalid_request',
+            'not_found',
+            'payload_too_large',
+            'unsupported_media_type',
+            'rate_limited',
+            'internal_error',
+            'unavailable',
+          ),
+        },
+      },
+    },
+    async (request) => {
+      const { event, room, canonicalBuyerId } = await roomOf(
+        lookups,
+        request.params.eventId,
+        request.body.buyerId,
+      );
+      return challenges.issue(event.id, canonicalBuyerId, await difficultyOf(reader, event.id, room));
+    },
+  );
+
+  app.post<{
+    Params: { eventId: string };
+    Body: { buyerId: string; proofOfWork?: { challenge: string; solution: string } };
+  }>(
     '/api/events/:eventId/queue',
     {
       schema: {
@@ -55,6 +109,7 @@ export async function queueRoutes(app: FastifyInstance, { lookups, reader }: Que
             'invalid_request',
             'not_found',
             'queue_not_open',
+            'proof_of_work_required',
             'payload_too_large',
             'unsupported_media_type',
             'rate_limited',
@@ -65,14 +120,23 @@ export async function queueRoutes(app: FastifyInstance, { lookups, reader }: Que
       },
     },
     async (request, reply) => {
-      const event = await lookups.eventOr404(request.params.eventId);
-      const room = event.waitingRoom;
-      if (!room) throw new OnsaleError('not_found', `event ${event.id} has no waiting room`);
-      const canonicalBuyerId = buyerIdentity(request.body.buyerId, event.buyerIdKind);
-      if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
+      const { event, room, canonicalBuyerId } = await roomOf(
+        lookups,
+        request.params.eventId,
+        request.body.buyerId,
+      );
       const joinedAt = new Date().toISOString();
       if (joinedAt < room.opensAt) {
         throw new OnsaleError('queue_not_open', `the waiting room opens at ${room.opensAt}`);
+      }
+      const difficulty = await difficultyOf(reader, event.id, room);
+      if (difficulty > 0) {
+        const problem = challenges.check(request.body.proofOfWork, {
+          eventId: event.id,
+          canonicalBuyerId,
+          difficulty,
+        });
+        if (problem) throw new OnsaleError('proof_of_work_required', problem);
       }
       const { answer, created } = await reader.join({
         eventId: event.id,
@@ -175,7 +239,8 @@ export async function queueAdminRoutes(
     {
       schema: {
         tags: ['admin'],
-        summary: "Change the waiting room's limits during the sale: maxActiveBuyers, maxAdmittedPerMinute",
+        summary:
+          "Change the waiting room's limits during the sale: maxActiveBuyers, maxAdmittedPerMinute, powDifficulty",
         security: ADMIN_SECURITY,
         params: eventParams,
         body: roomLimitsBody,
@@ -208,7 +273,7 @@ export async function queueAdminRoutes(
 function lineStats(
   eventId: string,
   line: Line | null,
-  room: { maxActiveBuyers: number; maxAdmittedPerMinute: number | null },
+  room: { maxActiveBuyers: number; maxAdmittedPerMinute: number | null; powDifficulty?: number },
 ) {
   const now = Date.now();
   if (!line) {
@@ -224,6 +289,7 @@ function lineStats(
       soldOut: false,
       maxActiveBuyers: room.maxActiveBuyers,
       maxAdmittedPerMinute: room.maxAdmittedPerMinute,
+      powDifficulty: room.powDifficulty ?? 0,
       admittedLastMinute: 0,
       etaOfLastSeconds: null,
     };
@@ -242,6 +308,7 @@ function lineStats(
     soldOut: line.soldOut,
     maxActiveBuyers: line.maxActiveBuyers,
     maxAdmittedPerMinute: line.maxAdmittedPerMinute,
+    powDifficulty: line.powDifficulty,
     admittedLastMinute: line.admitted - (base ? base[2] : 0),
     etaOfLastSeconds: waiting > 0 ? etaSeconds(line.tail - shownHead(line, now), line, now) : null,
   };

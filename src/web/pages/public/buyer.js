@@ -332,8 +332,81 @@ function followPlace(box) {
   setTimeout(read, 1000);
 }
 
+/** Digests computed at once while solving: WebCrypto answers a batch faster than one at a time. */
+const POW_BATCH = 512;
+
+/** @param {Uint8Array} digest */
+function leadingZeroBits(digest) {
+  let bits = 0;
+  for (const byte of digest) {
+    if (byte !== 0) return bits + Math.clz32(byte) - 24;
+    bits += 8;
+  }
+  return bits;
+}
+
+/**
+ * The first solution, counting in base 36, whose SHA-256 of `<challenge>:<solution>` starts with
+ * `difficulty` zero bits (src/domain/proof-of-work.ts checks the same rule).
+ * @param {string} challenge @param {number} difficulty
+ */
+async function solveChallenge(challenge, difficulty) {
+  const encoder = new TextEncoder();
+  for (let start = 0; ; start += POW_BATCH) {
+    const tries = [];
+    for (let n = start; n < start + POW_BATCH; n++) {
+      tries.push(crypto.subtle.digest('SHA-256', encoder.encode(`${challenge}:${n.toString(36)}`)));
+    }
+    const digests = await Promise.all(tries);
+    const found = digests.findIndex((d) => leadingZeroBits(new Uint8Array(d)) >= difficulty);
+    if (found >= 0) return (start + found).toString(36);
+  }
+}
+
+/**
+ * The join form: asks for a proof-of-work challenge for the buyer typed, solves it, then posts the form
+ * with the challenge and its solution. A room that asks for no work answers difficulty 0, solved at once;
+ * any refusal is left to the plain post, whose page says what went wrong.
+ * @param {HTMLFormElement} form
+ */
+function enhanceJoinForm(form) {
+  const eventId = form.dataset.eventId ?? '';
+  const notice = /** @type {HTMLElement} */ (document.getElementById('notice'));
+  const field = (/** @type {string} */ name) =>
+    /** @type {HTMLInputElement} */ (form.elements.namedItem(name));
+  const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'));
+  form.addEventListener('submit', async (e) => {
+    if (!crypto.subtle) return; // Not a secure context: the plain post, refused if the room asks for work.
+    e.preventDefault();
+    button.disabled = true;
+    try {
+      const res = await fetch(`/api/events/${encodeURIComponent(eventId)}/queue/challenge`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ buyerId: field('buyerId').value }),
+      });
+      if (res.ok) {
+        const { challenge, difficulty } = await res.json();
+        if (difficulty > 0) {
+          const p = document.createElement('p');
+          p.className = 'notice busy';
+          p.textContent = 'Proving this is a person’s browser, not a robot: a second or two…';
+          notice.replaceChildren(p);
+        }
+        field('challenge').value = challenge;
+        field('solution').value = await solveChallenge(challenge, difficulty);
+      }
+    } catch {
+      // Offline for a moment: the plain post says so.
+    }
+    form.submit();
+  });
+}
+
 const placeBox = document.getElementById('place');
 if (placeBox) followPlace(placeBox);
+const joinForm = document.getElementById('join');
+if (joinForm instanceof HTMLFormElement) enhanceJoinForm(joinForm);
 const buyForm = document.getElementById('buy');
 if (buyForm instanceof HTMLFormElement) enhanceBuyForm(buyForm);
 const purchaseBox = document.getElementById('purchase');
