@@ -27,8 +27,8 @@ import { int } from '../src/shared/format.js';
 /** The goals the figures are held to: the embedded engine, the scale-out engines and the cost of metrics. */
 export const GOALS = {
   ackVsBare: 0.7,
-  allocVsNaive: 50,
-  pgAllocPerSec: 50_000,
+  /** The worker's allocation rate ÷ the storage's own ceiling (bench/ceiling.ts), SQLite and PostgreSQL. */
+  allocVsCeiling: 0.5,
   metricsMaxCost: 0.05,
 } as const;
 
@@ -130,14 +130,18 @@ const core = definePart({
   }),
   report: ({ start, serve, alloc }, { defaults }) => {
     const allocVsNaive = alloc.allocPerSec / alloc.naivePerSec;
+    const allocVsCeiling = alloc.allocPerSec / alloc.ceilingPerSec;
     return {
       json: {
         ackVsBare: round(start.ratio, 3),
+        allocVsCeiling: round(allocVsCeiling, 2),
         allocVsNaive: round(allocVsNaive, 1),
         ackPerSec: Math.round(start.real.acceptedPerSec),
         bareAckPerSec: Math.round(start.bare.acceptedPerSec),
         allocPerSec: Math.round(alloc.allocPerSec),
         naivePerSec: Math.round(alloc.naivePerSec),
+        ceilingPerSec: Math.round(alloc.ceilingPerSec),
+        workerCpuUsPerPurchase: Math.round(alloc.workerCpuUsPerPurchase),
         ackLatencyP50Ms: round(start.real.p50Ms, 2),
         ackLatencyP99Ms: round(start.real.p99Ms, 2),
         bareLatencyP50Ms: round(start.bare.p50Ms, 2),
@@ -158,7 +162,7 @@ const core = definePart({
       },
       goalsMet: {
         ackVsBare: start.ratio >= GOALS.ackVsBare,
-        allocVsNaive: allocVsNaive >= GOALS.allocVsNaive,
+        allocVsCeiling: allocVsCeiling >= GOALS.allocVsCeiling,
       },
       rows: [
         [`accepted/s, onsale start (${defaults.web} web + worker)`, int(start.real.acceptedPerSec)],
@@ -170,8 +174,10 @@ const core = definePart({
           `${int(serve.real.acceptedPerSec)} / ${int(serve.bare.acceptedPerSec)} = ${serve.ratio.toFixed(2)}`,
         ],
         ['allocated/s, onsale worker', int(alloc.allocPerSec)],
+        ['allocated/s, the same rows set-based in one transaction', int(alloc.ceilingPerSec)],
+        ['allocVsCeiling', goal(allocVsCeiling, GOALS.allocVsCeiling)],
         ['allocated/s, naive allocator', int(alloc.naivePerSec)],
-        ['allocVsNaive', goal(allocVsNaive, GOALS.allocVsNaive)],
+        ['allocVsNaive (information)', allocVsNaive.toFixed(1)],
         [
           'peak RSS MB, web / worker',
           `${mb(start.webPeakRssMb) ?? 'n/a'} / ${mb(alloc.workerPeakRssMb) ?? 'n/a'}`,
@@ -188,24 +194,23 @@ const postgres = definePart({
   measure: ({ pgAllocation }, progress) => measurePostgresAllocation(pgAllocation, progress),
   report: (pgAlloc) => {
     const ratio = pgAlloc.allocPerSec / pgAlloc.naivePerSec;
+    const vsCeiling = pgAlloc.allocPerSec / pgAlloc.ceilingPerSec;
     return {
       json: {
+        pgAllocVsCeiling: round(vsCeiling, 2),
         pgAllocPerSec: Math.round(pgAlloc.allocPerSec),
+        pgCeilingPerSec: Math.round(pgAlloc.ceilingPerSec),
         pgNaivePerSec: Math.round(pgAlloc.naivePerSec),
+        pgWorkerCpuUsPerPurchase: Math.round(pgAlloc.workerCpuUsPerPurchase),
         pgAllocVsNaive: round(ratio, 1),
       },
-      goalsMet: {
-        pgAllocPerSec: pgAlloc.allocPerSec >= GOALS.pgAllocPerSec,
-        pgAllocVsNaive: ratio >= GOALS.allocVsNaive,
-      },
+      goalsMet: { pgAllocVsCeiling: vsCeiling >= GOALS.allocVsCeiling },
       rows: [
-        [
-          'allocated/s, PostgreSQL worker loop',
-          `${int(pgAlloc.allocPerSec)}  (goal ≥ ${int(GOALS.pgAllocPerSec)}: ` +
-            `${pgAlloc.allocPerSec >= GOALS.pgAllocPerSec ? 'met' : 'MISSED'})`,
-        ],
+        ['allocated/s, PostgreSQL worker loop', int(pgAlloc.allocPerSec)],
+        ['allocated/s, PostgreSQL, the same rows set-based in one transaction', int(pgAlloc.ceilingPerSec)],
+        ['pgAllocVsCeiling', goal(vsCeiling, GOALS.allocVsCeiling)],
         ['allocated/s, PostgreSQL naive allocator', int(pgAlloc.naivePerSec)],
-        ['pgAllocVsNaive', goal(ratio, GOALS.allocVsNaive)],
+        ['pgAllocVsNaive (information)', ratio.toFixed(1)],
       ],
     };
   },

@@ -17,6 +17,7 @@ import type { PurchaseItem, RejectReason } from '../src/domain/types.js';
 import { createLogger } from '../src/shared/logger.js';
 import { startWorkerLoop } from '../src/worker/worker.js';
 import { fillQueue } from './allocation.js';
+import { postgresCeiling } from './ceiling.js';
 import { sleep } from './processes.js';
 import { createDatabase } from '../test/support/services.js';
 import { int } from '../src/shared/format.js';
@@ -35,6 +36,10 @@ export interface PostgresAllocationPlan {
 interface PostgresAllocationFigures {
   allocPerSec: number;
   naivePerSec: number;
+  /** The storage's own ceiling (ceiling.ts): the same rows for as many purchases, set-based, one transaction. */
+  ceilingPerSec: number;
+  /** CPU time of the bench process (the worker loop, and its 5 ms depth probe) per purchase, in microseconds. */
+  workerCpuUsPerPurchase: number;
 }
 
 interface BenchDatabase {
@@ -76,7 +81,7 @@ async function drainWithWorker(
   db: BenchDatabase,
   queued: number,
   batchSize: number,
-): Promise<{ allocated: number; seconds: number }> {
+): Promise<{ allocated: number; seconds: number; cpuSeconds: number }> {
   const storage = new PostgresStorage(db.url);
   const queue = new PostgresQueue(db.url);
   const probe = new PostgresQueue(db.url);
@@ -89,12 +94,19 @@ async function drainWithWorker(
     logger: createLogger('warn', 'bench-worker'),
   });
   try {
-    let first: { at: number; depth: number } | null = null;
+    let first: { at: number; depth: number; cpu: NodeJS.CpuUsage } | null = null;
     for (;;) {
       const { depth } = await probe.depth();
       const at = performance.now();
-      if (first === null && depth < queued) first = { at, depth };
-      if (first !== null && depth === 0) return { allocated: first.depth, seconds: (at - first.at) / 1000 };
+      if (first === null && depth < queued) first = { at, depth, cpu: process.cpuUsage() };
+      if (first !== null && depth === 0) {
+        const cpu = process.cpuUsage(first.cpu);
+        return {
+          allocated: first.depth,
+          seconds: (at - first.at) / 1000,
+          cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        };
+      }
       await sleep(5);
     }
   } finally {
@@ -283,7 +295,8 @@ export async function measurePostgresAllocation(
     await verify(db, purchases, 'worker loop');
     progress(
       `postgres allocation: worker loop (batches of ${batchSize}) allocated ${int(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
+        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s, ` +
+        `${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each in the worker's process`,
     );
     return run;
   });
@@ -301,5 +314,21 @@ export async function measurePostgresAllocation(
     );
     return run;
   });
-  return { allocPerSec: worker.allocated / worker.seconds, naivePerSec: naive.allocated / naive.seconds };
+  const ceiling = await withDatabase(adminUrl, async (db) => {
+    progress(`postgres allocation: the storage's ceiling: filling a queue with ${int(purchases)} purchases`);
+    await fillQueue(db, 0, purchases);
+    const run = await postgresCeiling(db.url, db.eventId, db.ticketTypeId);
+    await verify(db, purchases, 'storage ceiling');
+    progress(
+      `postgres allocation: the same rows set-based in one transaction: ${int(run.allocated)} in ` +
+        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
+    );
+    return run;
+  });
+  return {
+    allocPerSec: worker.allocated / worker.seconds,
+    naivePerSec: naive.allocated / naive.seconds,
+    ceilingPerSec: ceiling.allocated / ceiling.seconds,
+    workerCpuUsPerPurchase: (worker.cpuSeconds / worker.allocated) * 1e6,
+  };
 }
