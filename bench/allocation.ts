@@ -25,6 +25,8 @@ interface AllocationFigures {
   ceilingPerSec: number;
   /** CPU time of the worker process per purchase it allocated, in microseconds. */
   workerCpuUsPerPurchase: number;
+  /** CPU time of the ceiling's transaction per purchase, in microseconds. */
+  ceilingCpuUsPerPurchase: number;
   workerPeakRssMb: number | null;
 }
 
@@ -77,7 +79,8 @@ export async function measureAllocation(
     await verify(db, plan.purchases, 'storage ceiling');
     progress(
       `allocation: the same rows set-based in one transaction: ${int(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
+        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s, ` +
+        `${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each`,
     );
     return run;
   });
@@ -86,6 +89,7 @@ export async function measureAllocation(
     naivePerSec: naive.allocated / naive.seconds,
     ceilingPerSec: ceiling.allocated / ceiling.seconds,
     workerCpuUsPerPurchase: (worker.cpuSeconds / worker.allocated) * 1e6,
+    ceilingCpuUsPerPurchase: (ceiling.cpuSeconds / ceiling.allocated) * 1e6,
     workerPeakRssMb: worker.peakRssMb,
   };
 }

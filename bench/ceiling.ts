@@ -15,14 +15,23 @@
  */
 import pg from 'pg';
 import { openSqlite } from '../src/adapters/sqlite/database.js';
+import { cpuSeconds } from './processes.js';
 
 /** Tickets per purchase in the bench's queue (fillQueue). */
 const TICKETS_PER_PURCHASE = 2;
 
-/** What a ceiling run wrote and how long its transaction took, commit included. */
+/** What a ceiling run wrote, how long its transaction took (commit included) and the CPU it used. */
 export interface CeilingRun {
   allocated: number;
   seconds: number;
+  /** CPU seconds: of this process for SQLite (in-process), of the server process for PostgreSQL. */
+  cpuSeconds: number;
+}
+
+/** CPU seconds this process has used so far. */
+export function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 /** A random lower-case hex text of `chars` characters, in SQLite. */
@@ -53,13 +62,17 @@ export function sqliteCeiling(url: string, eventId: string, ticketTypeId: string
   const db = openSqlite(url);
   try {
     const statements = SQLITE.map((sql) => db.prepare(sql));
-    const n = db.prepare('SELECT count(*) FROM queue_purchases WHERE event_id = ?').pluck().get(eventId) as number;
+    const n = db
+      .prepare('SELECT count(*) FROM queue_purchases WHERE event_id = ?')
+      .pluck()
+      .get(eventId) as number;
     const params = { event: eventId, type: ticketTypeId, n, now: new Date().toISOString() };
     const started = performance.now();
+    const cpu = ownCpuSeconds();
     db.transaction(() => {
       for (const statement of statements) statement.run(pickParams(statement.source, params));
     }).immediate();
-    return { allocated: n, seconds: (performance.now() - started) / 1000 };
+    return { allocated: n, seconds: (performance.now() - started) / 1000, cpuSeconds: ownCpuSeconds() - cpu };
   } finally {
     db.close();
   }
@@ -107,7 +120,11 @@ const POSTGRES: Array<[sql: string, params: Array<'event' | 'type' | 'n' | 'now'
 ];
 
 /** Writes the allocation of every purchase queued in the PostgreSQL database of `url` in one transaction. */
-export async function postgresCeiling(url: string, eventId: string, ticketTypeId: string): Promise<CeilingRun> {
+export async function postgresCeiling(
+  url: string,
+  eventId: string,
+  ticketTypeId: string,
+): Promise<CeilingRun> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -117,16 +134,26 @@ export async function postgresCeiling(url: string, eventId: string, ticketTypeId
     );
     const n = counted.rows[0]!.n;
     const values = { event: eventId, type: ticketTypeId, n, now: new Date().toISOString() };
+    const backend = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const cpu = cpuSeconds(backend);
     const started = performance.now();
     await client.query('BEGIN');
     try {
-      for (const [sql, params] of POSTGRES) await client.query(sql, params.map((name) => values[name]));
+      for (const [sql, params] of POSTGRES)
+        await client.query(
+          sql,
+          params.map((name) => values[name]),
+        );
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK');
       throw error;
     }
-    return { allocated: n, seconds: (performance.now() - started) / 1000 };
+    return {
+      allocated: n,
+      seconds: (performance.now() - started) / 1000,
+      cpuSeconds: cpuSeconds(backend) - cpu,
+    };
   } finally {
     await client.end();
   }
