@@ -9,7 +9,8 @@
  * Both run on a fresh database whose queue holds the bench's purchases (one event, one ticket type, two
  * tickets each, buyers never seen before, as fillQueue writes them): the statements below rely on that
  * shape rather than parse every purchase's items. Ticket ids and codes are random, of the same length as the
- * worker's, so that their indexes are written in the same scattered way. The statements follow the latest
+ * worker's, and codes start with the time like the worker's (newTickets), so that their index is written in
+ * the same order. The statements follow the latest
  * storage migrations of each engine; a schema change must change them too (the bench checks the stored
  * stats afterwards, like the worker's).
  */
@@ -34,9 +35,12 @@ export function ownCpuSeconds(): number {
   return (user + system) / 1e6;
 }
 
+/** The time prefix of ticket codes (newTickets): milliseconds, 12 hex digits. */
+const codeTime = () => Date.now().toString(16).padStart(12, '0');
+
 /** A random lower-case hex text of `chars` characters, in SQLite. */
 const sqliteHex = (chars: number) => `lower(hex(randomblob(${chars / 2})))`;
-const sqliteTicket = `json_object('id', ${sqliteHex(16)}, 'ticketTypeId', @type, 'code', ${sqliteHex(22)})`;
+const sqliteTicket = `json_object('id', ${sqliteHex(16)}, 'ticketTypeId', @type, 'code', @time || ${sqliteHex(22)})`;
 
 /** SQLite, storage schema 0006 and queue schema 0003: each statement writes one table for all purchases. */
 const SQLITE = [
@@ -66,7 +70,7 @@ export function sqliteCeiling(url: string, eventId: string, ticketTypeId: string
       .prepare('SELECT count(*) FROM queue_purchases WHERE event_id = ?')
       .pluck()
       .get(eventId) as number;
-    const params = { event: eventId, type: ticketTypeId, n, now: new Date().toISOString() };
+    const params = { event: eventId, type: ticketTypeId, n, now: new Date().toISOString(), time: codeTime() };
     const started = performance.now();
     const cpu = ownCpuSeconds();
     db.transaction(() => {
@@ -90,7 +94,7 @@ const pgHex = (chars: number) => `left(replace(gen_random_uuid()::text, '-', '')
  * PostgreSQL, storage schema 0006 and queue schema 0002: each statement writes one table for all purchases.
  * Each with its parameters, by name.
  */
-const POSTGRES: Array<[sql: string, params: Array<'event' | 'type' | 'n' | 'now'>]> = [
+const POSTGRES: Array<[sql: string, params: Array<'event' | 'type' | 'n' | 'now' | 'time'>]> = [
   [
     `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, created_at, updated_at)
       SELECT purchase_id, event_id, buyer_id, buyer_id, 'confirmed', NULL, items, accepted_at, $2
@@ -99,10 +103,10 @@ const POSTGRES: Array<[sql: string, params: Array<'event' | 'type' | 'n' | 'now'
   ],
   [
     `INSERT INTO tickets (id, purchase_id, position, ticket_type_id, code)
-      SELECT ${pgHex(16)}, q.purchase_id, g.position, $2, ${pgHex(22)}
+      SELECT ${pgHex(16)}, q.purchase_id, g.position, $2, $3 || ${pgHex(22)}
       FROM queue_purchases q CROSS JOIN generate_series(0, ${TICKETS_PER_PURCHASE - 1}) AS g (position)
       WHERE q.event_id = $1 ORDER BY q.seq, g.position`,
-    ['event', 'type'],
+    ['event', 'type', 'time'],
   ],
   [
     `INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity)
@@ -133,7 +137,7 @@ export async function postgresCeiling(
       [eventId],
     );
     const n = counted.rows[0]!.n;
-    const values = { event: eventId, type: ticketTypeId, n, now: new Date().toISOString() };
+    const values = { event: eventId, type: ticketTypeId, n, now: new Date().toISOString(), time: codeTime() };
     const backend = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     const cpu = cpuSeconds(backend);
     const started = performance.now();
