@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { openQueue, openStorage } from '../src/adapters/index.js';
 import { newPurchaseId } from '../src/shared/ids.js';
 import type { EnqueueRequest } from '../src/ports/queue.js';
-import { sqliteCeiling } from './ceiling.js';
+import { describeCeiling, sqliteCeiling } from './ceiling.js';
 import { NaiveAllocator } from './naive-allocator.js';
 import { cleanEnv, cpuSeconds, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';
 import { int } from '../src/shared/format.js';
@@ -77,11 +77,7 @@ export async function measureAllocation(
     await fillQueue(db, 0, plan.purchases);
     const run = sqliteCeiling(db.url, db.eventId, db.ticketTypeId);
     await verify(db, plan.purchases, 'storage ceiling');
-    progress(
-      `allocation: the same rows set-based in one transaction: ${int(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s, ` +
-        `${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each`,
-    );
+    progress(`allocation: ${describeCeiling(run)}`);
     return run;
   });
   return {

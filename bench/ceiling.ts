@@ -29,6 +29,14 @@ export interface CeilingRun {
   cpuSeconds: number;
 }
 
+/** A ceiling run for the progress lines: rate and CPU per purchase. */
+export function describeCeiling(run: CeilingRun): string {
+  return (
+    `the same rows set-based in one transaction: ${run.allocated} in ${run.seconds.toFixed(2)} s: ` +
+    `${Math.round(run.allocated / run.seconds)}/s, ${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each`
+  );
+}
+
 /** CPU seconds this process has used so far. */
 export function ownCpuSeconds(): number {
   const { user, system } = process.cpuUsage();

@@ -17,7 +17,7 @@ import type { PurchaseItem, RejectReason } from '../src/domain/types.js';
 import { createLogger } from '../src/shared/logger.js';
 import { startWorkerLoop } from '../src/worker/worker.js';
 import { fillQueue } from './allocation.js';
-import { ownCpuSeconds, postgresCeiling } from './ceiling.js';
+import { describeCeiling, ownCpuSeconds, postgresCeiling } from './ceiling.js';
 import { cpuSeconds } from './processes.js';
 import { sleep } from './processes.js';
 import { createDatabase } from '../test/support/services.js';
@@ -351,11 +351,7 @@ export async function measurePostgresAllocation(
     await fillQueue(db, 0, purchases);
     const run = await postgresCeiling(db.url, db.eventId, db.ticketTypeId);
     await verify(db, purchases, 'storage ceiling');
-    progress(
-      `postgres allocation: the same rows set-based in one transaction: ${int(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s, ` +
-        `${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each in PostgreSQL`,
-    );
+    progress(`postgres allocation: ${describeCeiling(run)} in PostgreSQL`);
     return run;
   });
   return {
