@@ -50,7 +50,7 @@ const codeTime = () => Date.now().toString(16).padStart(12, '0');
 const sqliteHex = (chars: number) => `lower(hex(randomblob(${chars / 2})))`;
 const sqliteTicket = `json_object('id', ${sqliteHex(16)}, 'ticketTypeId', @type, 'code', @time || ${sqliteHex(22)})`;
 
-/** SQLite, storage schema 0006 and queue schema 0003: each statement writes one table for all purchases. */
+/** SQLite, storage schema 0005 and queue schema 0003: each statement writes one table for all purchases. */
 const SQLITE = [
   `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, reason, items, tickets, hold_expires_at,
       created_at, updated_at, waitlist_seq)
@@ -99,7 +99,7 @@ function pickParams(sql: string, params: Record<string, unknown>): Record<string
 const pgHex = (chars: number) => `left(replace(gen_random_uuid()::text, '-', ''), ${chars})`;
 
 /**
- * PostgreSQL, storage schema 0006 and queue schema 0002: each statement writes one table for all purchases.
+ * PostgreSQL, storage schema 0005 and queue schema 0002: each statement writes one table for all purchases.
  * Each with its parameters, by name.
  */
 const POSTGRES: Array<[sql: string, params: Array<'event' | 'type' | 'n' | 'now' | 'time'>]> = [
