@@ -3,8 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { openQueue, openStorage } from '../src/adapters/index.js';
 import { newPurchaseId } from '../src/shared/ids.js';
 import type { EnqueueRequest } from '../src/ports/queue.js';
+import { describeCeiling, sqliteCeiling } from './ceiling.js';
 import { NaiveAllocator } from './naive-allocator.js';
-import { cleanEnv, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';
+import { cleanEnv, cpuSeconds, peakRssMb, sleep, spawnNode, tempDir } from './processes.js';
 import { int } from '../src/shared/format.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -20,6 +21,12 @@ export interface AllocationPlan {
 interface AllocationFigures {
   allocPerSec: number;
   naivePerSec: number;
+  /** The storage's own ceiling (ceiling.ts): the same rows for as many purchases, set-based, one transaction. */
+  ceilingPerSec: number;
+  /** CPU time of the worker process per purchase it allocated, in microseconds. */
+  workerCpuUsPerPurchase: number;
+  /** CPU time of the ceiling's transaction per purchase, in microseconds. */
+  ceilingCpuUsPerPurchase: number;
   workerPeakRssMb: number | null;
 }
 
@@ -48,7 +55,7 @@ export async function measureAllocation(
     await verify(db, plan.purchases, 'onsale worker');
     progress(
       `allocation: onsale worker allocated ${int(run.allocated)} in ${run.seconds.toFixed(2)} s: ` +
-        `${int(run.allocated / run.seconds)}/s`,
+        `${int(run.allocated / run.seconds)}/s, ${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each`,
     );
     return run;
   });
@@ -65,9 +72,20 @@ export async function measureAllocation(
     );
     return run;
   });
+  const ceiling = await withDatabase(async (db) => {
+    progress(`allocation: the storage's ceiling: filling a queue with ${int(plan.purchases)} purchases`);
+    await fillQueue(db, 0, plan.purchases);
+    const run = sqliteCeiling(db.url, db.eventId, db.ticketTypeId);
+    await verify(db, plan.purchases, 'storage ceiling');
+    progress(`allocation: ${describeCeiling(run)}`);
+    return run;
+  });
   return {
     allocPerSec: worker.allocated / worker.seconds,
     naivePerSec: naive.allocated / naive.seconds,
+    ceilingPerSec: ceiling.allocated / ceiling.seconds,
+    workerCpuUsPerPurchase: (worker.cpuSeconds / worker.allocated) * 1e6,
+    ceilingCpuUsPerPurchase: (ceiling.cpuSeconds / ceiling.allocated) * 1e6,
     workerPeakRssMb: worker.peakRssMb,
   };
 }
@@ -141,17 +159,22 @@ export async function fillQueue(
 async function drainWithWorker(
   db: BenchDatabase,
   queued: number,
-): Promise<{ allocated: number; seconds: number; peakRssMb: number | null }> {
+): Promise<{ allocated: number; seconds: number; cpuSeconds: number; peakRssMb: number | null }> {
   const queue = await openQueue(db.url);
   const worker = spawnNode(CLI, ['worker'], cleanEnv({ ONSALE_DATA_DIR: db.dir, LOG_LEVEL: 'warn' }));
   try {
-    let first: { at: number; depth: number } | null = null;
+    let first: { at: number; depth: number; cpu: number } | null = null;
     for (;;) {
       const { depth } = await queue.depth();
       const at = performance.now();
-      if (first === null && depth < queued) first = { at, depth };
+      if (first === null && depth < queued) first = { at, depth, cpu: cpuSeconds(worker.pid) };
       if (first !== null && depth === 0) {
-        return { allocated: first.depth, seconds: (at - first.at) / 1000, peakRssMb: peakRssMb(worker.pid) };
+        return {
+          allocated: first.depth,
+          seconds: (at - first.at) / 1000,
+          cpuSeconds: cpuSeconds(worker.pid) - first.cpu,
+          peakRssMb: peakRssMb(worker.pid),
+        };
       }
       if (worker.exited())
         throw new Error(`the worker exited with ${depth} purchases queued:\n${worker.output()}`);

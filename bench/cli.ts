@@ -34,7 +34,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--only <parts>',
-        'comma-separated parts to run [default all]: core (embedded SQLite: ackVsBare, allocVsNaive), ' +
+        'comma-separated parts to run [default all]: core (embedded SQLite: ackVsBare, allocVsCeiling), ' +
           'postgres (allocation on PostgreSQL), redis and rabbitmq (the accept path with that queue and ' +
           'PostgreSQL storage), metrics (the accept path with metrics on and scraped, against off), sale (the ' +
           'whole sale, driven by the simulator, against the baseline shops on PostgreSQL), pages (the event ' +

@@ -31,8 +31,8 @@ export const GOALS = {
   cpuPer202VsBare: 2.0,
   serveCpuPer202VsBare: 1.4,
   webPeakRssMb: 150,
-  allocVsNaive: 50,
-  pgAllocPerSec: 50_000,
+  /** The worker's allocation rate ÷ the storage's own ceiling (bench/ceiling.ts), SQLite and PostgreSQL. */
+  allocVsCeiling: 0.5,
   metricsMaxCost: 0.05,
 } as const;
 
@@ -147,15 +147,20 @@ const core = definePart({
       worker: round(f.cpuMsPer202.worker, 4),
       bare: round(f.cpuMsPer202.bare, 4),
     });
+    const allocVsCeiling = alloc.allocPerSec / alloc.ceilingPerSec;
     return {
       json: {
         cpuPer202VsBare: round(start.cpuPer202VsBare, 3),
         ackVsBare: round(start.ratio, 3),
+        allocVsCeiling: round(allocVsCeiling, 2),
         allocVsNaive: round(allocVsNaive, 1),
         ackPerSec: Math.round(start.real.acceptedPerSec),
         bareAckPerSec: Math.round(start.bare.acceptedPerSec),
         allocPerSec: Math.round(alloc.allocPerSec),
         naivePerSec: Math.round(alloc.naivePerSec),
+        ceilingPerSec: Math.round(alloc.ceilingPerSec),
+        workerCpuUsPerPurchase: Math.round(alloc.workerCpuUsPerPurchase),
+        ceilingCpuUsPerPurchase: Math.round(alloc.ceilingCpuUsPerPurchase),
         ackLatencyP50Ms: round(start.real.p50Ms, 2),
         ackLatencyP99Ms: round(start.real.p99Ms, 2),
         bareLatencyP50Ms: round(start.bare.p50Ms, 2),
@@ -183,7 +188,7 @@ const core = definePart({
         ackVsBare: start.ratio >= GOALS.ackVsBare,
         serveAckVsBare: serve.ratio >= GOALS.serveAckVsBare,
         webPeakRssMb: webPeakRssMb !== null && webPeakRssMb <= GOALS.webPeakRssMb,
-        allocVsNaive: allocVsNaive >= GOALS.allocVsNaive,
+        allocVsCeiling: allocVsCeiling >= GOALS.allocVsCeiling,
       },
       rows: [
         cpuRow(
@@ -204,8 +209,10 @@ const core = definePart({
         ],
         ['serveOnly.ackVsBare', goal(serve.ratio, GOALS.serveAckVsBare)],
         ['allocated/s, onsale worker', int(alloc.allocPerSec)],
+        ['allocated/s, the same rows set-based in one transaction', int(alloc.ceilingPerSec)],
+        ['allocVsCeiling', goal(allocVsCeiling, GOALS.allocVsCeiling)],
         ['allocated/s, naive allocator', int(alloc.naivePerSec)],
-        ['allocVsNaive', goal(allocVsNaive, GOALS.allocVsNaive)],
+        ['allocVsNaive (information)', allocVsNaive.toFixed(1)],
         [
           'peak RSS MB, web (start / serve) / worker',
           `${mb(start.webPeakRssMb) ?? 'n/a'} / ${mb(serve.webPeakRssMb) ?? 'n/a'} / ` +
@@ -224,24 +231,25 @@ const postgres = definePart({
   measure: ({ pgAllocation }, progress) => measurePostgresAllocation(pgAllocation, progress),
   report: (pgAlloc) => {
     const ratio = pgAlloc.allocPerSec / pgAlloc.naivePerSec;
+    const vsCeiling = pgAlloc.allocPerSec / pgAlloc.ceilingPerSec;
     return {
       json: {
+        pgAllocVsCeiling: round(vsCeiling, 2),
         pgAllocPerSec: Math.round(pgAlloc.allocPerSec),
+        pgCeilingPerSec: Math.round(pgAlloc.ceilingPerSec),
         pgNaivePerSec: Math.round(pgAlloc.naivePerSec),
+        pgWorkerCpuUsPerPurchase: Math.round(pgAlloc.workerCpuUsPerPurchase),
+        pgServerCpuUsPerPurchase: Math.round(pgAlloc.serverCpuUsPerPurchase),
+        pgCeilingCpuUsPerPurchase: Math.round(pgAlloc.ceilingCpuUsPerPurchase),
         pgAllocVsNaive: round(ratio, 1),
       },
-      goalsMet: {
-        pgAllocPerSec: pgAlloc.allocPerSec >= GOALS.pgAllocPerSec,
-        pgAllocVsNaive: ratio >= GOALS.allocVsNaive,
-      },
+      goalsMet: { pgAllocVsCeiling: vsCeiling >= GOALS.allocVsCeiling },
       rows: [
-        [
-          'allocated/s, PostgreSQL worker loop',
-          `${int(pgAlloc.allocPerSec)}  (goal ≥ ${int(GOALS.pgAllocPerSec)}: ` +
-            `${pgAlloc.allocPerSec >= GOALS.pgAllocPerSec ? 'met' : 'MISSED'})`,
-        ],
+        ['allocated/s, PostgreSQL worker loop', int(pgAlloc.allocPerSec)],
+        ['allocated/s, PostgreSQL, the same rows set-based in one transaction', int(pgAlloc.ceilingPerSec)],
+        ['pgAllocVsCeiling', goal(vsCeiling, GOALS.allocVsCeiling)],
         ['allocated/s, PostgreSQL naive allocator', int(pgAlloc.naivePerSec)],
-        ['pgAllocVsNaive', goal(ratio, GOALS.allocVsNaive)],
+        ['pgAllocVsNaive (information)', ratio.toFixed(1)],
       ],
     };
   },

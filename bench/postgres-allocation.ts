@@ -17,6 +17,8 @@ import type { PurchaseItem, RejectReason } from '../src/domain/types.js';
 import { createLogger } from '../src/shared/logger.js';
 import { startWorkerLoop } from '../src/worker/worker.js';
 import { fillQueue } from './allocation.js';
+import { describeCeiling, ownCpuSeconds, postgresCeiling } from './ceiling.js';
+import { cpuSeconds } from './processes.js';
 import { sleep } from './processes.js';
 import { createDatabase } from '../test/support/services.js';
 import { int } from '../src/shared/format.js';
@@ -35,6 +37,14 @@ export interface PostgresAllocationPlan {
 interface PostgresAllocationFigures {
   allocPerSec: number;
   naivePerSec: number;
+  /** The storage's own ceiling (ceiling.ts): the same rows for as many purchases, set-based, one transaction. */
+  ceilingPerSec: number;
+  /** CPU time of the bench process (the worker loop, and its 5 ms depth probe) per purchase, in microseconds. */
+  workerCpuUsPerPurchase: number;
+  /** CPU time of the database's server processes (all its backends) per purchase the worker loop allocated. */
+  serverCpuUsPerPurchase: number;
+  /** CPU time of the ceiling's server process per purchase, in microseconds. */
+  ceilingCpuUsPerPurchase: number;
 }
 
 interface BenchDatabase {
@@ -76,7 +86,7 @@ async function drainWithWorker(
   db: BenchDatabase,
   queued: number,
   batchSize: number,
-): Promise<{ allocated: number; seconds: number }> {
+): Promise<{ allocated: number; seconds: number; cpuSeconds: number; serverCpuSeconds: number }> {
   const storage = new PostgresStorage(db.url);
   const queue = new PostgresQueue(db.url);
   const probe = new PostgresQueue(db.url);
@@ -87,19 +97,52 @@ async function drainWithWorker(
     batchSize,
     maxAttempts: 5,
     logger: createLogger('warn', 'bench-worker'),
+    // As `onsale worker` does when the queue is the database's (the default): the ack in the apply.
+    ackInApply: true,
   });
   try {
-    let first: { at: number; depth: number } | null = null;
+    let first: { at: number; depth: number; cpu: number; server: Map<number, number> } | null = null;
     for (;;) {
       const { depth } = await probe.depth();
       const at = performance.now();
-      if (first === null && depth < queued) first = { at, depth };
-      if (first !== null && depth === 0) return { allocated: first.depth, seconds: (at - first.at) / 1000 };
+      if (first === null && depth < queued) {
+        first = { at, depth, cpu: ownCpuSeconds(), server: await serverCpu(db.url) };
+      }
+      if (first !== null && depth === 0) {
+        let serverCpuSeconds = 0;
+        // Backends that were there at the start and still are (the pools keep theirs open).
+        for (const [pid, seconds] of await serverCpu(db.url, first.server.keys()))
+          serverCpuSeconds += seconds - first.server.get(pid)!;
+        return {
+          allocated: first.depth,
+          seconds: (at - first.at) / 1000,
+          cpuSeconds: ownCpuSeconds() - first.cpu,
+          serverCpuSeconds,
+        };
+      }
       await sleep(5);
     }
   } finally {
     await loop.stop();
     await Promise.all([storage.close(), queue.close(), probe.close()]);
+  }
+}
+
+/**
+ * CPU seconds used so far by each server process (backend) connected to the database of `url`, by pid;
+ * only `pids` when given. The server runs on this machine (the bench's PostgreSQL is local).
+ */
+async function serverCpu(url: string, pids?: Iterable<number>): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    const wanted = pids ? new Set(pids) : null;
+    return new Map(rows.filter((r) => !wanted || wanted.has(r.pid)).map((r) => [r.pid, cpuSeconds(r.pid)]));
+  } finally {
+    await client.end();
   }
 }
 
@@ -283,7 +326,9 @@ export async function measurePostgresAllocation(
     await verify(db, purchases, 'worker loop');
     progress(
       `postgres allocation: worker loop (batches of ${batchSize}) allocated ${int(run.allocated)} in ` +
-        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s`,
+        `${run.seconds.toFixed(2)} s: ${int(run.allocated / run.seconds)}/s, ` +
+        `${((run.cpuSeconds / run.allocated) * 1e6).toFixed(0)} µs CPU each in the worker's process, ` +
+        `${((run.serverCpuSeconds / run.allocated) * 1e6).toFixed(0)} µs in PostgreSQL`,
     );
     return run;
   });
@@ -301,5 +346,20 @@ export async function measurePostgresAllocation(
     );
     return run;
   });
-  return { allocPerSec: worker.allocated / worker.seconds, naivePerSec: naive.allocated / naive.seconds };
+  const ceiling = await withDatabase(adminUrl, async (db) => {
+    progress(`postgres allocation: the storage's ceiling: filling a queue with ${int(purchases)} purchases`);
+    await fillQueue(db, 0, purchases);
+    const run = await postgresCeiling(db.url, db.eventId, db.ticketTypeId);
+    await verify(db, purchases, 'storage ceiling');
+    progress(`postgres allocation: ${describeCeiling(run)} in PostgreSQL`);
+    return run;
+  });
+  return {
+    allocPerSec: worker.allocated / worker.seconds,
+    naivePerSec: naive.allocated / naive.seconds,
+    ceilingPerSec: ceiling.allocated / ceiling.seconds,
+    workerCpuUsPerPurchase: (worker.cpuSeconds / worker.allocated) * 1e6,
+    serverCpuUsPerPurchase: (worker.serverCpuSeconds / worker.allocated) * 1e6,
+    ceilingCpuUsPerPurchase: (ceiling.cpuSeconds / ceiling.allocated) * 1e6,
+  };
 }

@@ -22,6 +22,11 @@ export interface Queue {
   claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null>;
   /** Removes a batch (or a head of it, see headOf) whose effect is committed to storage. */
   ack(batch: ClaimedBatch): Promise<void>;
+  /**
+   * The ack of `batch` as a storage on the same database can run it inside applyBatch's own transaction
+   * (queues whose entries are rows of tables: SQLite, PostgreSQL). Absent for the others.
+   */
+  inlineAck?(batch: ClaimedBatch): InlineAck | null;
   /** Hands a batch back undone (the worker is stopping), so another worker can take it at once. */
   release(batch: ClaimedBatch): Promise<void>;
 
@@ -76,6 +81,15 @@ export interface ClaimedBatch {
   deliveries: number;
   /** Adapter data about the lease (who holds it). */
   lease: unknown;
+}
+
+/**
+ * A batch's ack as the queue's tables see it: the event's queued purchases up to `throughSeq` leave the
+ * queue. Only for a storage whose database holds the queue's tables (Storage.applyBatch).
+ */
+export interface InlineAck {
+  eventId: string;
+  throughSeq: number;
 }
 
 export interface DeadLetter {

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { openMailer, openOutbox, openQueue, openStorage, openWaitingRoom } from '../adapters/index.js';
-import { splitUrls } from '../adapters/sharding/urls.js';
+import { isSharded, splitUrls } from '../adapters/sharding/urls.js';
 import type { Config } from '../config.js';
 import { serveProcessMetrics, serveProcessMetricsOrLog } from '../metrics/listener.js';
 import { setWorkerCount } from '../metrics/metrics.js';
@@ -55,6 +55,7 @@ export async function runWorker(
     batchSize: config.batchSize,
     maxAttempts: config.maxAttempts,
     logger,
+    ackInApply: config.queueUrl === config.databaseUrl && !isSharded(config.databaseUrl),
   });
   // Every worker also sends ticket emails; the outbox's leases keep two from sending one at once.
   const mailer = config.smtpUrl ? await openMailer(config.smtpUrl, config.mailFrom) : null;

@@ -26,7 +26,9 @@ export interface WorkerLoop {
 /**
  * The worker loop: claim the oldest batch of one event, allocate it in one storage transaction, then ack.
  * The ack comes only after the commit, so a crash between them redelivers a batch that is already applied,
- * which applyBatch turns into a no-op: each purchase takes effect exactly once.
+ * which applyBatch turns into a no-op: each purchase takes effect exactly once. When the queue's tables live
+ * in the storage's database (`ackInApply`), the ack is part of that transaction instead: one commit less per
+ * batch, and nothing to redeliver.
  *
  * A batch that fails is retried with exponential backoff. When it fails again and again, the worker takes
  * its head purchase alone; a head that still fails after `maxAttempts` deliveries is a poison purchase and
@@ -41,6 +43,8 @@ export function startWorkerLoop(opts: {
   batchSize: number;
   maxAttempts: number;
   logger: Logger;
+  /** The queue's tables are in the storage's own database (the same URL): ack inside applyBatch. */
+  ackInApply?: boolean;
 }): WorkerLoop {
   const { storage, queue, workerId, batchSize, maxAttempts, logger } = opts;
   let running = true;
@@ -80,8 +84,9 @@ export function startWorkerLoop(opts: {
     }
     const started = performance.now();
     try {
-      const { applied, outcomes } = await storage.applyBatch(work.eventId, work.purchases);
-      await queue.ack(work);
+      const inline = (opts.ackInApply && queue.inlineAck?.(work)) || undefined;
+      const { applied, outcomes } = await storage.applyBatch(work.eventId, work.purchases, inline);
+      if (!inline) await queue.ack(work);
       failures.delete(head.purchaseId);
       const ms = performance.now() - started;
       observeBatch(work.purchases.length, ms / 1000, outcomes);

@@ -1,5 +1,12 @@
 import type { AcceptedPurchase } from '../../domain/types.js';
-import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
+import type {
+  ClaimedBatch,
+  DeadLetter,
+  EnqueueRequest,
+  EnqueueResult,
+  InlineAck,
+  Queue,
+} from '../../ports/queue.js';
 import { ADVISORY_LOCK, applyMigrations, fromDb, PostgresDatabase, toDb, type Tx } from './database.js';
 import {
   buryPurchases,
@@ -161,6 +168,15 @@ const SQL = {
 const QUEUE_SESSION = { enable_bitmapscan: 'off' };
 
 /**
+ * Takes an acked batch off the queue tables in `tx`: call it INSIDE the transaction that applied the batch
+ * (PostgresStorage.applyBatch, when storage and queue share the database), last, so that the queue's depth
+ * row is locked only until that commit. Safe to repeat: a second run removes nothing.
+ */
+export async function removeAcked(tx: Tx, ack: InlineAck): Promise<void> {
+  await tx.query(SQL.remove, [toDb(ack.eventId), ack.throughSeq]);
+}
+
+/**
  * The queue as tables in PostgreSQL: the default queue when the database is PostgreSQL (the queue URL is
  * then the database URL). The same design as the SQLite queue: a sequence number for acceptance order, a
  * lease per event for first come, first served with several workers, idempotency keys resolved in the
@@ -277,9 +293,13 @@ export class PostgresQueue implements Queue {
   }
 
   async ack(batch: ClaimedBatch): Promise<void> {
-    const last = batch.receipts.at(-1) as number | undefined;
-    if (last === undefined) return;
-    await this.#db.query(SQL.remove, [toDb(batch.eventId), last]);
+    const ack = this.inlineAck(batch);
+    if (ack) await this.#db.query(SQL.remove, [toDb(ack.eventId), ack.throughSeq]);
+  }
+
+  inlineAck(batch: ClaimedBatch): InlineAck | null {
+    const throughSeq = batch.receipts.at(-1) as number | undefined;
+    return throughSeq === undefined ? null : { eventId: batch.eventId, throughSeq };
   }
 
   async release(batch: ClaimedBatch): Promise<void> {

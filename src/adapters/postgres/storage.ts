@@ -40,8 +40,10 @@ import type {
   PaymentUpdate,
   Storage,
 } from '../../ports/storage.js';
+import type { InlineAck } from '../../ports/queue.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
+import { removeAcked } from './queue.js';
 
 interface TicketTypeRow {
   id: string;
@@ -449,10 +451,18 @@ export class PostgresStorage implements Storage {
     return new Map(rows.map((r) => [fromDb(r.id), { status: r.status, updatedAt: r.updated_at }]));
   }
 
-  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult> {
+  async applyBatch(
+    eventId: string,
+    purchases: readonly AcceptedPurchase[],
+    ack?: InlineAck,
+  ): Promise<BatchResult> {
     if (purchases.length === 0) return { applied: 0, outcomes: [] };
     const event = toDb(eventId);
-    const outcomes = await this.#db.transaction((tx) => this.#apply(tx, event, purchases));
+    const outcomes = await this.#db.transaction(async (tx) => {
+      const decided = await this.#apply(tx, event, purchases);
+      if (ack) await removeAcked(tx, ack);
+      return decided;
+    });
     return { applied: outcomes.length, outcomes };
   }
 

@@ -234,7 +234,13 @@ export class ShardedStorage implements Storage {
     return this.#event(eventId, [], (s) => s.purchasesPage(eventId, afterId, limit));
   }
 
-  applyBatch(eventId: string, purchases: Parameters<Storage['applyBatch']>[1]): Promise<BatchResult> {
+  applyBatch(
+    eventId: string,
+    purchases: Parameters<Storage['applyBatch']>[1],
+    ack?: Parameters<Storage['applyBatch']>[2],
+  ): Promise<BatchResult> {
+    // The queue's tables are not in one shard's database: its ack is never part of a shard's transaction.
+    if (ack) throw new Error('a sharded storage cannot take the queue’s ack into applyBatch');
     const index = this.#shards.ofEvent(eventId);
     if (index === null) throw new Error(`event ${eventId} names no database shard of this configuration`);
     return this.#shards.on(index, (s) => s.primary.applyBatch(eventId, purchases));

@@ -42,10 +42,12 @@ import type {
   PaymentUpdate,
   Storage,
 } from '../../ports/storage.js';
+import type { InlineAck } from '../../ports/queue.js';
 import type { Statement } from 'better-sqlite3';
 
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
+import { removeAcked } from './queue.js';
 
 interface TicketTypeRow {
   id: string;
@@ -286,9 +288,25 @@ export class SqliteStorage implements Storage {
     return new Map(rows.map((r) => [r.id, { status: r.status, updatedAt: r.updated_at }]));
   }
 
-  async applyBatch(eventId: string, purchases: readonly AcceptedPurchase[]): Promise<BatchResult> {
-    const s = this.#stmt;
+  async applyBatch(
+    eventId: string,
+    purchases: readonly AcceptedPurchase[],
+    ack?: InlineAck,
+  ): Promise<BatchResult> {
+    const allocate = this.#allocate(eventId, purchases);
     const apply = this.#db.transaction((): BatchResult['outcomes'] => {
+      const outcomes = allocate();
+      if (ack) removeAcked(this.#db, ack);
+      return outcomes;
+    });
+    const outcomes = guarded(() => apply.immediate());
+    return { applied: outcomes.length, outcomes };
+  }
+
+  /** The body of applyBatch's transaction, without the queue's ack. */
+  #allocate(eventId: string, purchases: readonly AcceptedPurchase[]): () => BatchResult['outcomes'] {
+    const s = this.#stmt;
+    return (): BatchResult['outcomes'] => {
       const ids = JSON.stringify(purchases.map((p) => p.purchaseId));
       const applied = new Set(s.alreadyApplied.all(ids) as string[]);
       const buyers = pendingBuyers(purchases, applied);
@@ -346,9 +364,7 @@ export class SqliteStorage implements Storage {
         }
       }
       return plan.outcomes;
-    });
-    const outcomes = guarded(() => apply.immediate());
-    return { applied: outcomes.length, outcomes };
+    };
   }
 
   #stock(eventId: string): Map<string, StockLevel> {
