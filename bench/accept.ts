@@ -49,6 +49,8 @@ export interface AcceptFigures {
   webPeakRssMb: number | null;
   /** CPUs (CPU seconds per second) used during the reported real run by all web processes, and the worker. */
   cpu: { web: number; worker: number };
+  /** CPUs used during the reported bare run by its processes: with `cpu`, the CPU per 202 of each side. */
+  bareCpu: number;
 }
 
 export interface RealRun {
@@ -75,16 +77,19 @@ export async function measureAccept(
       : `onsale start (${topology.web} web, workers)${topology.engine ? ` on ${topology.engine.name}` : ''}`;
   const real: RealRun[] = [];
   const bare: WrkResult[] = [];
+  const bareCpu = new Map<WrkResult, number>();
   for (let r = 1; r <= plan.rounds; r++) {
     const engine = topology.kind === 'start' ? topology.engine : undefined;
     const label = `accept ${engine ? engine.name : topology.kind} ${r}/${plan.rounds}`;
     for (const side of r % 2 === 1 ? ['bare', 'real'] : ['real', 'bare']) {
       if (side === 'bare') {
-        const run = await bareRun(plan, processes);
+        const { wrk: run, cpu } = await bareRun(plan, processes);
         progress(
-          `${label}: bare Fastify (${processes} process${processes > 1 ? 'es' : ''}): ${describe(run)}`,
+          `${label}: bare Fastify (${processes} process${processes > 1 ? 'es' : ''}): ${describe(run)}; ` +
+            `CPUs used ${cpu.toFixed(2)}`,
         );
         bare.push(run);
+        bareCpu.set(run, cpu);
       } else {
         const run = await realRun(plan, topology);
         progress(
@@ -108,6 +113,7 @@ export async function measureAccept(
     non202,
     webPeakRssMb: rss.length > 0 ? Math.max(...rss) : null,
     cpu: reported.cpu,
+    bareCpu: bareCpu.get(bareReported)!,
   };
 }
 
@@ -147,17 +153,24 @@ export async function warmThenMeasure(
   return runWrk(base, { ...target, buyerPrefix: buyerPrefix() }, plan.load);
 }
 
-async function bareRun(plan: AcceptPlan, processes: number): Promise<WrkResult> {
+async function bareRun(plan: AcceptPlan, processes: number): Promise<{ wrk: WrkResult; cpu: number }> {
   const port = await freePort();
   const server = spawnNode(BARE_SERVER, [String(port), String(processes)], cleanEnv({}));
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/healthz`, server);
+    // Its forked servers and itself (the primary only forwards nothing: the port is shared).
+    const cpuNow = () =>
+      [server.pid, ...childrenOf(server.pid).map((c) => c.pid)].reduce((t, pid) => t + cpuSeconds(pid), 0);
+    let cpuBefore = 0;
     // The bare route ignores the ids; ids as long as onsale's (16 characters) keep the requests the same size.
-    return await warmThenMeasure(plan, base, {
-      eventId: 'bare-event-00000',
-      ticketTypeId: 'bare-ticket-type',
-    });
+    const wrk = await warmThenMeasure(
+      plan,
+      base,
+      { eventId: 'bare-event-00000', ticketTypeId: 'bare-ticket-type' },
+      () => (cpuBefore = cpuNow()),
+    );
+    return { wrk, cpu: (cpuNow() - cpuBefore) / wrk.durationSec };
   } finally {
     await server.stop();
   }

@@ -73,7 +73,8 @@ export function renderHtml(report: SimulationReport): string {
 `;
 }
 
-const STYLE = `
+/** The report's stylesheet, shared with the bench's overload chart (same look). */
+export const STYLE = `
 :root{color-scheme:light;--ink:#1d2433;--muted:#6b7385;--line:#e3e6ee;--ok:#17804a;--bad:#c0262d;--a:#3867d6;--b:#20bf6b;--c:#fa8231;--d:#8854d0}
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);margin:0 auto;max-width:1100px;padding:24px}
@@ -105,10 +106,10 @@ footer{color:var(--muted);font:11px ui-monospace,monospace;margin-top:30px;word-
 @media (max-width:700px){.two{grid-template-columns:1fr}}
 `;
 
-const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0'];
+export const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0'];
 const W = 1000;
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
