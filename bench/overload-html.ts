@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { COLORS, esc, STYLE } from '../src/simulate/html.js';
+import { COLORS, documentHead, esc } from '../src/simulate/html.js';
 import { int } from '../src/shared/format.js';
 import { OVERLOAD_P99_GOAL_MS, type OverloadFigures } from './overload.js';
 
@@ -12,7 +11,6 @@ export function renderOverloadHtml(
   f: OverloadFigures,
   meta: { startedAt: string; loadAverage: string },
 ): string {
-  const hash = createHash('sha256').update(STYLE).digest('base64');
   const rows = f.contenders
     .map(
       (c) =>
@@ -21,15 +19,7 @@ export function renderOverloadHtml(
         `<td>${int(c.ticketsPerSec)}</td><td class="${c.invariantsOk ? 'ok' : 'bad'}">${c.invariantsOk ? 'kept' : 'BROKEN'}</td></tr>`,
     )
     .join('');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'sha256-${hash}'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Overload race</title>
-<style>${STYLE}</style>
-</head>
+  return `${documentHead('Overload race')}
 <body>
 <header>
 <h1>The overload race</h1>
