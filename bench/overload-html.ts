@@ -23,7 +23,7 @@ export function renderOverloadHtml(
 <body>
 <header>
 <h1>The overload race</h1>
-<p class="sub">npm run bench -- --only overload · started ${esc(meta.startedAt)} · load average ${esc(meta.loadAverage)} · open loop at <b>${int(f.ratePerSec)} purchases/s</b> (${f.plan.rateMultiple}× the ${int(f.advisoryLockSustainedPerSec)}/s the advisory-lock shop sustains) for ${f.plan.durationSec} s, ${f.plan.timeoutMs / 1000} s timeout</p>
+<p class="sub">bench part overload · started ${esc(meta.startedAt)} · load average ${esc(meta.loadAverage)} · open loop at <b>${int(f.ratePerSec)} purchases/s</b> (${f.plan.rateMultiple}× the ${int(f.advisoryLockSustainedPerSec)}/s the advisory-lock shop sustains) for ${f.plan.durationSec} s, ${f.plan.timeoutMs / 1000} s timeout</p>
 </header>
 <section><h2>p99 acknowledgement latency of each second (log scale; a timeout counts as ${f.plan.timeoutMs / 1000} s)</h2>${logChart(f)}</section>
 <section><h2>Per contender</h2>
