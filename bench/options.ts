@@ -2,7 +2,7 @@
 
 /**
  * What `--only` may choose: the embedded engine (accept and allocation rates), then one part per server, the cost of
- * metrics, the whole sale against the baseline shops, then the buyer's event page, and
+ * metrics, the whole sale against the baseline shops (and the open-loop overload race against them), then the buyer's event page, and
  * `onsale cluster` behind HAProxy, and the send rate of the simulator itself against wrk.
  */
 export const PARTS = [
@@ -17,6 +17,7 @@ export const PARTS = [
   'simulator',
   'scale-out',
   'waiting-room',
+  'overload',
 ] as const;
 export type Part = (typeof PARTS)[number];
 

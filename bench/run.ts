@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { loadConfig } from '../src/config.js';
 import { BalancerMissingError, findBalancer } from '../src/processes/lb/balancer.js';
@@ -184,8 +185,10 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const rows: Row[] = [];
   const json = new Map<Part, Record<string, unknown>>();
   let goalsMet: Record<string, boolean> = {};
+  const files: Record<string, string> = {};
   for (const part of chosen) {
     const report = await part.run(plans, progress);
+    Object.assign(files, report.files);
     rows.push(...report.rows);
     json.set(part.name, report.json);
     goalsMet = { ...goalsMet, ...report.goalsMet };
@@ -233,6 +236,10 @@ export async function runBench(options: BenchOptions): Promise<number> {
       }),
     );
     progress(`results written to ${resultsFile}`);
+    for (const [name, content] of Object.entries(files)) {
+      writeFileSync(join(dirname(resultsFile), name), content);
+      progress(`${name} written next to them`);
+    }
   }
   return 0;
 }

@@ -21,7 +21,7 @@ export function contenderName(c: Contender): string {
 }
 
 /** A running contender: its URL and admin token, and how to stop it and remove what it made. */
-interface Running {
+export interface Running {
   url: string;
   adminToken: string;
   /** What stop() removes besides the processes: databases, Redis keys, data folders. */
@@ -50,7 +50,11 @@ export async function stopContenders(): Promise<string[]> {
  * folder, with a throw-away PostgreSQL database (and Redis prefix) for those engines; or a shop, with a
  * process per CPU, on its own throw-away database of the same PostgreSQL server.
  */
-async function startContender(c: Contender, urls: { postgres: string; redis: string }): Promise<Running> {
+export async function startContender(
+  c: Contender,
+  urls: { postgres: string; redis: string },
+  env: Record<string, string> = {},
+): Promise<Running> {
   const port = await freePort();
   const adminToken = randomBytes(32).toString('base64url');
   const url = `http://127.0.0.1:${port}`;
@@ -89,6 +93,7 @@ async function startContender(c: Contender, urls: { postgres: string; redis: str
       PORT: String(port),
       ONSALE_ADMIN_TOKEN: adminToken,
       LOG_LEVEL: 'warn',
+      ...env,
       ...(db ? { ONSALE_DATABASE_URL: db.url } : {}),
       ...(c.engine === 'postgres+redis' ? { ONSALE_QUEUE_URL: queue.toString() } : {}),
     }),

@@ -10,8 +10,6 @@ import { int } from '../shared/format.js';
  * when served under a strict CSP or opened from disk.
  */
 export function renderHtml(report: SimulationReport): string {
-  const css = STYLE;
-  const hash = createHash('sha256').update(css).digest('base64');
   const t = report.totals;
   const inv = report.invariants;
   const cards: Array<[string, string]> = [
@@ -29,15 +27,7 @@ export function renderHtml(report: SimulationReport): string {
     ['ack p99', `${report.ackLatencyMs.p99.toFixed(1)} ms`],
     ['end-to-end p99', `${(report.endToEndLatencyMs.p99 / 1000).toFixed(2)} s`],
   ];
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'sha256-${hash}'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Flash sale: ${esc(report.eventName)}</title>
-<style>${css}</style>
-</head>
+  return `${documentHead(`Flash sale: ${report.eventName}`)}
 <body>
 <header>
 <h1>Flash sale simulation</h1>
@@ -73,6 +63,23 @@ export function renderHtml(report: SimulationReport): string {
 `;
 }
 
+/**
+ * The page up to </head>: the stylesheet inline, and a Content-Security-Policy that allows nothing but it (by
+ * hash). Shared with the waiting-room report and the bench's overload chart, which looks the same.
+ */
+export function documentHead(title: string): string {
+  const hash = createHash('sha256').update(STYLE).digest('base64');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'sha256-${hash}'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>`;
+}
+
 export const STYLE = `
 :root{color-scheme:light;--ink:#1d2433;--muted:#6b7385;--line:#e3e6ee;--ok:#17804a;--bad:#c0262d;--a:#3867d6;--b:#20bf6b;--c:#fa8231;--d:#8854d0}
 *{box-sizing:border-box}
@@ -105,7 +112,7 @@ footer{color:var(--muted);font:11px ui-monospace,monospace;margin-top:30px;word-
 @media (max-width:700px){.two{grid-template-columns:1fr}}
 `;
 
-const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0'];
+export const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0'];
 const W = 1000;
 
 export function esc(s: string): string {

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { SimulateFlags } from './flags.js';
-import { esc, lineChart, STYLE } from './html.js';
+import { documentHead, esc, lineChart } from './html.js';
 import { write } from './report.js';
 import { simulateWaitingRoom, type RoomReport } from './waiting-room.js';
 import { int } from '../shared/format.js';
@@ -61,7 +60,6 @@ export function roomSummary(r: RoomReport): string {
 }
 
 export function renderRoomHtml(r: RoomReport): string {
-  const hash = createHash('sha256').update(STYLE).digest('base64');
   const length = Math.max(1, ...r.timeline.map((s) => s.second + 1));
   const bySecond = (pick: (s: RoomReport['timeline'][number]) => number | null) => {
     const values: Array<number | null> = Array.from({ length }, () => null);
@@ -74,15 +72,7 @@ export function renderRoomHtml(r: RoomReport): string {
         `<li class="bad"><b>✗ ${esc('check' in v ? v.check : v.invariant)}</b><div class="detail">${esc(v.detail)}</div></li>`,
     )
     .join('');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'sha256-${hash}'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Waiting room: ${esc(r.eventName)}</title>
-<style>${STYLE}</style>
-</head>
+  return `${documentHead(`Waiting room: ${r.eventName}`)}
 <body>
 <header>
 <h1>Sale behind a waiting room</h1>

@@ -102,11 +102,12 @@ export function brokerNames(
   };
 }
 
-/** One purchase to publish: its partition, its index seq, the purchase itself (the message body). */
+/** One purchase to publish: its partition, its index seq, the purchase itself and its JSON (the message body). */
 export interface Outgoing {
   partition: number;
   seq: number;
   purchase: AcceptedPurchase;
+  payload: string;
 }
 
 /** What the broker tells the queue about consumption. */
@@ -210,7 +211,7 @@ export class Broker {
           try {
             channel.sendToQueue(
               this.#names.partitions[m.partition]!,
-              Buffer.from(JSON.stringify(m.purchase)),
+              Buffer.from(m.payload),
               {
                 persistent: true,
                 mandatory: true,

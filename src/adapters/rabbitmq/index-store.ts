@@ -1,10 +1,14 @@
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueRequest, EnqueueResult } from '../../ports/queue.js';
 
-/** A purchase as the index holds it: its acceptance sequence number (orders events) and the purchase. */
+/**
+ * A purchase as the index holds it: its acceptance sequence number (orders events), the purchase, and its
+ * JSON as stored (the message body is the same text: serialized once).
+ */
 export interface IndexedPurchase {
   seq: number;
   purchase: AcceptedPurchase;
+  payload: string;
 }
 
 /** An enqueue request with the partition its event hashes to (the index locks per partition). */

@@ -52,21 +52,25 @@ const SQL = {
    */
   noSync: 'SET LOCAL synchronous_commit = off',
   /**
-   * Inserts purchases in array order (ids $1, event ids $2, payloads $3, accepted_at $4); an id already
-   * there (the first attempt of a retried transaction committed) is skipped. Returns purchase_id, seq of
-   * the rows inserted.
+   * Inserts purchases in array order (ids $1, event ids $2, payloads $3, accepted_at $4) and adds those
+   * inserted to their events' queued counts, in one statement: one round trip fewer while the partition's
+   * lock is held. An id already there (the first attempt of a retried transaction committed) is skipped and
+   * not counted again. Returns purchase_id, seq of the rows inserted.
    */
-  insertPurchases: `INSERT INTO rabbitmq_purchases (purchase_id, event_id, payload, accepted_at)
-    SELECT id, ev, pl, at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u (id, ev, pl, at, n)
-    ORDER BY n
-    ON CONFLICT (purchase_id) DO NOTHING
-    RETURNING purchase_id, seq`,
+  insertPurchases: `WITH inserted AS (
+      INSERT INTO rabbitmq_purchases (purchase_id, event_id, payload, accepted_at)
+      SELECT id, ev, pl, at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u (id, ev, pl, at, n)
+      ORDER BY n
+      ON CONFLICT (purchase_id) DO NOTHING
+      RETURNING purchase_id, seq, event_id
+    ), counted AS (
+      INSERT INTO rabbitmq_counts (event_id, queued)
+      SELECT event_id, count(*) FROM inserted GROUP BY event_id
+      ON CONFLICT (event_id) DO UPDATE SET queued = rabbitmq_counts.queued + EXCLUDED.queued
+    )
+    SELECT purchase_id, seq FROM inserted`,
   /** purchase_id, seq of the purchases $1 (those a retried insert skipped). */
   seqs: 'SELECT purchase_id, seq FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[])',
-  /** Adds one queued purchase per entry of $1 (event ids) to its event's count. Returns nothing. */
-  addQueued: `INSERT INTO rabbitmq_counts (event_id, queued)
-    SELECT e, count(*) FROM unnest($1::text[]) AS u (e) GROUP BY e
-    ON CONFLICT (event_id) DO UPDATE SET queued = rabbitmq_counts.queued + EXCLUDED.queued`,
   /** purchase_id, dead of the purchases $1 that the index holds, queued or among the dead letters. */
   states: `SELECT purchase_id, false AS dead FROM rabbitmq_purchases WHERE purchase_id = ANY($1::text[])
     UNION ALL
@@ -161,22 +165,27 @@ export class PostgresIndex implements PurchaseIndex {
         .map((r) => r.request.purchase);
       if (accepted.length === 0) return results;
       const ids = accepted.map((p) => p.purchaseId);
+      const payloads = accepted.map((p) => JSON.stringify(p));
       const inserted = await tx.query<{ purchase_id: string; seq: number }>(SQL.insertPurchases, [
         ids,
         accepted.map((p) => p.eventId),
-        accepted.map((p) => JSON.stringify(p)),
+        payloads,
         accepted.map((p) => p.acceptedAt),
       ]);
       const seqs = new Map(inserted.rows.map((r) => [r.purchase_id, r.seq]));
-      const fresh = accepted.filter((p) => seqs.has(p.purchaseId));
-      if (fresh.length > 0) await tx.query(SQL.addQueued, [fresh.map((p) => p.eventId)]);
-      if (fresh.length < accepted.length) {
+      if (seqs.size < accepted.length) {
         const skipped = await tx.query<{ purchase_id: string; seq: number }>(SQL.seqs, [
           ids.filter((id) => !seqs.has(id)),
         ]);
         for (const r of skipped.rows) seqs.set(r.purchase_id, r.seq);
       }
-      await publish(accepted.map((purchase) => ({ seq: seqs.get(purchase.purchaseId)!, purchase })));
+      await publish(
+        accepted.map((purchase, i) => ({
+          seq: seqs.get(purchase.purchaseId)!,
+          purchase,
+          payload: payloads[i]!,
+        })),
+      );
       return results;
     });
   }
@@ -268,15 +277,21 @@ export class PostgresIndex implements PurchaseIndex {
       if (rows.length === 0) return 0;
       // Inserted again: a new seq, at the tail, as a fresh purchase (claims start again).
       const revived = rows.map(toPurchase);
+      const payloads = revived.map((p) => JSON.stringify(p));
       const inserted = await tx.query<{ purchase_id: string; seq: number }>(SQL.insertPurchases, [
         revived.map((p) => p.purchaseId),
         revived.map((p) => p.eventId),
-        revived.map((p) => JSON.stringify(p)),
+        payloads,
         revived.map((p) => p.acceptedAt),
       ]);
-      await tx.query(SQL.addQueued, [revived.map((p) => p.eventId)]);
       const seqs = new Map(inserted.rows.map((r) => [r.purchase_id, r.seq]));
-      await publish(revived.map((purchase) => ({ seq: seqs.get(purchase.purchaseId)!, purchase })));
+      await publish(
+        revived.map((purchase, i) => ({
+          seq: seqs.get(purchase.purchaseId)!,
+          purchase,
+          payload: payloads[i]!,
+        })),
+      );
       return revived.length;
     });
   }
