@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { fetchSender, playRole, politely, type Role } from '../src/simulate/checkout.js';
 import { checkInvariants, type FinalPurchase, type SentPurchase } from '../src/simulate/invariants.js';
 import { openStorage } from '../src/adapters/index.js';
 import { createEvent, getJson, type CreatedEvent } from './helpers/api.js';
-import { CHECKOUT_ENV, pay, postJson, threeDSecure, cancel } from './helpers/checkout.js';
+import { CHECKOUT_ENV, postJson } from './helpers/checkout.js';
 import { childrenOf, LOOPBACK_EXEMPT, startOnsale, until, type Onsale } from './helpers/processes.js';
 import { deleteRabbitTopology, rabbitUrl } from './helpers/rabbitmq.js';
 import { deleteRedisKeys } from './helpers/redis.js';
@@ -54,7 +55,6 @@ const ENGINES: Engines[] = [
   }),
 ];
 
-type Role = 'pay' | 'decline_then_pay' | 'three_d_secure' | 'cancel' | 'abandon';
 const ROLES: Role[] = [
   'pay',
   'pay',
@@ -164,30 +164,9 @@ describeEach(ENGINES, 'checkout flood: $name', (engine) => {
         if (['confirmed', 'rejected', 'expired', 'cancelled'].includes(status)) return;
         await sleep(200);
       }
-      const attempt = (token: string) =>
-        persist(() => pay(baseUrl, id, token, { 'idempotency-key': `${id}-${token}` }));
-      switch (role) {
-        case 'pay':
-          await attempt('tok_visa');
-          break;
-        case 'decline_then_pay': {
-          const declined = await attempt('tok_chargeDeclined');
-          if (declined.status === 402) declinedShown.add(id);
-          await attempt('tok_visa');
-          break;
-        }
-        case 'three_d_secure': {
-          const started = await attempt('tok_threeDSecure');
-          if (started.status === 202)
-            await persist(async () => ({ status: await threeDSecure(baseUrl, id, 'approve') }));
-          break;
-        }
-        case 'cancel':
-          await persist(() => cancel(baseUrl, id));
-          break;
-        case 'abandon':
-          break;
-      }
+      // A web server killed mid-request: the buyer sends the same request again (same Idempotency-Key).
+      const outcome = await playRole({ send: politely(fetchSender(baseUrl)), origin: baseUrl }, id, role);
+      if (outcome.declinedShown) declinedShown.add(id);
     }
 
     // Crashes: a worker and a web server mid-flood (the supervisor restarts them), then every worker at once.

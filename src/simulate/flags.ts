@@ -24,6 +24,13 @@ export interface SimulateFlags {
   retries: number;
   seed: number;
   processes: number;
+  holdSeconds?: number;
+  priceCents?: number;
+  payRate?: number;
+  declineRate?: number;
+  threeDsRate?: number;
+  cancelRate?: number;
+  abandonRate?: number;
   reportJson?: string;
   reportHtml?: string;
 }
