@@ -3,7 +3,8 @@
 /**
  * What `--only` may choose: the embedded engine (accept and allocation rates), then one part per server, the cost of
  * metrics, the whole sale against the baseline shops, then the buyer's event page, and
- * `onsale cluster` behind HAProxy, and the send rate of the simulator itself against wrk.
+ * `onsale cluster` behind HAProxy, the send rate of the simulator itself against wrk, and a sale with holds and
+ * payment beside one without.
  */
 export const PARTS = [
   'core',
@@ -17,6 +18,7 @@ export const PARTS = [
   'simulator',
   'scale-out',
   'waiting-room',
+  'checkout',
 ] as const;
 export type Part = (typeof PARTS)[number];
 

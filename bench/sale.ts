@@ -21,9 +21,11 @@ export function contenderName(c: Contender): string {
 }
 
 /** A running contender: its URL and admin token, and how to stop it and remove what it made. */
-interface Running {
+export interface Running {
   url: string;
   adminToken: string;
+  /** onsale's storage (a throw-away PostgreSQL database or the temp folder's SQLite file); null for a shop. */
+  databaseUrl: string | null;
   /** What stop() removes besides the processes: databases, Redis keys, data folders. */
   leaves: string[];
   stop: () => Promise<void>;
@@ -50,7 +52,10 @@ export async function stopContenders(): Promise<string[]> {
  * folder, with a throw-away PostgreSQL database (and Redis prefix) for those engines; or a shop, with a
  * process per CPU, on its own throw-away database of the same PostgreSQL server.
  */
-async function startContender(c: Contender, urls: { postgres: string; redis: string }): Promise<Running> {
+export async function startContender(
+  c: Contender,
+  urls: { postgres: string; redis: string },
+): Promise<Running> {
   const port = await freePort();
   const adminToken = randomBytes(32).toString('base64url');
   const url = `http://127.0.0.1:${port}`;
@@ -70,6 +75,7 @@ async function startContender(c: Contender, urls: { postgres: string; redis: str
     return track({
       url,
       adminToken,
+      databaseUrl: null,
       leaves: [`PostgreSQL database ${db!.name}`],
       stop: async () => {
         await server.stop();
@@ -108,6 +114,7 @@ async function startContender(c: Contender, urls: { postgres: string; redis: str
   return track({
     url,
     adminToken,
+    databaseUrl: db?.url ?? `sqlite:${dir.path}/onsale.db`,
     leaves: [
       ...(db ? [`PostgreSQL database ${db.name}`] : []),
       ...(c.engine === 'postgres+redis' ? [`Redis keys ${prefix}:*`] : []),

@@ -2,7 +2,12 @@ import type { Pool } from 'undici';
 import { requests } from '../client/index.js';
 import { playRole, poolSender, politely, roleOf, type CheckoutMix, type Role } from './checkout.js';
 import type { FinalPurchase } from './invariants.js';
-import { clock, FINAL, sleep, type Follow } from './play.js';
+
+/** Follows a purchase until `until` says (default: a final status); what was last seen (null: never found). */
+export type Follow = (id: string, until?: (p: FinalPurchase) => boolean) => Promise<FinalPurchase | null>;
+
+const FINAL = new Set(['confirmed', 'rejected', 'expired', 'cancelled']);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** What the simulator saw of one purchase at checkout, for the report. */
 export interface Trail {
@@ -25,7 +30,15 @@ const PARKED_POLL_MS = 500;
  * is parked and read again once every other purchase was followed (settleParked), so that abandoned holds
  * do not hold the followers up.
  */
-export function followAtCheckout(opts: { mix: CheckoutMix; pool: Pool; url: string; follow: Follow }) {
+export function followAtCheckout(opts: {
+  mix: CheckoutMix;
+  pool: Pool;
+  url: string;
+  follow: Follow;
+  /** The simulator's clock (play.ts), that the report's times are on. */
+  clock: () => number;
+}) {
+  const { clock } = opts;
   const origin = new URL(opts.url).origin;
   const base = new URL(opts.url).pathname.replace(/\/$/, '');
   const send = politely(poolSender(opts.pool, base), 50);

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { requests, type RequestSpec } from '../client/index.js';
 import type { CheckoutMix } from './checkout.js';
-import { followAtCheckout, type Trail } from './checkout-follow.js';
+import { followAtCheckout, type Follow, type Trail } from './checkout-follow.js';
 import type { PlannedRequest } from './crowd.js';
 import type { FinalPurchase, SentPurchase } from './invariants.js';
 
@@ -200,7 +200,7 @@ export function playShare(opts: ShareOptions): PlayingShare {
       ? followSse(followPool, base, id, () => settleDeadline, until)
       : followPoll(followPool, base, id, () => settleDeadline, until);
   const checkout = opts.checkout
-    ? followAtCheckout({ mix: opts.checkout, pool: followPool, url: opts.url, follow })
+    ? followAtCheckout({ mix: opts.checkout, pool: followPool, url: opts.url, follow, clock })
     : null;
   async function followLane(): Promise<void> {
     for (let a = await handover.next(); a; a = await handover.next()) {
@@ -363,9 +363,6 @@ async function post(
     return { status: 0, body: undefined };
   }
 }
-
-/** Follows a purchase until `until` says (default: a final status); what was last seen (null: never found). */
-export type Follow = (id: string, until?: (p: FinalPurchase) => boolean) => Promise<FinalPurchase | null>;
 
 const isFinal = (p: FinalPurchase) => FINAL.has(p.status);
 
