@@ -25,17 +25,6 @@ import {
 const dir = tempDir('onsale-simulate-checkout-');
 let onsale: Onsale | undefined;
 
-beforeAll(async () => {
-  onsale = await startOnsale({
-    mode: 'start',
-    env: { ONSALE_BUYER_RATE: 'off', ...CHECKOUT_ENV, ...LOOPBACK_EXEMPT },
-  });
-}, 60_000);
-afterAll(async () => {
-  await onsale?.stop();
-  dir.remove();
-});
-
 async function simulate(flags: string[]): Promise<{ code: number | null; output: string }> {
   const run = runCli(['simulate', '--url', onsale!.baseUrl, ...flags], { ONSALE_ADMIN_TOKEN: ADMIN_TOKEN });
   const { code } = await run.exited;
@@ -43,6 +32,17 @@ async function simulate(flags: string[]): Promise<{ code: number | null; output:
 }
 
 describe('onsale simulate with a buyer mix', () => {
+  beforeAll(async () => {
+    onsale = await startOnsale({
+      mode: 'start',
+      env: { ONSALE_BUYER_RATE: 'off', ...CHECKOUT_ENV, ...LOOPBACK_EXEMPT },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await onsale?.stop();
+    dir.remove();
+  });
+
   it('pays, declines then pays, approves 3-D Secure, cancels, serves the waitlist, and reports what the server stored', async () => {
     const json = join(dir.path, 'mix.json');
     const html = join(dir.path, 'mix.html');
