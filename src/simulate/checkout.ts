@@ -34,7 +34,9 @@ export function mixOf(rates: MixRates): CheckoutMix | { tooMuch: number } {
   const sum = (rates.payRate ?? 0) + Object.values(given).reduce((a, b) => a + b, 0);
   // A little room for decimal fractions such as 0.7 + 0.2 + 0.1.
   if (sum > 1 + 1e-9) return { tooMuch: sum };
-  return { ...given, pay: Math.max(0, 1 - Object.values(given).reduce((a, b) => a + b, 0)) };
+  const rest = 1 - Object.values(given).reduce((a, b) => a + b, 0);
+  // Rounded, so that 1 − 0.2 − 0.2 − 0.2 reads 0.4.
+  return { ...given, pay: Math.max(0, Math.round(rest * 1e9) / 1e9) };
 }
 
 /**
