@@ -2,8 +2,9 @@
 
 /**
  * What `--only` may choose: the embedded engine (accept and allocation rates), then one part per server, the cost of
- * metrics, the whole sale against the baseline shops (and the open-loop overload race against them), then the buyer's event page, and
- * `onsale cluster` behind HAProxy, and the send rate of the simulator itself against wrk.
+ * metrics, the whole sale against the baseline shops (and the open-loop overload race against them), then the
+ * buyer's event page, and `onsale cluster` behind HAProxy, the send rate of the simulator itself against wrk,
+ * and a sale with holds and payment beside one without.
  */
 export const PARTS = [
   'core',
@@ -18,6 +19,7 @@ export const PARTS = [
   'scale-out',
   'waiting-room',
   'overload',
+  'checkout',
 ] as const;
 export type Part = (typeof PARTS)[number];
 

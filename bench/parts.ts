@@ -1,4 +1,5 @@
 import type { Config } from '../src/config.js';
+import { BENCH_HOLD_SECONDS, measureCheckout, REALISTIC_MIX } from './checkout.js';
 import { measureAccept, type AcceptFigures, type AcceptPlan, type Engine } from './accept.js';
 import { measureAllocation, type AllocationPlan } from './allocation.js';
 import { CLUSTER_WEB, measureCluster } from './cluster.js';
@@ -46,6 +47,8 @@ export const GOALS = {
   metricsMaxCost: 0.05,
   redisAckVsBare: 0.6,
   rabbitAckVsBare: 0.5,
+  /** Holds may cost at most 30 % of the confirmed-tickets rate. */
+  holdsVsNone: 0.7,
 } as const;
 
 /** A server or program a part runs against; run.ts checks each one needed, once, before measuring. */
@@ -489,6 +492,44 @@ const waitingRoom = definePart({
   }),
 });
 
+/** The standard sale with holds and a buyer mix, beside the same sale without holds, on two engines. */
+const checkoutPart = definePart({
+  name: 'checkout',
+  needs: ['postgres', 'redis'],
+  measure: async ({ quick, urls }, progress) => {
+    const plan = quick ? { buyers: 2_000, tickets: 500 } : { buyers: 200_000, tickets: 50_000 };
+    return { plan, figures: await measureCheckout(plan, urls, progress) };
+  },
+  report: ({ plan, figures }) => {
+    const key = (engine: string) => (engine.includes('postgres') ? 'postgresRedis' : 'embedded');
+    const final = (s: number | null) => (s === null ? 'never' : `${s.toFixed(1)} s`);
+    return {
+      json: {
+        checkout: {
+          ...plan,
+          holdSeconds: BENCH_HOLD_SECONDS,
+          mix: REALISTIC_MIX,
+          engines: figures.map((f) => ({ ...f, ratio: round(f.ratio, 3) })),
+        },
+      },
+      goalsMet: Object.fromEntries(
+        figures.map((f) => [`${key(f.engine)}HoldsVsNone`, f.ratio >= GOALS.holdsVsNone]),
+      ),
+      rows: figures.flatMap((f): Row[] => [
+        [
+          `tickets confirmed/s, ${f.engine}, holds ${BENCH_HOLD_SECONDS} s + mix / no holds`,
+          `${int(f.withHolds.ticketsConfirmedPerSec)} / ${int(f.withoutHolds.ticketsConfirmedPerSec)}  ` +
+            goal(f.ratio, GOALS.holdsVsNone),
+        ],
+        [
+          `every purchase final after, ${f.engine}, holds / no holds`,
+          `${final(f.withHolds.allFinalSec)} / ${final(f.withoutHolds.allFinalSec)}`,
+        ],
+      ]),
+    };
+  },
+});
+
 /** The event page against the API's JSON of the same event. */
 const pages = definePart({
   name: 'pages',
@@ -714,6 +755,7 @@ export const BENCH_PARTS: readonly BenchPart[] = [
   scaleOut,
   waitingRoom,
   overload,
+  checkoutPart,
 ];
 
 /**
@@ -733,4 +775,5 @@ export const JSON_ORDER: readonly Part[] = [
   'scale-out',
   'waiting-room',
   'overload',
+  'checkout',
 ];

@@ -24,6 +24,8 @@ export function contenderName(c: Contender): string {
 export interface Running {
   url: string;
   adminToken: string;
+  /** onsale's storage (a throw-away PostgreSQL database or the temp folder's SQLite file); null for a shop. */
+  databaseUrl: string | null;
   /** What stop() removes besides the processes: databases, Redis keys, data folders. */
   leaves: string[];
   stop: () => Promise<void>;
@@ -74,6 +76,7 @@ export async function startContender(
     return track({
       url,
       adminToken,
+      databaseUrl: null,
       leaves: [`PostgreSQL database ${db!.name}`],
       stop: async () => {
         await server.stop();
@@ -113,6 +116,7 @@ export async function startContender(
   return track({
     url,
     adminToken,
+    databaseUrl: db?.url ?? `sqlite:${dir.path}/onsale.db`,
     leaves: [
       ...(db ? [`PostgreSQL database ${db.name}`] : []),
       ...(c.engine === 'postgres+redis' ? [`Redis keys ${prefix}:*`] : []),

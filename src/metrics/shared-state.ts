@@ -16,6 +16,8 @@ interface Reading {
   oldestAgeSeconds: number;
   deadLetters: number;
   tickets: Array<{ event: string; ticketType: string; available: number; sold: number }>;
+  /** Purchases waiting for held tickets to come back, per recent event. */
+  waitlists: Array<{ event: string; length: number }>;
   /** The database shard of each of the recent events, when events are sharded. */
   shards: Array<{ event: string; shard: number }>;
   /** Null when this process has no outbox to read. */
@@ -76,6 +78,11 @@ export function sharedStateMetrics(
         `Tickets sold per ticket type, for the ${TICKET_EVENTS} most recent events`,
         tickets((t) => t.sold),
       ),
+      gauge(
+        'onsale_waitlist_length',
+        `Purchases waitlisted for held tickets to come back, for the ${TICKET_EVENTS} most recent events`,
+        r.waitlists.map((w) => [`{event="${label(w.event)}"}`, w.length] as const),
+      ),
       r.shards.length === 0
         ? ''
         : gauge(
@@ -130,14 +137,16 @@ async function read(storage: Storage, queue: Queue, outbox?: Outbox): Promise<Re
     .slice(0, TICKET_EVENTS);
   const tickets: Reading['tickets'] = [];
   const shards: Reading['shards'] = [];
+  const waitlists: Reading['waitlists'] = [];
   // Allsettled: with one shard down, the events of the others still get their gauges.
   const settled = await Promise.allSettled(recent.map((e) => storage.getStats(e.id)));
   for (const stats of settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))) {
     if (stats?.shard !== undefined) shards.push({ event: stats.eventId, shard: stats.shard });
+    if (stats) waitlists.push({ event: stats.eventId, length: stats.purchases.waitlisted });
     for (const t of stats?.ticketTypes ?? []) {
       tickets.push({ event: stats!.eventId, ticketType: t.id, available: t.available, sold: t.sold });
     }
   }
   const outboxReading = mail ? { depth: mail.depth, oldestAgeSeconds: ageOf(mail.oldestCreatedAt) } : null;
-  return { depth, oldestAgeSeconds, deadLetters, tickets, shards, outbox: outboxReading };
+  return { depth, oldestAgeSeconds, deadLetters, tickets, shards, waitlists, outbox: outboxReading };
 }

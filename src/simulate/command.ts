@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { ARRIVALS } from './crowd.js';
+import { addCheckoutOptions, checkoutMixError } from './checkout-flags.js';
 import type { SimulateFlags } from './flags.js';
 
 /**
@@ -35,7 +36,7 @@ function httpUrl(raw: string): string {
 }
 
 export function addSimulateCommand(root: Command): void {
-  root
+  const command = root
     .command('simulate')
     .description(
       'a flash sale against a running server: creates an event (or targets --event), plays a crowd of buyers ' +
@@ -176,7 +177,9 @@ export function addSimulateCommand(root: Command): void {
       )
         .default(0.05)
         .argParser(fraction),
-    )
+    );
+  addCheckoutOptions(command, whole, fraction);
+  command
     .addOption(new Option('--report-json <path>', 'write the report as JSON here'))
     .addOption(new Option('--report-html <path>', 'write the report as a self-contained HTML page here'))
     .allowExcessArguments(false)
@@ -198,6 +201,9 @@ export function addSimulateCommand(root: Command): void {
           },
         );
       }
+      const mixError = checkoutMixError(flags);
+      if (mixError)
+        command.error(`onsale simulate: ${mixError}`, { exitCode: 2, code: 'onsale.checkoutMix' });
       if (flags.waitingRoom) {
         if (flags.processes !== 1) {
           command.error('onsale simulate: --processes must be 1 with --waiting-room', {

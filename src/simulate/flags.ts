@@ -31,6 +31,13 @@ export interface SimulateFlags {
   prequeue: number;
   sessionSeconds: number;
   abandonPlaceRate: number;
+  holdSeconds?: number;
+  priceCents?: number;
+  payRate?: number;
+  declineRate?: number;
+  threeDsRate?: number;
+  cancelRate?: number;
+  abandonRate?: number;
   reportJson?: string;
   reportHtml?: string;
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { checkoutRows } from './checkout-summary.js';
 import { clientCpuLine } from './cost.js';
 import type { Percentiles } from './stats.js';
 import type { SimulationReport } from './run.js';
@@ -36,6 +37,9 @@ export function renderHtml(report: SimulationReport): string {
 </header>
 <section class="cards">${cards.map(([k, v]) => `<div class="card"><span>${esc(k)}</span><b>${esc(v)}</b></div>`).join('')}</section>
 <p class="cost">${esc(clientCpuLine(report))}. ${esc(report.clientCpu.includes)}.</p>
+<section><h2>Checkout</h2><div class="cards">${checkoutRows(report.checkout)
+    .map(([k, v]) => `<div class="card"><span>${esc(k)}</span><b>${esc(v)}</b></div>`)
+    .join('')}</div></section>
 <section><h2>Throughput over time</h2>${throughputChart(report)}</section>
 <section><h2>Tickets left</h2>${ticketsChart(report)}</section>
 <section class="two">

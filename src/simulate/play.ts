@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { requests, type RequestSpec } from '../client/index.js';
+import type { CheckoutMix } from './checkout.js';
+import { followAtCheckout, type Follow, type Trail } from './checkout-follow.js';
 import type { PlannedRequest } from './crowd.js';
 import type { FinalPurchase, SentPurchase } from './invariants.js';
 
@@ -31,6 +33,8 @@ export interface ShareOptions {
   settleSec: number;
   /** Prefix of the ids given to synchronous refusals (409), unique per share. */
   syncPrefix: string;
+  /** What buyers do with held purchases (events with holds); absent: they only follow. */
+  checkout?: CheckoutMix;
 }
 
 export interface ShareCounts {
@@ -41,11 +45,13 @@ export interface ShareCounts {
   gaveUp: number;
   confirmed: number;
   rejected: number;
+  /** Expired or cancelled (events with holds). */
+  ended: number;
 }
 
 /** A share's counts before it has sent anything. */
 export function zeroCounts(): ShareCounts {
-  return { sent: 0, accepted: 0, refused: 0, answered: 0, gaveUp: 0, confirmed: 0, rejected: 0 };
+  return { sent: 0, accepted: 0, refused: 0, answered: 0, gaveUp: 0, confirmed: 0, rejected: 0, ended: 0 };
 }
 
 export interface SecondFigures {
@@ -72,6 +78,11 @@ export interface ShareResult {
   sendEndAt: number;
   /** CPU time (user + system) of this process from the call until sendEndAt. */
   sendCpuMs: number;
+  /** What each accepted purchase went through at checkout (events with holds and a mix only). */
+  trails: Array<[string, Trail]>;
+  /** When a purchase was last seen confirmed, and seen final (null: none was). */
+  lastConfirmedAt: number | null;
+  lastFinalAt: number | null;
 }
 
 /** A share being played: live counts for the progress display, and its result once everything is final. */
@@ -157,15 +168,21 @@ export function playShare(opts: ShareOptions): PlayingShare {
   const finals = new Map<string, FinalPurchase | null>();
   let windowLatencies: number[] = [];
   let syncIds = 0;
+  let lastConfirmedAt: number | null = null;
+  let lastFinalAt: number | null = null;
 
   const settle = (id: string, final: FinalPurchase | null, firstSentAt: number) => {
     finals.set(id, final);
     if (!final || !FINAL.has(final.status)) return;
     const now = clock();
     endToEnd.push(now - firstSentAt);
+    lastFinalAt = now;
     if (final.status === 'confirmed') {
+      lastConfirmedAt = now;
       c.confirmed++;
       bucket(now).confirmed++;
+    } else if (final.status !== 'rejected') {
+      c.ended++;
     } else {
       c.rejected++;
       bucket(now).rejected++;
@@ -178,14 +195,19 @@ export function playShare(opts: ShareOptions): PlayingShare {
   // allocates them in, so a lane waits right behind the allocation front instead of polling the whole crowd.
   const handover = new Handover<Accepted>();
   let settleDeadline = Infinity;
+  const follow: Follow = (id, until) =>
+    opts.follow === 'sse'
+      ? followSse(followPool, base, id, () => settleDeadline, until)
+      : followPoll(followPool, base, id, () => settleDeadline, until);
+  const checkout = opts.checkout
+    ? followAtCheckout({ mix: opts.checkout, pool: followPool, url: opts.url, follow, clock })
+    : null;
   async function followLane(): Promise<void> {
     for (let a = await handover.next(); a; a = await handover.next()) {
       const id = a.record.purchaseId!;
-      const final =
-        opts.follow === 'sse'
-          ? await followSse(followPool, base, id, () => settleDeadline)
-          : await followPoll(followPool, base, id, () => settleDeadline);
-      settle(id, final, a.firstSentAt);
+      const { firstSentAt } = a;
+      if (checkout) await checkout.follow(id, (final) => settle(id, final, firstSentAt));
+      else settle(id, await follow(id), firstSentAt);
     }
   }
 
@@ -286,6 +308,7 @@ export function playShare(opts: ShareOptions): PlayingShare {
     try {
       await sent;
       await followers;
+      await checkout?.settleParked(() => settleDeadline);
     } finally {
       await Promise.all([sendPool.destroy(), followPool.destroy()]);
     }
@@ -300,6 +323,9 @@ export function playShare(opts: ShareOptions): PlayingShare {
       timeline,
       sendEndAt,
       sendCpuMs,
+      trails: checkout ? [...checkout.trails] : [],
+      lastConfirmedAt,
+      lastFinalAt,
     };
   })();
   return {
@@ -339,12 +365,15 @@ export async function post(
   }
 }
 
-/** Polls the purchase until it is final or the deadline passes; returns what was last seen (null: never found). */
+const isFinal = (p: FinalPurchase) => FINAL.has(p.status);
+
+/** Polls the purchase until `until` or the deadline passes; returns what was last seen (null: never found). */
 async function followPoll(
   pool: Pool,
   base: string,
   id: string,
   deadline: () => number,
+  until = isFinal,
 ): Promise<FinalPurchase | null> {
   let last: FinalPurchase | null = null;
   for (let wait = 20; ; wait = Math.min(wait * 1.5, 500)) {
@@ -355,17 +384,18 @@ async function followPoll(
     } catch {
       // the server may be restarting: poll again
     }
-    if ((last && FINAL.has(last.status)) || clock() > deadline()) return last;
+    if ((last && until(last)) || clock() > deadline()) return last;
     await sleep(wait);
   }
 }
 
-/** Follows the purchase's server-sent events until a final status (reconnecting if the stream ends early). */
+/** Follows the purchase's server-sent events until `until` (reconnecting if the stream ends early). */
 async function followSse(
   pool: Pool,
   base: string,
   id: string,
   deadline: () => number,
+  until = isFinal,
 ): Promise<FinalPurchase | null> {
   let last: FinalPurchase | null = null;
   while (clock() <= deadline()) {
@@ -374,7 +404,7 @@ async function followSse(
       if (res.statusCode !== 200) {
         // No stream for it (a server without SSE, or a purchase it does not know): poll instead.
         await res.body.dump();
-        return followPoll(pool, base, id, deadline);
+        return followPoll(pool, base, id, deadline, until);
       }
       // A stream that stays open past the deadline (a purchase that never ends) is cut.
       const guard = setInterval(() => {
@@ -394,14 +424,15 @@ async function followSse(
               .map((l) => l.slice(5).trim())
               .join('\n');
             if (data) last = JSON.parse(data) as FinalPurchase;
+            if (last && until(last)) break;
           }
-          if (last && FINAL.has(last.status)) break;
+          if (last && until(last)) break;
         }
       } finally {
         clearInterval(guard);
         res.body.destroy();
       }
-      if (last && FINAL.has(last.status)) return last;
+      if (last && until(last)) return last;
     } catch {
       await sleep(100);
     }

@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { SimulateFlags } from './flags.js';
+import { mixOf } from './checkout.js';
+import { checkoutLines } from './checkout-summary.js';
 import { clientCpuLine } from './cost.js';
 import { renderHtml } from './html.js';
 import { simulate, type Progress, type SimulationReport } from './run.js';
@@ -55,11 +57,18 @@ export function summary(r: SimulationReport): string {
     `end-to-end ms p50 ${r.endToEndLatencyMs.p50} p90 ${r.endToEndLatencyMs.p90} p99 ${r.endToEndLatencyMs.p99} ` +
       `max ${r.endToEndLatencyMs.max}`,
     `refusals: ${JSON.stringify(r.refusals)}; rejections: ${JSON.stringify(r.rejections)}`,
+    ...checkoutLines(r.checkout),
     r.invariants.ok
       ? `invariants: all held (${r.invariants.checked.join(', ')})`
       : `INVARIANTS BROKEN:\n${r.invariants.violations.map((v) => `  ${v.invariant}: ${v.detail}`).join('\n')}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** The buyer mix the flags give (checked by the command: the rates add up to 1 at most). */
+function checkoutOf(flags: SimulateFlags) {
+  const mix = mixOf(flags);
+  return 'tooMuch' in mix ? {} : { checkout: mix };
 }
 
 export function write(path: string, text: string): void {
@@ -102,6 +111,9 @@ export async function runSimulateCommand(
         retries: flags.retries,
         seed: flags.seed,
         processes: flags.processes,
+        ...(flags.holdSeconds ? { holdSeconds: flags.holdSeconds } : {}),
+        ...(flags.priceCents === undefined ? {} : { priceCents: flags.priceCents }),
+        ...checkoutOf(flags),
       },
       progressPrinter(),
     );

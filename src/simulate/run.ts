@@ -2,6 +2,8 @@ import { availableParallelism } from 'node:os';
 import { Pool } from 'undici';
 import { requests } from '../client/index.js';
 import { machineBusySeconds } from '../shared/machine-cpu.js';
+import { poolSender, type CheckoutMix } from './checkout.js';
+import { checkCheckout, checkoutFigures, readPayments, type CheckoutFigures } from './checkout-report.js';
 import { planCrowd, readStock, type Arrival, type PlannedRequest } from './crowd.js';
 import { checkInvariants, type Violation } from './invariants.js';
 import {
@@ -48,6 +50,11 @@ export interface SimulateOptions {
    * `followers` between them (processes.ts).
    */
   processes?: number;
+  /** The created event's holds (0 or absent: none) and the price of its first type (the others cost 2×, 3×…). */
+  holdSeconds?: number;
+  priceCents?: number;
+  /** What buyers do with their held purchases; absent: every held purchase is paid. */
+  checkout?: CheckoutMix;
 }
 
 /** What the live display shows; sent to `onProgress` about four times a second. */
@@ -117,6 +124,7 @@ export interface SimulationReport {
   timeToSellOutSec: number | null;
   timeline: SecondFigures[];
   stock: Array<{ id: string; name: string; capacity: number; sold: number; held: number; available: number }>;
+  checkout: CheckoutFigures;
   invariants: { ok: boolean; checked: Array<Violation['invariant']>; violations: Violation[] };
 }
 
@@ -127,6 +135,11 @@ const INVARIANTS: Array<Violation['invariant']> = [
   'per_buyer_limit',
   'first_come_first_served',
 ];
+/** Checked too when the event has holds. */
+const CHECKOUT_INVARIANTS: Array<Violation['invariant']> = ['waitlist_order', 'money'];
+
+/** The mix when none is given: every buyer pays. */
+const EVERYONE_PAYS: CheckoutMix = { pay: 1, decline_then_pay: 0, three_d_secure: 0, cancel: 0, abandon: 0 };
 
 const CPU_INCLUDES =
   'CPU time (user + system) of every simulator process from the opening until the last request was answered: ' +
@@ -168,12 +181,15 @@ export async function simulate(
       // An event that takes emails only (the demo event does) gets a crowd of addresses.
       ...(event.buyerIdKind === 'email' ? { buyerDomain: 'example.com' } : {}),
     });
+    const holds = (event.holdSeconds ?? 0) > 0;
     const shared = {
       url: opts.url,
       eventId: event.id,
       follow: opts.follow,
       retries: opts.retries,
       settleSec: opts.settleSec,
+      // Held purchases wait for their buyers: with holds, buyers play the mix (or all pay).
+      ...(holds ? { checkout: opts.checkout ?? EVERYONE_PAYS } : {}),
     };
     const { t0, shares } =
       processes === 1 ? playHere(shared, plan, opts) : await playInChildren(shared, plan, processes, opts);
@@ -220,7 +236,7 @@ export async function simulate(
         accepted,
         refused: sum('refused'),
         queued: serverQueued ?? accepted - confirmed - rejected,
-        following: accepted - confirmed - rejected,
+        following: accepted - confirmed - rejected - sum('ended'),
         confirmed,
         rejected,
         requestsPerSec: ((sent - lastSent) * 1000) / Math.max(1, now - lastTick),
@@ -263,6 +279,30 @@ export async function simulate(
     const attempts = total('sent');
     const { stock } = await readStock(opts.url.replace(/\/$/, ''), event.id, opts.adminToken);
     const violations = checkInvariants({ sent: records, purchases: finals, stock });
+    if (holds) {
+      const booksPool = new Pool(origin, { connections: 16, pipelining: 1 });
+      const payments = await readPayments(
+        poolSender(booksPool, base),
+        opts.adminToken,
+        finals.values(),
+      ).finally(() => booksPool.destroy());
+      const prices = new Map(event.ticketTypes.map((t) => [t.id, t.priceCents ?? 0]));
+      violations.push(...checkCheckout({ sent: records, purchases: finals, payments, prices }));
+    }
+    const latest = (key: 'lastConfirmedAt' | 'lastFinalAt') =>
+      merged.reduce<number | null>(
+        (m, r) => (r[key] !== null && (m === null || r[key]! > m) ? r[key] : m),
+        null,
+      );
+    const checkout = checkoutFigures({
+      holdSeconds: event.holdSeconds ?? 0,
+      mix: holds ? { ...(opts.checkout ?? EVERYONE_PAYS) } : null,
+      t0,
+      finals,
+      trails: new Map(merged.flatMap((r) => r.trails)),
+      lastConfirmedAt: latest('lastConfirmedAt'),
+      lastFinalAt: latest('lastFinalAt'),
+    });
     const notFinal = [...finals.values()].filter((p) => !p || !FINAL.has(p.status)).length;
     const ticketsSold = stock.reduce((n, s) => n + s.sold + s.held, 0);
     const durationSec = (clock() - t0) / 1000;
@@ -317,7 +357,12 @@ export async function simulate(
         held: s.held,
         available: s.available,
       })),
-      invariants: { ok: violations.length === 0, checked: INVARIANTS, violations },
+      checkout,
+      invariants: {
+        ok: violations.length === 0,
+        checked: holds ? [...INVARIANTS, ...CHECKOUT_INVARIANTS] : INVARIANTS,
+        violations,
+      },
     };
   } catch (error) {
     stopChildren();
@@ -378,7 +423,14 @@ interface EventView {
   name: string;
   /** Absent from a server that predates it: any id goes there. */
   buyerIdKind?: string;
-  ticketTypes: Array<{ id: string; name: string; maxPerBuyer: number; capacity: number }>;
+  holdSeconds?: number;
+  ticketTypes: Array<{
+    id: string;
+    name: string;
+    maxPerBuyer: number;
+    capacity: number;
+    priceCents?: number;
+  }>;
 }
 
 async function readEvent(pool: Pool, base: string, eventId: string): Promise<EventView> {
@@ -395,9 +447,10 @@ async function createEvent(pool: Pool, base: string, opts: SimulateOptions): Pro
   const spec = requests.createEvent(
     {
       name: `Simulated sale ${new Date().toISOString()}`,
+      ...(opts.holdSeconds ? { holdSeconds: opts.holdSeconds } : {}),
       ticketTypes: Array.from({ length: opts.ticketTypes }, (_, i) => ({
         name: names[i] ?? `Type ${i + 1}`,
-        priceCents: 2500 * (i + 1),
+        priceCents: (opts.priceCents ?? 2500) * (i + 1),
         // The first type takes the remainder, so the capacities add up to --tickets.
         capacity: each + (i === 0 ? opts.tickets - each * opts.ticketTypes : 0),
         maxPerBuyer: opts.maxPerBuyer,
