@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
 import { openStorage } from '../../src/adapters/index.js';
+import { fetchSender, playRole, politely, type Role, type Send } from '../../src/simulate/checkout.js';
 import { checkInvariants, type FinalPurchase, type SentPurchase } from '../../src/simulate/invariants.js';
 import { getJson } from './api.js';
-import { cancel, pay, postJson, threeDSecure } from './checkout.js';
+import { postJson } from './checkout.js';
 import { until } from './processes.js';
 
-/** What a buyer of the flood does with a hold. */
-export type Role = 'pay' | 'decline_then_pay' | 'three_d_secure' | 'cancel' | 'abandon';
 const ROLES: Role[] = [
   'pay',
   'pay',
@@ -74,6 +73,14 @@ export async function sendCheckoutFlood(options: {
   const flood: CheckoutFlood = { sent: [], roles: new Map(), heldSince: new Map(), refused: 0 };
   const retry = <T extends { status: number }>(send: () => Promise<T>) =>
     persist(send, () => (flood.refused += 1));
+  // The roles are played as the simulator plays them, each refusal counted and the request sent again.
+  const plain = fetchSender(baseUrl);
+  const counted: Send = async (spec) => {
+    const answer = await plain(spec);
+    if (answer.status === 0 || answer.status === 429 || answer.status === 503) flood.refused += 1;
+    return answer;
+  };
+  const buyerAgent = { send: politely(counted), origin: baseUrl };
 
   async function buyer(i: number): Promise<void> {
     let role = ROLES[i % ROLES.length]!;
@@ -117,28 +124,7 @@ export async function sendCheckoutFlood(options: {
       await sleep(200);
     }
     flood.roles.set(id, role);
-    const attempt = (token: string) =>
-      retry(() => pay(baseUrl, id, token, { 'idempotency-key': `${id}-${token}` }));
-    switch (role) {
-      case 'pay':
-        await attempt('tok_visa');
-        break;
-      case 'decline_then_pay':
-        await attempt('tok_chargeDeclined');
-        await attempt('tok_visa');
-        break;
-      case 'three_d_secure': {
-        const started = await attempt('tok_threeDSecure');
-        if (started.status === 202)
-          await retry(async () => ({ status: await threeDSecure(baseUrl, id, 'approve') }));
-        break;
-      }
-      case 'cancel':
-        await retry(() => cancel(baseUrl, id));
-        break;
-      case 'abandon':
-        break;
-    }
+    await playRole(buyerAgent, id, role);
   }
 
   await Promise.all(
