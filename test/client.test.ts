@@ -58,7 +58,8 @@ describe('onsale/client against the OpenAPI document', () => {
       pay: requests.pay('p', 'tok_visa', { idempotencyKey: 'k' }),
       cancel: requests.cancel('p'),
       paymentHistory: requests.paymentHistory('p', 'token'),
-      joinQueue: requests.joinQueue('ev', 'b'),
+      queueChallenge: requests.queueChallenge('ev', 'b'),
+      joinQueue: requests.joinQueue('ev', 'b', { challenge: 'c', solution: 's' }),
       getPlace: requests.getPlace('pl'),
       getLine: requests.getLine('ev', 'token'),
       setRoomLimits: requests.setRoomLimits('ev', { maxActiveBuyers: 5 }, 'token'),
@@ -74,6 +75,10 @@ describe('onsale/client against the OpenAPI document', () => {
     expect(built.listPurchases.path).toBe('/api/events/ev/purchases?q=a+b&limit=5');
     expect(built.purchase.headers['idempotency-key']).toBe('k');
     expect(built.eventStats.headers.authorization).toBe('Bearer token');
+    expect(JSON.parse(built.joinQueue.body!)).toEqual({
+      buyerId: 'b',
+      proofOfWork: { challenge: 'c', solution: 's' },
+    });
   });
 
   it('has a method for every public and admin operation of the document', () => {

@@ -124,6 +124,20 @@ export interface Place {
   refreshAfterSeconds: number;
 }
 
+/** A proof-of-work challenge of a waiting room (when its `powDifficulty` is above 0). */
+export interface Challenge {
+  challenge: string;
+  /** Leading zero bits SHA-256(`${challenge}:${solution}`) must have. */
+  difficulty: number;
+  expiresAt: string;
+}
+
+/** A solved challenge, sent with the join. */
+export interface ProofOfWork {
+  challenge: string;
+  solution: string;
+}
+
 /** The organizer's view of a waiting line. */
 export interface LineStats {
   eventId: string;
@@ -189,6 +203,7 @@ export const OPERATIONS = {
   pay: { method: 'POST', path: '/api/purchases/{purchaseId}/payment', ok: [200, 202] },
   cancel: { method: 'POST', path: '/api/purchases/{purchaseId}/cancel', ok: [200] },
   paymentHistory: { method: 'GET', path: '/api/purchases/{purchaseId}/payments', ok: [200] },
+  queueChallenge: { method: 'POST', path: '/api/events/{eventId}/queue/challenge', ok: [200] },
   joinQueue: { method: 'POST', path: '/api/events/{eventId}/queue', ok: [200, 201] },
   getPlace: { method: 'GET', path: '/api/queue/{placeId}', ok: [200] },
   getLine: { method: 'GET', path: '/api/events/{eventId}/queue', ok: [200] },
@@ -294,11 +309,17 @@ export const requests = {
     path: `/api/purchases/${id(purchaseId)}/payments`,
     headers: bearer(adminToken),
   }),
-  joinQueue: (eventId: string, buyerId: string): RequestSpec => ({
+  queueChallenge: (eventId: string, buyerId: string): RequestSpec => ({
+    method: 'POST',
+    path: `/api/events/${id(eventId)}/queue/challenge`,
+    headers: { 'content-type': JSON_TYPE },
+    body: JSON.stringify({ buyerId }),
+  }),
+  joinQueue: (eventId: string, buyerId: string, proofOfWork?: ProofOfWork): RequestSpec => ({
     method: 'POST',
     path: `/api/events/${id(eventId)}/queue`,
     headers: { 'content-type': JSON_TYPE },
-    body: JSON.stringify({ buyerId }),
+    body: JSON.stringify(proofOfWork ? { buyerId, proofOfWork } : { buyerId }),
   }),
   getPlace: (placeId: string): RequestSpec => ({
     method: 'GET',
@@ -465,9 +486,21 @@ export class OnsaleClient {
     return this.#json('paymentHistory', requests.paymentHistory(purchaseId, this.#admin()));
   }
 
-  /** Takes (or finds) the buyer's place in the event's waiting room. */
-  async joinQueue(eventId: string, buyerId: string): Promise<Place & { created: boolean }> {
-    const res = await this.#send('joinQueue', requests.joinQueue(eventId, buyerId));
+  /** A proof-of-work challenge for joining the event's waiting room, bound to the buyer. */
+  queueChallenge(eventId: string, buyerId: string): Promise<Challenge> {
+    return this.#json('queueChallenge', requests.queueChallenge(eventId, buyerId));
+  }
+
+  /**
+   * Takes (or finds) the buyer's place in the event's waiting room; with a proof of work when the room asks
+   * for one (queueChallenge, then a solution).
+   */
+  async joinQueue(
+    eventId: string,
+    buyerId: string,
+    proofOfWork?: ProofOfWork,
+  ): Promise<Place & { created: boolean }> {
+    const res = await this.#send('joinQueue', requests.joinQueue(eventId, buyerId, proofOfWork));
     return { ...((await res.json()) as Place), created: res.status === 201 };
   }
 

@@ -17,9 +17,15 @@ function pooledRandom(size: number): Buffer {
   return pool.subarray(poolUsed - size, poolUsed);
 }
 
-/** Short opaque id for events and ticket types (96 random bits, URL-safe). */
+/**
+ * Short opaque id for events and ticket types (96 random bits, URL-safe). Never starting with '-': a
+ * command line (`onsale events stats <id>`) would take such an id for an option.
+ */
 export function newId(): string {
-  return randomBytes(12).toString('base64url');
+  for (;;) {
+    const id = randomBytes(12).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 /**
