@@ -145,18 +145,32 @@ describeEach(queueAdapters, 'Queue contract: $name', (factory) => {
 
   it('keeps acceptance order under concurrent writers', async () => {
     const writers = Array.from({ length: 4 }, () => reopen());
-    const all: AcceptedPurchase[] = [];
+    // A logical clock: when each write was sent and when it was answered. Two writes in flight at once may
+    // be queued either way (answers of different connections can arrive in either order), but a write
+    // answered before another was sent must come first: that is first come, first served.
+    let clock = 0;
+    const times = new Map<string, { sent: number; answered: number }>();
     await Promise.all(
       writers.map(async (w) => {
         for (let i = 0; i < 25; i++) {
           const p = accepted('e1');
+          const sent = ++clock;
           await w.enqueue([{ purchase: p }]);
-          all.push(p); // pushed after its write resolved: the order writes completed in
+          times.set(p.purchaseId, { sent, answered: ++clock });
         }
       }),
     );
     const batch = (await queue.claim('w', 1000, 5000))!;
-    expect(batch.purchases.map((p) => p.purchaseId)).toEqual(all.map((p) => p.purchaseId));
+    const order = batch.purchases.map((p) => p.purchaseId);
+    expect([...order].sort()).toEqual([...times.keys()].sort());
+    const overtaken: string[] = [];
+    order.forEach((earlier, i) => {
+      for (const later of order.slice(i + 1)) {
+        if (times.get(later)!.answered < times.get(earlier)!.sent)
+          overtaken.push(`${later} before ${earlier}`);
+      }
+    });
+    expect(overtaken).toEqual([]);
   });
 
   it('counts deliveries of the head, and starts again for a new head', async () => {
