@@ -58,9 +58,11 @@ export class StatusWatcher {
         const entry = this.#watched.get(purchaseId);
         const now = fingerprint(status, updatedAt);
         if (!entry || entry.seen === now) continue;
-        entry.seen = now;
+        // Marked seen only once read: a read that fails (storage restarting) is tried again at the next
+        // poll, else the change would never reach its streams.
         const purchase = await this.#storage.getPurchase(purchaseId);
         if (!purchase) continue;
+        entry.seen = fingerprint(purchase.status, purchase.updatedAt);
         for (const listener of [...entry.listeners]) listener(purchase);
         if (FINAL_STATUSES.has(purchase.status)) this.#watched.delete(purchaseId);
       }
