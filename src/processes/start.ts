@@ -18,6 +18,11 @@ import { restartDelay } from './supervisor.js';
  */
 export async function runStart(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
+  // The web servers accept from the shared socket themselves. Under round-robin the primary accepts and
+  // hands each connection over IPC to a web server; one killed before taking it leaves it open and
+  // unanswered for good (Node never closes it), so its client hangs until its own timeout. Here the kernel
+  // resets a dead server's connections at once and the others take the rest of the backlog.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const logger = createLogger(config.logLevel, 'supervisor', undefined, config.logFormat);
 
   const storage = await openStorage(config.databaseUrl);
