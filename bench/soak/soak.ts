@@ -370,11 +370,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         if (failures >= 3) throw new Error('three sale rounds failed', { cause: error });
         continue;
       }
-      // What a purchase the buyer never saw final is now, read afresh: final late (its follower missed the
-      // change), or still queued (stuck).
+      // What a purchase the buyer never saw final (or never saw at all) is now, read afresh: final late (its
+      // follower missed the change or never got an answer), still queued (stuck), or unknown (lost).
       const lateReads: string[] = [];
       for (const v of sale.invariants.violations) {
-        const id = /purchase (\S+) is still/.exec(v.detail)?.[1];
+        const id = /purchase (\S+) (?:is still|was accepted but is unknown)/.exec(v.detail)?.[1];
         if (!id) continue;
         try {
           const res = await fetch(`${base}/api/purchases/${id}`, { signal: AbortSignal.timeout(10_000) });
