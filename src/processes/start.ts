@@ -18,11 +18,6 @@ import { restartDelay } from './supervisor.js';
  */
 export async function runStart(config: Config, admin: AdminToken): Promise<void> {
   process.title = 'onsale-supervisor';
-  // The web servers accept from the shared socket themselves. Under round-robin the primary accepts and
-  // hands each connection over IPC to a web server; one killed before taking it leaves it open and
-  // unanswered for good (Node never closes it), so its client hangs until its own timeout. Here the kernel
-  // resets a dead server's connections at once and the others take the rest of the backlog.
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const logger = createLogger(config.logLevel, 'supervisor', undefined, config.logFormat);
 
   const storage = await openStorage(config.databaseUrl);
@@ -30,6 +25,14 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
   await Promise.all([storage.migrate(), queue.migrate()]);
   const demo = (await storage.listEvents()).length === 0 ? await createDemoEvent(storage) : null;
   await Promise.all([storage.close(), queue.close()]);
+
+  // The web servers accept their connections themselves, from the port's socket they share. Under the
+  // default (round robin), this process accepts each connection and hands it to a web server, keeping it
+  // until that server says it took it: one handed to a server just killed stays open here, unanswered,
+  // for as long as the client waits. Here a killed server's connections close with it, and those not yet
+  // accepted wait in the socket's queue for the others. One accept per wake-up (UV_TCP_SINGLE_ACCEPT)
+  // lets the servers share a burst of new connections instead of the first awake taking them all.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
 
   let stopping = false;
   const children = new Map<ClusterChild, ChildSpec>();
@@ -44,7 +47,11 @@ export async function runStart(config: Config, admin: AdminToken): Promise<void>
   const retired = new Set<ClusterChild>();
 
   function fork(spec: ChildSpec): ClusterChild {
-    const child = cluster.fork({ [CHILD_SPEC_ENV]: JSON.stringify(spec), ONSALE_ADMIN_TOKEN: admin.token });
+    const child = cluster.fork({
+      [CHILD_SPEC_ENV]: JSON.stringify(spec),
+      ONSALE_ADMIN_TOKEN: admin.token,
+      ...(spec.role === 'web' ? { UV_TCP_SINGLE_ACCEPT: '1' } : {}),
+    });
     children.set(child, spec);
     startedAt.set(child, Date.now());
     countWorkers();

@@ -64,7 +64,7 @@ export interface Answer {
   text: string;
 }
 
-/** Sends one request of onsale/client's builders; status 0 when no answer came (connection lost). */
+/** Sends one request of onsale/client's builders; status 0 when no answer came (connection lost, or none in time). */
 export type Send = (spec: RequestSpec) => Promise<Answer>;
 
 /** A buyer's way to the server: how it sends, and the site's origin its browser would name in a form post. */
@@ -83,11 +83,22 @@ function answerOf(status: number, text: string, location: unknown): Answer {
   return { status, body, text, ...(typeof location === 'string' ? { location } : {}) };
 }
 
+/**
+ * How long a buyer waits for an answer before taking it as lost and sending the request again (politely):
+ * onsale answers in milliseconds, and a connection that died unanswered must cost seconds, not the HTTP
+ * client's default of 300 s.
+ */
+export const ANSWER_TIMEOUT_MS = 5_000;
+
 /** A Send on an undici pool, under the server's path prefix `base`. */
-export function poolSender(pool: Pool, base: string): Send {
+export function poolSender(pool: Pool, base: string, timeoutMs = ANSWER_TIMEOUT_MS): Send {
   const send: Send = async (spec) => {
     try {
-      const res = await pool.request({ ...spec, path: base + spec.path });
+      const res = await pool.request({
+        ...spec,
+        path: base + spec.path,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
       return answerOf(res.statusCode, await res.body.text(), res.headers.location);
     } catch {
       return { status: 0, body: null, text: '' };
@@ -97,13 +108,14 @@ export function poolSender(pool: Pool, base: string): Send {
 }
 
 /** A Send with fetch, to the server at `baseUrl` (redirects are answers, not followed). */
-export function fetchSender(baseUrl: string): Send {
+export function fetchSender(baseUrl: string, timeoutMs = ANSWER_TIMEOUT_MS): Send {
   return async (spec) => {
     try {
       const res = await fetch(`${baseUrl}${spec.path}`, {
         method: spec.method,
         headers: spec.headers,
         redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
         ...(spec.body === undefined ? {} : { body: spec.body }),
       });
       return answerOf(res.status, await res.text(), res.headers.get('location'));
@@ -116,8 +128,9 @@ export function fetchSender(baseUrl: string): Send {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
- * The same request sent again on 429, 503 or no answer, as a polite buyer would (every request of a role
- * carries its Idempotency-Key, or is a read or a cancel, so sending it again is safe), up to `retries` times.
+ * The same request sent again on 429, 503 or no answer, as a polite buyer would, up to `retries` times.
+ * Sending again is safe: a payment carries its Idempotency-Key (the same attempt, charged once), a cancel
+ * answers the same 200 twice, the 3-D Secure page is a read and its approval completes the action once.
  */
 export function politely(send: Send, retries = 200): Send {
   return async (spec) => {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { requests, type RequestSpec } from '../client/index.js';
-import type { CheckoutMix } from './checkout.js';
+import { ANSWER_TIMEOUT_MS, type CheckoutMix } from './checkout.js';
 import { followAtCheckout, type Follow, type Trail } from './checkout-follow.js';
 import type { PlannedRequest } from './crowd.js';
 import type { FinalPurchase, SentPurchase } from './invariants.js';
@@ -378,11 +378,14 @@ async function followPoll(
   let last: FinalPurchase | null = null;
   for (let wait = 20; ; wait = Math.min(wait * 1.5, 500)) {
     try {
-      const res = await pool.request(at(base, requests.getPurchase(id)));
+      const res = await pool.request({
+        ...at(base, requests.getPurchase(id)),
+        signal: AbortSignal.timeout(ANSWER_TIMEOUT_MS),
+      });
       const text = await res.body.text();
       if (res.statusCode === 200) last = JSON.parse(text) as FinalPurchase;
     } catch {
-      // the server may be restarting: poll again
+      // the server may be restarting, or the answer was lost: poll again
     }
     if ((last && until(last)) || clock() > deadline()) return last;
     await sleep(wait);
@@ -400,7 +403,11 @@ async function followSse(
   let last: FinalPurchase | null = null;
   while (clock() <= deadline()) {
     try {
-      const res = await pool.request(at(base, requests.purchaseEvents(id)));
+      // The stream's headers come at once; only its body lasts (the guard below cuts it at the deadline).
+      const res = await pool.request({
+        ...at(base, requests.purchaseEvents(id)),
+        headersTimeout: ANSWER_TIMEOUT_MS,
+      });
       if (res.statusCode !== 200) {
         // No stream for it (a server without SSE, or a purchase it does not know): poll instead.
         await res.body.dump();

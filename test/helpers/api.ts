@@ -44,8 +44,15 @@ export async function purchase(
   return { status: res.status, body: await res.json(), headers: res.headers };
 }
 
-export async function getJson(url: string, admin = false): Promise<{ status: number; body: any }> {
-  const res = await fetch(url, admin ? { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } : {});
+export async function getJson(
+  url: string,
+  admin = false,
+  signal?: AbortSignal,
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, {
+    ...(admin ? { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } : {}),
+    ...(signal ? { signal } : {}),
+  });
   return { status: res.status, body: await res.json() };
 }
 

@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'vitest';
 import { openStorage } from '../../src/adapters/index.js';
-import { fetchSender, playRole, politely, type Role, type Send } from '../../src/simulate/checkout.js';
+import {
+  ANSWER_TIMEOUT_MS,
+  fetchSender,
+  playRole,
+  politely,
+  type Role,
+  type Send,
+} from '../../src/simulate/checkout.js';
 import { checkInvariants, type FinalPurchase, type SentPurchase } from '../../src/simulate/invariants.js';
 import { getJson } from './api.js';
 import { postJson } from './checkout.js';
@@ -25,15 +32,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A request that a killed web server or a database outage may refuse or drop: tried again (with the same
- * Idempotency-Key) until answered.
+ * Idempotency-Key) until answered. An answer that does not come in ANSWER_TIMEOUT_MS counts as dropped.
  */
 async function persist<T extends { status: number }>(
-  send: () => Promise<T>,
+  send: (signal: AbortSignal) => Promise<T>,
   refused: () => void = () => undefined,
 ): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
-      const res = await send();
+      const res = await send(AbortSignal.timeout(ANSWER_TIMEOUT_MS));
       if (res.status !== 503 && res.status !== 429) return res;
     } catch (error) {
       if (attempt > 200) throw error;
@@ -71,7 +78,7 @@ export async function sendCheckoutFlood(options: {
 }): Promise<CheckoutFlood> {
   const { baseUrl, ticketTypeId } = options;
   const flood: CheckoutFlood = { sent: [], roles: new Map(), heldSince: new Map(), refused: 0 };
-  const retry = <T extends { status: number }>(send: () => Promise<T>) =>
+  const retry = <T extends { status: number }>(send: (signal: AbortSignal) => Promise<T>) =>
     persist(send, () => (flood.refused += 1));
   // The roles are played as the simulator plays them, each refusal counted and the request sent again.
   const plain = fetchSender(baseUrl);
@@ -88,11 +95,12 @@ export async function sendCheckoutFlood(options: {
     const quantity = 1 + (i % 2);
     const key = randomUUID();
     const sentAt = performance.now();
-    const res = await retry(() =>
+    const res = await retry((signal) =>
       postJson(
         `${baseUrl}/api/events/${options.eventId}/purchases`,
         { buyerId, items: [{ ticketTypeId, quantity }] },
         { 'idempotency-key': key },
+        signal,
       ),
     );
     flood.sent.push({
@@ -109,7 +117,7 @@ export async function sendCheckoutFlood(options: {
     const id = res.body.purchaseId as string;
     // Follow the purchase: queued, perhaps waitlisted, until held (then act) or final.
     for (;;) {
-      const now = await retry(() => getJson(`${baseUrl}/api/purchases/${id}`));
+      const now = await retry((signal) => getJson(`${baseUrl}/api/purchases/${id}`, false, signal));
       if (now.body.status === 'held') {
         const since = Date.parse(now.body.holdExpiresAt) - options.holdSeconds * 1000;
         flood.heldSince.set(id, since);
@@ -156,7 +164,7 @@ export async function expectCheckoutEnded(options: {
   const allFinal = async () => {
     for (const id of ids) {
       if (finals.has(id)) continue;
-      const res = await getJson(`${baseUrl}/api/purchases/${id}`);
+      const res = await persist((signal) => getJson(`${baseUrl}/api/purchases/${id}`, false, signal));
       const settled = res.body.payment?.status !== 'processing';
       // A hold reached by the waitlist after its buyer stopped following: abandoned, it expires.
       if (FINAL.includes(res.body.status) && settled) finals.set(id, res.body);

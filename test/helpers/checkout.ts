@@ -9,11 +9,13 @@ export async function postJson(
   url: string,
   body: unknown,
   headers: Record<string, string> = {},
+  signal?: AbortSignal,
 ): Promise<{ status: number; body: any }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...(signal ? { signal } : {}),
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
