@@ -21,8 +21,8 @@ export interface WaitingRoomPlan {
   rounds: number;
   load: LoadShape;
   warmupSec: number;
-  /** The standard sale behind the room (the simulator against `onsale start`, embedded). */
-  sale: RoomSalePlan;
+  /** The standard sale behind the room (the simulator against `onsale start`, embedded); null: skipped. */
+  sale: RoomSalePlan | null;
 }
 
 export interface RoomSalePlan {
@@ -69,7 +69,7 @@ export interface WaitingRoomFigures {
   /** Joins (201, durable) per second on one `onsale serve` with the embedded SQLite. */
   joinsPerSec: number;
   joinP99Ms: number;
-  sale: RoomSaleFigures;
+  sale: RoomSaleFigures | null;
 }
 
 interface Run {
@@ -111,7 +111,12 @@ export async function measureWaitingRoom(
     });
     places.push(real);
     progress(`waiting-room: bare JSON GET, round ${r}/${plan.rounds}`);
-    bares.push(await withBare((url, server) => measuredWithCpu(server, () => wrk(url, plan.load)), plan));
+    const bare = await withBare((url, server) => measuredWithCpu(server, () => wrk(url, plan.load)), plan);
+    bares.push(bare);
+    progress(
+      `waiting-room: round ${r}: place reads ${Math.round(real.perSec)}/s at ${real.cpuUs.toFixed(1)} µs CPU, ` +
+        `bare GETs ${Math.round(bare.perSec)}/s at ${bare.cpuUs.toFixed(1)} µs CPU`,
+    );
   }
   progress('waiting-room: joins');
   const joins = await withOnsale(async (base) => {
@@ -123,11 +128,14 @@ export async function measureWaitingRoom(
       [`/api/events/${event}/queue`, `bench-${Date.now()}`],
     );
   });
-  progress(
-    `waiting-room: the standard sale behind the room, ${plan.sale.buyers} buyers for ${plan.sale.tickets} ` +
-      `tickets, maxActiveBuyers ${plan.sale.maxActiveBuyers}`,
-  );
-  const sale = await measureRoomSale(plan.sale, progress);
+  let sale: RoomSaleFigures | null = null;
+  if (plan.sale) {
+    progress(
+      `waiting-room: the standard sale behind the room, ${plan.sale.buyers} buyers for ${plan.sale.tickets} ` +
+        `tickets, maxActiveBuyers ${plan.sale.maxActiveBuyers}`,
+    );
+    sale = await measureRoomSale(plan.sale, progress);
+  }
   const place = medianBy(places, (p) => p.perSec);
   const bare = medianBy(bares, (b) => b.perSec);
   const created = joins.statuses['201'] ?? 0;

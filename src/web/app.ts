@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -10,6 +11,7 @@ import type { WaitingRoom } from '../ports/waiting-room.js';
 import { AdmissionSigner } from './admission-token.js';
 import { ChallengeSigner } from './pow-challenge.js';
 import { RoomReader } from './room-reader.js';
+import { placeReadFastPath, type FastPath } from './place-read-fast-path.js';
 import { queueAdminRoutes, queueRoutes } from './routes/queue.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
@@ -86,6 +88,14 @@ export function buildApp({
 }: AppDeps): OnsaleApp {
   // What each socket is receiving, so that a request cut off for slowness is logged with its route.
   const receiving = new WeakMap<object, { method: string; path: string }>();
+  // A client trickling its headers or body holds a socket and a parser: the whole request (headers and
+  // body) must arrive within ONSALE_REQUEST_TIMEOUT, else 408 and the connection is closed. Node checks
+  // the deadlines every connectionsCheckingInterval, so that is a fraction of the timeout.
+  const connectionsCheckingInterval = Math.min(30_000, Math.max(250, config.requestTimeout / 4));
+  // A connection silent this long is closed; status streams send a heartbeat every 15 s, well within.
+  const connectionTimeout = Math.max(config.requestTimeout, IDLE_CONNECTION_MS);
+  // Place reads answered from memory before Fastify (place-read-fast-path.ts); set once the reader exists.
+  let fastPath: FastPath = () => false;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -93,16 +103,21 @@ export function buildApp({
     // X-Forwarded-For names the client only when it comes from a trusted balancer (ONSALE_TRUST_PROXY).
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     genReqId: requestId,
-    // A client trickling its headers or body holds a socket and a parser: the whole request (headers and
-    // body) must arrive within ONSALE_REQUEST_TIMEOUT, else 408 and the connection is closed. Node checks
-    // the deadlines every connectionsCheckingInterval, so that is a fraction of the timeout.
     requestTimeout: config.requestTimeout,
-    http: { connectionsCheckingInterval: Math.min(30_000, Math.max(250, config.requestTimeout / 4)) },
-    // A connection silent this long is closed; status streams send a heartbeat every 15 s, well within.
-    connectionTimeout: Math.max(config.requestTimeout, IDLE_CONNECTION_MS),
+    connectionTimeout,
     // Idle keep-alive connections are closed after this: longer than balancers keep theirs (HAProxy 10 s,
     // nginx 60 s), so that a balancer never sends on a connection the server is closing.
     keepAliveTimeout: KEEP_ALIVE_MS,
+    // The server Fastify would make with these options, with the place-read fast path ahead of its routing.
+    serverFactory: (handler) => {
+      const server = createServer({ connectionsCheckingInterval }, (request, response) => {
+        if (!fastPath(request, response)) handler(request, response);
+      });
+      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      server.requestTimeout = config.requestTimeout;
+      server.setTimeout(connectionTimeout);
+      return server;
+    },
     // While closing, requests still arriving on open connections are handled here, not by Fastify's own
     // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable
     // (routes/purchases.ts).
@@ -173,6 +188,19 @@ export function buildApp({
 
   const signer = new AdmissionSigner(adminToken);
   const reader = new RoomReader(room, signer, logger);
+  const placeReads = placeReadFastPath({
+    reader,
+    takeAddressToken: (address) => addressLimit.take(address),
+    exempt,
+    trustProxy: config.trustProxy,
+    logger,
+  });
+  fastPath = placeReads;
+  // While closing, Fastify answers every request (with Connection: close).
+  app.addHook('preClose', (done) => {
+    placeReads.close();
+    done();
+  });
   registerPages(app, {
     listEvents: () => storage.listEvents(),
     event: async (eventId) => {
