@@ -89,7 +89,7 @@ export interface Place {
   admissionExpiresAt: string | null;
   /** A purchase was accepted with its admission. */
   used: boolean;
-  /** The estimated wait (s) given when the place was taken; null in the pre-queue or before any move. */
+  /** The estimated wait (s) given when the place was taken; null in the pre-queue or while no speed is measured. */
   etaAtJoin: number | null;
 }
 
