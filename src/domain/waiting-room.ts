@@ -89,7 +89,7 @@ export interface Place {
   admissionExpiresAt: string | null;
   /** A purchase was accepted with its admission. */
   used: boolean;
-  /** The estimated wait (s) given when the place was taken; null in the pre-queue or before any move. */
+  /** The estimated wait (s) given when the place was taken; null in the pre-queue or while no speed is measured. */
   etaAtJoin: number | null;
 }
 
@@ -165,25 +165,38 @@ export function placeView(place: Place, line: Line, now: number): PlaceView {
 }
 
 /**
- * The estimated wait of the place at `position`: positions over the speed at which the line's head moved
- * during the last RATE_WINDOW_MS. Null while the line has not moved (no speed measured yet).
+ * The estimated wait of the place at `position`: positions over the line's measured speed (headSpeed).
+ * Null while no speed is measured.
  */
 export function etaSeconds(position: number, line: Line, now: number): number | null {
-  const speed = headSpeed(line.progress, now);
-  if (speed === null || speed <= 0) return null;
+  const speed = headSpeed(line, now);
+  if (speed === null) return null;
   return Math.round(position / speed);
 }
 
-/** Positions per second over the window, or null when fewer than two samples span it. */
-function headSpeed(progress: Line['progress'], now: number): number | null {
+/**
+ * Positions per second the line's head moved during the last RATE_WINDOW_MS, counted from no earlier than
+ * the sales' opening (before it the line cannot move, so a long pre-queue would otherwise slow the speed
+ * down) nor the line's first sample. Null when less than a second is measured, when the head has not moved,
+ * and when the window starts from a standstill and holds one step only: the opening's first step admits
+ * every free slot at once, which says nothing yet of how fast slots are freed; from the next step on, the
+ * speed counts both. A line that stops moving slows down as its window goes on.
+ */
+export function headSpeed(line: Line, now: number): number | null {
+  const progress = line.progress;
+  const first = progress[0];
   const last = progress[progress.length - 1];
-  if (!last) return null;
-  const from = sampleAt(progress, now - RATE_WINDOW_MS) ?? progress[0];
-  if (!from) return null;
-  // From the window's start, or the first move, up to now: a line that stopped moving slows down.
-  const start = Math.max(from[0], now - RATE_WINDOW_MS);
+  if (!first || !last) return null;
+  const start = Math.max(now - RATE_WINDOW_MS, Date.parse(line.salesOpenAt), first[0]);
   const seconds = (now - start) / 1000;
   if (seconds < 1) return null;
+  // The window's base: the last sample before it starts (a step made at its very start is inside it).
+  let base = 0;
+  while (base + 1 < progress.length && progress[base + 1]![0] < start) base += 1;
+  const from = progress[base]!;
+  let steps = 0;
+  for (let i = base + 1; i < progress.length; i++) if (progress[i]![1] > progress[i - 1]![1]) steps += 1;
+  if (steps < (from[1] === 0 ? 2 : 1)) return null;
   return (last[1] - from[1]) / seconds;
 }
 
@@ -204,7 +217,9 @@ export function withProgress(
   head: number,
   admitted: number,
 ): Line['progress'] {
-  const next = [...progress, [now, head, admitted] as [number, number, number]];
+  // In time order, even for a step whose time was read before the last sample's (it waited for the line).
+  const at = Math.max(now, progress[progress.length - 1]?.[0] ?? now);
+  const next = [...progress, [at, head, admitted] as [number, number, number]];
   const before = next.filter((s) => s[0] <= now - RATE_WINDOW_MS);
   const inside = next.filter((s) => s[0] > now - RATE_WINDOW_MS);
   return before.length > 0 ? [before[before.length - 1]!, ...inside] : inside;

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import {
+  etaSeconds,
+  headSpeed,
+  joinEstimate,
+  RATE_WINDOW_MS,
+  withProgress,
+  type Line,
+} from '../src/domain/waiting-room.js';
+
+const OPEN = Date.parse('2030-01-01T12:00:00Z');
+
+/**
+ * A line whose sales opened at OPEN, created by a pre-queue join `prequeueMs` before, opened at OPEN, then
+ * moved by `moves` ([ms after OPEN, positions]), every sample kept as the adapters keep them (withProgress).
+ */
+function lineAfter(moves: Array<[number, number]>, prequeueMs = 30_000): Line {
+  let progress: Line['progress'] = [[OPEN - prequeueMs, 0, 0]];
+  progress = withProgress(progress, OPEN, 0, 0);
+  let head = 0;
+  for (const [at, positions] of moves) {
+    head += positions;
+    progress = withProgress(progress, OPEN + at, head, head);
+  }
+  return {
+    eventId: 'ev1',
+    salesOpenAt: new Date(OPEN).toISOString(),
+    opened: true,
+    prequeued: 0,
+    tail: 100_000,
+    head,
+    active: 40,
+    admitted: head,
+    expired: 0,
+    soldOut: false,
+    maxActiveBuyers: 40,
+    maxAdmittedPerMinute: null,
+    sessionSeconds: 600,
+    powDifficulty: 0,
+    progress,
+  };
+}
+
+/** `count` steps of `positions`, one every `everyMs`, the first at `firstAt` ms after the opening. */
+const steps = (firstAt: number, count: number, everyMs: number, positions: number): Array<[number, number]> =>
+  Array.from({ length: count }, (_, i) => [firstAt + i * everyMs, positions]);
+
+describe('the wait estimate', () => {
+  it('is exact for a line moving at a steady speed', () => {
+    // 10 positions every second for two minutes: 10 positions a second over the last minute.
+    const line = lineAfter(steps(1000, 120, 1000, 10));
+    const now = OPEN + 120_500;
+    expect(headSpeed(line, now)).toBe(10);
+    expect(etaSeconds(500, line, now)).toBe(50);
+    expect(etaSeconds(1, line, now)).toBe(0);
+  });
+
+  it('measures the speed from the opening, whatever the length of the pre-queue before it', () => {
+    // The opening's step fills 40 slots, then 2 positions a second: 58 positions in the 10 s since the opening.
+    const moves: Array<[number, number]> = [[250, 40], ...steps(1250, 9, 1000, 2)];
+    for (const prequeueMs of [5_000, 30_000, 300_000]) {
+      const line = lineAfter(moves, prequeueMs);
+      expect(headSpeed(line, OPEN + 10_000)).toBeCloseTo(5.8, 10);
+      expect(etaSeconds(58, line, OPEN + 10_000)).toBe(10);
+    }
+  });
+
+  it('tells no estimate while the only move is the opening filling every free slot at once', () => {
+    const line = lineAfter([[250, 40]]);
+    // 40 positions in the first quarter second is no speed: slots free only as buyers finish.
+    for (const at of [1_000, 5_000, 30_000, RATE_WINDOW_MS - 1]) {
+      expect(headSpeed(line, OPEN + at)).toBeNull();
+      expect(etaSeconds(100, line, OPEN + at)).toBeNull();
+    }
+    // The first slot freed and given to the next in line: from now on the line has a measured speed.
+    const moved = lineAfter([
+      [250, 40],
+      [4_000, 1],
+    ]);
+    expect(headSpeed(moved, OPEN + 5_000)).toBeCloseTo(41 / 5, 10);
+  });
+
+  it('keeps the samples in time order when a step read its clock before the opening that a join made', () => {
+    // A join opened the line 5 ms after the sales opened; the step that then filled the slots read its
+    // clock 44 ms before the opening (while it waited for the line): its sample still comes after.
+    let progress: Line['progress'] = withProgress([[OPEN - 30_000, 0, 0]], OPEN + 5, 0, 0);
+    progress = withProgress(progress, OPEN - 44, 40, 40);
+    progress = withProgress(progress, OPEN + 3_000, 41, 41);
+    expect(progress.map((s) => s[0])).toEqual([OPEN - 30_000, OPEN + 5, OPEN + 5, OPEN + 3_000]);
+    // Both steps are counted from the opening, the fill included.
+    expect(headSpeed({ ...lineAfter([]), progress }, OPEN + 4_000)).toBeCloseTo(41 / 4, 10);
+  });
+
+  it('tells none in the first second, nor before the line moved, nor before the sales open', () => {
+    expect(etaSeconds(10, lineAfter([]), OPEN + 10_000)).toBeNull();
+    const line = lineAfter([
+      [100, 40],
+      [400, 1],
+    ]);
+    expect(etaSeconds(10, line, OPEN + 900)).toBeNull();
+    expect(etaSeconds(10, line, OPEN - 1_000)).toBeNull();
+  });
+
+  it('counts a burst of the per-minute cap over the minute it stands for', () => {
+    // maxAdmittedPerMinute 100: the cap's 100 at the opening, the next 100 a minute later.
+    expect(headSpeed(lineAfter([[250, 100]]), OPEN + 59_000)).toBeNull();
+    const line = lineAfter([
+      [250, 100],
+      [60_250, 100],
+    ]);
+    expect(headSpeed(line, OPEN + 60_500)).toBeCloseTo(100 / 60, 10);
+    expect(etaSeconds(100, line, OPEN + 60_500)).toBe(60);
+  });
+
+  it('follows the line as it moves: the last minute only, and slowing down when it stops', () => {
+    // 20 a second for a minute, then 5 a second for a minute.
+    const line = lineAfter([...steps(1000, 60, 1000, 20), ...steps(61_000, 60, 1000, 5)]);
+    expect(headSpeed(line, OPEN + 120_500)).toBe(5);
+    expect(etaSeconds(100, line, OPEN + 120_500)).toBe(20);
+    // Then it stops: 30 s later the same minute holds half the positions.
+    expect(headSpeed(line, OPEN + 150_500)).toBe(2.5);
+    // And a minute later nothing moved in the window: no speed, no estimate (never a negative or infinite one).
+    expect(headSpeed(line, OPEN + 181_000)).toBeNull();
+    expect(etaSeconds(100, line, OPEN + 181_000)).toBeNull();
+  });
+
+  it('gives a joining place the estimate of its position behind the head every server shows', () => {
+    const line = lineAfter(steps(1000, 120, 1000, 10));
+    const now = OPEN + 120_500;
+    // The head shown is that of a second ago (1190); line number 1690 is 500 places behind it.
+    expect(joinEstimate(1690, line, now)).toBe(50);
+  });
+});
