@@ -9,8 +9,8 @@ import { describeEach, exclusion } from './helpers/services.js';
  * A short chaos soak (`npm run soak -- --minutes 1`) on two engine sets: `onsale start` then `onsale
  * cluster`, processes SIGKILLed and paused, the private PostgreSQL and Redis restarted or the embedded
  * disk filled, while the simulator sells. The long ones (10 minutes) are docs/reliability.md's; the
- * third set, postgres+rabbitmq, runs only there: its private broker alone took 49 s to start on a loaded
- * machine, and a third soak would add about three minutes to a file that already takes several.
+ * third set, postgres+rabbitmq, runs only there: its private broker alone took 20–49 s to start on a loaded
+ * machine, and a third soak would add two to three minutes to a file that already takes nearly four.
  */
 const SOAK = resolve(import.meta.dirname, '../build/bench/soak/cli.js');
 

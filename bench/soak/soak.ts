@@ -264,10 +264,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 
     const shares = topologies.length === 1 ? [1] : [0.6, 0.4];
     for (const [i, topology] of topologies.entries()) {
+      log(`phase ${topology}: starting onsale ${topology}`);
+      await launch(topology);
+      // The phase's time counts from ready: on a loaded machine `onsale cluster` may take longer to start
+      // than a short soak's whole phase, which would then sell nothing under it.
       const phaseEnd = Date.now() + totalMs * shares[i]!;
-      log(`phase ${topology}: until +${Math.round((phaseEnd - started) / 1000)} s`);
-      const current = await launch(topology);
-      void current;
+      log(`phase ${topology}: onsale ready, until +${Math.round((phaseEnd - started) / 1000)} s`);
       let phaseOver = false;
       const chaos = chaosLoop(topology, phaseEnd, () => phaseOver);
       await salesUntil(topology, phaseEnd);
@@ -329,7 +331,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const bad = Object.entries(r.refusals).filter(([code]) => isForbidden5xx(code));
     if (bad.length > 0) problem(`event ${r.eventId}: answers outside the contract: ${JSON.stringify(bad)}`);
   }
-  const minSpanSec = Math.min(180, soakSec * 0.2);
+  // A fifth of the soak, from 30 s (less is a process warming up, not a trend) to 180 s.
+  const minSpanSec = Math.min(180, Math.max(30, soakSec * 0.2));
   report.memory = [...series.values()]
     .map((s) => rssTrend(s, { minSamples: 6, minSpanSec }))
     .filter((t): t is RssTrend => t !== null);
