@@ -331,8 +331,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const bad = Object.entries(r.refusals).filter(([code]) => isForbidden5xx(code));
     if (bad.length > 0) problem(`event ${r.eventId}: answers outside the contract: ${JSON.stringify(bad)}`);
   }
-  // A fifth of the soak, from 30 s (less is a process warming up, not a trend) to 180 s.
-  const minSpanSec = Math.min(180, Math.max(30, soakSec * 0.2));
+  // A fifth of the soak, from 20 s (less is a process warming up, not a trend) to 180 s.
+  const minSpanSec = Math.min(180, Math.max(20, soakSec * 0.2));
   report.memory = [...series.values()]
     .map((s) => rssTrend(s, { minSamples: 6, minSpanSec }))
     .filter((t): t is RssTrend => t !== null);
