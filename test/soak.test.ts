@@ -6,9 +6,11 @@ import { runScript, tempDir } from './helpers/processes.js';
 import { describeEach, exclusion } from './helpers/services.js';
 
 /**
- * A short chaos soak (`npm run soak -- --minutes 1`) on each engine set: `onsale start` then `onsale
+ * A short chaos soak (`npm run soak -- --minutes 1`) on two engine sets: `onsale start` then `onsale
  * cluster`, processes SIGKILLed and paused, the private PostgreSQL and Redis restarted or the embedded
- * disk filled, while the simulator sells. The long one (10 minutes) is docs/reliability.md's.
+ * disk filled, while the simulator sells. The long ones (10 minutes) are docs/reliability.md's; the
+ * third set, postgres+rabbitmq, runs only there: its private broker alone took 20–49 s to start on a loaded
+ * machine, and a third soak would add two to three minutes to a file that already takes nearly four.
  */
 const SOAK = resolve(import.meta.dirname, '../build/bench/soak/cli.js');
 
@@ -44,8 +46,8 @@ describeEach(
         }
         expect(report.serverErrorsLogged).toBe(0);
         expect(report.memory.length).toBeGreaterThan(0);
-        // Reasons are given for what could not be injected here.
-        expect(report.skipped['restart-rabbitmq']).toMatch(/shared/);
+        // Reasons are given for what could not be injected here: RabbitMQ is the third engine set's.
+        expect(report.skipped['restart-rabbitmq']).toMatch(/postgres\+rabbitmq/);
       } finally {
         dir.remove();
       }

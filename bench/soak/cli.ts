@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run soak -- [--minutes N] [--engines embedded|postgres+redis] [--seed N] [--report-json PATH]`: the
- * chaos soak of soak.ts. Progress on stderr, a summary on stdout; exit 0 only when everything held, 1
+ * `npm run soak -- [--minutes N] [--engines embedded|postgres+redis|postgres+rabbitmq] [--seed N]
+ * [--report-json PATH]`: the chaos soak of soak.ts. Progress on stderr, a summary on stdout; exit 0 only when everything held, 1
  * otherwise, 2 for a bad flag.
  */
 import { writeFileSync } from 'node:fs';
@@ -60,9 +60,9 @@ async function main(): Promise<number> {
   const program = new Command('npm run soak --')
     .description(
       'the chaos soak: the simulator sells events against onsale (start, then cluster) while processes are ' +
-        'killed and paused, the private PostgreSQL and Redis restarted and the embedded disk filled; exit 0 ' +
-        'when every invariant held, every accepted purchase became final, no 500 was answered, onsale came ' +
-        'back after every fault and memory stayed flat',
+        'killed and paused, the private PostgreSQL, Redis or RabbitMQ restarted and the embedded disk ' +
+        'filled; exit 0 when every invariant held, every accepted purchase became final, no 500 was ' +
+        'answered, onsale came back after every fault and memory stayed flat',
     )
     .addOption(new Option('--minutes <n>', 'how long to inject faults').default(10).argParser(minutes))
     .addOption(new Option('--engines <set>', 'the engines').choices(ENGINE_SETS).default('embedded'))
