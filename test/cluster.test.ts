@@ -121,7 +121,10 @@ function expectOnlyInFlightFailed(
   const inFlightMs = Math.max(500, 2 * Math.max(...beforeKill.map((r) => r.answeredAt - r.sentAt)));
   const failed = run.sent.filter((r) => r.status !== 202 && r.status !== 200);
   expect(failed.length).toBeLessThanOrEqual(concurrency);
-  for (const f of failed) expect(f.sentAt).toBeLessThan(run.killedAt + inFlightMs);
+  for (const f of failed) {
+    const what = `a request answered ${f.status} (0: no answer), sent ${Math.round(f.sentAt - run.killedAt)} ms after the kill`;
+    expect(f.sentAt, what).toBeLessThan(run.killedAt + inFlightMs);
+  }
   const after = run.sent.filter((r) => r.sentAt > run.killedAt + inFlightMs);
   expect(after.length).toBeGreaterThan(300);
   expect(after.every((r) => r.status === 202 || r.status === 200)).toBe(true);
