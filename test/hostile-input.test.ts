@@ -3,6 +3,7 @@
  * api.md's error table, odd bytes and odd paths, strings that must come back verbatim. After each family of
  * bad requests nothing stored has changed, and no answer is ever a 500.
  */
+import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEvent, getJson, waitDrained, waitFinal, type CreatedEvent } from './helpers/api.js';
 import {
@@ -427,6 +428,40 @@ describe('413 payload_too_large and 415 unsupported_media_type', () => {
     });
     const exact = await postPurchase(victim.id, padded(16 * 1024));
     expect(exact.status, exact.text).toBe(202);
+  });
+
+  it('after a 413 sent before the body, reads on what the client still sends instead of resetting it', async () => {
+    // The client announces 1 MiB, reads its 413, then goes on sending for a while, as a client writing its
+    // body while the answer arrives does. Closing with those bytes unread would make the server's kernel
+    // answer them with a reset, which can destroy the 413 before a client reads it.
+    const url = new URL(base);
+    // Half-open: the client goes on writing after the server's FIN, as a client sending its body does.
+    const socket = netConnect({ host: url.hostname, port: Number(url.port), allowHalfOpen: true });
+    const received: Buffer[] = [];
+    let failure: Error | null = null;
+    let ended = false;
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.on('error', (error) => (failure = error));
+    socket.on('end', () => (ended = true));
+    socket.write(
+      `POST /api/events/${victim.id}/purchases HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${1024 * 1024}\r\n\r\n`,
+    );
+    await eventually(() => expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 413 /));
+    const answer = Buffer.concat(received).toString('latin1');
+    expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+    expect(answer).toContain('"payload_too_large"');
+    const chunk = Buffer.alloc(16 * 1024, 0x20);
+    for (let i = 0; i < 20 && !failure; i++) {
+      socket.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(failure, 'the server reset the connection while the client was still sending').toBeNull();
+    // The server's side is closed (FIN) once the answer is written; the client closes its own.
+    expect(ended).toBe(true);
+    socket.end();
+    if (!socket.closed) await new Promise((resolve) => socket.once('close', resolve));
+    expect(failure).toBeNull();
   });
 
   it('refuses a body that is not application/json with 415', async () => {

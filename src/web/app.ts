@@ -27,6 +27,7 @@ import { GroupCommit } from './group-commit.js';
 import { WriteHealth } from './write-health.js';
 import { Lookups, withAvailability } from './lookups.js';
 import { acceptJsonBodies } from './json-body.js';
+import { lingerOnClose } from './lingering-close.js';
 import { registry } from '../metrics/metrics.js';
 import { installObservability, maskedPath, noteErrorCode, requestId } from './metrics-plugin.js';
 import { registerOpenApi } from './openapi.js';
@@ -111,8 +112,10 @@ export function buildApp({
     // The server Fastify would make with these options, with the place-read fast path ahead of its routing.
     serverFactory: (handler) => {
       const server = createServer({ connectionsCheckingInterval }, (request, response) => {
-        if (!fastPath(request, response)) handler(request, response);
+        if (closingConnection(request) || fastPath(request, response)) return;
+        handler(request, response);
       });
+      const closingConnection = lingerOnClose(server);
       server.keepAliveTimeout = KEEP_ALIVE_MS;
       server.requestTimeout = config.requestTimeout;
       server.setTimeout(connectionTimeout);
