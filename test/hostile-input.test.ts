@@ -447,7 +447,9 @@ describe('413 payload_too_large and 415 unsupported_media_type', () => {
       `POST /api/events/${victim.id}/purchases HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${1024 * 1024}\r\n\r\n`,
     );
-    await eventually(() => expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 413 /));
+    await eventually(async () =>
+      expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 413 /),
+    );
     const answer = Buffer.concat(received).toString('latin1');
     expect(answer).toMatch(/\r\nconnection: close\r\n/i);
     expect(answer).toContain('"payload_too_large"');
