@@ -21,8 +21,7 @@ export const LINGER_MS = 5_000;
  */
 export function lingerOnClose(server: Server): (request: IncomingMessage) => boolean {
   const closing = new WeakSet<Socket>();
-  function closeLingering(this: Socket): void {
-    const socket = this;
+  function closeLingering(socket: Socket): void {
     closing.add(socket);
     if (socket.writable) socket.end();
     const destroyOnceWritten = () => {
@@ -39,7 +38,7 @@ export function lingerOnClose(server: Server): (request: IncomingMessage) => boo
   }
   server.on('connection', (socket: Socket) => {
     // Node calls destroySoon once a Connection: close answer is written.
-    socket.destroySoon = closeLingering;
+    socket.destroySoon = () => closeLingering(socket);
   });
   return (request) => {
     if (closing.has(request.socket)) {
