@@ -3,9 +3,14 @@ import {
   etaSeconds,
   headSpeed,
   joinEstimate,
+  MAX_REFRESH_AFTER_SECONDS,
+  placeView,
   RATE_WINDOW_MS,
+  REFRESH_AFTER_SECONDS,
+  refreshAfterSeconds,
   withProgress,
   type Line,
+  type Place,
 } from '../src/domain/waiting-room.js';
 
 const OPEN = Date.parse('2030-01-01T12:00:00Z');
@@ -131,3 +136,57 @@ describe('the wait estimate', () => {
     expect(joinEstimate(1690, line, now)).toBe(50);
   });
 });
+
+describe('when the waiting page reads its place again', () => {
+  const waiting = (etaSeconds: number | null) => ({
+    state: 'waiting' as const,
+    position: 10,
+    aheadOfYou: 9,
+    etaSeconds,
+  });
+  const line = lineAfter(steps(1000, 120, 1000, 10));
+
+  it('reads every 5 s near the front and while no wait is estimated, every quarter of the wait further back, at most every 30 s', () => {
+    expect(refreshAfterSeconds(waiting(null), line, OPEN)).toBe(REFRESH_AFTER_SECONDS);
+    expect(refreshAfterSeconds(waiting(0), line, OPEN)).toBe(5);
+    expect(refreshAfterSeconds(waiting(12), line, OPEN)).toBe(5);
+    expect(refreshAfterSeconds(waiting(40), line, OPEN)).toBe(10);
+    expect(refreshAfterSeconds(waiting(100), line, OPEN)).toBe(25);
+    expect(refreshAfterSeconds(waiting(3600), line, OPEN)).toBe(MAX_REFRESH_AFTER_SECONDS);
+  });
+
+  it('before the opening, reads every quarter of the time left to it, every 5 s in its last 20 s', () => {
+    const prequeue = { state: 'prequeue' as const, position: null, aheadOfYou: null, etaSeconds: null };
+    const before = (seconds: number) => OPEN - seconds * 1000;
+    expect(refreshAfterSeconds(prequeue, line, before(3600))).toBe(30);
+    expect(refreshAfterSeconds(prequeue, line, before(60))).toBe(15);
+    expect(refreshAfterSeconds(prequeue, line, before(10))).toBe(5);
+    expect(refreshAfterSeconds(prequeue, line, OPEN + 2_000)).toBe(5);
+    expect(refreshAfterSeconds(prequeue, null, before(3600))).toBe(5);
+  });
+
+  it('tells a place far back in a line moving at a steady speed to read every 30 s, one near the front every 5 s', () => {
+    const now = OPEN + 120_500;
+    const far = placeView(placeAt(100_000, line.head + 5_000), line, now);
+    expect(far.etaSeconds).toBeGreaterThan(4 * 30);
+    expect(refreshAfterSeconds(far, line, now)).toBe(30);
+    const near = placeView(placeAt(100_001, line.head + 20), line, now);
+    expect(refreshAfterSeconds(near, line, now)).toBe(5);
+  });
+});
+
+function placeAt(serial: number, lineNumber: number): Place {
+  return {
+    placeId: `p${serial}`,
+    eventId: 'ev1',
+    buyerId: `b${serial}`,
+    canonicalBuyerId: `b${serial}`,
+    joinedAt: new Date(OPEN).toISOString(),
+    lineNumber,
+    outcome: null,
+    admittedAt: null,
+    admissionExpiresAt: null,
+    used: false,
+    etaAtJoin: null,
+  };
+}

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import {
   placeView,
-  REFRESH_AFTER_SECONDS,
+  refreshAfterSeconds,
   type Line,
   type Place,
   type PlaceState,
@@ -153,7 +153,7 @@ export class RoomReader {
       buyerId: place.buyerId,
       ...view,
       admission,
-      refreshAfterSeconds: REFRESH_AFTER_SECONDS,
+      refreshAfterSeconds: refreshAfterSeconds(view, line, now),
     };
   }
 

@@ -85,8 +85,8 @@ describe('waiting page', () => {
       );
       expect(p.url()).toMatch(new RegExp(`/events/${event.id}/queue\\?place=`));
       if (!javaScriptEnabled) {
-        // Without the script the page reloads itself.
-        expect(await p.content()).toMatch(/http-equiv="refresh" content="5;url=\/events\//);
+        // Without the script the page reloads itself: an hour before the opening, every 30 s.
+        expect(await p.content()).toMatch(/http-equiv="refresh" content="30;url=\/events\//);
       } else {
         await screenshots(p, 'waiting-room-prequeue');
       }
