@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { domainOf, ticketMessageId, ticketQrGif } from '../src/mail/ticket-email.js';
-import { createEvent, purchase, waitFinal } from './helpers/api.js';
+import { createEvent, purchase, waitFinal, type CreatedEvent } from './helpers/api.js';
 import { ADMIN_TOKEN, freePort, startOnsale, until, type Onsale } from './helpers/processes.js';
 import { samples } from './helpers/prometheus.js';
 import { describeEach, exclusion, freshPostgresDatabase } from './helpers/services.js';
@@ -163,6 +163,48 @@ describe('ticket emails when the SMTP server is down', () => {
     expect(m.get('onsale_outbox_oldest_age_seconds')).toBe(0);
     const received = smtp.mails.map((mail) => mail.parsed.messageId).sort();
     expect(received).toEqual(ids.map((id) => ticketMessageId(id, domainOf(FROM))).sort());
+  });
+});
+
+describe('ticket emails on two PostgreSQL shards when the SMTP server is down', () => {
+  let onsale: Onsale;
+  let smtpPort: number;
+  const drops: Array<() => Promise<void>> = [];
+
+  beforeAll(async () => {
+    smtpPort = await freePort(); // nothing listens there
+    const shards = [await freshPostgresDatabase(), await freshPostgresDatabase()];
+    drops.push(...shards.map((db) => db.drop));
+    onsale = await startOnsale({
+      workers: 1,
+      env: { ...mailEnv(smtpPort), ONSALE_DATABASE_URL: shards.map((db) => db.url).join(',') },
+    });
+  });
+  afterAll(async () => {
+    await onsale?.stop();
+    for (const drop of drops) await drop();
+  });
+
+  it("counts every shard's waiting emails in the outbox gauges, not the first shard's alone", async () => {
+    // Each shard keeps the emails of its own events: one event on each (ids end with their shard).
+    const byShard = new Map<string, CreatedEvent>();
+    for (let i = 0; i < 20 && byShard.size < 2; i++) {
+      const event = await createEvent(onsale.baseUrl);
+      byShard.set(event.id.slice(event.id.lastIndexOf('.')), event);
+    }
+    expect(byShard.size).toBe(2);
+    for (const event of byShard.values()) {
+      const res = await purchase(onsale.baseUrl, event.id, {
+        buyerId: `buyer@${event.id}.example.com`,
+        items: [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }],
+      });
+      expect((await waitFinal(onsale.baseUrl, res.body.purchaseId)).status).toBe('confirmed');
+    }
+    await until(async () => (await metrics(onsale.baseUrl)).get('onsale_outbox_depth') === 2, 30_000);
+    await until(
+      async () => ((await metrics(onsale.baseUrl)).get('onsale_outbox_oldest_age_seconds') ?? 0) > 0,
+      10_000,
+    );
   });
 });
 

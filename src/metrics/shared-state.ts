@@ -35,13 +35,13 @@ export function sharedStateMetrics(
   storage: Storage,
   queue: Queue,
   logger: Logger,
-  outbox?: Outbox,
+  outboxes: readonly Outbox[] = [],
 ): () => Promise<string> {
   let last: { at: number; reading: Promise<Reading | null> } | null = null;
 
   function reading(): Promise<Reading | null> {
     if (last && Date.now() - last.at < FRESH_MS) return last.reading;
-    const next = read(storage, queue, outbox).catch((error: unknown) => {
+    const next = read(storage, queue, outboxes).catch((error: unknown) => {
       logger.warn({ err: error }, 'metrics: cannot read the queue and stock gauges');
       return null;
     });
@@ -113,16 +113,22 @@ function gauge(name: string, help: string, samples: ReadonlyArray<readonly [stri
   return `${lines.join('\n')}\n`;
 }
 
+/** The outboxes of every shard as one: their emails summed, the oldest of them. */
+function together(stats: Array<{ depth: number; oldestCreatedAt: string | null }>) {
+  const oldest = stats.flatMap((s) => (s.oldestCreatedAt ? [s.oldestCreatedAt] : [])).sort()[0] ?? null;
+  return { depth: stats.reduce((sum, s) => sum + s.depth, 0), oldestCreatedAt: oldest };
+}
+
 /** A label value, escaped as the text format requires. */
 function label(value: string): string {
   return value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
 }
 
-async function read(storage: Storage, queue: Queue, outbox?: Outbox): Promise<Reading> {
+async function read(storage: Storage, queue: Queue, outboxes: readonly Outbox[]): Promise<Reading> {
   const [{ depth, oldestAcceptedAt }, events, mail] = await Promise.all([
     queue.depth(),
     storage.listEvents(),
-    outbox?.stats() ?? null,
+    outboxes.length > 0 ? Promise.all(outboxes.map((o) => o.stats())).then(together) : null,
   ]);
   const ageOf = (at: string | null) => (at ? Math.max(0, (Date.now() - Date.parse(at)) / 1000) : 0);
   const oldestAgeSeconds = ageOf(oldestAcceptedAt);

@@ -21,11 +21,17 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
   });
   // On SQLite, the group commit's fsync runs in a thread: this event loop keeps reading requests meanwhile.
   const queue = await openQueue(config.queueUrl, { databaseUrl: config.databaseUrl, writerThread: true });
-  // Read for the outbox gauges of /metrics only.
-  // With shards, the gauges show the first shard's outbox (each shard keeps its own).
-  const outbox = config.metrics ? await openOutbox(splitUrls(config.databaseUrl)[0]!) : undefined;
+  // Read for the outbox gauges of /metrics only: each shard keeps its own outbox, the gauges add them up.
+  const outboxes = config.metrics
+    ? await Promise.all(splitUrls(config.databaseUrl).map((url) => openOutbox(url)))
+    : [];
   const room = await openWaitingRoom(config.databaseUrl, config.roomUrl);
-  await Promise.all([storage.migrate(), queue.migrate(), outbox?.migrate(), room.migrate()]);
+  await Promise.all([
+    storage.migrate(),
+    queue.migrate(),
+    ...outboxes.map((o) => o.migrate()),
+    room.migrate(),
+  ]);
   // Under `onsale start` one scrape of any web server shows the whole machine (every child's registry summed).
   const ownMetrics = cluster.isWorker ? machineMetrics : () => registry.metrics();
   const payments = await openPaymentProvider(config, storage);
@@ -39,7 +45,7 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     logger,
     payments,
     ownMetrics,
-    outbox,
+    outboxes,
     workersAlive: workers.alive,
   });
   await web.app.listen({ port: config.port, host: config.host });
@@ -52,7 +58,7 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     if (config.drainDelay > 0) await new Promise((r) => setTimeout(r, config.drainDelay));
     await web.app.close();
     await web.drain();
-    await Promise.all([storage.close(), queue.close(), outbox?.close(), room.close()]);
+    await Promise.all([storage.close(), queue.close(), ...outboxes.map((o) => o.close()), room.close()]);
   });
 }
 

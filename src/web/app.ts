@@ -57,8 +57,8 @@ interface AppDeps {
    * `onsale start`, the sum over every process of the machine (the process decides, not the app).
    */
   ownMetrics?: () => Promise<string>;
-  /** The outbox of ticket emails, for its gauges on /metrics (none: no such gauges). */
-  outbox?: Outbox;
+  /** The outboxes of ticket emails (one per shard), for their gauges on /metrics (none: no such gauges). */
+  outboxes?: readonly Outbox[];
   /** The worker processes alive, when this server's supervisor tells it (`onsale cluster`). */
   workersAlive?: () => number | undefined;
 }
@@ -84,7 +84,7 @@ export function buildApp({
   logger,
   payments,
   ownMetrics,
-  outbox,
+  outboxes,
   workersAlive,
 }: AppDeps): OnsaleApp {
   // What each socket is receiving, so that a request cut off for slowness is logged with its route.
@@ -180,7 +180,7 @@ export function buildApp({
     logger,
     adminToken,
     ownMetrics: ownMetrics ?? (() => registry.metrics()),
-    outbox,
+    outboxes,
   });
 
   app.addHook('onRequest', async (request) => {

@@ -84,7 +84,7 @@ export function maskedPath(url: string): string {
 export function installObservability(
   app: FastifyInstance,
   deps: {
-    outbox?: Outbox;
+    outboxes?: readonly Outbox[];
     storage: Storage;
     queue: Queue;
     room: WaitingRoom;
@@ -120,7 +120,7 @@ export function installObservability(
   });
 
   const shared = metricsEnabled()
-    ? sharedStateMetrics(deps.storage, deps.queue, deps.logger, deps.outbox)
+    ? sharedStateMetrics(deps.storage, deps.queue, deps.logger, deps.outboxes)
     : null;
   const rooms = metricsEnabled() ? roomStateMetrics(deps.storage, deps.room, deps.logger) : null;
   // Per-event sales and the queue's depth are as private as the admin stats: the same token is asked for
