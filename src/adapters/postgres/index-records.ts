@@ -1,4 +1,5 @@
 import { withCanonicalBuyerId } from '../../domain/buyer.js';
+import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { EnqueueRequest, EnqueueResult } from '../../ports/queue.js';
 import { toDb, type PostgresDatabase, type Tx } from './database.js';
@@ -24,7 +25,7 @@ export function parsePayload(payload: string): AcceptedPurchase {
   return withCanonicalBuyerId(JSON.parse(payload) as AcceptedPurchase);
 }
 
-/** A purchase as the shared dead-letter table stores it (ids as they are, client text as toDb() writes it). */
+/** A purchase as the shared dead-letter table stores it: ids as they are, client text as toDb() writes it. */
 function toRow(purchase: AcceptedPurchase): PurchaseRow {
   return {
     purchase_id: purchase.purchaseId,
@@ -119,4 +120,17 @@ export async function findQueuedOrDead(
   const row = rows.rows[0];
   if (!row) return null;
   return row.payload === null ? toPurchase(row) : parsePayload(row.payload);
+}
+
+/**
+ * Takes a lock under the transaction's lock_timeout. A timeout (55P03) means its holder keeps it far longer
+ * than it may: the index is unavailable (`holderTooLong` says who holds what). Other errors pass as they are.
+ */
+export async function lockOrUnavailable(take: () => Promise<unknown>, holderTooLong: string): Promise<void> {
+  try {
+    await take();
+  } catch (error) {
+    if ((error as { code?: unknown }).code === '55P03') throw new UnavailableError(holderTooLong, error);
+    throw error;
+  }
 }

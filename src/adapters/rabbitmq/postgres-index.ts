@@ -1,4 +1,3 @@
-import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
 import { applyMigrations, PostgresDatabase, type Tx } from '../postgres/database.js';
@@ -6,6 +5,7 @@ import {
   buryQueued,
   findQueuedOrDead,
   findQueuedOrDeadSql,
+  lockOrUnavailable,
   resolveRequestKeys,
   takeBackPurchases,
 } from '../postgres/index-records.js';
@@ -187,7 +187,10 @@ export class PostgresIndex implements PurchaseIndex {
     return this.#db.transaction(async (tx) => {
       await tx.query(SQL.noSync);
       await tx.query(SQL.lockTimeout);
-      await this.#lockOrUnavailable(() => tx.query(SQL.lockPartitionShared, [this.#lockSpace, partition]));
+      await lockOrUnavailable(
+        () => tx.query(SQL.lockPartitionShared, [this.#lockSpace, partition]),
+        'a publisher holds the partition lock of the RabbitMQ index too long',
+      );
       const rows = await tx.query<{ purchase_id: string; dead: boolean }>(SQL.states, [purchaseIds]);
       const dead = new Map(rows.rows.map((r) => [r.purchase_id, r.dead]));
       const found: Inspection = { queued: [], dead: [], gone: [], headClaims: 0 };
@@ -281,21 +284,6 @@ export class PostgresIndex implements PurchaseIndex {
   async #lock(tx: Tx, partitions: readonly number[]): Promise<void> {
     for (const p of [...new Set(partitions)].sort((a, b) => a - b)) {
       await tx.query(SQL.lockPartition, [this.#lockSpace, p]);
-    }
-  }
-
-  /** lock_timeout (55P03) means a publisher holds the partition far longer than it may: unavailable. */
-  async #lockOrUnavailable(take: () => Promise<unknown>): Promise<void> {
-    try {
-      await take();
-    } catch (error) {
-      if ((error as { code?: unknown }).code === '55P03') {
-        throw new UnavailableError(
-          'a publisher holds the partition lock of the RabbitMQ index too long',
-          error,
-        );
-      }
-      throw error;
     }
   }
 }

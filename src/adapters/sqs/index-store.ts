@@ -1,4 +1,3 @@
-import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueRequest, EnqueueResult } from '../../ports/queue.js';
 import { applyMigrations, PostgresDatabase, type Tx } from '../postgres/database.js';
@@ -6,6 +5,7 @@ import {
   buryQueued,
   findQueuedOrDead,
   findQueuedOrDeadSql,
+  lockOrUnavailable,
   parsePayload,
   resolveRequestKeys,
   takeBackPurchases,
@@ -132,14 +132,11 @@ export class SqsIndex {
     return this.#db.transaction(async (tx) => {
       await tx.query(SQL.noSync);
       await tx.query(SQL.lockTimeout);
-      try {
-        await tx.query(SQL.lockEventShared, [this.#lockSpace, eventId]);
-      } catch (error) {
-        // lock_timeout: an appender holds the event far longer than an SQS round trip may take.
-        if ((error as { code?: unknown }).code === '55P03')
-          throw new UnavailableError('an appender holds the event lock of the SQS index too long', error);
-        throw error;
-      }
+      // A lock_timeout: an appender holds the event far longer than an SQS round trip may take.
+      await lockOrUnavailable(
+        () => tx.query(SQL.lockEventShared, [this.#lockSpace, eventId]),
+        'an appender holds the event lock of the SQS index too long',
+      );
       const rows = await tx.query<{ seq: number; payload: string }>(SQL.head, [eventId, max]);
       if (rows.rows.length === 0) return null;
       const claimed = await tx.query<{ claims: number }>(SQL.claimHead, [rows.rows[0]!.seq]);
