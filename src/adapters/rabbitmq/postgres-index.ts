@@ -1,18 +1,15 @@
-import { UnavailableError } from '../../domain/errors.js';
-import { withCanonicalBuyerId } from '../../domain/buyer.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
-import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
+import { applyMigrations, PostgresDatabase, type Tx } from '../postgres/database.js';
 import {
-  buryPurchases,
-  DEAD_LETTER_SQL,
-  inTurn,
-  listDeadLetters,
-  resolveKeys,
-  takeBackDeadLetters,
-  toPurchase,
-  type PurchaseRow,
-} from '../postgres/queue-records.js';
+  buryQueued,
+  findQueuedOrDead,
+  findQueuedOrDeadSql,
+  lockOrUnavailable,
+  resolveRequestKeys,
+  takeBackPurchases,
+} from '../postgres/index-records.js';
+import { DEAD_LETTER_SQL, inTurn, listDeadLetters } from '../postgres/queue-records.js';
 import { partitionOf } from './broker.js';
 import {
   partitionMismatch,
@@ -94,15 +91,8 @@ const SQL = {
       FROM (SELECT event_id, count(*) AS n FROM gone GROUP BY event_id) g WHERE c.event_id = g.event_id
     )
     SELECT seq, payload FROM gone`,
-  /**
-   * Purchase $1, queued (payload) or dead (the purchase columns of queue_dead_letters), or no row. One
-   * statement: one snapshot, so a purchase buried meanwhile is found on one side or the other.
-   */
-  find: `SELECT payload, NULL AS purchase_id, NULL AS event_id, NULL AS buyer_id, NULL AS items, NULL AS accepted_at
-    FROM rabbitmq_purchases WHERE purchase_id = $1
-    UNION ALL
-    SELECT NULL, * FROM (${DEAD_LETTER_SQL.find}) d
-    LIMIT 1`,
+  /** Purchase $1, queued or dead (see findQueuedOrDeadSql). */
+  find: findQueuedOrDeadSql('rabbitmq_purchases'),
   /** depth (queued purchases of all events) and oldest (accepted_at of the oldest queued one, or null). */
   depth: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM rabbitmq_counts) AS depth,
     (SELECT accepted_at FROM rabbitmq_purchases ORDER BY seq LIMIT 1) AS oldest`,
@@ -159,7 +149,10 @@ export class PostgresIndex implements PurchaseIndex {
         tx,
         requests.map((r) => r.partition),
       );
-      const results = await this.#resolveKeys(tx, requests);
+      const results = await resolveRequestKeys(
+        tx,
+        requests.map((r) => r.request),
+      );
       const accepted = requests
         .filter((_, i) => results[i]!.status === 'accepted')
         .map((r) => r.request.purchase);
@@ -190,39 +183,14 @@ export class PostgresIndex implements PurchaseIndex {
     });
   }
 
-  /**
-   * Keys first seen in this batch are recorded for their first purchase; a key met again, in this batch
-   * or before, answers duplicate (same body) or conflict. Event and purchase ids are stored as they are
-   * (this server makes them), client text as toDb() writes it.
-   */
-  async #resolveKeys(tx: Tx, requests: readonly PartitionedRequest[]): Promise<EnqueueResult[]> {
-    const verdicts = await resolveKeys(
-      tx,
-      requests.map(({ request: { purchase, idempotency } }) =>
-        idempotency
-          ? {
-              eventId: purchase.eventId,
-              buyerId: toDb(purchase.canonicalBuyerId),
-              key: toDb(idempotency.key),
-              requestHash: idempotency.requestHash,
-              purchaseId: purchase.purchaseId,
-            }
-          : null,
-      ),
-    );
-    return verdicts.map((verdict, i): EnqueueResult => {
-      if (verdict?.status === 'duplicate')
-        return { status: 'duplicate', purchaseId: verdict.storedPurchaseId };
-      if (verdict?.status === 'conflict') return { status: 'conflict' };
-      return { status: 'accepted', purchaseId: requests[i]!.request.purchase.purchaseId };
-    });
-  }
-
   async inspect(partition: number, purchaseIds: readonly string[]): Promise<Inspection> {
     return this.#db.transaction(async (tx) => {
       await tx.query(SQL.noSync);
       await tx.query(SQL.lockTimeout);
-      await this.#lockOrUnavailable(() => tx.query(SQL.lockPartitionShared, [this.#lockSpace, partition]));
+      await lockOrUnavailable(
+        () => tx.query(SQL.lockPartitionShared, [this.#lockSpace, partition]),
+        'a publisher holds the partition lock of the RabbitMQ index too long',
+      );
       const rows = await tx.query<{ purchase_id: string; dead: boolean }>(SQL.states, [purchaseIds]);
       const dead = new Map(rows.rows.map((r) => [r.purchase_id, r.dead]));
       const found: Inspection = { queued: [], dead: [], gone: [], headClaims: 0 };
@@ -245,12 +213,7 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async bury(purchaseIds: readonly string[], reason: string): Promise<void> {
-    if (purchaseIds.length === 0) return;
-    await this.#db.transaction(async (tx) => {
-      const taken = await tx.query<{ seq: number; payload: string }>(SQL.takeForBurial, [purchaseIds]);
-      const buried = taken.rows.map((r) => ({ ...toRow(parse(r.payload)), seq: r.seq }));
-      await buryPurchases(tx, buried, toDb(reason));
-    });
+    await buryQueued(this.#db, SQL.takeForBurial, purchaseIds, reason);
   }
 
   async deadLetters(limit: number): Promise<DeadLetter[]> {
@@ -273,10 +236,9 @@ export class PostgresIndex implements PurchaseIndex {
   ): Promise<number> {
     return this.#db.transaction(async (tx) => {
       await this.#lock(tx, partitions);
-      const rows = await takeBackDeadLetters(tx, purchaseIds ?? null);
-      if (rows.length === 0) return 0;
+      const revived = await takeBackPurchases(tx, purchaseIds);
+      if (revived.length === 0) return 0;
       // Inserted again: a new seq, at the tail, as a fresh purchase (claims start again).
-      const revived = rows.map(toPurchase);
       const payloads = revived.map((p) => JSON.stringify(p));
       const inserted = await tx.query<{ purchase_id: string; seq: number }>(SQL.insertPurchases, [
         revived.map((p) => p.purchaseId),
@@ -297,10 +259,7 @@ export class PostgresIndex implements PurchaseIndex {
   }
 
   async find(purchaseId: string): Promise<AcceptedPurchase | null> {
-    const rows = await this.#db.query<{ payload: string | null } & PurchaseRow>(SQL.find, [purchaseId]);
-    const row = rows.rows[0];
-    if (!row) return null;
-    return row.payload === null ? toPurchase(row) : parse(row.payload);
+    return findQueuedOrDead(this.#db, SQL.find, purchaseId);
   }
 
   async depth(): Promise<{ depth: number; oldestAcceptedAt: string | null }> {
@@ -327,37 +286,4 @@ export class PostgresIndex implements PurchaseIndex {
       await tx.query(SQL.lockPartition, [this.#lockSpace, p]);
     }
   }
-
-  /** lock_timeout (55P03) means a publisher holds the partition far longer than it may: unavailable. */
-  async #lockOrUnavailable(take: () => Promise<unknown>): Promise<void> {
-    try {
-      await take();
-    } catch (error) {
-      if ((error as { code?: unknown }).code === '55P03') {
-        throw new UnavailableError(
-          'a publisher holds the partition lock of the RabbitMQ index too long',
-          error,
-        );
-      }
-      throw error;
-    }
-  }
-}
-
-function parse(payload: string): AcceptedPurchase {
-  return withCanonicalBuyerId(JSON.parse(payload) as AcceptedPurchase);
-}
-
-/**
- * A purchase as the shared dead-letter table stores it. Event and purchase ids are stored as they are, as
- * everywhere in the index (this server makes them, and toDb() leaves them unchanged).
- */
-function toRow(purchase: AcceptedPurchase): PurchaseRow {
-  return {
-    purchase_id: purchase.purchaseId,
-    event_id: purchase.eventId,
-    buyer_id: toDb(purchase.buyerId),
-    items: JSON.stringify(purchase.items),
-    accepted_at: purchase.acceptedAt,
-  };
 }

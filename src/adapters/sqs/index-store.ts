@@ -1,18 +1,16 @@
-import { withCanonicalBuyerId } from '../../domain/buyer.js';
-import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueRequest, EnqueueResult } from '../../ports/queue.js';
-import { applyMigrations, PostgresDatabase, toDb, type Tx } from '../postgres/database.js';
+import { applyMigrations, PostgresDatabase, type Tx } from '../postgres/database.js';
 import {
-  buryPurchases,
-  DEAD_LETTER_SQL,
-  inTurn,
-  listDeadLetters,
-  resolveKeys,
-  takeBackDeadLetters,
-  toPurchase,
-  type PurchaseRow,
-} from '../postgres/queue-records.js';
+  buryQueued,
+  findQueuedOrDead,
+  findQueuedOrDeadSql,
+  lockOrUnavailable,
+  parsePayload,
+  resolveRequestKeys,
+  takeBackPurchases,
+} from '../postgres/index-records.js';
+import { DEAD_LETTER_SQL, inTurn, listDeadLetters } from '../postgres/queue-records.js';
 
 /**
  * The statements of the index. Lists travel as arrays (`unnest`, `= ANY`): one statement per batch. Every
@@ -56,15 +54,8 @@ const SQL = {
   takeForBurial: 'DELETE FROM sqs_purchases WHERE purchase_id = ANY($1::text[]) RETURNING seq, payload',
   /** Every queued purchase, oldest first: seq, payload (to publish again into a queue SQS lost). */
   all: 'SELECT seq, payload FROM sqs_purchases ORDER BY seq',
-  /**
-   * Purchase $1, queued (payload) or dead (the purchase columns of queue_dead_letters), or no row. One
-   * statement: one snapshot, so a purchase buried meanwhile is found on one side or the other.
-   */
-  find: `SELECT payload, NULL AS purchase_id, NULL AS event_id, NULL AS buyer_id, NULL AS items, NULL AS accepted_at
-    FROM sqs_purchases WHERE purchase_id = $1
-    UNION ALL
-    SELECT NULL, * FROM (${DEAD_LETTER_SQL.find}) d
-    LIMIT 1`,
+  /** Purchase $1, queued or dead (see findQueuedOrDeadSql). */
+  find: findQueuedOrDeadSql('sqs_purchases'),
   /** depth (queued purchases of all events) and oldest (accepted_at of the oldest queued one, or null). */
   depth: `SELECT (SELECT count(*) FROM sqs_purchases)::bigint AS depth,
     (SELECT accepted_at FROM sqs_purchases ORDER BY seq LIMIT 1) AS oldest`,
@@ -122,7 +113,7 @@ export class SqsIndex {
     return inTurn(this.#turns, () =>
       this.#db.transaction(async (tx) => {
         await tx.query(SQL.lockEvents, [this.#lockSpace, requests.map((r) => r.purchase.eventId)]);
-        const results = await this.#resolveKeys(tx, requests);
+        const results = await resolveRequestKeys(tx, requests);
         const accepted = requests.filter((_, i) => results[i]!.status === 'accepted').map((r) => r.purchase);
         if (accepted.length > 0) await publish(await this.#insert(tx, accepted));
         return results;
@@ -141,18 +132,15 @@ export class SqsIndex {
     return this.#db.transaction(async (tx) => {
       await tx.query(SQL.noSync);
       await tx.query(SQL.lockTimeout);
-      try {
-        await tx.query(SQL.lockEventShared, [this.#lockSpace, eventId]);
-      } catch (error) {
-        // lock_timeout: an appender holds the event far longer than an SQS round trip may take.
-        if ((error as { code?: unknown }).code === '55P03')
-          throw new UnavailableError('an appender holds the event lock of the SQS index too long', error);
-        throw error;
-      }
+      // A lock_timeout: an appender holds the event far longer than an SQS round trip may take.
+      await lockOrUnavailable(
+        () => tx.query(SQL.lockEventShared, [this.#lockSpace, eventId]),
+        'an appender holds the event lock of the SQS index too long',
+      );
       const rows = await tx.query<{ seq: number; payload: string }>(SQL.head, [eventId, max]);
       if (rows.rows.length === 0) return null;
       const claimed = await tx.query<{ claims: number }>(SQL.claimHead, [rows.rows[0]!.seq]);
-      return { purchases: rows.rows.map((r) => parse(r.payload)), claims: claimed.rows[0]!.claims };
+      return { purchases: rows.rows.map((r) => parsePayload(r.payload)), claims: claimed.rows[0]!.claims };
     });
   }
 
@@ -169,12 +157,7 @@ export class SqsIndex {
 
   /** Moves queued purchases to the dead letters, with the reason. */
   async bury(purchaseIds: readonly string[], reason: string): Promise<void> {
-    if (purchaseIds.length === 0) return;
-    await this.#db.transaction(async (tx) => {
-      const taken = await tx.query<{ seq: number; payload: string }>(SQL.takeForBurial, [purchaseIds]);
-      const buried = taken.rows.map((r) => ({ ...toRow(parse(r.payload)), seq: r.seq }));
-      await buryPurchases(tx, buried, toDb(reason));
-    });
+    await buryQueued(this.#db, SQL.takeForBurial, purchaseIds, reason);
   }
 
   async deadLetters(limit: number): Promise<DeadLetter[]> {
@@ -192,9 +175,8 @@ export class SqsIndex {
     // Revived purchases go to the tail like any append: they take turns with this process's appends.
     return inTurn(this.#turns, () =>
       this.#db.transaction(async (tx) => {
-        const rows = await takeBackDeadLetters(tx, purchaseIds ?? null);
-        if (rows.length === 0) return 0;
-        const revived = rows.map(toPurchase);
+        const revived = await takeBackPurchases(tx, purchaseIds);
+        if (revived.length === 0) return 0;
         await tx.query(SQL.lockEvents, [this.#lockSpace, revived.map((p) => p.eventId)]);
         // Inserted again: a new seq, at the tail, as a fresh purchase (claims start again).
         await publish(await this.#insert(tx, revived));
@@ -206,14 +188,11 @@ export class SqsIndex {
   /** Every queued purchase, oldest first. */
   async all(): Promise<IndexedPurchase[]> {
     const rows = await this.#db.query<{ seq: number; payload: string }>(SQL.all);
-    return rows.rows.map((r) => ({ seq: Number(r.seq), purchase: parse(r.payload) }));
+    return rows.rows.map((r) => ({ seq: Number(r.seq), purchase: parsePayload(r.payload) }));
   }
 
   async find(purchaseId: string): Promise<AcceptedPurchase | null> {
-    const rows = await this.#db.query<{ payload: string | null } & PurchaseRow>(SQL.find, [purchaseId]);
-    const row = rows.rows[0];
-    if (!row) return null;
-    return row.payload === null ? toPurchase(row) : parse(row.payload);
+    return findQueuedOrDead(this.#db, SQL.find, purchaseId);
   }
 
   async depth(): Promise<{ depth: number; oldestAcceptedAt: string | null }> {
@@ -252,33 +231,6 @@ export class SqsIndex {
     }
     return purchases.map((purchase) => ({ seq: seqs.get(purchase.purchaseId)!, purchase }));
   }
-
-  /**
-   * Keys first seen in this batch are recorded for their first purchase; a key met again, in this batch
-   * or before, answers duplicate (same body) or conflict.
-   */
-  async #resolveKeys(tx: Tx, requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
-    const verdicts = await resolveKeys(
-      tx,
-      requests.map(({ purchase, idempotency }) =>
-        idempotency
-          ? {
-              eventId: purchase.eventId,
-              buyerId: toDb(purchase.canonicalBuyerId),
-              key: toDb(idempotency.key),
-              requestHash: idempotency.requestHash,
-              purchaseId: purchase.purchaseId,
-            }
-          : null,
-      ),
-    );
-    return verdicts.map((verdict, i): EnqueueResult => {
-      if (verdict?.status === 'duplicate')
-        return { status: 'duplicate', purchaseId: verdict.storedPurchaseId };
-      if (verdict?.status === 'conflict') return { status: 'conflict' };
-      return { status: 'accepted', purchaseId: requests[i]!.purchase.purchaseId };
-    });
-  }
 }
 
 /** The advisory lock space of a queue name: a 32-bit FNV-1a hash, as the int4 first key. */
@@ -286,19 +238,4 @@ function lockSpaceOf(name: string): number {
   let hash = 0x811c9dc5;
   for (const byte of Buffer.from(`sqs:${name}`, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193);
   return hash | 0;
-}
-
-function parse(payload: string): AcceptedPurchase {
-  return withCanonicalBuyerId(JSON.parse(payload) as AcceptedPurchase);
-}
-
-/** A purchase as the shared dead-letter table stores it (ids as they are: this server makes them). */
-function toRow(purchase: AcceptedPurchase): PurchaseRow {
-  return {
-    purchase_id: purchase.purchaseId,
-    event_id: purchase.eventId,
-    buyer_id: toDb(purchase.buyerId),
-    items: JSON.stringify(purchase.items),
-    accepted_at: purchase.acceptedAt,
-  };
 }
