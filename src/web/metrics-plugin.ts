@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -21,10 +21,19 @@ const POLLED = new Set(['/healthz', '/readyz', '/metrics', '/api/queue/:placeId'
 /** An X-Request-Id from a load balancer is kept when it looks like an id; anything else gets a fresh one. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
-/** Fastify's genReqId: the load balancer's X-Request-Id if it sent a sane one, else a random UUID. */
+/**
+ * The ids this process gives: a random prefix (48 bits, so that the processes of a cluster do not meet) and
+ * a counter. Unique like a UUID in the logs, at a fraction of its cost on the hot paths.
+ */
+const ID_PREFIX = randomBytes(6).toString('hex');
+let idsGiven = 0;
+
+/** Fastify's genReqId: the load balancer's X-Request-Id if it sent a sane one, else a fresh id. */
 export function requestId(request: IncomingMessage): string {
   const given = request.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+  if (typeof given === 'string' && REQUEST_ID.test(given)) return given;
+  idsGiven += 1;
+  return `${ID_PREFIX}-${idsGiven.toString(36)}`;
 }
 
 /** What the route learnt about a request, for its log line and its metrics. */
