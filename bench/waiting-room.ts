@@ -10,7 +10,7 @@ import {
   type BenchProcess,
 } from './processes.js';
 import type { LoadShape } from './wrk.js';
-import { simulateWaitingRoom, type RoomReport } from '../src/simulate/waiting-room.js';
+import { simulateWaitingRoom } from '../src/simulate/waiting-room.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const BARE_SERVER = fileURLToPath(new URL('./bare-server.js', import.meta.url));
@@ -95,7 +95,7 @@ export async function measureWaitingRoom(
 
   for (let r = 1; r <= plan.rounds; r++) {
     progress(`waiting-room: place reads, round ${r}/${plan.rounds}`);
-    const real = await withOnsale(async (base, server) => {
+    const real = await withOnsale('serve', async (base, server) => {
       const event = await createRoomEvent(base);
       const join = await fetch(`${base}/api/events/${event}/queue`, {
         method: 'POST',
@@ -119,7 +119,7 @@ export async function measureWaitingRoom(
     );
   }
   progress('waiting-room: joins');
-  const joins = await withOnsale(async (base) => {
+  const joins = await withOnsale('serve', async (base) => {
     const event = await createRoomEvent(base);
     return wrk(
       base,
@@ -163,27 +163,9 @@ async function measureRoomSale(
   plan: RoomSalePlan,
   progress: (line: string) => void,
 ): Promise<RoomSaleFigures> {
-  const dir = tempDir();
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const server = spawnNode(
-    CLI,
-    ['start'],
-    cleanEnv({
-      ONSALE_DATA_DIR: dir.path,
-      ONSALE_ADMIN_TOKEN: TOKEN,
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      // One client plays every buyer: the per-address limit (2,000 per 10 s per web process) would hold the
-      // whole crowd to 400 requests a second.
-      ONSALE_RATE_LIMIT_EXEMPT: '127.0.0.1',
-    }),
-  );
-  let report: RoomReport;
-  try {
-    await waitForHttp(`${base}/readyz`, server, 60_000);
+  const report = await withOnsale('start', async (base) => {
     let lastLog = 0;
-    report = await simulateWaitingRoom(
+    return simulateWaitingRoom(
       {
         url: base,
         adminToken: TOKEN,
@@ -210,10 +192,7 @@ async function measureRoomSale(
         progress(`waiting-room sale: ${line}`);
       },
     );
-  } finally {
-    await server.stop();
-    dir.remove();
-  }
+  });
   for (const v of report.checks.violations) progress(`waiting-room sale: CHECK BROKEN: ${v.detail}`);
   return {
     ...plan,
@@ -256,24 +235,30 @@ async function createRoomEvent(base: string): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
-async function withOnsale<T>(body: (base: string, server: BenchProcess) => Promise<T>): Promise<T> {
+/** `onsale serve` (one web process) or `onsale start` (web servers and a worker), embedded, in a temp folder. */
+async function withOnsale<T>(
+  command: 'serve' | 'start',
+  body: (base: string, server: BenchProcess) => Promise<T>,
+): Promise<T> {
   const dir = tempDir();
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const server = spawnNode(
     CLI,
-    ['serve'],
+    [command],
     cleanEnv({
       ONSALE_DATA_DIR: dir.path,
       ONSALE_ADMIN_TOKEN: TOKEN,
       PORT: String(port),
       LOG_LEVEL: 'warn',
-      // One client plays every buyer: the per-address limit would measure itself.
+      // One client plays every buyer: the per-address limit (2,000 per 10 s per web process) would hold the
+      // whole crowd to 400 requests a second, and measure itself.
       ONSALE_RATE_LIMIT_EXEMPT: '127.0.0.1',
     }),
   );
   try {
-    await waitForHttp(`${base}/readyz`, server);
+    // `start` readies its web servers and worker before answering: it is given longer.
+    await waitForHttp(`${base}/readyz`, server, command === 'start' ? 60_000 : undefined);
     return await body(base, server);
   } finally {
     await server.stop();
