@@ -60,14 +60,25 @@ describe('the wait estimate', () => {
     expect(etaSeconds(1, line, now)).toBe(0);
   });
 
-  it('measures the speed from the opening, whatever the length of the pre-queue before it', () => {
-    // The opening's step fills 40 slots, then 2 positions a second: 58 positions in the 10 s since the opening.
+  it("measures the speed from the opening's fill, whatever the length of the pre-queue before it", () => {
+    // The opening's step fills 40 slots, the first slot frees 1.25 s later, then 2 positions a second: 16
+    // positions in the 8.75 s since the first freed slot.
     const moves: Array<[number, number]> = [[250, 40], ...steps(1250, 9, 1000, 2)];
     for (const prequeueMs of [5_000, 30_000, 300_000]) {
       const line = lineAfter(moves, prequeueMs);
-      expect(headSpeed(line, OPEN + 10_000)).toBeCloseTo(5.8, 10);
-      expect(etaSeconds(58, line, OPEN + 10_000)).toBe(10);
+      expect(headSpeed(line, OPEN + 10_000)).toBeCloseTo(16 / 8.75, 10);
+      expect(etaSeconds(58, line, OPEN + 10_000)).toBe(32);
     }
+  });
+
+  it('leaves the fill and the wait for its first freed slot out while the window holds them, and counts every step once it has slid past', () => {
+    // A fill of 2,000 slots, 3 s before the first slot frees, then 300 positions a second: the places behind
+    // the fill move at 300 a second.
+    const after = (seconds: number) => lineAfter([[250, 2_000], ...steps(3_250, seconds - 2, 1000, 300)]);
+    expect(headSpeed(after(5), OPEN + 5_250)).toBeCloseTo(300, 10);
+    expect(headSpeed(after(40), OPEN + 40_250)).toBeCloseTo(300, 10);
+    // Once the window starts after the first freed slot: the last minute's 300 a second.
+    expect(headSpeed(after(63), OPEN + 64_000)).toBeCloseTo(300, 10);
   });
 
   it('tells no estimate while the only move is the opening filling every free slot at once', () => {
@@ -77,12 +88,18 @@ describe('the wait estimate', () => {
       expect(headSpeed(line, OPEN + at)).toBeNull();
       expect(etaSeconds(100, line, OPEN + at)).toBeNull();
     }
-    // The first slot freed and given to the next in line: from now on the line has a measured speed.
-    const moved = lineAfter([
+    // The first slot freed and given to the next in line: the line's pace is measured from there.
+    const freed = lineAfter([
       [250, 40],
       [4_000, 1],
     ]);
-    expect(headSpeed(moved, OPEN + 5_000)).toBeCloseTo(41 / 5, 10);
+    expect(headSpeed(freed, OPEN + 5_000)).toBeNull();
+    const moved = lineAfter([
+      [250, 40],
+      [4_000, 1],
+      [4_500, 1],
+    ]);
+    expect(headSpeed(moved, OPEN + 5_500)).toBeCloseTo(1 / 1.5, 10);
   });
 
   it('keeps the samples in time order when a step read its clock before the opening that a join made', () => {
@@ -91,9 +108,16 @@ describe('the wait estimate', () => {
     let progress: Line['progress'] = withProgress([[OPEN - 30_000, 0, 0]], OPEN + 5, 0, 0);
     progress = withProgress(progress, OPEN - 44, 40, 40);
     progress = withProgress(progress, OPEN + 3_000, 41, 41);
-    expect(progress.map((s) => s[0])).toEqual([OPEN - 30_000, OPEN + 5, OPEN + 5, OPEN + 3_000]);
-    // Both steps are counted from the opening, the fill included.
-    expect(headSpeed({ ...lineAfter([]), progress }, OPEN + 4_000)).toBeCloseTo(41 / 4, 10);
+    progress = withProgress(progress, OPEN + 3_500, 42, 42);
+    expect(progress.map((s) => s[0])).toEqual([
+      OPEN - 30_000,
+      OPEN + 5,
+      OPEN + 5,
+      OPEN + 3_000,
+      OPEN + 3_500,
+    ]);
+    // The pace counts from the first slot freed after the fill.
+    expect(headSpeed({ ...lineAfter([]), progress }, OPEN + 4_000)).toBeCloseTo(1, 10);
   });
 
   it('tells none in the first second, nor before the line moved, nor before the sales open', () => {
@@ -153,6 +177,16 @@ describe('when the waiting page reads its place again', () => {
     expect(refreshAfterSeconds(waiting(40), line, OPEN)).toBe(10);
     expect(refreshAfterSeconds(waiting(100), line, OPEN)).toBe(25);
     expect(refreshAfterSeconds(waiting(3600), line, OPEN)).toBe(MAX_REFRESH_AFTER_SECONDS);
+  });
+
+  it('reads at least every half session, so that a buyer admitted between two reads keeps half of it', () => {
+    const shortSessions = { ...line, sessionSeconds: 20 };
+    expect(refreshAfterSeconds(waiting(100), shortSessions, OPEN)).toBe(10);
+    expect(refreshAfterSeconds(waiting(3600), shortSessions, OPEN)).toBe(10);
+    expect(refreshAfterSeconds(waiting(3600), { ...line, sessionSeconds: 6 }, OPEN)).toBe(
+      REFRESH_AFTER_SECONDS,
+    );
+    expect(refreshAfterSeconds(waiting(3600), { ...line, sessionSeconds: 90 }, OPEN)).toBe(30);
   });
 
   it('before the opening, reads every quarter of the time left to it, every 5 s in its last 20 s', () => {

@@ -145,9 +145,10 @@ export function shownHead(line: Line, now: number): number {
 
 /**
  * What a place shows, from the place and its line's counters alone (no read of other places): position is
- * the line number less the shown head, so it never grows while head only grows.
+ * the line number less the shown head, so it never grows while head only grows. `lineReadAt`: when the
+ * counters were read (a web server keeps them for a moment), the end of the speed's measure.
  */
-export function placeView(place: Place, line: Line, now: number): PlaceView {
+export function placeView(place: Place, line: Line, now: number, lineReadAt = now): PlaceView {
   const none = { position: null, aheadOfYou: null, etaSeconds: null };
   if (place.outcome === 'admitted') {
     const expired = !place.used && Date.parse(place.admissionExpiresAt ?? '') <= now;
@@ -162,27 +163,31 @@ export function placeView(place: Place, line: Line, now: number): PlaceView {
     state: 'waiting',
     position,
     aheadOfYou: position - 1,
-    etaSeconds: etaSeconds(position, line, now),
+    etaSeconds: etaSeconds(position, line, Math.min(now, lineReadAt)),
   };
 }
 
 /**
  * When the page showing a place should read it again: a quarter of the time still to wait (the estimate, or
- * the time to the opening in the pre-queue), within REFRESH_AFTER_SECONDS..MAX_REFRESH_AFTER_SECONDS. The
- * reads of people far back are most of a rush's requests (200,000 people reading every 5 s ask 40,000 reads
- * a second) and tell them little; near the front, and whenever nothing is estimated, the page reads often.
+ * the time to the opening in the pre-queue), within REFRESH_AFTER_SECONDS..MAX_REFRESH_AFTER_SECONDS, and
+ * never more than half the admission's session (a buyer admitted just after a read keeps at least half of
+ * it, whatever the estimate said). The reads of people far back are most of a rush's requests (200,000
+ * people reading every 5 s ask 40,000 reads a second) and tell them little; near the front, and whenever
+ * nothing is estimated, the page reads often.
  */
 export function refreshAfterSeconds(view: PlaceView, line: Line | null, now: number): number {
   let waitSeconds: number | null = null;
   if (view.state === 'waiting') waitSeconds = view.etaSeconds;
   else if (view.state === 'prequeue' && line) waitSeconds = (Date.parse(line.salesOpenAt) - now) / 1000;
   if (waitSeconds === null || !(waitSeconds > 0)) return REFRESH_AFTER_SECONDS;
-  return Math.min(MAX_REFRESH_AFTER_SECONDS, Math.max(REFRESH_AFTER_SECONDS, Math.round(waitSeconds / 4)));
+  const most = Math.min(MAX_REFRESH_AFTER_SECONDS, Math.floor((line?.sessionSeconds ?? Infinity) / 2));
+  return Math.max(REFRESH_AFTER_SECONDS, Math.min(most, Math.round(waitSeconds / 4)));
 }
 
 /**
- * The estimated wait of the place at `position`: positions over the line's measured speed (headSpeed).
- * Null while no speed is measured.
+ * The estimated wait of the place at `position`: positions over the line's measured speed (headSpeed) up
+ * to `now`, which must not be later than when the line's counters were read: moves made since are not in
+ * them, and counting the time without them would slow the speed down. Null while no speed is measured.
  */
 export function etaSeconds(position: number, line: Line, now: number): number | null {
   const speed = headSpeed(line, now);
@@ -193,26 +198,32 @@ export function etaSeconds(position: number, line: Line, now: number): number | 
 /**
  * Positions per second the line's head moved during the last RATE_WINDOW_MS, counted from no earlier than
  * the sales' opening (before it the line cannot move, so a long pre-queue would otherwise slow the speed
- * down) nor the line's first sample. Null when less than a second is measured, when the head has not moved,
- * and when the window starts from a standstill and holds one step only: the opening's first step admits
- * every free slot at once, which says nothing yet of how fast slots are freed; from the next step on, the
- * speed counts both. A line that stops moving slows down as its window goes on.
+ * down) nor the line's first sample. While the window holds the opening, its speed counts from the first
+ * slot freed after the opening's fill: the fill admits every free slot at once, which says nothing of how
+ * fast slots are freed, and the places behind it wait for slots to free. Null when less than a second is
+ * measured, when the head has not moved, and until a slot freed after the fill. A line that stops moving
+ * slows down as its window goes on.
  */
 export function headSpeed(line: Line, now: number): number | null {
   const progress = line.progress;
   const first = progress[0];
-  const last = progress[progress.length - 1];
-  if (!first || !last) return null;
+  if (!first) return null;
   const start = Math.max(now - RATE_WINDOW_MS, Date.parse(line.salesOpenAt), first[0]);
-  const seconds = (now - start) / 1000;
-  if (seconds < 1) return null;
   // The window's base: the last sample before it starts (a step made at its very start is inside it).
   let base = 0;
   while (base + 1 < progress.length && progress[base + 1]![0] < start) base += 1;
+  // From a standstill, the base is the first slot freed after the opening's fill: the wait for it is
+  // that of the buyers admitted by the fill, not the line's pace.
+  if (progress[base]![1] === 0) {
+    while (base < progress.length && progress[base]![1] === 0) base += 1;
+    const fill = progress[base]?.[1];
+    while (base < progress.length && progress[base]![1] === fill) base += 1;
+    if (base === progress.length) return null;
+  }
   const from = progress[base]!;
-  let steps = 0;
-  for (let i = base + 1; i < progress.length; i++) if (progress[i]![1] > progress[i - 1]![1]) steps += 1;
-  if (steps < (from[1] === 0 ? 2 : 1)) return null;
+  const last = progress[progress.length - 1]!;
+  const seconds = (now - Math.max(start, from[0])) / 1000;
+  if (seconds < 1 || last[1] === from[1]) return null;
   return (last[1] - from[1]) / seconds;
 }
 

@@ -67,7 +67,10 @@ export class RoomReader {
     const { place, created } = await this.#joins.submit(request);
     countRoomJoin(created);
     this.#remember(place);
-    return { answer: await this.#answer(place, Date.parse(request.joinedAt)), created };
+    // A new place is told the estimate its join recorded (from the line as the join found it), the one its
+    // wait is scored against.
+    const told = created ? place.etaAtJoin : undefined;
+    return { answer: await this.#answer(place, Date.parse(request.joinedAt), told), created };
   }
 
   /** The place as its holder sees it; null when there is no such place. */
@@ -94,7 +97,7 @@ export class RoomReader {
     if (!cached || now - cached.at >= LINE_CACHE_MS) return undefined;
     const line = cached.settled;
     if (!line || this.#stale(place, line, now)) return undefined;
-    return this.#view(place, line, now);
+    return this.#view(place, line, now, cached.at);
   }
 
   /** A read of a place answered from cachedAnswer(): written back with the next batch, as read() does. */
@@ -116,7 +119,7 @@ export class RoomReader {
     return value;
   }
 
-  async #answer(cachedPlace: Place, now: number): Promise<PlaceAnswer> {
+  async #answer(cachedPlace: Place, now: number, etaAtJoin?: number | null): Promise<PlaceAnswer> {
     let place = cachedPlace;
     let line = await this.line(place.eventId, now);
     if (!line) {
@@ -128,13 +131,21 @@ export class RoomReader {
       place = (await this.#room.getPlace(place.placeId)) ?? place;
       this.#remember(place);
     }
-    return this.#view(place, line, now);
+    return this.#view(place, line, now, this.#lines.get(place.eventId)?.at ?? now, etaAtJoin);
   }
 
-  #view(place: Place, line: Line | null, now: number): PlaceAnswer {
+  /** `lineReadAt`: when the line's counters were read; `etaAtJoin`: the estimate a new place is told. */
+  #view(
+    place: Place,
+    line: Line | null,
+    now: number,
+    lineReadAt: number,
+    etaAtJoin?: number | null,
+  ): PlaceAnswer {
     const view = line
-      ? placeView(place, line, now)
+      ? placeView(place, line, now, lineReadAt)
       : { state: 'prequeue' as const, position: null, aheadOfYou: null, etaSeconds: null };
+    if (view.state === 'waiting' && etaAtJoin !== undefined) view.etaSeconds = etaAtJoin;
     const admission =
       view.state === 'admitted' && place.admissionExpiresAt
         ? {
