@@ -27,6 +27,12 @@ export interface JoinResult {
   created: boolean;
 }
 
+/** A purchase accepted with a place's admission. */
+export interface AdmittedPurchase {
+  placeId: string;
+  purchaseId: string;
+}
+
 /** An admitted buyer still holding a slot: what the ticker checks to free it. */
 export interface ActiveAdmission {
   placeId: string;
@@ -67,8 +73,11 @@ export interface WaitingRoom {
 
   /** Records when places were last read (ms), batched by the web server: an unread place expires. */
   noteReads(reads: ReadonlyMap<string, number>): Promise<void>;
-  /** Records a purchase accepted with a place's admission, so that its final status frees the slot. */
-  notePurchase(placeId: string, purchaseId: string): Promise<void>;
+  /**
+   * Records purchases accepted with places' admissions (a batch, in one transaction), so that their final
+   * status frees the slots; recording one twice changes nothing.
+   */
+  notePurchases(purchases: readonly AdmittedPurchase[]): Promise<void>;
   /** Changes the limits of a line during the sale; null when nobody has joined it yet. */
   setLimits(eventId: string, limits: RoomLimits): Promise<Line | null>;
 

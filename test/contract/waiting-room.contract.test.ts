@@ -182,13 +182,16 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
       requests(eventId, ['a', 'b', 'c'], OPEN + 1, settings({ maxActiveBuyers: 2 })),
     );
     await step(eventId, OPEN + 10);
-    await room.notePurchase(joined[0]!.place.placeId, 'purchase-1');
-    await room.notePurchase(joined[0]!.place.placeId, 'purchase-1');
+    // Recorded in one batch, then again: the second time changes nothing.
+    const first = { placeId: joined[0]!.place.placeId, purchaseId: 'purchase-1' };
+    await room.notePurchases([first, { placeId: joined[1]!.place.placeId, purchaseId: 'purchase-2' }]);
+    await room.notePurchases([first]);
+    await room.notePurchases([]);
     const active = await reopen().activeAdmissions(eventId);
     expect(active.map((a) => [a.placeId, a.purchaseIds]).sort()).toEqual(
       [
         [joined[0]!.place.placeId, ['purchase-1']],
-        [joined[1]!.place.placeId, []],
+        [joined[1]!.place.placeId, ['purchase-2']],
       ].sort(),
     );
     expect((await room.getPlace(joined[0]!.place.placeId))!.used).toBe(true);

@@ -12,6 +12,7 @@ import {
 } from '../../domain/waiting-room.js';
 import type {
   ActiveAdmission,
+  AdmittedPurchase,
   AdvanceResult,
   AdvanceStep,
   JoinRequest,
@@ -82,7 +83,8 @@ const SQL = {
   open: 'UPDATE room_lines SET opened = true, tail = $1, progress = $2 WHERE event_id = $3',
   noteReads: `UPDATE room_places SET last_read_at = greatest(last_read_at, r.at)
     FROM unnest($1::text[], $2::bigint[]) AS r(id, at) WHERE room_places.id = r.id`,
-  notePurchase: 'INSERT INTO room_purchases (place_id, purchase_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+  notePurchases: `INSERT INTO room_purchases (place_id, purchase_id)
+    SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`,
   setLimits: `UPDATE room_lines SET
     max_active_buyers = CASE WHEN $2 THEN $3 ELSE max_active_buyers END,
     max_admitted_per_minute = CASE WHEN $4 THEN $5 ELSE max_admitted_per_minute END,
@@ -197,8 +199,12 @@ export class PostgresWaitingRoom implements WaitingRoom {
     await this.#db.query(SQL.noteReads, [sorted.map(([id]) => toDb(id)), sorted.map(([, at]) => at)]);
   }
 
-  async notePurchase(placeId: string, purchaseId: string): Promise<void> {
-    await this.#db.query(SQL.notePurchase, [toDb(placeId), purchaseId]);
+  async notePurchases(purchases: readonly AdmittedPurchase[]): Promise<void> {
+    if (purchases.length === 0) return;
+    await this.#db.query(SQL.notePurchases, [
+      purchases.map((p) => toDb(p.placeId)),
+      purchases.map((p) => p.purchaseId),
+    ]);
   }
 
   async setLimits(eventId: string, limits: RoomLimits): Promise<Line | null> {

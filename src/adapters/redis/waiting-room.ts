@@ -13,6 +13,7 @@ import {
 } from '../../domain/waiting-room.js';
 import type {
   ActiveAdmission,
+  AdmittedPurchase,
   AdvanceResult,
   AdvanceStep,
   JoinRequest,
@@ -242,10 +243,14 @@ export class RedisWaitingRoom implements WaitingRoom {
     );
   }
 
-  async notePurchase(placeId: string, purchaseId: string): Promise<void> {
-    const eventId = await this.#guard.run(() => this.#redis.hget(this.#keys.where, placeId));
-    if (eventId === null) return;
-    await this.#script('roomPurchase', [this.#keys.of(eventId).bought], [placeId, purchaseId]);
+  async notePurchases(purchases: readonly AdmittedPurchase[]): Promise<void> {
+    await Promise.all(
+      purchases.map(async ({ placeId, purchaseId }) => {
+        const eventId = await this.#guard.run(() => this.#redis.hget(this.#keys.where, placeId));
+        if (eventId === null) return;
+        await this.#script('roomPurchase', [this.#keys.of(eventId).bought], [placeId, purchaseId]);
+      }),
+    );
   }
 
   async setLimits(eventId: string, limits: RoomLimits): Promise<Line | null> {

@@ -13,6 +13,7 @@ import {
 } from '../../domain/waiting-room.js';
 import type {
   ActiveAdmission,
+  AdmittedPurchase,
   AdvanceResult,
   AdvanceStep,
   JoinRequest,
@@ -191,8 +192,15 @@ export class SqliteWaitingRoom implements WaitingRoom {
     );
   }
 
-  async notePurchase(placeId: string, purchaseId: string): Promise<void> {
-    await withoutBlockingOnLock(this.#db, () => this.#stmt.notePurchase.run(placeId, purchaseId));
+  async notePurchases(purchases: readonly AdmittedPurchase[]): Promise<void> {
+    if (purchases.length === 0) return;
+    await withoutBlockingOnLock(this.#db, () =>
+      this.#db
+        .transaction(() => {
+          for (const { placeId, purchaseId } of purchases) this.#stmt.notePurchase.run(placeId, purchaseId);
+        })
+        .immediate(),
+    );
   }
 
   async setLimits(eventId: string, limits: RoomLimits): Promise<Line | null> {

@@ -8,10 +8,10 @@ import { FINAL_STATUSES, type AcceptedPurchase, type Purchase } from '../../doma
 import type { Config } from '../../config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import type { Storage } from '../../ports/storage.js';
-import type { WaitingRoom } from '../../ports/waiting-room.js';
+import type { AdmittedPurchase, WaitingRoom } from '../../ports/waiting-room.js';
 import type { AdmissionSigner } from '../admission-token.js';
 import { Backpressure, RateLimiter } from '../admission.js';
-import type { GroupCommit } from '../group-commit.js';
+import { GroupCommit } from '../group-commit.js';
 import type { Lookups } from '../lookups.js';
 import { notePurchase } from '../metrics-plugin.js';
 import { errorResponses } from '../errors.js';
@@ -57,6 +57,12 @@ export async function purchaseRoutes(
   const buyerLimit = new RateLimiter(config.buyerRate);
   const streamCap = new StreamCap(config.maxStreamsPerClient);
   const uncapped = addressMatcher(config.rateLimitExempt);
+  // Admitted purchases of concurrent requests are recorded in one transaction: one commit each would hold
+  // the event loop for a sync per purchase.
+  const admittedPurchases = new GroupCommit<AdmittedPurchase, void>(async (notes) => {
+    await admissions.room.notePurchases(notes);
+    return notes.map(() => undefined);
+  }, 500);
   // Set once the server closes (after the drain delay): purchases still coming on open connections are refused.
   let closing = false;
 
@@ -169,7 +175,7 @@ export async function purchaseRoutes(
   /** So that the room frees the buyer's slot once the purchase is final; the admission's expiry does too. */
   async function noteAdmittedPurchase(placeId: string, purchaseId: string): Promise<void> {
     try {
-      await admissions.room.notePurchase(placeId, purchaseId);
+      await admittedPurchases.submit({ placeId, purchaseId });
     } catch (error) {
       app.log.warn(
         { err: error },
