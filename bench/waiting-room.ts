@@ -181,7 +181,9 @@ async function measureRoomSale(
         prequeueSec: plan.prequeueSec,
         sessionSeconds: 60,
         abandonPlaceRate: 0.05,
-        connections: 128,
+        // Each person has a connection of their own: with 128 shared by 200,000 people, the simulator's own
+        // queue for a connection made purchases wait seconds behind other people's reads at the ramp's peak.
+        connections: 512,
         settleSec: 120,
         retries: 50,
         seed: 6,
