@@ -275,12 +275,49 @@ export interface FrontPlace {
   eta_at_join: number | null;
 }
 
-/** The wait an admitted place saw, beside the one it was told when it joined. */
-export function admittedWait(
-  place: FrontPlace,
+/** What one step of the line decided at its front, in line order. */
+export interface FrontDecisions {
+  admit: string[];
+  expire: string[];
+  /** The wait each admitted place saw, beside the one it was told when it joined. */
+  admitted: Array<{ waitedSeconds: number; etaAtJoin: number | null }>;
+}
+
+export function noDecisions(): FrontDecisions {
+  return { admit: [], expire: [], admitted: [] };
+}
+
+/**
+ * One step's walk along a chunk of the front (`front`: the places after line.head, in line order): each
+ * is skipped as expired when abandoned, else admitted, while `budget` lasts. Moves line.head and the
+ * line's counters, adds to `decided`, and returns the budget left; the adapter reads the next chunk while
+ * some is left and the line has places.
+ */
+export function decideFront(
+  line: Line,
+  front: readonly FrontPlace[],
+  budget: number,
   now: number,
-): { waitedSeconds: number; etaAtJoin: number | null } {
-  return { waitedSeconds: (now - Date.parse(place.joined_at)) / 1000, etaAtJoin: place.eta_at_join };
+  decided: FrontDecisions,
+): number {
+  for (const place of front) {
+    if (budget === 0) break;
+    line.head += 1;
+    if (abandoned(place.last_read_at, now)) {
+      decided.expire.push(place.id);
+      line.expired += 1;
+    } else {
+      decided.admit.push(place.id);
+      decided.admitted.push({
+        waitedSeconds: (now - Date.parse(place.joined_at)) / 1000,
+        etaAtJoin: place.eta_at_join,
+      });
+      line.admitted += 1;
+      line.active += 1;
+      budget -= 1;
+    }
+  }
+  return budget;
 }
 
 /** The estimated wait told to the place that takes line number `lineNumber` now. */

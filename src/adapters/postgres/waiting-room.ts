@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto';
 import {
-  abandoned,
   admissionBudget,
-  admittedWait,
+  decideFront,
   joinEstimate,
+  noDecisions,
   type FrontPlace as FrontRow,
   shuffle,
   withProgress,
@@ -255,27 +255,13 @@ export class PostgresWaitingRoom implements WaitingRoom {
       line.soldOut = step.soldOut;
       const before = { head: line.head, admitted: line.admitted };
       let budget = admissionBudget(line, step.now);
-      const admit: string[] = [];
-      const admitted: AdvanceResult['admitted'] = [];
-      const expire: string[] = [];
+      const decided = noDecisions();
       while (budget > 0 && line.head < line.tail) {
         const front = await tx.query<FrontRow>(SQL.front, [id, line.head, CHUNK]);
         if (front.rows.length === 0) break;
-        for (const place of front.rows) {
-          if (budget === 0) break;
-          line.head += 1;
-          if (abandoned(place.last_read_at, step.now)) {
-            expire.push(place.id);
-            line.expired += 1;
-          } else {
-            admit.push(place.id);
-            admitted.push(admittedWait(place, step.now));
-            line.admitted += 1;
-            line.active += 1;
-            budget -= 1;
-          }
-        }
+        budget = decideFront(line, front.rows, budget, step.now, decided);
       }
+      const { admit, expire, admitted } = decided;
       if (admit.length > 0) {
         await tx.query(SQL.admit, [
           admit,

@@ -1,10 +1,10 @@
 import { randomInt } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import {
-  abandoned,
   admissionBudget,
-  admittedWait,
+  decideFront,
   joinEstimate,
+  noDecisions,
   shuffle,
   withProgress,
   type FrontPlace,
@@ -322,27 +322,13 @@ export class RedisWaitingRoom implements WaitingRoom {
     line.soldOut = step.soldOut;
     const before = { head: line.head, admitted: line.admitted };
     let budget = admissionBudget(line, step.now);
-    const admit: string[] = [];
-    const admitted: AdvanceResult['admitted'] = [];
-    const expire: string[] = [];
+    const decided = noDecisions();
     while (budget > 0 && line.head < line.tail) {
       const front = await this.#front(eventId, line.head + 1, Math.min(line.head + CHUNK, line.tail));
       if (front.length === 0) break;
-      for (const place of front) {
-        if (budget === 0) break;
-        line.head += 1;
-        if (abandoned(place.last_read_at, step.now)) {
-          expire.push(place.id);
-          line.expired += 1;
-        } else {
-          admit.push(place.id);
-          admitted.push(admittedWait(place, step.now));
-          line.admitted += 1;
-          line.active += 1;
-          budget -= 1;
-        }
-      }
+      budget = decideFront(line, front, budget, step.now, decided);
     }
+    const { admit, expire, admitted } = decided;
     if (line.head !== before.head || line.admitted !== before.admitted) {
       line.progress = withProgress(line.progress, step.now, line.head, line.admitted);
     }

@@ -1,10 +1,10 @@
 import { randomInt } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import {
-  abandoned,
   admissionBudget,
-  admittedWait,
+  decideFront,
   joinEstimate,
+  noDecisions,
   type FrontPlace as FrontRow,
   shuffle,
   withProgress,
@@ -253,29 +253,16 @@ export class SqliteWaitingRoom implements WaitingRoom {
           line.soldOut = step.soldOut;
           const before = { head: line.head, admitted: line.admitted };
           let budget = admissionBudget(line, step.now);
-          const admitted: AdvanceResult['admitted'] = [];
-          let expired = 0;
-          const admittedAt = new Date(step.now).toISOString();
-          const expiresAt = new Date(step.now + line.sessionSeconds * 1000).toISOString();
+          const decided = noDecisions();
           while (budget > 0 && line.head < line.tail) {
             const front = s.front.all(eventId, line.head, CHUNK) as FrontRow[];
             if (front.length === 0) break;
-            for (const place of front) {
-              if (budget === 0) break;
-              line.head += 1;
-              if (abandoned(place.last_read_at, step.now)) {
-                s.expire.run(place.id);
-                line.expired += 1;
-                expired += 1;
-              } else {
-                s.admit.run(admittedAt, expiresAt, place.id);
-                admitted.push(admittedWait(place, step.now));
-                line.admitted += 1;
-                line.active += 1;
-                budget -= 1;
-              }
-            }
+            budget = decideFront(line, front, budget, step.now, decided);
           }
+          const admittedAt = new Date(step.now).toISOString();
+          const expiresAt = new Date(step.now + line.sessionSeconds * 1000).toISOString();
+          for (const placeId of decided.expire) s.expire.run(placeId);
+          for (const placeId of decided.admit) s.admit.run(admittedAt, expiresAt, placeId);
           if (line.head !== before.head || line.admitted !== before.admitted) {
             line.progress = withProgress(line.progress, step.now, line.head, line.admitted);
           }
@@ -288,7 +275,7 @@ export class SqliteWaitingRoom implements WaitingRoom {
             JSON.stringify(line.progress),
             eventId,
           );
-          return { line, admitted, expired };
+          return { line, admitted: decided.admitted, expired: decided.expire.length };
         })
         .immediate(),
     );
