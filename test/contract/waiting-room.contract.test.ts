@@ -61,6 +61,35 @@ describeEach(waitingRoomAdapters, 'WaitingRoom contract: $name', (factory) => {
     expect(await room.getLine('missing')).toBeNull();
   });
 
+  it('numbers one batch spanning the opening and two events as if each join came alone', async () => {
+    const [a, b] = [newEvent(), newEvent()];
+    const early = await room.join(requests(a, ['p1', 'p2'], OPEN - 5_000));
+    const batch = await room.join([
+      ...requests(a, ['p3'], OPEN - 10),
+      ...requests(a, ['late-1'], OPEN + 5),
+      ...requests(b, ['other-1'], OPEN + 5),
+      ...requests(a, ['LATE-1', 'late-2'], OPEN + 6),
+      ...requests(b, ['other-2'], OPEN + 7),
+    ]);
+    expect(batch.map((j) => [j.place.lineNumber, j.created])).toEqual([
+      [null, true],
+      [4, true],
+      [1, true],
+      [4, false],
+      [5, true],
+      [2, true],
+    ]);
+    expect(batch[3]!.place).toEqual(batch[1]!.place);
+    // The join after the opening ran the lottery over the three pre-queue places, the batch's own included.
+    const prequeue = [...early, batch[0]!].map((j) => j.place.placeId);
+    const numbers = await Promise.all(prequeue.map(async (id) => (await room.getPlace(id))!.lineNumber));
+    expect([...numbers].sort()).toEqual([1, 2, 3]);
+    expect(await room.getLine(a)).toMatchObject({ opened: true, prequeued: 3, tail: 5 });
+    expect(await room.getLine(b)).toMatchObject({ opened: true, prequeued: 0, tail: 2 });
+    // What each join answered is what was stored (the pre-queue place has been numbered since).
+    for (const j of batch.slice(1)) expect(await reopen().getPlace(j.place.placeId)).toEqual(j.place);
+  });
+
   it('shuffles the pre-queue once at opening, then lines up arrivals in order, and admits in that order', async () => {
     const eventId = newEvent();
     const early = Array.from({ length: 1500 }, (_, i) => `early-${i}`);

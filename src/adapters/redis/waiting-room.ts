@@ -134,14 +134,22 @@ export class RedisWaitingRoom implements WaitingRoom {
   async join(requests: readonly JoinRequest[]): Promise<JoinResult[]> {
     const results: JoinResult[] = new Array(requests.length);
     const byEvent = new Map<string, number[]>();
-    requests.forEach((r, i) => byEvent.set(r.eventId, [...(byEvent.get(r.eventId) ?? []), i]));
+    requests.forEach((r, i) => {
+      const indexes = byEvent.get(r.eventId);
+      if (indexes) indexes.push(i);
+      else byEvent.set(r.eventId, [i]);
+    });
     await Promise.all(
       [...byEvent].map(async ([eventId, indexes]) => {
-        const joined = await this.#joinEvent(
-          eventId,
-          indexes.map((i) => requests[i]!),
-        );
-        joined.forEach((result, j) => (results[indexes[j]!] = result));
+        // One script call per run of joins on the same side of the opening, in order: a join after it
+        // opens the line (the lottery) and is numbered, one before it is in the pre-queue.
+        for (const run of runsBy(indexes, (i) => requests[i]!.joinedAt >= requests[i]!.salesOpenAt)) {
+          const joined = await this.#joinEvent(
+            eventId,
+            run.map((i) => requests[i]!),
+          );
+          joined.forEach((result, j) => (results[run[j]!] = result));
+        }
       }),
     );
     return results;
@@ -497,4 +505,17 @@ async function durabilityProblem(node: RedisClient): Promise<string | null> {
   if (config.appendonly !== 'yes') return `runs with appendonly ${config.appendonly ?? 'unknown'}`;
   if (config.appendfsync !== 'always') return `runs with appendfsync ${config.appendfsync ?? 'unknown'}`;
   return null;
+}
+
+/** `items` cut into runs of consecutive items with the same `key`. */
+function runsBy<T>(items: readonly T[], key: (item: T) => boolean): T[][] {
+  const runs: T[][] = [];
+  let last: boolean | undefined;
+  for (const item of items) {
+    const k = key(item);
+    if (runs.length === 0 || k !== last) runs.push([]);
+    runs[runs.length - 1]!.push(item);
+    last = k;
+  }
+  return runs;
 }
