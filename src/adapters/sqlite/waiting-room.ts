@@ -121,43 +121,68 @@ export class SqliteWaitingRoom implements WaitingRoom {
     const s = this.#stmt;
     return withoutBlockingOnLock(this.#db, () =>
       this.#db
-        .transaction(() =>
-          requests.map((request): JoinResult => {
+        .transaction(() => {
+          // Each event's line, read once per batch (and again after it opens) and counted here as the
+          // batch joins it: its progress is parsed once, not once per join.
+          const lines = new Map<string, Line>();
+          const lineOf = (request: JoinRequest, now: number): Line => {
+            let line = lines.get(request.eventId);
+            if (!line) {
+              s.createLine.run(
+                request.eventId,
+                request.salesOpenAt,
+                request.room.sessionSeconds,
+                request.room.maxActiveBuyers,
+                request.room.maxAdmittedPerMinute,
+                request.room.powDifficulty ?? 0,
+                JSON.stringify([[now, 0, 0]]),
+              );
+              line = toLine(s.getLine.get(request.eventId) as LineRow);
+            }
+            if (!line.opened && request.joinedAt >= line.salesOpenAt) {
+              this.#open(s.getLine.get(request.eventId) as LineRow, now);
+              line = toLine(s.getLine.get(request.eventId) as LineRow);
+            }
+            lines.set(request.eventId, line);
+            return line;
+          };
+          return requests.map((request): JoinResult => {
             const existing = s.placeOfBuyer.get(request.eventId, request.canonicalBuyerId) as
               PlaceRow | undefined;
             if (existing) return { place: toPlace(existing), created: false };
             const now = Date.parse(request.joinedAt);
-            s.createLine.run(
-              request.eventId,
-              request.salesOpenAt,
-              request.room.sessionSeconds,
-              request.room.maxActiveBuyers,
-              request.room.maxAdmittedPerMinute,
-              request.room.powDifficulty ?? 0,
-              JSON.stringify([[now, 0, 0]]),
-            );
-            let line = s.getLine.get(request.eventId) as LineRow;
-            if (!line.opened && request.joinedAt >= line.sales_open_at) {
-              this.#open(line, now);
-              line = s.getLine.get(request.eventId) as LineRow;
-            }
+            const line = lineOf(request, now);
             const prequeue = !line.opened;
-            const placeId = newPlaceId();
+            const place: Place = {
+              placeId: newPlaceId(),
+              eventId: request.eventId,
+              buyerId: request.buyerId,
+              canonicalBuyerId: request.canonicalBuyerId,
+              joinedAt: request.joinedAt,
+              lineNumber: prequeue ? null : line.tail + 1,
+              outcome: null,
+              admittedAt: null,
+              admissionExpiresAt: null,
+              used: false,
+              etaAtJoin: prequeue ? null : joinEstimate(line.tail + 1, line, now),
+            };
             s.insertPlace.run(
-              placeId,
-              request.eventId,
-              request.buyerId,
-              request.canonicalBuyerId,
-              request.joinedAt,
+              place.placeId,
+              place.eventId,
+              place.buyerId,
+              place.canonicalBuyerId,
+              place.joinedAt,
               prequeue ? line.prequeued + 1 : null,
-              prequeue ? null : line.tail + 1,
-              prequeue ? null : joinEstimate(line.tail + 1, toLine(line), now),
+              place.lineNumber,
+              place.etaAtJoin,
               now,
             );
             s.countJoin.run(prequeue ? 1 : 0, prequeue ? 0 : 1, request.eventId);
-            return { place: toPlace(s.getPlace.get(placeId) as PlaceRow), created: true };
-          }),
-        )
+            if (prequeue) line.prequeued += 1;
+            else line.tail += 1;
+            return { place, created: true };
+          });
+        })
         .immediate(),
     );
   }
