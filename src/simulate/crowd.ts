@@ -47,6 +47,7 @@ export async function sendPurchase(baseUrl: string, eventId: string, intent: Int
   const sentAt = performance.now();
   let status: number;
   let purchaseId: string | undefined;
+  let failure: string | undefined;
   try {
     const spec = requests.purchase(
       eventId,
@@ -55,10 +56,16 @@ export async function sendPurchase(baseUrl: string, eventId: string, intent: Int
     );
     const res = await send(baseUrl, spec);
     status = res.status;
-    const body = (await res.json()) as { purchaseId?: string };
-    purchaseId = body.purchaseId;
-  } catch {
+    const text = await res.text();
+    try {
+      purchaseId = (JSON.parse(text) as { purchaseId?: string }).purchaseId;
+    } catch {
+      failure = `HTTP ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`;
+      status = 0;
+    }
+  } catch (error) {
     status = 0;
+    failure = error instanceof Error ? `${error.message}${causeOf(error)}` : String(error);
   }
   return {
     buyerId: intent.buyerId,
@@ -68,7 +75,14 @@ export async function sendPurchase(baseUrl: string, eventId: string, intent: Int
     status,
     ...(purchaseId ? { purchaseId } : {}),
     ...(intent.idempotencyKey ? { idempotencyKey: intent.idempotencyKey } : {}),
+    ...(failure ? { failure } : {}),
   };
+}
+
+/** The cause a fetch error carries (the socket's error), as ": cause". */
+function causeOf(error: Error): string {
+  const cause = (error as { cause?: unknown }).cause;
+  return cause instanceof Error ? `: ${cause.message}` : '';
 }
 
 /**

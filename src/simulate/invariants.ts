@@ -17,6 +17,8 @@ export interface SentPurchase {
   answeredAt: number;
   /** HTTP status; only 200/202 carry a purchaseId. */
   status: number;
+  /** Why a request has status 0: the network error, or an answer whose body was not JSON. */
+  failure?: string;
   purchaseId?: string;
   /** The Idempotency-Key it was sent with, if any: sending it again tells what became of an unanswered one. */
   idempotencyKey?: string;
