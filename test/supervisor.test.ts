@@ -90,9 +90,10 @@ describe('stopAll', () => {
     // A web server that takes a second to drain, and a balancer that notes when it is told to stop.
     const stopsAfter = (name: string, ms: number) =>
       node(
-        `const fs = require('fs'); fs.appendFileSync(process.env.F, 'started ${name}\\n');
+        `const fs = require('fs');
          process.on('SIGTERM', () => { fs.appendFileSync(process.env.F, 'sigterm ${name}\\n');
            setTimeout(() => { fs.appendFileSync(process.env.F, 'exit ${name}\\n'); process.exit(0); }, ${ms}); });
+         fs.appendFileSync(process.env.F, 'started ${name}\\n');
          setInterval(() => {}, 1000);`,
         events,
       );
@@ -114,8 +115,8 @@ describe('stopAll', () => {
     const supervisor = new Supervisor(logger);
     supervisors.push(supervisor);
     const stubborn = node(
-      `require('fs').appendFileSync(process.env.F, 'started stubborn\\n');
-       process.on('SIGTERM', () => require('fs').appendFileSync(process.env.F, 'ignored sigterm\\n'));
+      `process.on('SIGTERM', () => require('fs').appendFileSync(process.env.F, 'ignored sigterm\\n'));
+       require('fs').appendFileSync(process.env.F, 'started stubborn\\n');
        setInterval(() => {}, 1000);`,
       events,
     );
@@ -123,8 +124,8 @@ describe('stopAll', () => {
     supervisor.run('worker-1', () => stubborn);
     supervisor.run('lb', () =>
       node(
-        `require('fs').appendFileSync(process.env.F, 'started lb\\n');
-         process.on('SIGTERM', () => { require('fs').appendFileSync(process.env.F, 'sigterm lb\\n'); process.exit(0); });
+        `process.on('SIGTERM', () => { require('fs').appendFileSync(process.env.F, 'sigterm lb\\n'); process.exit(0); });
+         require('fs').appendFileSync(process.env.F, 'started lb\\n');
          setInterval(() => {}, 1000);`,
         events,
       ),
