@@ -29,6 +29,20 @@ export function hashTagOf(eventId: string): string {
   return eventId.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
+/**
+ * The indexes of `items` per event, in order: one event's keys share a slot, so each script call of a batch
+ * takes one event's items.
+ */
+export function groupByEvent<T>(items: readonly T[], eventOf: (item: T) => string): Map<string, number[]> {
+  const groups = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const list = groups.get(eventOf(item));
+    if (list) list.push(i);
+    else groups.set(eventOf(item), [i]);
+  });
+  return groups;
+}
+
 /** A client of one server or of a cluster (see url.ts), with `scripts` defined as its commands. */
 export function connectRedis(target: RedisTarget, scripts: Record<string, string>): RedisClient {
   const definitions = Object.fromEntries(Object.entries(scripts).map(([name, lua]) => [name, { lua }]));

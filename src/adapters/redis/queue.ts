@@ -5,7 +5,14 @@ import { executionOrderOf } from './execution-order.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import { ACK, CLAIM, DEAD_LETTER, ENQUEUE, RELEASE, REPLAY, STATE } from './scripts.js';
 import { parseRedisUrl, type RedisTarget } from './url.js';
-import { closeRedis, connectRedis, hashTagOf, RedisGuard, type RedisClient } from './connection.js';
+import {
+  closeRedis,
+  connectRedis,
+  groupByEvent,
+  hashTagOf,
+  RedisGuard,
+  type RedisClient,
+} from './connection.js';
 
 /** Consumer group of every event stream. */
 const GROUP = 'onsale';
@@ -102,16 +109,6 @@ function compareStreamIds(a: string, b: string): number {
   const [am, an] = a.split('-').map(Number) as [number, number];
   const [bm, bn] = b.split('-').map(Number) as [number, number];
   return am - bm || an - bn;
-}
-
-function groupByEvent<T>(items: readonly T[], eventOf: (item: T) => string): Map<string, number[]> {
-  const groups = new Map<string, number[]>();
-  items.forEach((item, i) => {
-    const list = groups.get(eventOf(item));
-    if (list) list.push(i);
-    else groups.set(eventOf(item), [i]);
-  });
-  return groups;
 }
 
 /** One event's state as the STATE script reads it. */

@@ -22,7 +22,14 @@ import type {
   WaitingRoom,
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
-import { closeRedis, connectRedis, hashTagOf, RedisGuard, type RedisClient } from './connection.js';
+import {
+  closeRedis,
+  connectRedis,
+  groupByEvent,
+  hashTagOf,
+  RedisGuard,
+  type RedisClient,
+} from './connection.js';
 import {
   ROOM_ACTIVE,
   ROOM_FRONT,
@@ -133,14 +140,8 @@ export class RedisWaitingRoom implements WaitingRoom {
 
   async join(requests: readonly JoinRequest[]): Promise<JoinResult[]> {
     const results: JoinResult[] = new Array(requests.length);
-    const byEvent = new Map<string, number[]>();
-    requests.forEach((r, i) => {
-      const indexes = byEvent.get(r.eventId);
-      if (indexes) indexes.push(i);
-      else byEvent.set(r.eventId, [i]);
-    });
     await Promise.all(
-      [...byEvent].map(async ([eventId, indexes]) => {
+      [...groupByEvent(requests, (r) => r.eventId)].map(async ([eventId, indexes]) => {
         // One script call per run of joins on the same side of the opening, in order: a join after it
         // opens the line (the lottery) and is numbered, one before it is in the pre-queue.
         for (const run of runsBy(indexes, (i) => requests[i]!.joinedAt >= requests[i]!.salesOpenAt)) {
