@@ -10,8 +10,6 @@ import { parseSqsUrl } from './sqs/url.js';
 /** What a queue adapter may need besides its own URL (an engine without a key-value store uses the database). */
 interface QueueContext {
   databaseUrl: string;
-  /** SQLite: commit enqueues in a writer thread, off the event loop (what a web server wants). */
-  writerThread?: boolean;
 }
 
 /**
@@ -32,7 +30,7 @@ const STORAGE_ENGINES: Record<string, () => Promise<(url: string) => Storage>> =
 const QUEUE_ENGINES: Record<string, () => Promise<(url: string, context: QueueContext) => Queue>> = {
   'sqlite:': async () => {
     const { SqliteQueue } = await import('./sqlite/queue.js');
-    return (url, context) => new SqliteQueue(url, { writerThread: context.writerThread ?? false });
+    return (url) => new SqliteQueue(url);
   },
   'postgres:': openPostgresQueue,
   'postgresql:': openPostgresQueue,

@@ -19,8 +19,9 @@ export async function runWebServer(config: Config, adminToken: string): Promise<
     databaseReplicaUrl: config.databaseReplicaUrl,
     onRead: countStorageRead,
   });
-  // On SQLite, the group commit's fsync runs in a thread: this event loop keeps reading requests meanwhile.
-  const queue = await openQueue(config.queueUrl, { databaseUrl: config.databaseUrl, writerThread: true });
+  // On SQLite, the group commit runs on this event loop: a writer thread was measured to cost more CPU per
+  // 202 than the commit it took off the loop (docs/benchmarks.md, ackVsBare).
+  const queue = await openQueue(config.queueUrl, { databaseUrl: config.databaseUrl });
   // Read for the outbox gauges of /metrics only: each shard keeps its own outbox, the gauges add them up.
   const outboxes = config.metrics
     ? await Promise.all(splitUrls(config.databaseUrl).map((url) => openOutbox(url)))

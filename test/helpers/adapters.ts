@@ -215,12 +215,6 @@ export const queueAdapters: Array<AdapterFactory<Queue>> = [
     [],
     sqlite((url) => new SqliteQueue(url)),
   ),
-  // As a web server opens it: enqueue commits in a worker thread on a connection of its own.
-  entry(
-    'sqlite, writer thread',
-    [],
-    sqlite((url) => new SqliteQueue(url, { writerThread: true })),
-  ),
   entry(
     'postgres',
     ['postgres'],

@@ -11,7 +11,7 @@ import type {
 } from '../../ports/queue.js';
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 import { DEAD_LETTER_SQL } from './queue-records.js';
-import { ENQUEUE_SQL, QueueWriter, ThreadedWriter, type EnqueueWriter } from './queue-writer.js';
+import { ENQUEUE_SQL, QueueWriter } from './queue-writer.js';
 
 interface QueueRow {
   seq: number;
@@ -79,27 +79,19 @@ function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
   };
 }
 
-export interface SqliteQueueOptions {
-  /**
-   * Commit enqueues in a worker thread with a connection of its own (queue-writer.ts): what a web server
-   * wants, so that its event loop keeps reading requests while a group commit syncs. Off: on this thread.
-   */
-  writerThread?: boolean;
-}
-
 /** The embedded queue: a table in a SQLite file, by default the same file as the storage. */
 export class SqliteQueue implements Queue {
   readonly #db: SqliteDatabase;
   readonly #stmt: Record<keyof typeof SQL, Statement>;
-  readonly #writer: EnqueueWriter;
+  readonly #writer: QueueWriter;
 
-  constructor(url: string, { writerThread = false }: SqliteQueueOptions = {}) {
+  constructor(url: string) {
     this.#db = guarded(() => openSqlite(url));
     migrateSqlite(this.#db, 'queue');
     this.#stmt = prepareAll(this.#db, SQL);
     for (const name of ['nextEvent', 'lease', 'depth', 'oldest', 'depthOf', 'deadOf'] as const)
       this.#stmt[name].pluck();
-    this.#writer = writerThread ? new ThreadedWriter(url) : new QueueWriter(this.#db);
+    this.#writer = new QueueWriter(this.#db);
   }
 
   async migrate(): Promise<void> {
@@ -229,7 +221,6 @@ export class SqliteQueue implements Queue {
   }
 
   async close(): Promise<void> {
-    await this.#writer.close();
     this.#db.close();
   }
 }

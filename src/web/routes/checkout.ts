@@ -15,6 +15,7 @@ import type { Lookups } from '../lookups.js';
 import { notePurchase } from '../metrics-plugin.js';
 import { errorResponses } from '../errors.js';
 import { purchaseParams, purchaseView } from '../schemas.js';
+import { neverCache } from '../no-store.js';
 
 interface CheckoutOptions {
   config: Config;
@@ -47,9 +48,7 @@ export async function checkoutRoutes(
   app: FastifyInstance,
   { config, storage, lookups, payments }: CheckoutOptions,
 ) {
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store');
-  });
+  neverCache(app);
 
   /** A purchase that storage does not have yet is on the queue (or unknown: 404). */
   async function notStored(purchaseId: string, code: 'not_payable' | 'not_cancellable'): Promise<never> {

@@ -27,6 +27,7 @@ import {
 } from '../schemas.js';
 import { StatusWatcher } from '../status-stream.js';
 import { addressMatcher, StreamCap } from '../client-limits.js';
+import { neverCache } from '../no-store.js';
 
 interface PurchasesOptions {
   config: Config;
@@ -67,9 +68,7 @@ export async function purchaseRoutes(
   let closing = false;
 
   // A purchase's answer carries its id, the key to its tickets: no cache (browser or proxy) may keep it.
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store');
-  });
+  neverCache(app);
 
   // Status streams never end by themselves before a final status: end them so that closing does not wait.
   const openStreams = new Set<() => void>();

@@ -21,6 +21,7 @@ import {
   roomLimitsBody,
   type RoomLimitsBody,
 } from '../schemas.js';
+import { neverCache } from '../no-store.js';
 
 const ADMIN_LINE_ERRORS = errorResponses(
   'invalid_request',
@@ -55,9 +56,7 @@ async function difficultyOf(reader: RoomReader, eventId: string, room: { powDiff
 /** The waiting room's public endpoints: joining an event's line and reading a place. */
 export async function queueRoutes(app: FastifyInstance, { lookups, reader, challenges }: QueueOptions) {
   // A place's answer carries its admission token: no cache may keep it.
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store');
-  });
+  neverCache(app);
 
   app.post<{ Params: { eventId: string }; Body: { buyerId: string } }>(
     '/api/events/:eventId/queue/challenge',
