@@ -18,6 +18,11 @@ export class EventCache {
     this.#storage = storage;
   }
 
+  /** The event if this process has it already: no promise, for the purchase route's every request. */
+  known(eventId: string): SaleEvent | undefined {
+    return this.#events.get(eventId);
+  }
+
   async event(eventId: string): Promise<SaleEvent | null> {
     const known = this.#events.get(eventId);
     if (known) return known;

@@ -20,6 +20,11 @@ export class Lookups {
     return this.#events.event(eventId);
   }
 
+  /** The event if it is in this process's cache (it usually is: events are kept for good). */
+  knownEvent(eventId: string): SaleEvent | undefined {
+    return this.#events.known(eventId);
+  }
+
   async eventOr404(eventId: string): Promise<SaleEvent> {
     const event = await this.#events.event(eventId);
     if (!event) throw new OnsaleError('not_found', `no event ${eventId}`);

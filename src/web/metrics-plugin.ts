@@ -37,16 +37,28 @@ export function requestId(request: IncomingMessage): string {
 }
 
 /** What the route learnt about a request, for its log line and its metrics. */
-const notes = new WeakMap<FastifyRequest, { purchaseId?: string; errorCode?: string }>();
+interface RequestNote {
+  purchaseId?: string;
+  errorCode?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by notePurchase and noteErrorCode; a field of every request (decorateRequest), not a map entry. */
+    onsaleNote: RequestNote | null;
+  }
+}
 
 /** The purchase a request created or named: logged with the request, and by the worker that allocates it. */
 export function notePurchase(request: FastifyRequest, purchaseId: string): void {
-  notes.set(request, { ...notes.get(request), purchaseId });
+  if (request.onsaleNote) request.onsaleNote.purchaseId = purchaseId;
+  else request.onsaleNote = { purchaseId };
 }
 
 /** The api.md error code a request was answered with (the refusal reason of a purchase). */
 export function noteErrorCode(request: FastifyRequest, code: string): void {
-  notes.set(request, { ...notes.get(request), errorCode: code });
+  if (request.onsaleNote) request.onsaleNote.errorCode = code;
+  else request.onsaleNote = { errorCode: code };
 }
 
 /** Refusal reasons: api.md's error codes, with the three kinds of bad input folded into "invalid". */
@@ -102,6 +114,7 @@ export function installObservability(
     adminToken: string;
   },
 ): void {
+  app.decorateRequest('onsaleNote', null);
   // Callback hooks rather than async ones: they run on every request, and an async hook costs a promise and
   // a turn of the microtask queue each.
   app.addHook('onRequest', (request, reply, done) => {
@@ -117,7 +130,7 @@ export function installObservability(
     const route = request.routeOptions.url ?? 'unmatched';
     const status = reply.statusCode;
     const seconds = reply.elapsedTime / 1000;
-    const note = notes.get(request);
+    const note = request.onsaleNote;
     observeRequest(route, request.method, status, seconds);
     if (route === PURCHASE_ROUTE && request.method === 'POST') {
       if (status === 202) countAccepted();

@@ -113,7 +113,8 @@ export async function purchaseRoutes(
       const { buyerId, items } = request.body;
       // Checked by purchaseHeaders: a string of 1..128 printable ASCII characters, if sent.
       const key = request.headers['idempotency-key'] as string | undefined;
-      const event = await lookups.eventOr404(request.params.eventId);
+      const event =
+        lookups.knownEvent(request.params.eventId) ?? (await lookups.eventOr404(request.params.eventId));
       // The one normalization of this request: the limits and the Idempotency-Key go by this id.
       const canonicalBuyerId = buyerIdentity(buyerId, event.buyerIdKind);
       if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
