@@ -23,4 +23,19 @@ describe('the per-buyer rate limiter', () => {
     limiter.take('eager', start + 1_500);
     expect(() => limiter.take('eager', start + 1_500)).toThrow(/too many requests/);
   });
+
+  it('counts a key in each scope on its own, and says when the next token comes back', () => {
+    const limiter = new RateLimiter({ count: 2, windowMs: 10_000 });
+    const start = Date.now();
+    limiter.take('buyer', start, 'event-a');
+    limiter.take('buyer', start, 'event-a');
+    // One token back every 5 s: 5 s to wait, said as Retry-After.
+    expect(() => limiter.take('buyer', start, 'event-a')).toThrow(
+      expect.objectContaining({ code: 'rate_limited', retryAfterSeconds: 5 }),
+    );
+    limiter.take('buyer', start, 'event-b');
+    expect(limiter.size).toBe(2);
+    limiter.take('buyer', start + 5_000, 'event-a');
+    expect(() => limiter.take('buyer', start + 5_000, 'event-a')).toThrow(/too many requests/);
+  });
 });

@@ -6,49 +6,63 @@ import type { Queue } from '../ports/queue.js';
  * Token buckets keyed by buyer or client address, in this process's memory. Each web server process
  * counts on its own, so with N processes a client may send up to N times the rate; the defaults leave
  * room for that and for the honest flood of a sale.
+ *
+ * A bucket is kept as one number, the time at which it is full again (the generic cell rate algorithm): no
+ * object per key. Keys live in a map per scope (the purchase route's scope is the event), so that a key is
+ * the buyer's id as parsed, not a string joined per request.
  */
 export class RateLimiter {
-  readonly #capacity: number;
-  readonly #perMs: number;
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #disabled: boolean;
+  /** Milliseconds for one token to come back. */
+  readonly #interval: number;
+  /** How far ahead of now a bucket's "full again" time may be and still give a token: count - 1 tokens. */
+  readonly #burst: number;
+  readonly #fullAt = new Map<string, Map<string, number>>();
   readonly #sweepEveryMs: number;
   #sweptAt = Date.now();
 
   constructor(rate: Rate) {
-    this.#capacity = rate.count;
-    this.#perMs = rate.count / rate.windowMs;
+    this.#disabled = rate.count === 0;
+    this.#interval = rate.count === 0 ? 0 : rate.windowMs / rate.count;
+    this.#burst = rate.windowMs - this.#interval;
     // A one-time buyer's bucket is full again once one token has come back (1 s at 10/10s): sweeping that
     // often keeps about a second of a crowd in memory rather than a minute of it (a million buckets, 200 MB).
-    this.#sweepEveryMs = Math.min(60_000, Math.max(1_000, rate.windowMs / Math.max(1, rate.count)));
+    this.#sweepEveryMs = Math.min(60_000, Math.max(1_000, this.#interval));
   }
 
-  /** Takes a token for `key`; throws a 429 with the seconds until one is free when none is left. */
-  take(key: string, now = Date.now()): void {
-    if (this.#capacity === 0) return;
+  /** Takes a token for `key` in `scope`; throws a 429 with the seconds until one is free when none is left. */
+  take(key: string, now = Date.now(), scope = ''): void {
+    if (this.#disabled) return;
     if (now - this.#sweptAt > this.#sweepEveryMs) this.#sweep(now);
-    const bucket = this.#buckets.get(key) ?? { tokens: this.#capacity, at: now };
-    bucket.tokens = Math.min(this.#capacity, bucket.tokens + (now - bucket.at) * this.#perMs);
-    bucket.at = now;
-    this.#buckets.set(key, bucket);
-    if (bucket.tokens < 1) {
-      const wait = Math.max(1, Math.ceil((1 - bucket.tokens) / this.#perMs / 1000));
+    let keys = this.#fullAt.get(scope);
+    if (keys === undefined) {
+      keys = new Map();
+      this.#fullAt.set(scope, keys);
+    }
+    const fullAt = keys.get(key);
+    const from = fullAt === undefined || fullAt < now ? now : fullAt;
+    if (from - now > this.#burst) {
+      const wait = Math.max(1, Math.ceil((from - now - this.#burst) / 1000));
       throw new OnsaleError('rate_limited', 'too many requests; wait before trying again', {
         retryAfterSeconds: wait,
       });
     }
-    bucket.tokens -= 1;
+    keys.set(key, from + this.#interval);
   }
 
   /** Buckets held (those of keys seen lately and not yet refilled). */
   get size(): number {
-    return this.#buckets.size;
+    let held = 0;
+    for (const keys of this.#fullAt.values()) held += keys.size;
+    return held;
   }
 
   /** Drops full buckets so that a crowd of one-time buyers does not grow memory without end. */
   #sweep(now: number): void {
     this.#sweptAt = now;
-    for (const [key, b] of this.#buckets) {
-      if (b.tokens + (now - b.at) * this.#perMs >= this.#capacity) this.#buckets.delete(key);
+    for (const [scope, keys] of this.#fullAt) {
+      for (const [key, fullAt] of keys) if (fullAt <= now) keys.delete(key);
+      if (keys.size === 0) this.#fullAt.delete(scope);
     }
   }
 }

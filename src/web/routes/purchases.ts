@@ -118,12 +118,13 @@ export async function purchaseRoutes(
       // The one normalization of this request: the limits and the Idempotency-Key go by this id.
       const canonicalBuyerId = buyerIdentity(buyerId, event.buyerIdKind);
       if (canonicalBuyerId instanceof OnsaleError) throw canonicalBuyerId;
-      const refusal = purchaseRefusal(event, items, Date.now());
+      const now = Date.now();
+      const refusal = purchaseRefusal(event, items, now);
       if (refusal) throw refusal;
       const placeId = event.waitingRoom
         ? admittedPlaceFor(event.id, canonicalBuyerId, request.headers['onsale-admission'])
         : null;
-      buyerLimit.take(`${event.id}\u0000${canonicalBuyerId}`);
+      buyerLimit.take(canonicalBuyerId, now, event.id);
       backpressure.check();
       if (closing)
         throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
