@@ -125,19 +125,43 @@ export function prepareAll<K extends string>(
  * then it fails as before (UnavailableError).
  */
 export async function withoutBlockingOnLock<T>(db: SqliteDatabase, attempt: () => T): Promise<T> {
-  const busyTimeoutMs = db.pragma('busy_timeout', { simple: true }) as number;
+  const { busyTimeoutMs, noWait, wait } = lockWaits(db);
   const deadline = Date.now() + busyTimeoutMs;
   for (;;) {
-    db.pragma('busy_timeout = 0');
+    noWait.get();
     try {
       return guarded(attempt);
     } catch (error) {
       if (!isBusy(error) || Date.now() >= deadline) throw error;
     } finally {
-      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      wait.get();
     }
     await sleep(1);
   }
+}
+
+/**
+ * A connection's busy_timeout (set once, when it is opened) and the statements that turn it off and on
+ * again: prepared once, since db.pragma() compiles its statement on every call and a web server's group
+ * commit runs this around every attempt.
+ */
+const lockWaitsOf = new WeakMap<
+  SqliteDatabase,
+  { busyTimeoutMs: number; noWait: Statement; wait: Statement }
+>();
+
+function lockWaits(db: SqliteDatabase): { busyTimeoutMs: number; noWait: Statement; wait: Statement } {
+  let known = lockWaitsOf.get(db);
+  if (!known) {
+    const busyTimeoutMs = db.pragma('busy_timeout', { simple: true }) as number;
+    known = {
+      busyTimeoutMs,
+      noWait: db.prepare('PRAGMA busy_timeout = 0'),
+      wait: db.prepare(`PRAGMA busy_timeout = ${busyTimeoutMs}`),
+    };
+    lockWaitsOf.set(db, known);
+  }
+  return known;
 }
 
 function isBusy(error: unknown): boolean {
