@@ -1,5 +1,5 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
-import { canonicalBuyerId, type BuyerIdKind } from '../../domain/buyer.js';
+import { canonicalBuyerId } from '../../domain/buyer.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
 import {
   cancelDecision,
@@ -14,7 +14,6 @@ import {
   waitlistNeeded,
   type CheckoutPlan,
   type StatusChange,
-  type StoredPayment,
   type StoredPurchase,
 } from '../../domain/checkout.js';
 import { newId, newTickets } from '../../shared/ids.js';
@@ -22,11 +21,9 @@ import type {
   AcceptedPurchase,
   EventStats,
   NewEvent,
-  PaymentStatus,
   Purchase,
   PurchaseItem,
   PurchaseStatus,
-  RejectReason,
   SaleEvent,
   WaitingRoomSettings,
 } from '../../domain/types.js';
@@ -41,42 +38,20 @@ import type {
   Storage,
 } from '../../ports/storage.js';
 import type { InlineAck } from '../../ports/queue.js';
+import { storageRows, type EventRow, type PurchaseRow, type TicketTypeRow } from '../sql-rows.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 import { removeAcked } from './queue.js';
 
-interface TicketTypeRow {
-  id: string;
-  name: string;
-  price_cents: number;
-  capacity: number;
-  max_per_buyer: number;
-  sold: number;
-  held: number;
-}
-
+/** An issued ticket (tickets): PostgreSQL keeps them in a table of their own. */
 interface TicketRow {
   id: string;
   ticket_type_id: string;
   code: string;
 }
 
-interface PurchaseRow {
-  id: string;
-  event_id: string;
-  buyer_id: string;
-  status: Exclude<PurchaseStatus, 'queued'>;
-  reason: RejectReason | null;
-  items: string;
-  hold_expires_at: string | null;
-  created_at: string;
-  updated_at: string;
-  buyer_key: string | null;
-  payment_status: PaymentStatus | null;
-  next_action_url: string | null;
-  refund: 'due' | 'done' | null;
-  reconcile_after: string | null;
-}
+/** Rows to domain values; text comes back through fromDb, as toDb escaped it. */
+const toDomain = storageRows(fromDb);
 
 /** The columns of a purchase that PurchaseRow holds. */
 const PURCHASE_COLUMNS = `id, event_id, buyer_id, status, reason, items, hold_expires_at, created_at, updated_at,
@@ -323,33 +298,14 @@ export class PostgresStorage implements Storage {
   async getEvent(eventId: string): Promise<SaleEvent | null> {
     const id = toDb(eventId);
     const [event, types] = await Promise.all([
-      this.#db.query<{
-        id: string;
-        name: string;
-        sales_open_at: string;
-        hold_seconds: number;
-        buyer_id_kind: BuyerIdKind;
-        waiting_room: WaitingRoomSettings | null;
-      }>(SQL.getEvent, [id]),
+      // node-postgres parses the jsonb column.
+      this.#db.query<EventRow & { waiting_room: WaitingRoomSettings | null }>(SQL.getEvent, [id]),
       this.#db.query<TicketTypeRow>(SQL.ticketTypes, [id]),
     ]);
     const row = event.rows[0];
     if (!row) return null;
-    return {
-      id: fromDb(row.id),
-      name: fromDb(row.name),
-      salesOpenAt: row.sales_open_at,
-      holdSeconds: row.hold_seconds,
-      buyerIdKind: row.buyer_id_kind,
-      ticketTypes: types.rows.map((t) => ({
-        id: fromDb(t.id),
-        name: fromDb(t.name),
-        priceCents: t.price_cents,
-        capacity: t.capacity,
-        maxPerBuyer: t.max_per_buyer,
-      })),
-      waitingRoom: row.waiting_room,
-    };
+    const ticketTypes = types.rows.map(toDomain.ticketType);
+    return toDomain.event(row, ticketTypes, row.waiting_room);
   }
 
   async getAvailability(eventId: string): Promise<Map<string, number>> {
@@ -372,13 +328,7 @@ export class PostgresStorage implements Storage {
       for (const c of counts.rows) purchases[c.status] = c.n;
       return {
         eventId,
-        ticketTypes: types.rows.map((t) => ({
-          id: fromDb(t.id),
-          capacity: t.capacity,
-          sold: t.sold,
-          held: t.held,
-          available: t.capacity - t.sold - t.held,
-        })),
+        ticketTypes: types.rows.map(toDomain.ticketTypeStats),
         purchases,
       };
     }, 'snapshot');
@@ -479,14 +429,7 @@ export class PostgresStorage implements Storage {
   ): Promise<BatchResult['outcomes']> {
     const stock = new Map<string, StockLevel>();
     const locked = await tx.query<Omit<TicketTypeRow, 'name' | 'price_cents'>>(SQL.lockStock, [event]);
-    for (const t of locked.rows) {
-      stock.set(fromDb(t.id), {
-        capacity: t.capacity,
-        sold: t.sold,
-        held: t.held,
-        maxPerBuyer: t.max_per_buyer,
-      });
-    }
+    for (const t of locked.rows) stock.set(fromDb(t.id), toDomain.stockLevel(t));
     // Read under the lock: a purchase applied by another transaction of this event is visible by now.
     const done = await tx.query<{ id: string }>(SQL.alreadyApplied, [
       purchases.map((p) => toDb(p.purchaseId)),
@@ -613,19 +556,12 @@ export class PostgresStorage implements Storage {
   async #lockStock(tx: Tx, event: string): Promise<Map<string, StockLevel>> {
     const stock = new Map<string, StockLevel>();
     const locked = await tx.query<Omit<TicketTypeRow, 'name' | 'price_cents'>>(SQL.lockStock, [event]);
-    for (const t of locked.rows) {
-      stock.set(fromDb(t.id), {
-        capacity: t.capacity,
-        sold: t.sold,
-        held: t.held,
-        maxPerBuyer: t.max_per_buyer,
-      });
-    }
+    for (const t of locked.rows) stock.set(fromDb(t.id), toDomain.stockLevel(t));
     return stock;
   }
 
   async #waitlist(tx: Tx, event: string): Promise<StoredPurchase[]> {
-    return (await tx.query<PurchaseRow>(SQL.waitlist, [event])).rows.map(stored);
+    return (await tx.query<PurchaseRow>(SQL.waitlist, [event])).rows.map(toDomain.storedPurchase);
   }
 
   async #holdSeconds(tx: Tx, event: string): Promise<number> {
@@ -669,7 +605,7 @@ export class PostgresStorage implements Storage {
         const held = await tx.query<PurchaseRow>(SQL.lockHeld, [ids]);
         const ending = held.rows
           .filter((r) => r.hold_expires_at !== null && r.hold_expires_at <= at)
-          .map((r) => ({ purchase: stored(r), to: 'expired' as const }));
+          .map((r) => ({ purchase: toDomain.storedPurchase(r), to: 'expired' as const }));
         if (ending.length === 0) return [];
         const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, event) : [];
         const plan = planRelease(ending, stock, waitlist, await this.#holdSeconds(tx, event), now);
@@ -696,7 +632,7 @@ export class PostgresStorage implements Storage {
           changes: [],
         };
       }
-      const ending = [{ purchase: stored(row), to: 'cancelled' as const }];
+      const ending = [{ purchase: toDomain.storedPurchase(row), to: 'cancelled' as const }];
       const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, row.event_id) : [];
       const holdSeconds = await this.#holdSeconds(tx, row.event_id);
       const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
@@ -718,7 +654,10 @@ export class PostgresStorage implements Storage {
       const row = (await tx.query<PurchaseRow>(SQL.lockPurchase, [id])).rows[0];
       if (!row) return null;
       const types = await tx.query<TicketTypeRow>(SQL.ticketTypes, [row.event_id]);
-      const amountCents = orderTotal(types.rows.map(toTicketType), JSON.parse(row.items) as PurchaseItem[]);
+      const amountCents = orderTotal(
+        types.rows.map(toDomain.ticketType),
+        JSON.parse(row.items) as PurchaseItem[],
+      );
       const refusal = paymentRefusal({ status: row.status, holdExpiresAt: row.hold_expires_at }, now);
       if (refusal === null) {
         await tx.query(SQL.addHistory, [id, at, 'attempt', JSON.stringify({ attemptKey, amountCents })]);
@@ -759,10 +698,10 @@ export class PostgresStorage implements Storage {
         webhook ? `webhook ${said.kind}` : said.kind,
         JSON.stringify(said),
       ]);
-      const step = paymentStep(storedPayment(row), said, now);
+      const step = paymentStep(toDomain.storedPayment(row), said, now);
       let changes: StatusChange[] = [];
       if (step.confirm) {
-        const purchase = stored(row);
+        const purchase = toDomain.storedPurchase(row);
         const waitlist = waitlistNeeded([], stock, purchase) ? await this.#waitlist(tx, row.event_id) : [];
         const holdSeconds = await this.#holdSeconds(tx, row.event_id);
         const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, now);
@@ -834,48 +773,7 @@ export class PostgresStorage implements Storage {
   }
 }
 
-function toTicketType(t: TicketTypeRow): SaleEvent['ticketTypes'][number] {
-  return {
-    id: fromDb(t.id),
-    name: fromDb(t.name),
-    priceCents: Number(t.price_cents),
-    capacity: t.capacity,
-    maxPerBuyer: t.max_per_buyer,
-  };
-}
-
-function stored(row: PurchaseRow): StoredPurchase {
-  return {
-    purchaseId: fromDb(row.id),
-    canonicalBuyerId: fromDb(row.buyer_key ?? row.buyer_id),
-    items: JSON.parse(row.items) as PurchaseItem[],
-    status: row.status,
-  };
-}
-
-function storedPayment(row: PurchaseRow): StoredPayment {
-  return {
-    status: row.status,
-    paymentStatus: row.payment_status,
-    nextActionUrl: row.next_action_url,
-    refund: row.refund,
-    reconcileAfter: row.reconcile_after,
-  };
-}
-
 function fromRow(row: PurchaseRow, tickets: readonly TicketRow[]): Purchase {
-  return {
-    purchaseId: fromDb(row.id),
-    eventId: fromDb(row.event_id),
-    buyerId: fromDb(row.buyer_id),
-    status: row.status,
-    reason: row.reason,
-    items: JSON.parse(row.items) as PurchaseItem[],
-    tickets: tickets.map((t) => ({ id: t.id, ticketTypeId: fromDb(t.ticket_type_id), code: t.code })),
-    holdExpiresAt: row.hold_expires_at,
-    payment: row.payment_status ? { status: row.payment_status, nextActionUrl: row.next_action_url } : null,
-    refunded: row.refund === 'done',
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
+  const issued = tickets.map((t) => ({ id: t.id, ticketTypeId: fromDb(t.ticket_type_id), code: t.code }));
+  return toDomain.purchase(row, issued);
 }

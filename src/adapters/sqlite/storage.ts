@@ -1,5 +1,5 @@
 import { buyerKey, type StockLevel } from '../../domain/allocation.js';
-import { canonicalBuyerId, type BuyerIdKind } from '../../domain/buyer.js';
+import { canonicalBuyerId } from '../../domain/buyer.js';
 import { pendingBuyers, planBatch } from '../../domain/batch.js';
 import {
   cancelDecision,
@@ -14,7 +14,6 @@ import {
   waitlistNeeded,
   type CheckoutPlan,
   type StatusChange,
-  type StoredPayment,
   type StoredPurchase,
 } from '../../domain/checkout.js';
 import { newId, newTickets } from '../../shared/ids.js';
@@ -23,13 +22,10 @@ import type {
   EventStats,
   NewEvent,
   Purchase,
-  PaymentStatus,
   PurchaseItem,
   PurchaseStatus,
-  RejectReason,
   SaleEvent,
   Ticket,
-  TicketType,
   WaitingRoomSettings,
 } from '../../domain/types.js';
 import { zeroPurchaseCounts } from '../../domain/types.js';
@@ -45,38 +41,24 @@ import type {
 import type { InlineAck } from '../../ports/queue.js';
 import type { Statement } from 'better-sqlite3';
 
+import {
+  sameText,
+  storageRows,
+  type EventRow,
+  type PurchaseRow as PurchaseColumns,
+  type TicketTypeRow,
+} from '../sql-rows.js';
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 import { removeAcked } from './queue.js';
 
-interface TicketTypeRow {
-  id: string;
-  name: string;
-  price_cents: number;
-  capacity: number;
-  max_per_buyer: number;
-  sold: number;
-  held: number;
+/** A purchase as `SELECT *` reads it: SQLite keeps its issued tickets on it, as JSON. */
+interface PurchaseRow extends PurchaseColumns {
+  tickets: string;
 }
 
-interface PurchaseRow {
-  id: string;
-  event_id: string;
-  buyer_id: string;
-  status: Exclude<PurchaseStatus, 'queued'>;
-  reason: RejectReason | null;
-  items: string;
-  tickets: string;
-  hold_expires_at: string | null;
-  created_at: string;
-  updated_at: string;
-  buyer_key: string | null;
-  payment_status: PaymentStatus | null;
-  next_action_url: string | null;
-  payment_id: string | null;
-  refund: 'due' | 'done' | null;
-  reconcile_after: string | null;
-}
+/** Rows to domain values; SQLite keeps text as written. */
+const toDomain = storageRows(sameText);
 
 const SQL = {
   insertEvent:
@@ -202,27 +184,15 @@ export class SqliteStorage implements Storage {
   }
 
   async getEvent(eventId: string): Promise<SaleEvent | null> {
+    // The waiting room settings are JSON text here.
     const row = guarded(() => this.#stmt.getEvent.get(eventId)) as
-      | {
-          id: string;
-          name: string;
-          sales_open_at: string;
-          hold_seconds: number;
-          buyer_id_kind: BuyerIdKind;
-          waiting_room: string | null;
-        }
-      | undefined;
+      (EventRow & { waiting_room: string | null }) | undefined;
     if (!row) return null;
     const types = guarded(() => this.#stmt.ticketTypes.all(eventId)) as TicketTypeRow[];
-    return {
-      id: row.id,
-      name: row.name,
-      salesOpenAt: row.sales_open_at,
-      holdSeconds: row.hold_seconds,
-      buyerIdKind: row.buyer_id_kind,
-      ticketTypes: types.map(toTicketType),
-      waitingRoom: row.waiting_room === null ? null : (JSON.parse(row.waiting_room) as WaitingRoomSettings),
-    };
+    const ticketTypes = types.map(toDomain.ticketType);
+    const waitingRoom =
+      row.waiting_room === null ? null : (JSON.parse(row.waiting_room) as WaitingRoomSettings);
+    return toDomain.event(row, ticketTypes, waitingRoom);
   }
 
   async getAvailability(eventId: string): Promise<Map<string, number>> {
@@ -244,13 +214,7 @@ export class SqliteStorage implements Storage {
         for (const c of counts) purchases[c.status] = c.n;
         return {
           eventId,
-          ticketTypes: types.map((t) => ({
-            id: t.id,
-            capacity: t.capacity,
-            sold: t.sold,
-            held: t.held,
-            available: t.capacity - t.sold - t.held,
-          })),
+          ticketTypes: types.map(toDomain.ticketTypeStats),
           purchases,
         };
       })(),
@@ -370,13 +334,13 @@ export class SqliteStorage implements Storage {
   #stock(eventId: string): Map<string, StockLevel> {
     const stock = new Map<string, StockLevel>();
     for (const t of this.#stmt.ticketTypes.all(eventId) as TicketTypeRow[]) {
-      stock.set(t.id, { capacity: t.capacity, sold: t.sold, held: t.held, maxPerBuyer: t.max_per_buyer });
+      stock.set(t.id, toDomain.stockLevel(t));
     }
     return stock;
   }
 
   #waitlist(eventId: string): StoredPurchase[] {
-    return (this.#stmt.waitlist.all(eventId) as PurchaseRow[]).map(stored);
+    return (this.#stmt.waitlist.all(eventId) as PurchaseRow[]).map(toDomain.storedPurchase);
   }
 
   /** Writes a checkout plan of one event; a status that moved meanwhile rolls the transaction back. */
@@ -406,7 +370,7 @@ export class SqliteStorage implements Storage {
       for (const [eventId, ids] of byEvent) {
         const stock = this.#stock(eventId);
         const ending = ids.map((id) => ({
-          purchase: stored(s.getPurchase.get(id) as PurchaseRow),
+          purchase: toDomain.storedPurchase(s.getPurchase.get(id) as PurchaseRow),
           to: 'expired' as const,
         }));
         const holdSeconds = (s.getEvent.get(eventId) as { hold_seconds: number }).hold_seconds;
@@ -435,7 +399,7 @@ export class SqliteStorage implements Storage {
         };
       }
       const stock = this.#stock(row.event_id);
-      const ending = [{ purchase: stored(row), to: 'cancelled' as const }];
+      const ending = [{ purchase: toDomain.storedPurchase(row), to: 'cancelled' as const }];
       const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
       const waitlist = waitlistNeeded(ending, stock) ? this.#waitlist(row.event_id) : [];
       const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
@@ -455,7 +419,7 @@ export class SqliteStorage implements Storage {
     const begin = this.#db.transaction((): PaymentStart | null => {
       const row = s.getPurchase.get(purchaseId) as PurchaseRow | undefined;
       if (!row) return null;
-      const event = (s.ticketTypes.all(row.event_id) as TicketTypeRow[]).map(toTicketType);
+      const event = (s.ticketTypes.all(row.event_id) as TicketTypeRow[]).map(toDomain.ticketType);
       const amountCents = orderTotal(event, JSON.parse(row.items) as PurchaseItem[]);
       const refusal = paymentRefusal({ status: row.status, holdExpiresAt: row.hold_expires_at }, now);
       if (refusal === null) {
@@ -487,12 +451,12 @@ export class SqliteStorage implements Storage {
       }
       const { webhook, ...said } = update;
       s.addHistory.run(purchaseId, at, webhook ? `webhook ${said.kind}` : said.kind, JSON.stringify(said));
-      const step = paymentStep(storedPayment(row), said, now);
+      const step = paymentStep(toDomain.storedPayment(row), said, now);
       let changes: StatusChange[] = [];
       if (step.confirm) {
         const stock = this.#stock(row.event_id);
         const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
-        const purchase = stored(row);
+        const purchase = toDomain.storedPurchase(row);
         const waitlist = waitlistNeeded([], stock, purchase) ? this.#waitlist(row.event_id) : [];
         const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, now);
         this.#write(row.event_id, plan, at);
@@ -571,48 +535,6 @@ export class SqliteStorage implements Storage {
   }
 }
 
-function toTicketType(t: TicketTypeRow): TicketType {
-  return {
-    id: t.id,
-    name: t.name,
-    priceCents: t.price_cents,
-    capacity: t.capacity,
-    maxPerBuyer: t.max_per_buyer,
-  };
-}
-
-function stored(row: PurchaseRow): StoredPurchase {
-  return {
-    purchaseId: row.id,
-    canonicalBuyerId: row.buyer_key ?? row.buyer_id,
-    items: JSON.parse(row.items) as PurchaseItem[],
-    status: row.status,
-  };
-}
-
-function storedPayment(row: PurchaseRow): StoredPayment {
-  return {
-    status: row.status,
-    paymentStatus: row.payment_status,
-    nextActionUrl: row.next_action_url,
-    refund: row.refund,
-    reconcileAfter: row.reconcile_after,
-  };
-}
-
 function fromRow(row: PurchaseRow): Purchase {
-  return {
-    purchaseId: row.id,
-    eventId: row.event_id,
-    buyerId: row.buyer_id,
-    status: row.status,
-    reason: row.reason,
-    items: JSON.parse(row.items) as PurchaseItem[],
-    tickets: JSON.parse(row.tickets) as Ticket[],
-    holdExpiresAt: row.hold_expires_at,
-    payment: row.payment_status ? { status: row.payment_status, nextActionUrl: row.next_action_url } : null,
-    refunded: row.refund === 'done',
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
+  return toDomain.purchase(row, JSON.parse(row.tickets) as Ticket[]);
 }
