@@ -12,11 +12,12 @@ import type {
   Ticket,
   TicketType,
 } from '../domain/types.js';
+import type { Line, Place } from '../domain/waiting-room.js';
 
 /**
  * Rows that the PostgreSQL and SQLite adapters read alike, and their mapping to domain values. A column the
- * engines return differently (JSON parsed or as text, tickets in a table or a column) stays out of these
- * rows: each adapter adds it and maps it itself.
+ * engines return differently (JSON parsed or as text, booleans or 0/1, tickets in a table or a column)
+ * stays out of these rows: each adapter adds it and maps it itself.
  */
 
 /** Stored text back as the domain wrote it. PostgreSQL text cannot hold NUL: its adapter passes fromDb. */
@@ -45,7 +46,7 @@ export interface TicketTypeRow {
   held: number;
 }
 
-/** A purchase (purchases), but for its tickets: a JSON column in SQLite, a table of their own in PostgreSQL. */
+/** A purchase (purchases), but for its tickets: a JSON column in SQLite, a table in PostgreSQL. */
 export interface PurchaseRow {
   id: string;
   event_id: string;
@@ -63,7 +64,7 @@ export interface PurchaseRow {
   reconcile_after: string | null;
 }
 
-/** How the storage rows of an engine whose stored text comes back through `decode` become domain values. */
+/** The storage rows to domain values, for an engine whose text comes back through `decode`. */
 export function storageRows(decode: DecodeText) {
   return {
     event: (row: EventRow, ticketTypes: TicketType[], waitingRoom: SaleEvent['waitingRoom']): SaleEvent => ({
@@ -121,6 +122,80 @@ export function storageRows(decode: DecodeText) {
       refunded: row.refund === 'done',
       createdAt: row.created_at,
       updatedAt: row.updated_at,
+    }),
+  };
+}
+
+/** A waiting room's line (room_lines), but for opened, sold_out and progress (typed per engine). */
+export interface LineColumns {
+  event_id: string;
+  sales_open_at: string;
+  session_seconds: number;
+  max_active_buyers: number;
+  max_admitted_per_minute: number | null;
+  pow_difficulty: number;
+  prequeued: number;
+  tail: number;
+  head: number;
+  active: number;
+  admitted: number;
+  expired: number;
+}
+
+/** A place in a line (room_places), but for `used`: a boolean in PostgreSQL. */
+export interface PlaceColumns {
+  id: string;
+  event_id: string;
+  buyer_id: string;
+  buyer_key: string;
+  joined_at: string;
+  line_number: number | null;
+  outcome: 'admitted' | 'expired' | null;
+  admitted_at: string | null;
+  admission_expires_at: string | null;
+  eta_at_join: number | null;
+}
+
+/** The columns of PlaceColumns, and `used`: a purchase was accepted with the place's admission. */
+export const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number, outcome, admitted_at,
+  admission_expires_at, eta_at_join,
+  EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
+
+/**
+ * The waiting room rows to domain values, for an engine whose text comes back through `decode`. A line's
+ * opened, sold_out and progress come `mapped` by the adapter from its engine's types.
+ */
+export function roomRows(decode: DecodeText) {
+  return {
+    line: (row: LineColumns, mapped: Pick<Line, 'opened' | 'soldOut' | 'progress'>): Line => ({
+      eventId: decode(row.event_id),
+      salesOpenAt: row.sales_open_at,
+      opened: mapped.opened,
+      prequeued: row.prequeued,
+      tail: row.tail,
+      head: row.head,
+      active: row.active,
+      admitted: row.admitted,
+      expired: row.expired,
+      soldOut: mapped.soldOut,
+      maxActiveBuyers: row.max_active_buyers,
+      maxAdmittedPerMinute: row.max_admitted_per_minute,
+      sessionSeconds: row.session_seconds,
+      powDifficulty: row.pow_difficulty,
+      progress: mapped.progress,
+    }),
+    place: (row: PlaceColumns, used: boolean): Place => ({
+      placeId: decode(row.id),
+      eventId: decode(row.event_id),
+      buyerId: decode(row.buyer_id),
+      canonicalBuyerId: decode(row.buyer_key),
+      joinedAt: row.joined_at,
+      lineNumber: row.line_number,
+      outcome: row.outcome,
+      admittedAt: row.admitted_at,
+      admissionExpiresAt: row.admission_expires_at,
+      used,
+      etaAtJoin: row.eta_at_join,
     }),
   };
 }

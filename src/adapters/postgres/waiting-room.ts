@@ -21,46 +21,25 @@ import type {
   WaitingRoom,
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
+import { PLACE_COLUMNS, roomRows, type LineColumns, type PlaceColumns } from '../sql-rows.js';
 import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 
-interface LineRow {
-  event_id: string;
-  sales_open_at: string;
-  session_seconds: number;
-  max_active_buyers: number;
-  max_admitted_per_minute: number | null;
-  pow_difficulty: number;
+/** node-postgres returns booleans and the parsed jsonb. */
+interface LineRow extends LineColumns {
   opened: boolean;
-  prequeued: number;
-  tail: number;
-  head: number;
-  active: number;
-  admitted: number;
-  expired: number;
   sold_out: boolean;
   progress: Line['progress'];
 }
 
-interface PlaceRow {
-  id: string;
-  event_id: string;
-  buyer_id: string;
-  buyer_key: string;
-  joined_at: string;
-  line_number: number | null;
-  outcome: 'admitted' | 'expired' | null;
-  admitted_at: string | null;
-  admission_expires_at: string | null;
+interface PlaceRow extends PlaceColumns {
   used: boolean;
-  eta_at_join: number | null;
 }
+
+/** Rows to domain values; text comes back through fromDb, as toDb escaped it. */
+const toDomain = roomRows(fromDb);
 
 /** How many places of the front one step of advance() reads at a time. */
 const CHUNK = 500;
-
-const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number, outcome, admitted_at,
-  admission_expires_at, eta_at_join,
-  EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
 
 /** The statements of the room; ids and buyer ids travel through toDb/fromDb. */
 const SQL = {
@@ -309,37 +288,9 @@ async function openLine(tx: Tx, line: LineRow, now: number): Promise<void> {
 }
 
 function toLine(row: LineRow): Line {
-  return {
-    eventId: fromDb(row.event_id),
-    salesOpenAt: row.sales_open_at,
-    opened: row.opened,
-    prequeued: row.prequeued,
-    tail: row.tail,
-    head: row.head,
-    active: row.active,
-    admitted: row.admitted,
-    expired: row.expired,
-    soldOut: row.sold_out,
-    maxActiveBuyers: row.max_active_buyers,
-    maxAdmittedPerMinute: row.max_admitted_per_minute,
-    sessionSeconds: row.session_seconds,
-    powDifficulty: row.pow_difficulty,
-    progress: row.progress,
-  };
+  return toDomain.line(row, { opened: row.opened, soldOut: row.sold_out, progress: row.progress });
 }
 
 function toPlace(row: PlaceRow): Place {
-  return {
-    placeId: fromDb(row.id),
-    eventId: fromDb(row.event_id),
-    buyerId: fromDb(row.buyer_id),
-    canonicalBuyerId: fromDb(row.buyer_key),
-    joinedAt: row.joined_at,
-    lineNumber: row.line_number,
-    outcome: row.outcome,
-    admittedAt: row.admitted_at,
-    admissionExpiresAt: row.admission_expires_at,
-    used: row.used,
-    etaAtJoin: row.eta_at_join,
-  };
+  return toDomain.place(row, row.used);
 }

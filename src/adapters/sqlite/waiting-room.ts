@@ -22,6 +22,7 @@ import type {
   WaitingRoom,
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
+import { PLACE_COLUMNS, roomRows, sameText, type LineColumns, type PlaceColumns } from '../sql-rows.js';
 import {
   guarded,
   migrateSqlite,
@@ -31,44 +32,22 @@ import {
   type SqliteDatabase,
 } from './database.js';
 
-interface LineRow {
-  event_id: string;
-  sales_open_at: string;
-  session_seconds: number;
-  max_active_buyers: number;
-  max_admitted_per_minute: number | null;
-  pow_difficulty: number;
+/** SQLite returns 0/1 and JSON text. */
+interface LineRow extends LineColumns {
   opened: number;
-  prequeued: number;
-  tail: number;
-  head: number;
-  active: number;
-  admitted: number;
-  expired: number;
   sold_out: number;
   progress: string;
 }
 
-interface PlaceRow {
-  id: string;
-  event_id: string;
-  buyer_id: string;
-  buyer_key: string;
-  joined_at: string;
-  line_number: number | null;
-  outcome: 'admitted' | 'expired' | null;
-  admitted_at: string | null;
-  admission_expires_at: string | null;
+interface PlaceRow extends PlaceColumns {
   used: number;
-  eta_at_join: number | null;
 }
+
+/** Rows to domain values; SQLite keeps text as written. */
+const toDomain = roomRows(sameText);
 
 /** How many places of the front one step of advance() reads at a time. */
 const CHUNK = 500;
-
-const PLACE_COLUMNS = `id, event_id, buyer_id, buyer_key, joined_at, line_number, outcome, admitted_at,
-  admission_expires_at, eta_at_join,
-  EXISTS (SELECT 1 FROM room_purchases WHERE place_id = room_places.id) AS used`;
 
 const SQL = {
   createLine: `INSERT INTO room_lines (event_id, sales_open_at, session_seconds, max_active_buyers,
@@ -316,37 +295,10 @@ function parseProgress(text: string): Line['progress'] {
 }
 
 function toLine(row: LineRow): Line {
-  return {
-    eventId: row.event_id,
-    salesOpenAt: row.sales_open_at,
-    opened: row.opened === 1,
-    prequeued: row.prequeued,
-    tail: row.tail,
-    head: row.head,
-    active: row.active,
-    admitted: row.admitted,
-    expired: row.expired,
-    soldOut: row.sold_out === 1,
-    maxActiveBuyers: row.max_active_buyers,
-    maxAdmittedPerMinute: row.max_admitted_per_minute,
-    sessionSeconds: row.session_seconds,
-    powDifficulty: row.pow_difficulty,
-    progress: parseProgress(row.progress),
-  };
+  const progress = parseProgress(row.progress);
+  return toDomain.line(row, { opened: row.opened === 1, soldOut: row.sold_out === 1, progress });
 }
 
 function toPlace(row: PlaceRow): Place {
-  return {
-    placeId: row.id,
-    eventId: row.event_id,
-    buyerId: row.buyer_id,
-    canonicalBuyerId: row.buyer_key,
-    joinedAt: row.joined_at,
-    lineNumber: row.line_number,
-    outcome: row.outcome,
-    admittedAt: row.admitted_at,
-    admissionExpiresAt: row.admission_expires_at,
-    used: row.used === 1,
-    etaAtJoin: row.eta_at_join,
-  };
+  return toDomain.place(row, row.used === 1);
 }
