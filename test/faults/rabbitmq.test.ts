@@ -15,7 +15,7 @@ import { headOf } from '../../src/ports/queue.js';
 import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
 import { createEvent, purchase, waitDrained, type CreatedEvent } from '../helpers/api.js';
-import { makeCrowd } from '../helpers/crowd.js';
+import { makeCrowd, probePurchases, type ProbeAnswer } from '../helpers/crowd.js';
 import {
   ADMIN_TOKEN,
   LOOPBACK_EXEMPT,
@@ -95,28 +95,12 @@ describeEach(DATABASES, 'RabbitMQ faults during a flood, $name', (database) => {
     const item = [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }];
 
     // Phase 1: the broker crashes mid-flood (SIGKILL of its VM) and comes back on the same data.
-    const whileDown: Array<{ status: number; retryAfter: string | null; ms: number }> = [];
+    const whileDown: ProbeAnswer[] = [];
     let outage: Promise<void> | undefined;
     const crashAndRestart = async () => {
       await rabbit!.kill();
       // Probes while it is down: each must be refused with 503 and Retry-After.
-      for (let i = 0; i < 20; i++) {
-        const sentAt = performance.now();
-        const answer = await purchase(baseUrl, event.id, { buyerId: `probe-${i}`, items: item });
-        whileDown.push({
-          status: answer.status,
-          retryAfter: answer.headers.get('retry-after'),
-          ms: performance.now() - sentAt,
-        });
-        sent.push({
-          buyerId: `probe-${i}`,
-          items: item,
-          sentAt,
-          answeredAt: performance.now(),
-          status: answer.status,
-          ...(typeof answer.body?.purchaseId === 'string' ? { purchaseId: answer.body.purchaseId } : {}),
-        });
-      }
+      whileDown.push(...(await probePurchases(baseUrl, event.id, item, 20, sent)));
       await rabbit!.start();
     };
     await sendCrowd({

@@ -5,8 +5,8 @@ import { UnavailableError } from '../../src/domain/errors.js';
 import type { AcceptedPurchase } from '../../src/domain/types.js';
 import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
-import { createEvent, purchase, waitDrained, type CreatedEvent } from '../helpers/api.js';
-import { makeCrowd } from '../helpers/crowd.js';
+import { createEvent, waitDrained, type CreatedEvent } from '../helpers/api.js';
+import { makeCrowd, probePurchases, type ProbeAnswer } from '../helpers/crowd.js';
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from '../helpers/processes.js';
 import { exclusion, freshPostgresDatabase, uniqueName } from '../helpers/services.js';
 import { FAUXQS_CREDENTIALS, startFauxqs, type Fauxqs } from '../helpers/sqs.js';
@@ -59,23 +59,11 @@ describe.skipIf(exclusion('postgres') !== '')(`SQS faults during a flood${exclus
     const sent: SentPurchase[] = [];
     const item = [{ ticketTypeId: event.ticketTypes[0]!.id, quantity: 1 }];
 
-    const whileDown: Array<{ status: number; retryAfter: string | null }> = [];
+    const whileDown: ProbeAnswer[] = [];
     let outage: Promise<void> | undefined;
     const crashAndRestart = async () => {
       await fauxqs!.kill();
-      for (let i = 0; i < 10; i++) {
-        const sentAt = performance.now();
-        const answer = await purchase(baseUrl, event.id, { buyerId: `probe-${i}`, items: item });
-        whileDown.push({ status: answer.status, retryAfter: answer.headers.get('retry-after') });
-        sent.push({
-          buyerId: `probe-${i}`,
-          items: item,
-          sentAt,
-          answeredAt: performance.now(),
-          status: answer.status,
-          ...(typeof answer.body?.purchaseId === 'string' ? { purchaseId: answer.body.purchaseId } : {}),
-        });
-      }
+      whileDown.push(...(await probePurchases(baseUrl, event.id, item, 10, sent)));
       await fauxqs!.start();
     };
     await sendCrowd({

@@ -1,4 +1,7 @@
+import type { PurchaseItem } from '../../src/domain/types.js';
 import { rng, type Intent } from '../../src/simulate/crowd.js';
+import type { SentPurchase } from '../../src/simulate/invariants.js';
+import { purchase } from './api.js';
 
 /**
  * A crowd of `count` purchase requests from `buyers` buyers (so many buyers come back), each asking for one
@@ -36,4 +39,44 @@ export function makeCrowd(opts: {
     });
   }
   return intents;
+}
+
+/** One purchase sent while a server is down: its answer's status, Retry-After, and how long it took. */
+export interface ProbeAnswer {
+  status: number;
+  retryAfter: string | null;
+  ms: number;
+}
+
+/**
+ * Sends `count` purchases (`probe-0`, `probe-1`, …) one after the other, as a fault test does while a server
+ * is down, and adds each to `sent` so that the invariants count them too.
+ */
+export async function probePurchases(
+  baseUrl: string,
+  eventId: string,
+  items: PurchaseItem[],
+  count: number,
+  sent: SentPurchase[],
+): Promise<ProbeAnswer[]> {
+  const answers: ProbeAnswer[] = [];
+  for (let i = 0; i < count; i++) {
+    const sentAt = performance.now();
+    const answer = await purchase(baseUrl, eventId, { buyerId: `probe-${i}`, items });
+    const answeredAt = performance.now();
+    answers.push({
+      status: answer.status,
+      retryAfter: answer.headers.get('retry-after'),
+      ms: answeredAt - sentAt,
+    });
+    sent.push({
+      buyerId: `probe-${i}`,
+      items,
+      sentAt,
+      answeredAt,
+      status: answer.status,
+      ...(typeof answer.body?.purchaseId === 'string' ? { purchaseId: answer.body.purchaseId } : {}),
+    });
+  }
+  return answers;
 }
