@@ -427,9 +427,7 @@ export class PostgresStorage implements Storage {
     event: string,
     purchases: readonly AcceptedPurchase[],
   ): Promise<BatchResult['outcomes']> {
-    const stock = new Map<string, StockLevel>();
-    const locked = await tx.query<Omit<TicketTypeRow, 'name' | 'price_cents'>>(SQL.lockStock, [event]);
-    for (const t of locked.rows) stock.set(fromDb(t.id), toDomain.stockLevel(t));
+    const stock = await this.#lockStock(tx, event);
     // Read under the lock: a purchase applied by another transaction of this event is visible by now.
     const done = await tx.query<{ id: string }>(SQL.alreadyApplied, [
       purchases.map((p) => toDb(p.purchaseId)),
