@@ -9,7 +9,14 @@ import type {
   InlineAck,
   Queue,
 } from '../../ports/queue.js';
-import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
+import {
+  guarded,
+  migrateSqlite,
+  openSqlite,
+  prepareAll,
+  SMALL_CACHE_MIB,
+  type SqliteDatabase,
+} from './database.js';
 import { DEAD_LETTER_SQL } from './queue-records.js';
 import { ENQUEUE_SQL, QueueWriter } from './queue-writer.js';
 
@@ -86,7 +93,7 @@ export class SqliteQueue implements Queue {
   readonly #writer: QueueWriter;
 
   constructor(url: string) {
-    this.#db = guarded(() => openSqlite(url));
+    this.#db = guarded(() => openSqlite(url, SMALL_CACHE_MIB));
     migrateSqlite(this.#db, 'queue');
     this.#stmt = prepareAll(this.#db, SQL);
     for (const name of ['nextEvent', 'lease', 'depth', 'oldest', 'depthOf', 'deadOf'] as const)
