@@ -2,7 +2,6 @@ import { createServer, type IncomingMessage } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { UnavailableError } from '../domain/errors.js';
 import type { Outbox } from '../ports/outbox.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { Storage } from '../ports/storage.js';
@@ -11,18 +10,14 @@ import type { WaitingRoom } from '../ports/waiting-room.js';
 import { AdmissionSigner } from './admission-token.js';
 import { ChallengeSigner } from './pow-challenge.js';
 import { RoomReader } from './room-reader.js';
-import { placeReadFastPath, type FastPath } from './place-read-fast-path.js';
+import type { FastPath } from './fast-path.js';
+import { placeReadFastPath } from './place-read-fast-path.js';
+import { purchaseFastPath } from './purchase-fast-path.js';
+import { PurchaseAcceptance } from './purchase-acceptance.js';
 import { queueAdminRoutes, queueRoutes } from './routes/queue.js';
 import { RateLimiter } from './admission.js';
 import { addressMatcher, capConnections } from './client-limits.js';
-import {
-  clientErrorResponse,
-  httpStatus,
-  sendError,
-  sendFrameworkError,
-  toOnsaleError,
-  UNAVAILABLE_MESSAGE,
-} from './errors.js';
+import { clientErrorResponse, errorAnswer, sendError, sendFrameworkError } from './errors.js';
 import { GroupCommit } from './group-commit.js';
 import { WriteHealth } from './write-health.js';
 import { Lookups, withAvailability } from './lookups.js';
@@ -31,6 +26,7 @@ import { lingerOnClose } from './lingering-close.js';
 import { registry } from '../metrics/metrics.js';
 import { installObservability, maskedPath, noteErrorCode, requestId } from './metrics-plugin.js';
 import { registerOpenApi } from './openapi.js';
+import { AJV_OPTIONS } from './schemas.js';
 import { registerPages } from './pages/pages.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
@@ -96,7 +92,8 @@ export function buildApp({
   const connectionsCheckingInterval = Math.min(30_000, Math.max(250, config.requestTimeout / 4));
   // A connection silent this long is closed; status streams send a heartbeat every 15 s, well within.
   const connectionTimeout = Math.max(config.requestTimeout, IDLE_CONNECTION_MS);
-  // Place reads answered from memory before Fastify (place-read-fast-path.ts); set once the reader exists.
+  // Purchases and place reads answered before Fastify (purchase-fast-path.ts, place-read-fast-path.ts); set
+  // once their parts exist.
   let fastPath: FastPath = () => false;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -110,7 +107,7 @@ export function buildApp({
     // Idle keep-alive connections are closed after this: longer than balancers keep theirs (HAProxy 10 s,
     // nginx 60 s), so that a balancer never sends on a connection the server is closing.
     keepAliveTimeout: KEEP_ALIVE_MS,
-    // The server Fastify would make with these options, with the place-read fast path ahead of its routing.
+    // The server Fastify would make with these options, with the fast paths ahead of its routing.
     serverFactory: (handler) => {
       const server = createServer({ connectionsCheckingInterval }, (request, response) => {
         lastRequest.set(request.socket, request);
@@ -127,7 +124,7 @@ export function buildApp({
     // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable
     // (routes/purchases.ts).
     return503OnClosing: false,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    ajv: { customOptions: { ...AJV_OPTIONS } },
     // Requests refused before they reach a route still get api.md's error body, not Fastify's.
     clientErrorHandler: (error, socket) => {
       if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
@@ -155,7 +152,7 @@ export function buildApp({
   app.server.headersTimeout = config.requestTimeout;
   const uncapped = addressMatcher([...config.trustProxy, ...config.rateLimitExempt]);
   capConnections(app.server, config.maxConnectionsPerClient, uncapped, logger);
-  acceptJsonBodies(app);
+  const parseJson = acceptJsonBodies(app);
   answerErrors(app);
 
   const lookups = new Lookups(storage, queue);
@@ -206,10 +203,29 @@ export function buildApp({
     trustProxy: config.trustProxy,
     logger,
   });
-  fastPath = placeReads;
+  const acceptance = new PurchaseAcceptance({
+    config,
+    queue,
+    lookups,
+    commits,
+    admissions: { signer, room },
+    logger,
+  });
+  const purchases = purchaseFastPath({
+    acceptance,
+    knownEvent: (eventId) => lookups.knownEvent(eventId),
+    parseJson,
+    bodyLimit: config.bodyLimit,
+    takeAddressToken: (address) => addressLimit.take(address),
+    exempt,
+    trustProxy: config.trustProxy,
+    logger,
+  });
+  fastPath = (request, response) => purchases(request, response) || placeReads(request, response);
   // While closing, Fastify answers every request (with Connection: close).
   app.addHook('preClose', (done) => {
     placeReads.close();
+    purchases.close();
     done();
   });
   registerPages(app, {
@@ -246,14 +262,7 @@ export function buildApp({
     writeProblem: () => writes.problem(),
   });
   app.register(eventRoutes, { storage, lookups });
-  app.register(purchaseRoutes, {
-    config,
-    storage,
-    queue,
-    lookups,
-    commits,
-    admissions: { signer, room },
-  });
+  app.register(purchaseRoutes, { config, storage, lookups, acceptance });
   app.register(checkoutRoutes, { config, storage, lookups, payments });
   app.register(queueRoutes, { lookups, reader, challenges: new ChallengeSigner(adminToken) });
   app.register(queueAdminRoutes, { lookups, room, reader, adminToken });
@@ -277,17 +286,13 @@ export function buildApp({
  */
 function answerErrors(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
-    const failure = toOnsaleError(error);
-    noteErrorCode(request, failure?.code ?? 'internal_error');
-    const route = request.routeOptions.url ?? maskedPath(request.url);
-    if (!failure) {
-      request.log.error({ err: error, route }, 'request failed');
-      return sendError(reply, 'internal_error', 'something went wrong on our side');
+    const answer = errorAnswer(error);
+    noteErrorCode(request, answer.code);
+    if (answer.log) {
+      const route = request.routeOptions.url ?? maskedPath(request.url);
+      request.log[answer.log.level]({ err: error, route }, answer.log.message);
     }
-    if (httpStatus(failure.code) >= 500) request.log.warn({ err: error, route }, failure.message);
-    // A datastore's failure names its engine and error codes: that is for the log, not for clients.
-    const message = failure instanceof UnavailableError ? UNAVAILABLE_MESSAGE : failure.message;
-    return sendError(reply, failure.code, message, failure.retryAfterSeconds);
+    return sendError(reply, answer.code, answer.message, answer.retryAfterSeconds);
   });
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, 'not_found', `no route ${request.method} ${request.url.split('?')[0]}`),

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import { OnsaleError, type ErrorCode } from '../domain/errors.js';
+import { OnsaleError, UnavailableError, type ErrorCode } from '../domain/errors.js';
 
 /**
  * Every error code a client can see: the domain's, plus those only the web server gives (a bug, and requests
@@ -133,6 +133,34 @@ export function sendError(
     .code(httpStatus(code))
     .type('application/json; charset=utf-8')
     .send({ error: { code, message } });
+}
+
+/** What a client is told of a failure, and what the log is told. */
+export interface ErrorAnswer {
+  code: ApiErrorCode;
+  message: string;
+  retryAfterSeconds?: number;
+  /** A bug is logged as an error, a 5xx the client did not cause as a warning, a client's mistake not at all. */
+  log: { level: 'error' | 'warn'; message: string } | null;
+}
+
+/** The answer to any error a request ended with: a domain error with its code, anything else a 500. */
+export function errorAnswer(error: unknown): ErrorAnswer {
+  const failure = toOnsaleError(error);
+  if (!failure) {
+    return {
+      code: 'internal_error',
+      message: 'something went wrong on our side',
+      log: { level: 'error', message: 'request failed' },
+    };
+  }
+  return {
+    code: failure.code,
+    // A datastore's failure names its engine and error codes: that is for the log, not for clients.
+    message: failure instanceof UnavailableError ? UNAVAILABLE_MESSAGE : failure.message,
+    retryAfterSeconds: failure.retryAfterSeconds,
+    log: httpStatus(failure.code) >= 500 ? { level: 'warn', message: failure.message } : null,
+  };
 }
 
 /** Fastify's own failures of a client's request, by their stable codes. */

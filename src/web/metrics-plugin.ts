@@ -15,7 +15,7 @@ import { errorResponses, sendError } from './errors.js';
 import { ADMIN_SECURITY } from './openapi.js';
 import { textResponse } from './schemas.js';
 
-const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
+export const PURCHASE_ROUTE = '/api/events/:eventId/purchases';
 /** Endpoints a load balancer or Prometheus polls: logged at debug, so that info shows buyers' requests. */
 const POLLED = new Set(['/healthz', '/readyz', '/metrics', '/api/queue/:placeId']);
 /** An X-Request-Id from a load balancer is kept when it looks like an id; anything else gets a fresh one. */
@@ -59,6 +59,12 @@ export function notePurchase(request: FastifyRequest, purchaseId: string): void 
 export function noteErrorCode(request: FastifyRequest, code: string): void {
   if (request.onsaleNote) request.onsaleNote.errorCode = code;
   else request.onsaleNote = { errorCode: code };
+}
+
+/** Counts a purchase's answer: accepted (202), or refused with its reason; a 200 (a repeat) is neither. */
+export function countPurchaseAnswer(status: number, errorCode: string | undefined): void {
+  if (status === 202) countAccepted();
+  else if (status >= 400) countRefused(refusalReason(errorCode, status));
 }
 
 /** Refusal reasons: api.md's error codes, with the three kinds of bad input folded into "invalid". */
@@ -132,10 +138,7 @@ export function installObservability(
     const seconds = reply.elapsedTime / 1000;
     const note = request.onsaleNote;
     observeRequest(route, request.method, status, seconds);
-    if (route === PURCHASE_ROUTE && request.method === 'POST') {
-      if (status === 202) countAccepted();
-      else if (status >= 400) countRefused(refusalReason(note?.errorCode, status));
-    }
+    if (route === PURCHASE_ROUTE && request.method === 'POST') countPurchaseAnswer(status, note?.errorCode);
     const level = POLLED.has(route) ? 'debug' : 'info';
     if (!deps.logger.isLevelEnabled(level)) return;
     const line = {

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import proxyAddr from '@fastify/proxy-addr';
 import type { Logger } from 'pino';
 import { observeRequest } from '../metrics/metrics.js';
+import { clientAddressReader, writeJson, type FastPath } from './fast-path.js';
 import { requestId } from './metrics-plugin.js';
 import type { RoomReader } from './room-reader.js';
 
@@ -11,9 +11,6 @@ export const PLACE_ROUTE = '/api/queue/:placeId';
 const PREFIX = '/api/queue/';
 /** Ids the router would pass on as they are: no percent-encoding, no slash, within the schema's length. */
 const PLAIN_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** Answers a request and returns true, or returns false having written nothing: Fastify answers it. */
-export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
 interface FastPathDeps {
   reader: RoomReader;
@@ -43,9 +40,7 @@ export function placeReadFastPath({
   logger,
   now: clock = Date.now,
 }: FastPathDeps): FastPath & { close(): void } {
-  const trust = trustProxy.length > 0 ? proxyAddr.compile([...trustProxy]) : null;
-  const clientAddress = (request: IncomingMessage) =>
-    trust ? proxyAddr(request, trust) : request.socket.remoteAddress;
+  const clientAddress = clientAddressReader(trustProxy);
   let open = true;
 
   const fastPath = (request: IncomingMessage, response: ServerResponse): boolean => {
@@ -72,14 +67,7 @@ export function placeReadFastPath({
         }
       }
       reader.noteRead(placeId, now);
-      const body = JSON.stringify(answer);
-      response.writeHead(200, {
-        'x-request-id': requestId(request),
-        'content-type': 'application/json; charset=utf-8',
-        'cache-control': 'no-store',
-        'content-length': Buffer.byteLength(body),
-      });
-      response.end(body);
+      writeJson(response, 200, JSON.stringify(answer), requestId(request));
       observeRequest(PLACE_ROUTE, 'GET', 200, (performance.now() - started) / 1000);
       return true;
     } catch (error) {

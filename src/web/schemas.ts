@@ -8,6 +8,12 @@ import { BUYER_ID_KINDS, type BuyerIdKind } from '../domain/buyer.js';
 import { MAX_DIFFICULTY } from '../domain/proof-of-work.js';
 import { REJECT_REASONS } from '../domain/types.js';
 
+/**
+ * Fastify's ajv options for every route's schemas (and the purchase fast path's): no types coerced, no
+ * properties removed, the first error only (all of them would let a client make ajv work per field).
+ */
+export const AJV_OPTIONS = { removeAdditional: false, coerceTypes: false, allErrors: false } as const;
+
 const id = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
 const ticketTypeInput = {
