@@ -122,7 +122,7 @@ export function buildApp({
     },
     // While closing, requests still arriving on open connections are handled here, not by Fastify's own
     // 503 (its body is not api.md's and has no Retry-After): purchases get 503 unavailable
-    // (routes/purchases.ts).
+    // (purchase-acceptance.ts).
     return503OnClosing: false,
     ajv: { customOptions: { ...AJV_OPTIONS } },
     // Requests refused before they reach a route still get api.md's error body, not Fastify's.

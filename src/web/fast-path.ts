@@ -7,12 +7,35 @@ import proxyAddr from '@fastify/proxy-addr';
  */
 export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
-/** The client's address as Fastify's request.ip reads it: X-Forwarded-For only from trusted balancers. */
-export function clientAddressReader(
-  trustProxy: readonly string[],
-): (request: IncomingMessage) => string | undefined {
+/**
+ * The per-address limit of /api/ routes as a fast path asks it: true when the client (its address as
+ * Fastify's request.ip reads it, X-Forwarded-For only from trusted balancers) is exempt or got a token;
+ * false when its address is unknown or it is over its budget, and then Fastify's hook asks the same bucket,
+ * which refuses again, and answers the 429 with its Retry-After and metric.
+ */
+export function addressAdmitter({
+  takeAddressToken,
+  exempt,
+  trustProxy,
+}: {
+  /** Throws (a 429) when the address is over its budget. */
+  takeAddressToken: (address: string) => void;
+  exempt: ReadonlySet<string>;
+  /** ONSALE_TRUST_PROXY: whose X-Forwarded-For names the client. */
+  trustProxy: readonly string[];
+}): (request: IncomingMessage) => boolean {
   const trust = trustProxy.length > 0 ? proxyAddr.compile([...trustProxy]) : null;
-  return (request) => (trust ? proxyAddr(request, trust) : request.socket.remoteAddress);
+  return (request) => {
+    const address = trust ? proxyAddr(request, trust) : request.socket.remoteAddress;
+    if (address === undefined) return false;
+    if (exempt.has(address)) return true;
+    try {
+      takeAddressToken(address);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 }
 
 /** Writes a JSON answer with the headers every API answer carries: its request id and no-store. */

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { observeRequest } from '../metrics/metrics.js';
-import { clientAddressReader, writeJson, type FastPath } from './fast-path.js';
+import { addressAdmitter, writeJson, type FastPath } from './fast-path.js';
 import { requestId } from './metrics-plugin.js';
 import type { RoomReader } from './room-reader.js';
 
@@ -40,7 +40,7 @@ export function placeReadFastPath({
   logger,
   now: clock = Date.now,
 }: FastPathDeps): FastPath & { close(): void } {
-  const clientAddress = clientAddressReader(trustProxy);
+  const admitAddress = addressAdmitter({ takeAddressToken, exempt, trustProxy });
   let open = true;
 
   const fastPath = (request: IncomingMessage, response: ServerResponse): boolean => {
@@ -56,16 +56,7 @@ export function placeReadFastPath({
       const now = clock();
       const answer = reader.cachedAnswer(placeId, now);
       if (!answer) return false;
-      const address = clientAddress(request);
-      if (address === undefined) return false;
-      if (!exempt.has(address)) {
-        try {
-          takeAddressToken(address);
-        } catch {
-          // Refused: Fastify's hook asks the same bucket, which refuses again, and answers the 429.
-          return false;
-        }
-      }
+      if (!admitAddress(request)) return false;
       reader.noteRead(placeId, now);
       writeJson(response, 200, JSON.stringify(answer), requestId(request));
       observeRequest(PLACE_ROUTE, 'GET', 200, (performance.now() - started) / 1000);

@@ -7,7 +7,7 @@ import type { SaleEvent } from '../domain/types.js';
 import { observeRequest } from '../metrics/metrics.js';
 import { logRef } from '../shared/logger.js';
 import { errorAnswer, httpStatus } from './errors.js';
-import { clientAddressReader, writeJson, type FastPath } from './fast-path.js';
+import { addressAdmitter, writeJson, type FastPath } from './fast-path.js';
 import type { JsonBodyParser } from './json-body.js';
 import { countPurchaseAnswer, PURCHASE_ROUTE, requestId } from './metrics-plugin.js';
 import type { PurchaseAcceptance } from './purchase-acceptance.js';
@@ -52,7 +52,7 @@ export function purchaseFastPath({
   trustProxy,
   logger,
 }: PurchaseFastPathDeps): FastPath & { close(): void } {
-  const clientAddress = clientAddressReader(trustProxy);
+  const admitAddress = addressAdmitter({ takeAddressToken, exempt, trustProxy });
   // A compiler of Fastify's own making, with the options app.ts gives Fastify: the same checks and messages.
   const compile = AjvCompiler()({}, { customOptions: { ...AJV_OPTIONS } });
   const validBody = compile({ schema: purchaseBody, method: 'POST', url: PURCHASE_ROUTE, httpPart: 'body' });
@@ -80,22 +80,16 @@ export function purchaseFastPath({
     if (!(length > 0 && length <= bodyLimit) || headers['transfer-encoding'] !== undefined) return false;
     const type = headers['content-type'];
     if (type === undefined || !JSON_TYPE.test(type) || !validHeaders(headers)) return false;
-    const address = clientAddress(request);
-    if (address === undefined) return false;
-    if (!exempt.has(address)) {
-      try {
-        takeAddressToken(address);
-      } catch {
-        // Refused: Fastify's hook asks the same bucket, which refuses again, and answers the 429.
-        return false;
-      }
-    }
+    if (!admitAddress(request)) return false;
     const started = performance.now();
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      void answer(request, response, event, body, started);
+      answer(request, response, event, body, started).catch((error: unknown) => {
+        logger.error({ err: error, route: PURCHASE_ROUTE }, 'purchase fast path failed');
+        response.destroy();
+      });
     });
     // The client went away mid-body: there is no one to answer.
     request.on('error', () => response.destroy());
