@@ -15,6 +15,7 @@ import type { WaitingRoom } from '../src/ports/waiting-room.js';
 import { RateLimiter } from '../src/web/admission.js';
 import { AdmissionSigner } from '../src/web/admission-token.js';
 import { buildApp } from '../src/web/app.js';
+import { addressAdmitter } from '../src/web/fast-path.js';
 import { placeReadFastPath } from '../src/web/place-read-fast-path.js';
 import { RoomReader } from '../src/web/room-reader.js';
 import { ADMIN, expectApiError, JSON_TYPE, send } from './helpers/http.js';
@@ -39,9 +40,11 @@ describe('the place-read fast path, alone', () => {
     const at = options.at ?? (() => T);
     const fastPath = placeReadFastPath({
       reader,
-      takeAddressToken: (address) => limiter.take(address, at()),
-      exempt: new Set(options.exempt ?? []),
-      trustProxy: options.trustProxy ?? [],
+      admitAddress: addressAdmitter({
+        takeAddressToken: (address) => limiter.take(address, at()),
+        exempt: new Set(options.exempt ?? []),
+        trustProxy: options.trustProxy ?? [],
+      }),
       logger: pino({ level: 'silent' }),
       now: at,
     });

@@ -16,6 +16,7 @@ import type { EnqueueRequest, EnqueueResult, Queue } from '../src/ports/queue.js
 import { RateLimiter } from '../src/web/admission.js';
 import { AdmissionSigner } from '../src/web/admission-token.js';
 import { buildApp } from '../src/web/app.js';
+import { addressAdmitter } from '../src/web/fast-path.js';
 import { GroupCommit } from '../src/web/group-commit.js';
 import { acceptJsonBodies } from '../src/web/json-body.js';
 import { Lookups } from '../src/web/lookups.js';
@@ -58,9 +59,11 @@ describe('the purchase fast path, alone', () => {
       knownEvent: (id) => lookups.knownEvent(id),
       parseJson,
       bodyLimit: BODY_LIMIT,
-      takeAddressToken: (address) => limiter.take(address),
-      exempt: new Set(options.exempt ?? []),
-      trustProxy: options.trustProxy ?? [],
+      admitAddress: addressAdmitter({
+        takeAddressToken: (address) => limiter.take(address),
+        exempt: new Set(options.exempt ?? []),
+        trustProxy: options.trustProxy ?? [],
+      }),
       logger: pino({ level: 'silent' }),
     });
     const server: Server = createServer((request, response) => {

@@ -10,7 +10,7 @@ import type { WaitingRoom } from '../ports/waiting-room.js';
 import { AdmissionSigner } from './admission-token.js';
 import { ChallengeSigner } from './pow-challenge.js';
 import { RoomReader } from './room-reader.js';
-import type { FastPath } from './fast-path.js';
+import { addressAdmitter, type FastPath } from './fast-path.js';
 import { placeReadFastPath } from './place-read-fast-path.js';
 import { purchaseFastPath } from './purchase-fast-path.js';
 import { PurchaseAcceptance } from './purchase-acceptance.js';
@@ -196,13 +196,12 @@ export function buildApp({
 
   const signer = new AdmissionSigner(adminToken);
   const reader = new RoomReader(room, signer, logger);
-  const placeReads = placeReadFastPath({
-    reader,
+  const admitAddress = addressAdmitter({
     takeAddressToken: (address) => addressLimit.take(address),
     exempt,
     trustProxy: config.trustProxy,
-    logger,
   });
+  const placeReads = placeReadFastPath({ reader, admitAddress, logger });
   const acceptance = new PurchaseAcceptance({
     config,
     queue,
@@ -216,9 +215,7 @@ export function buildApp({
     knownEvent: (eventId) => lookups.knownEvent(eventId),
     parseJson,
     bodyLimit: config.bodyLimit,
-    takeAddressToken: (address) => addressLimit.take(address),
-    exempt,
-    trustProxy: config.trustProxy,
+    admitAddress,
     logger,
   });
   fastPath = (request, response) => purchases(request, response) || placeReads(request, response);

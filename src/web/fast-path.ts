@@ -7,8 +7,11 @@ import proxyAddr from '@fastify/proxy-addr';
  */
 export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
 
+/** Asks the per-address limit for a request: true to go on, false to leave the request to Fastify. */
+export type AddressAdmission = (request: IncomingMessage) => boolean;
+
 /**
- * The per-address limit of /api/ routes as a fast path asks it: true when the client (its address as
+ * The per-address limit of /api/ routes as the fast paths ask it: true when the client (its address as
  * Fastify's request.ip reads it, X-Forwarded-For only from trusted balancers) is exempt or got a token;
  * false when its address is unknown or it is over its budget, and then Fastify's hook asks the same bucket,
  * which refuses again, and answers the 429 with its Retry-After and metric.
@@ -23,7 +26,7 @@ export function addressAdmitter({
   exempt: ReadonlySet<string>;
   /** ONSALE_TRUST_PROXY: whose X-Forwarded-For names the client. */
   trustProxy: readonly string[];
-}): (request: IncomingMessage) => boolean {
+}): AddressAdmission {
   const trust = trustProxy.length > 0 ? proxyAddr.compile([...trustProxy]) : null;
   return (request) => {
     const address = trust ? proxyAddr(request, trust) : request.socket.remoteAddress;

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { observeRequest } from '../metrics/metrics.js';
-import { addressAdmitter, writeJson, type FastPath } from './fast-path.js';
+import { writeJson, type AddressAdmission, type FastPath } from './fast-path.js';
 import { requestId } from './metrics-plugin.js';
 import type { RoomReader } from './room-reader.js';
 
@@ -14,11 +14,8 @@ const PLAIN_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 interface FastPathDeps {
   reader: RoomReader;
-  /** The per-address limit of /api/ routes: throws (a 429) when the address is over it. */
-  takeAddressToken: (address: string) => void;
-  exempt: ReadonlySet<string>;
-  /** ONSALE_TRUST_PROXY: whose X-Forwarded-For names the client, as Fastify's request.ip reads it. */
-  trustProxy: readonly string[];
+  /** The per-address limit of /api/ routes (addressAdmitter): false leaves the request to Fastify. */
+  admitAddress: AddressAdmission;
   logger: Logger;
   /** The clock of the cache and the rate limit (tests fix it). */
   now?: () => number;
@@ -34,13 +31,10 @@ interface FastPathDeps {
  */
 export function placeReadFastPath({
   reader,
-  takeAddressToken,
-  exempt,
-  trustProxy,
+  admitAddress,
   logger,
   now: clock = Date.now,
 }: FastPathDeps): FastPath & { close(): void } {
-  const admitAddress = addressAdmitter({ takeAddressToken, exempt, trustProxy });
   let open = true;
 
   const fastPath = (request: IncomingMessage, response: ServerResponse): boolean => {

@@ -7,7 +7,7 @@ import type { SaleEvent } from '../domain/types.js';
 import { observeRequest } from '../metrics/metrics.js';
 import { logRef } from '../shared/logger.js';
 import { errorAnswer, httpStatus } from './errors.js';
-import { addressAdmitter, writeJson, type FastPath } from './fast-path.js';
+import { writeJson, type AddressAdmission, type FastPath } from './fast-path.js';
 import type { JsonBodyParser } from './json-body.js';
 import { countPurchaseAnswer, PURCHASE_ROUTE, requestId } from './metrics-plugin.js';
 import type { PurchaseAcceptance } from './purchase-acceptance.js';
@@ -25,11 +25,8 @@ interface PurchaseFastPathDeps {
   /** The JSON parser Fastify's routes use (json-body.ts). */
   parseJson: JsonBodyParser;
   bodyLimit: number;
-  /** The per-address limit of /api/ routes: throws (a 429) when the address is over it. */
-  takeAddressToken: (address: string) => void;
-  exempt: ReadonlySet<string>;
-  /** ONSALE_TRUST_PROXY: whose X-Forwarded-For names the client, as Fastify's request.ip reads it. */
-  trustProxy: readonly string[];
+  /** The per-address limit of /api/ routes (addressAdmitter): false leaves the request to Fastify. */
+  admitAddress: AddressAdmission;
   logger: Logger;
 }
 
@@ -47,12 +44,9 @@ export function purchaseFastPath({
   knownEvent,
   parseJson,
   bodyLimit,
-  takeAddressToken,
-  exempt,
-  trustProxy,
+  admitAddress,
   logger,
 }: PurchaseFastPathDeps): FastPath & { close(): void } {
-  const admitAddress = addressAdmitter({ takeAddressToken, exempt, trustProxy });
   // A compiler of Fastify's own making, with the options app.ts gives Fastify: the same checks and messages.
   const compile = AjvCompiler()({}, { customOptions: { ...AJV_OPTIONS } });
   const validBody = compile({ schema: purchaseBody, method: 'POST', url: PURCHASE_ROUTE, httpPart: 'body' });
