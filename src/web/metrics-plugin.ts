@@ -61,8 +61,42 @@ export function noteErrorCode(request: FastifyRequest, code: string): void {
   else request.onsaleNote = { errorCode: code };
 }
 
+/** What a request's metric, counters and log line are made of. */
+interface RequestRecord {
+  method: string;
+  /** The route pattern, 'unmatched' for none: the metric's label. */
+  route: string;
+  status: number;
+  ms: number;
+  errorCode?: string;
+  /** The log line's fields naming the request (route, ids, references): made only when the line is written. */
+  where: () => Record<string, unknown>;
+}
+
+/**
+ * The request metric, the purchase counters and the request's log line (info, debug for polled endpoints):
+ * for Fastify's routes (the onResponse hook) and the purchase fast path alike.
+ */
+export function recordRequest(
+  log: Pick<Logger, 'isLevelEnabled' | 'info' | 'debug'>,
+  { method, route, status, ms, errorCode, where }: RequestRecord,
+): void {
+  observeRequest(route, method, status, ms / 1000);
+  if (route === PURCHASE_ROUTE && method === 'POST') countPurchaseAnswer(status, errorCode);
+  const level = POLLED.has(route) ? 'debug' : 'info';
+  if (!log.isLevelEnabled(level)) return;
+  const line = {
+    method,
+    ...where(),
+    status,
+    ms: Math.round(ms * 100) / 100,
+    ...(errorCode ? { code: errorCode } : {}),
+  };
+  log[level](line, 'request');
+}
+
 /** Counts a purchase's answer: accepted (202), or refused with its reason; a 200 (a repeat) is neither. */
-export function countPurchaseAnswer(status: number, errorCode: string | undefined): void {
+function countPurchaseAnswer(status: number, errorCode: string | undefined): void {
   if (status === 202) countAccepted();
   else if (status >= 400) countRefused(refusalReason(errorCode, status));
 }
@@ -134,21 +168,16 @@ export function installObservability(
 
   function observe(request: FastifyRequest, reply: FastifyReply): void {
     const route = request.routeOptions.url ?? 'unmatched';
-    const status = reply.statusCode;
-    const seconds = reply.elapsedTime / 1000;
     const note = request.onsaleNote;
-    observeRequest(route, request.method, status, seconds);
-    if (route === PURCHASE_ROUTE && request.method === 'POST') countPurchaseAnswer(status, note?.errorCode);
-    const level = POLLED.has(route) ? 'debug' : 'info';
-    if (!deps.logger.isLevelEnabled(level)) return;
-    const line = {
+    // A pino child: buildApp gives Fastify a pino logger.
+    recordRequest(request.log as Logger, {
       method: request.method,
-      ...whereTo(request, route, note?.purchaseId),
-      status,
-      ms: Math.round(reply.elapsedTime * 100) / 100,
-      ...(note?.errorCode ? { code: note.errorCode } : {}),
-    };
-    request.log[level](line, 'request');
+      route,
+      status: reply.statusCode,
+      ms: reply.elapsedTime,
+      errorCode: note?.errorCode,
+      where: () => whereTo(request, route, note?.purchaseId),
+    });
   }
 
   const shared = metricsEnabled()

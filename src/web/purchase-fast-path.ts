@@ -4,12 +4,11 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import type { ErrorObject } from 'ajv';
 import type { Logger } from 'pino';
 import type { SaleEvent } from '../domain/types.js';
-import { observeRequest } from '../metrics/metrics.js';
 import { logRef } from '../shared/logger.js';
 import { errorAnswer, httpStatus } from './errors.js';
 import { writeJson, type AddressAdmission, type FastPath } from './fast-path.js';
 import type { JsonBodyParser } from './json-body.js';
-import { countPurchaseAnswer, PURCHASE_ROUTE, requestId } from './metrics-plugin.js';
+import { PURCHASE_ROUTE, recordRequest, requestId } from './metrics-plugin.js';
 import type { PurchaseAcceptance } from './purchase-acceptance.js';
 import { AJV_OPTIONS, purchaseBody, purchaseHeaders, type PurchaseBody } from './schemas.js';
 
@@ -128,24 +127,20 @@ export function purchaseFastPath({
       const errorBody = JSON.stringify({ error: { code: failure.code, message: failure.message } });
       writeJson(response, status, errorBody, reqId, failure.retryAfterSeconds);
     }
-    const ms = performance.now() - started;
-    observeRequest(PURCHASE_ROUTE, 'POST', status, ms / 1000);
-    countPurchaseAnswer(status, errorCode);
-    if (logger.isLevelEnabled('info')) {
-      logger.info(
-        {
-          reqId,
-          method: 'POST',
-          route: PURCHASE_ROUTE,
-          eventId: event.id,
-          ...(purchaseId ? { purchaseRef: logRef(purchaseId) } : {}),
-          status,
-          ms: Math.round(ms * 100) / 100,
-          ...(errorCode ? { code: errorCode } : {}),
-        },
-        'request',
-      );
-    }
+    recordRequest(logger, {
+      method: 'POST',
+      route: PURCHASE_ROUTE,
+      status,
+      ms: performance.now() - started,
+      errorCode,
+      // With its reqId, as Fastify's request logger adds it to its lines.
+      where: () => ({
+        reqId,
+        route: PURCHASE_ROUTE,
+        eventId: event.id,
+        ...(purchaseId ? { purchaseRef: logRef(purchaseId) } : {}),
+      }),
+    });
   }
 
   return Object.assign(fastPath, {
