@@ -8,27 +8,22 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
-import { openPaymentProvider } from '../src/adapters/payments/index.js';
-import { loadConfig } from '../src/config.js';
 import type { WaitingRoom } from '../src/ports/waiting-room.js';
 import { RateLimiter } from '../src/web/admission.js';
 import { AdmissionSigner } from '../src/web/admission-token.js';
-import { buildApp } from '../src/web/app.js';
 import { addressAdmitter } from '../src/web/fast-path.js';
 import { placeReadFastPath } from '../src/web/place-read-fast-path.js';
 import { RoomReader } from '../src/web/room-reader.js';
 import { ADMIN, expectApiError, JSON_TYPE, send } from './helpers/http.js';
-import { ADMIN_TOKEN, startOnsale, tempDir, type Onsale } from './helpers/processes.js';
+import { openInProcessApp } from './helpers/in-process-app.js';
+import { ADMIN_TOKEN, startOnsale, type Onsale } from './helpers/processes.js';
 
 /** What the stand-in for Fastify answers: the fast path handed the request over. */
 const HANDED_OVER = 599;
 const BUDGET = 3;
 
 describe('the place-read fast path, alone', () => {
-  const dir = tempDir();
   const T = Date.now();
-  const config = loadConfig({}, { ONSALE_DATA_DIR: dir.path });
   let closeAll: () => Promise<void>;
   let room: WaitingRoom;
   let placeId: string;
@@ -59,24 +54,8 @@ describe('the place-read fast path, alone', () => {
   const servers: Server[] = [];
 
   beforeAll(async () => {
-    const storage = await openStorage(config.databaseUrl);
-    const queue = await openQueue(config.queueUrl, config);
-    room = await openWaitingRoom(config.databaseUrl);
-    await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
-    const web = buildApp({
-      config,
-      storage,
-      room,
-      queue,
-      payments: await openPaymentProvider(config, storage),
-      adminToken: ADMIN_TOKEN,
-      logger: pino({ level: 'silent' }),
-    });
-    closeAll = async () => {
-      await web.app.close();
-      await Promise.all([storage.close(), queue.close(), room.close()]);
-      dir.remove();
-    };
+    const web = await openInProcessApp();
+    ({ room, close: closeAll } = web);
     const created = await web.app.inject({
       method: 'POST',
       url: '/api/events',

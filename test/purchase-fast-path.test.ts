@@ -10,12 +10,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openQueue, openStorage, openWaitingRoom } from '../src/adapters/index.js';
-import { openPaymentProvider } from '../src/adapters/payments/index.js';
 import { loadConfig } from '../src/config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../src/ports/queue.js';
 import { RateLimiter } from '../src/web/admission.js';
 import { AdmissionSigner } from '../src/web/admission-token.js';
-import { buildApp } from '../src/web/app.js';
 import { addressAdmitter } from '../src/web/fast-path.js';
 import { GroupCommit } from '../src/web/group-commit.js';
 import { acceptJsonBodies } from '../src/web/json-body.js';
@@ -23,6 +21,7 @@ import { Lookups } from '../src/web/lookups.js';
 import { PurchaseAcceptance } from '../src/web/purchase-acceptance.js';
 import { purchaseFastPath } from '../src/web/purchase-fast-path.js';
 import { ADMIN, JSON_TYPE, send, type HttpAnswer } from './helpers/http.js';
+import { openInProcessApp } from './helpers/in-process-app.js';
 import { ADMIN_TOKEN, tempDir } from './helpers/processes.js';
 
 /** What the stand-in for Fastify answers: the fast path handed the request over. */
@@ -188,38 +187,16 @@ describe('the purchase fast path, alone', () => {
 });
 
 describe('the purchase fast path answers as the route does', () => {
-  const dir = tempDir();
-  const config = loadConfig(
-    {},
-    { ONSALE_DATA_DIR: dir.path, ONSALE_RATE_LIMIT_EXEMPT: '127.0.0.1', ONSALE_BUYER_RATE: '3/m' },
-  );
   let app: FastifyInstance;
   let base: string;
   let closeAll: () => Promise<void>;
   const ids: Record<'open' | 'later' | 'room', { eventId: string; ticketTypeId: string }> = {} as never;
 
   beforeAll(async () => {
-    const storage = await openStorage(config.databaseUrl);
-    const queue = await openQueue(config.queueUrl, config);
-    const room = await openWaitingRoom(config.databaseUrl);
-    await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
-    const web = buildApp({
-      config,
-      storage,
-      room,
-      queue,
-      payments: await openPaymentProvider(config, storage),
-      adminToken: ADMIN_TOKEN,
-      logger: pino({ level: 'silent' }),
-    });
-    app = web.app;
+    const web = await openInProcessApp({ ONSALE_RATE_LIMIT_EXEMPT: '127.0.0.1', ONSALE_BUYER_RATE: '3/m' });
+    ({ app, close: closeAll } = web);
     await app.listen({ port: 0, host: '127.0.0.1' });
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-    closeAll = async () => {
-      await app.close();
-      await Promise.all([storage.close(), queue.close(), room.close()]);
-      dir.remove();
-    };
     const definitions = {
       open: EVENT,
       later: { ...EVENT, salesOpenAt: new Date(Date.now() + 3_600_000).toISOString() },
