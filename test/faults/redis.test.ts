@@ -157,7 +157,7 @@ describe.skipIf(!included('redis')).each(targets)(
       const inspector = target.inspector(redis);
       inspector.on('error', () => undefined);
       const stream = `fault:{${event.id}}:q`;
-      let pendingAtKill = 0;
+      let pendingAtKill: number;
       const crowd2 = sendCrowd({
         baseUrl,
         eventId: event.id,
@@ -165,15 +165,26 @@ describe.skipIf(!included('redis')).each(targets)(
         concurrency: 32,
         onAnswer: (record) => sent.push(record),
       });
-      await until(() => sent.length >= 2500);
+      await until(() => sent.length >= 2200);
       const workers = childrenOf(supervisor).filter((c) => c.title === 'onsale-worker');
-      // The stream is deleted whenever the workers have emptied it: then nothing is pending.
-      await until(async () => {
+      // The workers are frozen (SIGSTOP) while the consumer group is read, so that what it shows pending is
+      // still pending when they are killed. Between batches nothing is pending (the stream is deleted
+      // whenever they have emptied it): then they stay frozen a moment while purchases pile up, and are let
+      // go just long enough to claim a batch, which takes them a while to apply.
+      const signalWorkers = (signal: NodeJS.Signals) => workers.forEach((w) => process.kill(w.pid, signal));
+      const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const deadline = Date.now() + 10_000;
+      signalWorkers('SIGSTOP');
+      for (;;) {
         const summary = await inspector.xpending(stream, 'onsale').catch(() => [0]);
         pendingAtKill = Number((summary as [number])[0]);
-        return pendingAtKill > 0;
-      }, 5_000);
-      for (const w of workers) process.kill(w.pid, 'SIGKILL');
+        if (pendingAtKill > 0 || Date.now() > deadline) break;
+        await pause(30);
+        signalWorkers('SIGCONT');
+        await pause(5);
+        signalWorkers('SIGSTOP');
+      }
+      signalWorkers('SIGKILL');
       await crowd2;
       expect(workers).toHaveLength(2);
       await until(() => {
