@@ -142,8 +142,19 @@ export function holdEnd(now: Date, holdSeconds: number): string {
 }
 
 /**
+ * When the holds a step grants begin: when the step is written (`written`, read under the lock), never
+ * before the time the caller dated the step (`requested`). The caller's reading can be old by then, after
+ * waiting behind other writers: a hold dated by it would be shorter than the event's, and could end before
+ * holds that were granted before it.
+ */
+export function holdsBeginAt(requested: Date, written: Date): Date {
+  return written > requested ? written : requested;
+}
+
+/**
  * Ends purchases without payment: held ones (expired or cancelled) give their tickets back, waitlisted ones
- * (cancelled) their place; both give back their share of the buyer's limit. Then the waitlist is served.
+ * (cancelled) their place; both give back their share of the buyer's limit. Then the waitlist is served,
+ * its holds beginning at `now` (see holdsBeginAt()).
  * Purchases that are no longer held or waitlisted are left alone (another process ended them first).
  */
 export function planRelease(

@@ -106,6 +106,26 @@ describeEach(storageAdapters, 'Storage contract, checkout: $name', (factory) => 
     });
   });
 
+  it('dates a hold served from the waitlist from when it is written, not by an older clock reading', async () => {
+    const a = buy('a', 4);
+    const w1 = buy('w1', 4);
+    const w2 = buy('w2', 4);
+    await storage.applyBatch(event.id, [a, w1, w2]);
+    const written = Date.now();
+    // A caller's reading of the clock can be old by the time it has the lock (it waited behind others).
+    const stale = new Date(written - 30_000);
+    expect((await storage.cancelPurchase(a.purchaseId, stale))!.outcome).toBe('cancelled');
+    const ends = Date.parse((await storage.getPurchase(w1.purchaseId))!.holdExpiresAt!);
+    expect(ends).toBeGreaterThanOrEqual(written + 60_000);
+    expect(ends).toBeLessThanOrEqual(Date.now() + 60_000);
+    // A caller that dates its step later than the clock (a sweep run ahead, as the tests do) keeps its date.
+    const ahead = new Date(Date.now() + 5_000);
+    expect((await storage.cancelPurchase(w1.purchaseId, ahead))!.outcome).toBe('cancelled');
+    expect(Date.parse((await storage.getPurchase(w2.purchaseId))!.holdExpiresAt!)).toBe(
+      ahead.getTime() + 60_000,
+    );
+  });
+
   it('rejects a waitlisted purchase once sold tickets leave no return that could serve it', async () => {
     const a = buy('a', 3);
     const w = buy('w', 2);

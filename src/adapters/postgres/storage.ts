@@ -6,6 +6,7 @@ import {
   orderTotal,
   paymentRefusal,
   paymentStep,
+  holdsBeginAt,
   planConfirm,
   planRelease,
   reconcileAfter,
@@ -606,7 +607,13 @@ export class PostgresStorage implements Storage {
           .map((r) => ({ purchase: toDomain.storedPurchase(r), to: 'expired' as const }));
         if (ending.length === 0) return [];
         const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, event) : [];
-        const plan = planRelease(ending, stock, waitlist, await this.#holdSeconds(tx, event), now);
+        const plan = planRelease(
+          ending,
+          stock,
+          waitlist,
+          await this.#holdSeconds(tx, event),
+          holdsBeginAt(now, new Date()),
+        );
         await this.#write(tx, event, plan, at);
         return plan.changes;
       });
@@ -633,7 +640,7 @@ export class PostgresStorage implements Storage {
       const ending = [{ purchase: toDomain.storedPurchase(row), to: 'cancelled' as const }];
       const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, row.event_id) : [];
       const holdSeconds = await this.#holdSeconds(tx, row.event_id);
-      const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
+      const plan = planRelease(ending, stock, waitlist, holdSeconds, holdsBeginAt(now, new Date()));
       await this.#write(tx, row.event_id, plan, now.toISOString());
       const after = (await tx.query<PurchaseRow>(SQL.getPurchase, [id])).rows[0]!;
       return { outcome: 'cancelled', purchase: await this.#purchase(tx, after), changes: plan.changes };
@@ -702,7 +709,14 @@ export class PostgresStorage implements Storage {
         const purchase = toDomain.storedPurchase(row);
         const waitlist = waitlistNeeded([], stock, purchase) ? await this.#waitlist(tx, row.event_id) : [];
         const holdSeconds = await this.#holdSeconds(tx, row.event_id);
-        const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, now);
+        const plan = planConfirm(
+          purchase,
+          stock,
+          waitlist,
+          newTickets,
+          holdSeconds,
+          holdsBeginAt(now, new Date()),
+        );
         await this.#write(tx, row.event_id, plan, at);
         changes = plan.changes;
         // The ticket email, in the transaction that confirms (the outbox sends it).

@@ -5,6 +5,7 @@ import {
   cancelDecision,
   orderTotal,
   paymentRefusal,
+  holdsBeginAt,
   planConfirm,
   planRelease,
   paymentStep,
@@ -375,7 +376,7 @@ export class SqliteStorage implements Storage {
         }));
         const holdSeconds = (s.getEvent.get(eventId) as { hold_seconds: number }).hold_seconds;
         const waitlist = waitlistNeeded(ending, stock) ? this.#waitlist(eventId) : [];
-        const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
+        const plan = planRelease(ending, stock, waitlist, holdSeconds, holdsBeginAt(now, new Date()));
         this.#write(eventId, plan, at);
         changes.push(...plan.changes);
       }
@@ -402,7 +403,7 @@ export class SqliteStorage implements Storage {
       const ending = [{ purchase: toDomain.storedPurchase(row), to: 'cancelled' as const }];
       const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
       const waitlist = waitlistNeeded(ending, stock) ? this.#waitlist(row.event_id) : [];
-      const plan = planRelease(ending, stock, waitlist, holdSeconds, now);
+      const plan = planRelease(ending, stock, waitlist, holdSeconds, holdsBeginAt(now, new Date()));
       this.#write(row.event_id, plan, at);
       return {
         outcome: 'cancelled',
@@ -458,7 +459,14 @@ export class SqliteStorage implements Storage {
         const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
         const purchase = toDomain.storedPurchase(row);
         const waitlist = waitlistNeeded([], stock, purchase) ? this.#waitlist(row.event_id) : [];
-        const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, now);
+        const plan = planConfirm(
+          purchase,
+          stock,
+          waitlist,
+          newTickets,
+          holdSeconds,
+          holdsBeginAt(now, new Date()),
+        );
         this.#write(row.event_id, plan, at);
         changes = plan.changes;
         // The ticket email, in the transaction that confirms (the outbox sends it).
