@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import type { EnqueueRequest, EnqueueResult, Queue } from '../ports/queue.js';
 import type { AdmittedPurchase, WaitingRoom } from '../ports/waiting-room.js';
 import { newPurchaseId } from '../shared/ids.js';
+import { isoTime } from '../shared/iso-time.js';
 import type { AdmissionSigner } from './admission-token.js';
 import { Backpressure, RateLimiter } from './admission.js';
 import { GroupCommit } from './group-commit.js';
@@ -97,12 +98,12 @@ export class PurchaseAcceptance {
       throw new OnsaleError('unavailable', 'this server is shutting down', { retryAfterSeconds: 1 });
 
     const purchase: AcceptedPurchase = {
-      purchaseId: newPurchaseId(event.id),
+      purchaseId: newPurchaseId(event.id, now),
       eventId: event.id,
       buyerId,
       canonicalBuyerId,
       items: items.map((i) => ({ ticketTypeId: i.ticketTypeId, quantity: i.quantity })),
-      acceptedAt: new Date(now).toISOString(),
+      acceptedAt: isoTime(now),
     };
     const result = await this.#queue.submit(
       idempotencyKey === undefined
