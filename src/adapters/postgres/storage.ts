@@ -607,13 +607,8 @@ export class PostgresStorage implements Storage {
           .map((r) => ({ purchase: toDomain.storedPurchase(r), to: 'expired' as const }));
         if (ending.length === 0) return [];
         const waitlist = waitlistNeeded(ending, stock) ? await this.#waitlist(tx, event) : [];
-        const plan = planRelease(
-          ending,
-          stock,
-          waitlist,
-          await this.#holdSeconds(tx, event),
-          holdsBeginAt(now, new Date()),
-        );
+        const holdSeconds = await this.#holdSeconds(tx, event);
+        const plan = planRelease(ending, stock, waitlist, holdSeconds, holdsBeginAt(now, new Date()));
         await this.#write(tx, event, plan, at);
         return plan.changes;
       });
@@ -709,14 +704,8 @@ export class PostgresStorage implements Storage {
         const purchase = toDomain.storedPurchase(row);
         const waitlist = waitlistNeeded([], stock, purchase) ? await this.#waitlist(tx, row.event_id) : [];
         const holdSeconds = await this.#holdSeconds(tx, row.event_id);
-        const plan = planConfirm(
-          purchase,
-          stock,
-          waitlist,
-          newTickets,
-          holdSeconds,
-          holdsBeginAt(now, new Date()),
-        );
+        const holdsFrom = holdsBeginAt(now, new Date());
+        const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, holdsFrom);
         await this.#write(tx, row.event_id, plan, at);
         changes = plan.changes;
         // The ticket email, in the transaction that confirms (the outbox sends it).

@@ -459,14 +459,8 @@ export class SqliteStorage implements Storage {
         const holdSeconds = (s.getEvent.get(row.event_id) as { hold_seconds: number }).hold_seconds;
         const purchase = toDomain.storedPurchase(row);
         const waitlist = waitlistNeeded([], stock, purchase) ? this.#waitlist(row.event_id) : [];
-        const plan = planConfirm(
-          purchase,
-          stock,
-          waitlist,
-          newTickets,
-          holdSeconds,
-          holdsBeginAt(now, new Date()),
-        );
+        const holdsFrom = holdsBeginAt(now, new Date());
+        const plan = planConfirm(purchase, stock, waitlist, newTickets, holdSeconds, holdsFrom);
         this.#write(row.event_id, plan, at);
         changes = plan.changes;
         // The ticket email, in the transaction that confirms (the outbox sends it).
