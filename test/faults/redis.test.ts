@@ -4,6 +4,7 @@ import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
 import { createEvent, waitDrained } from '../helpers/api.js';
 import { makeCrowd } from '../helpers/crowd.js';
+import { sleep } from '../helpers/http.js';
 import {
   ADMIN_TOKEN,
   LOOPBACK_EXEMPT,
@@ -116,7 +117,7 @@ describe.skipIf(!included('redis')).each(targets)(
             body: JSON.stringify({ buyerId: `probe-${probes.length}`, items: item }),
           });
           if (i % 5 === 0) await probe('/readyz');
-          await new Promise((r) => setTimeout(r, 20));
+          await sleep(20);
         }
       }
 
@@ -132,7 +133,7 @@ describe.skipIf(!included('redis')).each(targets)(
               let down = true;
               await redis!.stop(signal);
               const probing = probeWhile(() => down);
-              await new Promise((r) => setTimeout(r, 1_500));
+              await sleep(1_500);
               down = false;
               await probing;
               await redis!.start();
@@ -172,16 +173,15 @@ describe.skipIf(!included('redis')).each(targets)(
       // whenever they have emptied it): then they stay frozen a moment while purchases pile up, and are let
       // go just long enough to claim a batch, which takes them a while to apply.
       const signalWorkers = (signal: NodeJS.Signals) => workers.forEach((w) => process.kill(w.pid, signal));
-      const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
       const deadline = Date.now() + 10_000;
       signalWorkers('SIGSTOP');
       for (;;) {
         const summary = await inspector.xpending(stream, 'onsale').catch(() => [0]);
         pendingAtKill = Number((summary as [number])[0]);
         if (pendingAtKill > 0 || Date.now() > deadline) break;
-        await pause(30);
+        await sleep(30);
         signalWorkers('SIGCONT');
-        await pause(5);
+        await sleep(5);
         signalWorkers('SIGSTOP');
       }
       signalWorkers('SIGKILL');
@@ -204,7 +204,7 @@ describe.skipIf(!included('redis')).each(targets)(
 
       // Phase 4: Redis is back; once the web servers have reconnected (at most 500 ms apart), all is accepted.
       await until(async () => (await fetch(`${baseUrl}/readyz`)).status === 200);
-      await new Promise((r) => setTimeout(r, 1_000));
+      await sleep(1_000);
       const after = await sendCrowd({
         baseUrl,
         eventId: event.id,
