@@ -6,6 +6,7 @@ import {
   cpuSeconds,
   freePort,
   peakRssMb,
+  processesNamed,
   spawnNode,
   tempDir,
   waitForHttp,
@@ -28,6 +29,11 @@ type Topology = { kind: 'start'; web: number; engine?: Engine } | { kind: 'serve
 export interface Engine {
   name: string;
   prepare: () => Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }>;
+  /**
+   * Command names of the engine's server processes (`postgres`, `redis-server`, `beam.smp`): when they run
+   * on this machine, their CPU per 202 is measured beside onsale's.
+   */
+  servers?: readonly string[];
   /** Runs beside the load once onsale is ready (e.g. a Prometheus-like scraper); returns how to stop it. */
   whileRunning?: (base: string, adminToken: string) => () => void;
 }
@@ -56,6 +62,8 @@ export interface AcceptFigures {
   cpuMsPer202: { web: number; worker: number; bare: number };
   /** Web and worker CPU per 202 ÷ the bare server's. */
   cpuPer202VsBare: number;
+  /** CPU milliseconds per 202 of the engine's servers on this machine, by command name (reported run). */
+  serverCpuMsPer202: Record<string, number>;
 }
 
 export interface RealRun {
@@ -63,6 +71,7 @@ export interface RealRun {
   rssMb: number | null;
   cpu: { web: number; worker: number };
   cpuMsPer202: { web: number; worker: number };
+  serverCpuMsPer202: Record<string, number>;
   queuedAtEnd: number;
 }
 
@@ -129,6 +138,7 @@ export async function measureAccept(
     cpu: reported.cpu,
     cpuMsPer202: { ...realCpu, bare: bareCpu },
     cpuPer202VsBare: (realCpu.web + realCpu.worker) / bareCpu,
+    serverCpuMsPer202: reported.serverCpuMsPer202,
   };
 }
 
@@ -203,33 +213,36 @@ export async function realRun(plan: AcceptPlan, topology: Topology): Promise<Rea
   const dir = tempDir();
   const port = await freePort();
   const adminToken = randomBytes(32).toString('base64url');
-  const engine = topology.kind === 'start' && topology.engine ? await topology.engine.prepare() : null;
+  const engine = topology.kind === 'start' ? topology.engine : undefined;
+  const prepared = engine ? await engine.prepare() : null;
   const env = cleanEnv({
     ONSALE_DATA_DIR: dir.path,
     PORT: String(port),
     ONSALE_ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'warn',
     ...(topology.kind === 'start' ? { ONSALE_WEB: String(topology.web) } : {}),
-    ...engine?.env,
+    ...prepared?.env,
   });
   const onsale = spawnNode(CLI, [topology.kind], env);
   let stopBeside: (() => void) | null = null;
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/readyz`, onsale);
-    stopBeside =
-      topology.kind === 'start' ? (topology.engine?.whileRunning?.(base, adminToken) ?? null) : null;
+    stopBeside = engine?.whileRunning?.(base, adminToken) ?? null;
     const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
     const target = await createEvent(base, admin);
 
     // Read after the warm-up: by then every child of `onsale start` has forked and named its role.
     let roles = { web: [] as number[], worker: [] as number[] };
     let cpuBefore = { web: 0, worker: 0 };
+    let serversBefore = new Map<number, number>();
     const wrk = await warmThenMeasure(plan, base, target, () => {
       roles = rolesOf(onsale, topology);
       cpuBefore = cpuOf(roles);
+      serversBefore = serverCpuByPid(engine?.servers ?? []);
     });
     const cpuAfter = cpuOf(roles);
+    const serversUsed = serverCpuUsed(engine?.servers ?? [], serversBefore);
     const rss = roles.web.map(peakRssMb).filter((x): x is number => x !== null);
 
     const stats = await fetch(`${base}/api/events/${target.eventId}/stats`, { headers: admin });
@@ -245,13 +258,16 @@ export async function realRun(plan: AcceptPlan, topology: Topology): Promise<Rea
         web: (cpuAfter.web - cpuBefore.web) / wrk.durationSec,
         worker: (cpuAfter.worker - cpuBefore.worker) / wrk.durationSec,
       },
+      serverCpuMsPer202: Object.fromEntries(
+        [...serversUsed].map(([name, seconds]) => [name, perAccepted(seconds, wrk)]),
+      ),
       queuedAtEnd: purchases.queued,
     };
   } finally {
     stopBeside?.();
     await onsale.stop();
     dir.remove();
-    await engine?.cleanup();
+    await prepared?.cleanup();
   }
 }
 
@@ -285,6 +301,27 @@ function rolesOf(onsale: BenchProcess, topology: Topology): { web: number[]; wor
 
 function cpuOf(roles: { web: number[]; worker: number[] }): { web: number; worker: number } {
   return { web: sumCpuSeconds(roles.web), worker: sumCpuSeconds(roles.worker) };
+}
+
+/** CPU seconds so far of every process of the servers `names`, by pid. */
+function serverCpuByPid(names: readonly string[]): Map<number, number> {
+  const pids = [...processesNamed(names).values()].flat();
+  return new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
+}
+
+/**
+ * CPU seconds the servers `names` used since `before`, by name. A process started since (a PostgreSQL backend
+ * for a new connection) counts all it used; one that exited since is lost, with what it used.
+ */
+function serverCpuUsed(names: readonly string[], before: Map<number, number>): Map<string, number> {
+  const used = new Map<string, number>();
+  for (const [name, pids] of processesNamed(names)) {
+    used.set(
+      name,
+      pids.reduce((total, pid) => total + cpuSeconds(pid) - (before.get(pid) ?? 0), 0),
+    );
+  }
+  return used;
 }
 
 function sumCpuSeconds(pids: number[]): number {

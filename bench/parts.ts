@@ -18,6 +18,7 @@ import {
 } from './overload.js';
 import { renderOverloadHtml } from './overload-html.js';
 import { loadavg } from 'node:os';
+import { measureRabbitCeiling } from './rabbit-ceiling.js';
 import { measureScaleOut } from './scale-out.js';
 import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
 import { measureWaitingRoom, type RoomSaleFigures } from './waiting-room.js';
@@ -129,6 +130,7 @@ const latencyRow = (name: string, f: AcceptFigures): Row => [
 function queueEngine(name: 'redis' | 'rabbitmq', postgresUrl: string, serverUrl: string): Engine {
   return {
     name,
+    servers: [name === 'redis' ? 'redis-server' : 'beam.smp', 'postgres'],
     prepare: async () => {
       const db = await createDatabase(postgresUrl, 'onsale_bench');
       const prefix = uniqueName('onsale_bench');
@@ -278,44 +280,87 @@ function queuePart(name: 'redis' | 'rabbitmq'): BenchPart {
   return definePart({
     name,
     needs: ['wrk', 'postgres', name],
-    measure: ({ accept, defaults, urls }, progress) =>
-      measureAccept(
+    measure: async ({ accept, defaults, quick, urls }, progress) => ({
+      accept: await measureAccept(
         accept,
         { kind: 'start', web: defaults.web, engine: queueEngine(name, urls.postgres, urls[name]) },
         progress,
       ),
-    report: (f) => {
+      ceiling:
+        name === 'rabbitmq'
+          ? await measureRabbitCeiling(urls.rabbitmq, { seconds: quick ? 2 : 5 }, progress)
+          : null,
+    }),
+    report: ({ accept: f, ceiling }) => {
       const target = GOALS[`${key}AckVsBare`];
       // CPU per 202 of onsale's processes ÷ the bare server's: what the accept path costs beyond answering.
       const { web, bare } = f.cpuMsPer202;
       const webVsBare = web / Math.max(bare, 1e-12);
       const allVsBare = f.cpuPer202VsBare;
-      return {
-        json: {
-          [`${key}AckPerSec`]: Math.round(f.real.acceptedPerSec),
-          [`${key}AckVsBare`]: round(f.ratio, 3),
-          [`${key}WebCpuPer202VsBare`]: round(webVsBare, 2),
-          [`${key}CpuPer202VsBare`]: round(allVsBare, 2),
-          [`${key}BareAckPerSec`]: Math.round(f.bare.acceptedPerSec),
-          [`${key}AckLatencyP50Ms`]: round(f.real.p50Ms, 2),
-          [`${key}AckLatencyP99Ms`]: round(f.real.p99Ms, 2),
-          [`${key}AckNon202`]: f.non202,
-          [`${key}AckCpu`]: { web: round(f.cpu.web, 2), worker: round(f.cpu.worker, 2) },
-        },
-        goalsMet: { [`${key}AckVsBare`]: f.ratio >= target },
-        rows: [
-          [
-            `accepted/s, onsale start on ${name} + PostgreSQL / bare`,
-            `${int(f.real.acceptedPerSec)} / ${int(f.bare.acceptedPerSec)}`,
-          ],
-          [`${key}AckVsBare`, goal(f.ratio, target)],
-          [
-            `CPU per 202 ÷ bare's, ${name}: web / web + workers`,
-            `${webVsBare.toFixed(2)} / ${allVsBare.toFixed(2)}`,
-          ],
-          latencyRow(`${name}`, f),
+      const servers = Object.entries(f.serverCpuMsPer202);
+      const rows: Row[] = [
+        [
+          `accepted/s, onsale start on ${name} + PostgreSQL / bare`,
+          `${int(f.real.acceptedPerSec)} / ${int(f.bare.acceptedPerSec)}`,
         ],
+        [`${key}AckVsBare`, goal(f.ratio, target)],
+        [
+          `CPU per 202 ÷ bare's, ${name}: web / web + workers`,
+          `${webVsBare.toFixed(2)} / ${allVsBare.toFixed(2)}`,
+        ],
+        [
+          `CPU ms per 202, ${name}: web / workers / ${servers.map(([n]) => n).join(' / ')} / bare`,
+          [f.cpuMsPer202.web, f.cpuMsPer202.worker, ...servers.map(([, v]) => v), bare]
+            .map((v) => v.toFixed(4))
+            .join(' / '),
+        ],
+        latencyRow(`${name}`, f),
+      ];
+      const json: Record<string, unknown> = {
+        [`${key}AckPerSec`]: Math.round(f.real.acceptedPerSec),
+        [`${key}AckVsBare`]: round(f.ratio, 3),
+        [`${key}WebCpuPer202VsBare`]: round(webVsBare, 2),
+        [`${key}CpuPer202VsBare`]: round(allVsBare, 2),
+        [`${key}CpuMsPer202`]: Object.fromEntries(
+          [['web', f.cpuMsPer202.web], ['worker', f.cpuMsPer202.worker], ...servers, ['bare', bare]].map(
+            ([n, v]) => [n, round(v as number, 4)],
+          ),
+        ),
+        [`${key}BareAckPerSec`]: Math.round(f.bare.acceptedPerSec),
+        [`${key}AckLatencyP50Ms`]: round(f.real.p50Ms, 2),
+        [`${key}AckLatencyP99Ms`]: round(f.real.p99Ms, 2),
+        [`${key}AckNon202`]: f.non202,
+        [`${key}AckCpu`]: { web: round(f.cpu.web, 2), worker: round(f.cpu.worker, 2) },
       };
+      if (ceiling) {
+        const vsCeiling = f.real.acceptedPerSec / ceiling.perSec;
+        const brokerCpu = ceiling.brokerCpuUsPerMessage;
+        Object.assign(json, {
+          rabbitCeilingPerSec: Math.round(ceiling.perSec),
+          rabbitCeilingBatch: { size: ceiling.batch, inFlight: ceiling.inFlight },
+          rabbitCeilingConsumedPerSec: Math.round(ceiling.consumedPerSec),
+          rabbitBrokerCpuUsPerMessage: brokerCpu && {
+            publish: round(brokerCpu.publish, 1),
+            consume: round(brokerCpu.consume, 1),
+          },
+          rabbitCeilingVsBare: round(ceiling.perSec / f.bare.acceptedPerSec, 3),
+          rabbitAckVsCeiling: round(vsCeiling, 3),
+        });
+        rows.push(
+          [
+            'confirmed/s, RabbitMQ alone (a quorum queue, persistent, confirms) / ÷ bare',
+            `${int(ceiling.perSec)} / ${(ceiling.perSec / f.bare.acceptedPerSec).toFixed(2)}`,
+          ],
+          [
+            'broker CPU µs per message, RabbitMQ alone: publish / deliver and ack',
+            brokerCpu === null
+              ? 'not on this machine'
+              : `${brokerCpu.publish.toFixed(1)} / ${brokerCpu.consume.toFixed(1)}`,
+          ],
+          ['rabbitAckVsCeiling (information)', vsCeiling.toFixed(2)],
+        );
+      }
+      return { json, goalsMet: { [`${key}AckVsBare`]: f.ratio >= target }, rows };
     },
   });
 }

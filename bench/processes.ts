@@ -183,6 +183,29 @@ export function childrenOf(pid: number): Array<{ pid: number; title: string }> {
 }
 
 /**
+ * Live processes whose command name (/proc/PID/comm, e.g. `postgres`, `redis-server`, `beam.smp`) is one of
+ * `names`, by name: the servers of a bench engine when they run on this machine. Empty off Linux.
+ */
+export function processesNamed(names: readonly string[]): Map<string, number[]> {
+  const found = new Map<string, number[]>(names.map((n) => [n, []]));
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return found;
+  }
+  for (const name of entries) {
+    try {
+      const comm = readFileSync(`/proc/${name}/comm`, 'utf8').trim();
+      found.get(comm)?.push(Number(name));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return found;
+}
+
+/**
  * CPU seconds (user + system) of this process's children that have exited and been waited for (cutime and
  * cstime of /proc/self/stat): the cost of a run of wrk, read before and after it.
  */
