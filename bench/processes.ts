@@ -158,16 +158,19 @@ export function peakRssMb(pid: number): number | null {
   }
 }
 
+/** The pids in /proc (as its entries' names); none off Linux. */
+function livePids(): string[] {
+  try {
+    return readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return [];
+  }
+}
+
 /** Live children of `pid` with their process titles (onsale's roles name themselves: onsale-web…). */
 export function childrenOf(pid: number): Array<{ pid: number; title: string }> {
   const found: Array<{ pid: number; title: string }> = [];
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    return found;
-  }
-  for (const name of entries) {
+  for (const name of livePids()) {
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       // The command name in parentheses may hold spaces; the parent pid is the second field after it.
@@ -188,13 +191,7 @@ export function childrenOf(pid: number): Array<{ pid: number; title: string }> {
  */
 export function processesNamed(names: readonly string[]): Map<string, number[]> {
   const found = new Map<string, number[]>(names.map((n) => [n, []]));
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    return found;
-  }
-  for (const name of entries) {
+  for (const name of livePids()) {
     try {
       const comm = readFileSync(`/proc/${name}/comm`, 'utf8').trim();
       found.get(comm)?.push(Number(name));
