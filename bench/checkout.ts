@@ -33,6 +33,8 @@ export interface CheckoutRun {
   checkout: SimulationReport['checkout'];
   invariantsOk: boolean;
   violated: string[];
+  /** What broke them, as the checks say it (the first few). */
+  violations: string[];
 }
 
 export interface CheckoutEngineFigures {
@@ -42,6 +44,9 @@ export interface CheckoutEngineFigures {
   /** Tickets confirmed per second with holds ÷ without. */
   ratio: number;
 }
+
+/** Violations a run keeps in its figures and prints: enough to start looking. */
+const SHOWN_VIOLATIONS = 5;
 
 function runOf(r: SimulationReport): CheckoutRun {
   return {
@@ -55,6 +60,7 @@ function runOf(r: SimulationReport): CheckoutRun {
     checkout: r.checkout,
     invariantsOk: r.invariants.ok,
     violated: [...new Set(r.invariants.violations.map((v) => v.invariant))],
+    violations: r.invariants.violations.slice(0, SHOWN_VIOLATIONS).map((v) => `${v.invariant}: ${v.detail}`),
   };
 }
 
@@ -119,7 +125,8 @@ export async function measureCheckout(
       progress(
         `checkout: ${name}, ${label}: ${r.ticketsConfirmed} tickets confirmed, ${r.ticketsConfirmedPerSec}/s, ` +
           `all final after ${r.allFinalSec ?? 'never'} s, invariants ` +
-          `${r.invariantsOk ? 'kept' : `BROKEN (${r.violated.join(', ')})`}`,
+          `${r.invariantsOk ? 'kept' : `BROKEN (${r.violated.join(', ')})`}` +
+          r.violations.map((v) => `\n  ${v}`).join(''),
       );
     const withoutHolds = await playOne(c, plan, false, urls);
     line('without holds', withoutHolds);
