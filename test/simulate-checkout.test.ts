@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkCheckout, type PaymentBooks } from '../src/simulate/checkout-report.js';
+import { checkCheckout, readPayments, type PaymentBooks } from '../src/simulate/checkout-report.js';
+import type { Send } from '../src/simulate/checkout.js';
 import type { FinalPurchase, SentPurchase } from '../src/simulate/invariants.js';
 import type { SimulationReport } from '../src/simulate/run.js';
 import { createEvent, getJson } from './helpers/api.js';
@@ -166,6 +167,7 @@ describe('checkCheckout', () => {
   });
   const refundedEntry = { at: '2026-01-01T00:01:00.000Z', kind: 'refunded', detail: '{"refundId":"re_1"}' };
   const books = (refunded: boolean, ...history: PaymentBooks['history']): PaymentBooks => ({
+    payment: history.length > 0 ? { status: 'succeeded' } : null,
     refunded,
     history,
   });
@@ -204,6 +206,47 @@ describe('checkCheckout', () => {
     expect(violations.map((v) => v.detail).join('\n')).toMatch(
       /a: expired after a succeeded charge.*\n.*b: confirmed without.*\n.*c: charged 2 times/,
     );
+  });
+
+  it('judges a payment by the books read after the sale, not by the purchase as it was seen going final', () => {
+    // Seen expired while its pay request was in flight; that charge then came, and was refunded.
+    const seenProcessing = {
+      ...purchase('a', 'expired', '2026-01-01T00:05:00.000Z'),
+      payment: { status: 'processing' },
+    };
+    expect(check([[seenProcessing, books(true, charged('pi_a'), refundedEntry)]])).toEqual([]);
+
+    const stillProcessing = { ...books(false), payment: { status: 'processing' } };
+    const violations = check([[purchase('b', 'expired', '2026-01-01T00:05:00.000Z'), stillProcessing]]);
+    expect(violations).toEqual([{ invariant: 'money', detail: 'b: payment still processing' }]);
+  });
+
+  it('reads the books of a payment still processing again until it settles, for as long as it is told', async () => {
+    const reads = new Map<string, number>();
+    // 'a' settles on its third read, 'b' never does.
+    const send: Send = (request) => {
+      const id = request.path.split('/')[3]!;
+      const n = (reads.get(id) ?? 0) + 1;
+      reads.set(id, n);
+      const status = id === 'a' && n >= 3 ? 'declined' : 'processing';
+      return Promise.resolve({
+        status: 200,
+        body: { purchaseId: id, payment: { status }, refunded: false, history: [] },
+        text: '',
+      });
+    };
+    const held = [purchase('a', 'expired', null), purchase('b', 'expired', null)];
+
+    const settled = await readPayments(send, 'token', held, { settleMs: 1_000, rereadMs: 10 });
+    expect(settled.get('a')?.payment?.status).toBe('declined');
+    expect(settled.get('b')?.payment?.status).toBe('processing');
+    expect(reads.get('a')).toBe(3);
+    expect(reads.get('b')).toBeGreaterThan(3);
+
+    reads.clear();
+    const once = await readPayments(send, 'token', held, { settleMs: 0 });
+    expect(once.get('a')?.payment?.status).toBe('processing');
+    expect([...reads.values()]).toEqual([1, 1]);
   });
 
   it('catches released tickets served out of acceptance order', () => {

@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises';
 import { requests } from '../client/index.js';
 import type { Send } from './checkout.js';
 import type { Trail } from './checkout-follow.js';
@@ -28,6 +29,8 @@ export interface CheckoutFigures {
 
 /** A purchase's payment history as `GET /api/purchases/:id/payments` gives it (admin). */
 export interface PaymentBooks {
+  /** The payment as onsale records it now (a purchase's final view may predate its settling). */
+  payment: { status: string } | null;
   refunded: boolean;
   history: Array<{ at: string; kind: string; detail: string | null }>;
 }
@@ -70,24 +73,45 @@ export function checkoutFigures(input: {
 const FINAL_STATUSES = new Set(['confirmed', 'rejected', 'expired', 'cancelled']);
 const round = (n: number) => Math.round(n * 1000) / 1000;
 
-/** The payment books of every purchase that held tickets (no other can have been charged), read as admin. */
+/**
+ * How long payments still processing once every purchase is final may take to settle: a pay request in
+ * flight when its hold ran out ends within seconds; one whose answer was not recorded is settled by a worker's
+ * reconciler (a first look 10 s after the attempt, then every 30 s once the purchase is final).
+ */
+export const PAYMENTS_SETTLE_MS = 75_000;
+
+/**
+ * The payment books of every purchase that held tickets (no other can have been charged), read as admin.
+ * Books whose payment is still processing are read again until it settles or `settleMs` has passed.
+ */
 export async function readPayments(
   send: Send,
   adminToken: string,
   purchases: Iterable<FinalPurchase | null>,
-  concurrency = 16,
+  options: { concurrency?: number; settleMs?: number; rereadMs?: number } = {},
 ): Promise<Map<string, PaymentBooks | null>> {
-  const ids = [...purchases].filter((p): p is FinalPurchase => !!p && wasHeld(p)).map((p) => p.purchaseId);
+  const { concurrency = 16, settleMs = PAYMENTS_SETTLE_MS, rereadMs = 2_000 } = options;
   const books = new Map<string, PaymentBooks | null>();
-  let next = 0;
-  const lane = async () => {
-    while (next < ids.length) {
-      const id = ids[next++]!;
-      const answer = await send(requests.paymentHistory(id, adminToken));
-      books.set(id, answer.status === 200 ? (answer.body as PaymentBooks) : null);
-    }
+  const readAll = async (ids: readonly string[]) => {
+    let next = 0;
+    const lane = async () => {
+      while (next < ids.length) {
+        const id = ids[next++]!;
+        const answer = await send(requests.paymentHistory(id, adminToken));
+        books.set(id, answer.status === 200 ? (answer.body as PaymentBooks) : null);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, lane));
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, lane));
+  const processing = () =>
+    [...books].filter(([, b]) => b?.payment?.status === 'processing').map(([id]) => id);
+
+  await readAll([...purchases].filter((p): p is FinalPurchase => !!p && wasHeld(p)).map((p) => p.purchaseId));
+  const until = Date.now() + settleMs;
+  for (let left = processing(); left.length > 0 && Date.now() < until; left = processing()) {
+    await setTimeout(rereadMs);
+    await readAll(left);
+  }
   return books;
 }
 
@@ -145,7 +169,7 @@ export function checkCheckout(input: {
     } else if (charges > 0 && !(books.refunded && refunds.length > 0)) {
       add('money', `${p.purchaseId}: ${p.status} after a succeeded charge that was not refunded`);
     }
-    if (p.payment?.status === 'processing') add('money', `${p.purchaseId}: payment still processing`);
+    if (books.payment?.status === 'processing') add('money', `${p.purchaseId}: payment still processing`);
   }
 
   const accepted = input.sent
