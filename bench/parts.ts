@@ -18,7 +18,7 @@ import {
 } from './overload.js';
 import { renderOverloadHtml } from './overload-html.js';
 import { loadavg } from 'node:os';
-import { measureRabbitCeiling } from './rabbit-ceiling.js';
+import { measureRabbitCeiling, type RabbitCeilingFigures } from './rabbit-ceiling.js';
 import { measureScaleOut } from './scale-out.js';
 import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
 import { measureWaitingRoom, type RoomSaleFigures } from './waiting-room.js';
@@ -297,7 +297,12 @@ function queuePart(name: 'redis' | 'rabbitmq'): BenchPart {
       const { web, bare } = f.cpuMsPer202;
       const webVsBare = web / Math.max(bare, 1e-12);
       const allVsBare = f.cpuPer202VsBare;
-      const servers = Object.entries(f.serverCpuMsPer202);
+      const perProcess: Array<[string, number]> = [
+        ['web', f.cpuMsPer202.web],
+        ['worker', f.cpuMsPer202.worker],
+        ...Object.entries(f.serverCpuMsPer202),
+        ['bare', bare],
+      ];
       const rows: Row[] = [
         [
           `accepted/s, onsale start on ${name} + PostgreSQL / bare`,
@@ -309,10 +314,8 @@ function queuePart(name: 'redis' | 'rabbitmq'): BenchPart {
           `${webVsBare.toFixed(2)} / ${allVsBare.toFixed(2)}`,
         ],
         [
-          `CPU ms per 202, ${name}: web / workers / ${servers.map(([n]) => n).join(' / ')} / bare`,
-          [f.cpuMsPer202.web, f.cpuMsPer202.worker, ...servers.map(([, v]) => v), bare]
-            .map((v) => v.toFixed(4))
-            .join(' / '),
+          `CPU ms per 202, ${name}: ${perProcess.map(([n]) => n).join(' / ')}`,
+          perProcess.map(([, v]) => v.toFixed(4)).join(' / '),
         ],
         latencyRow(`${name}`, f),
       ];
@@ -321,11 +324,7 @@ function queuePart(name: 'redis' | 'rabbitmq'): BenchPart {
         [`${key}AckVsBare`]: round(f.ratio, 3),
         [`${key}WebCpuPer202VsBare`]: round(webVsBare, 2),
         [`${key}CpuPer202VsBare`]: round(allVsBare, 2),
-        [`${key}CpuMsPer202`]: Object.fromEntries(
-          [['web', f.cpuMsPer202.web], ['worker', f.cpuMsPer202.worker], ...servers, ['bare', bare]].map(
-            ([n, v]) => [n, round(v as number, 4)],
-          ),
-        ),
+        [`${key}CpuMsPer202`]: Object.fromEntries(perProcess.map(([n, v]) => [n, round(v, 4)])),
         [`${key}BareAckPerSec`]: Math.round(f.bare.acceptedPerSec),
         [`${key}AckLatencyP50Ms`]: round(f.real.p50Ms, 2),
         [`${key}AckLatencyP99Ms`]: round(f.real.p99Ms, 2),
@@ -333,36 +332,47 @@ function queuePart(name: 'redis' | 'rabbitmq'): BenchPart {
         [`${key}AckCpu`]: { web: round(f.cpu.web, 2), worker: round(f.cpu.worker, 2) },
       };
       if (ceiling) {
-        const vsCeiling = f.real.acceptedPerSec / ceiling.perSec;
-        const brokerCpu = ceiling.brokerCpuUsPerMessage;
-        Object.assign(json, {
-          rabbitCeilingPerSec: Math.round(ceiling.perSec),
-          rabbitCeilingBatch: { size: ceiling.batch, inFlight: ceiling.inFlight },
-          rabbitCeilingConsumedPerSec: Math.round(ceiling.consumedPerSec),
-          rabbitBrokerCpuUsPerMessage: brokerCpu && {
-            publish: round(brokerCpu.publish, 1),
-            consume: round(brokerCpu.consume, 1),
-          },
-          rabbitCeilingVsBare: round(ceiling.perSec / f.bare.acceptedPerSec, 3),
-          rabbitAckVsCeiling: round(vsCeiling, 3),
-        });
-        rows.push(
-          [
-            'confirmed/s, RabbitMQ alone (a quorum queue, persistent, confirms) / ÷ bare',
-            `${int(ceiling.perSec)} / ${(ceiling.perSec / f.bare.acceptedPerSec).toFixed(2)}`,
-          ],
-          [
-            'broker CPU µs per message, RabbitMQ alone: publish / deliver and ack',
-            brokerCpu === null
-              ? 'not on this machine'
-              : `${brokerCpu.publish.toFixed(1)} / ${brokerCpu.consume.toFixed(1)}`,
-          ],
-          ['rabbitAckVsCeiling (information)', vsCeiling.toFixed(2)],
-        );
+        const figures = rabbitCeilingReport(ceiling, f);
+        Object.assign(json, figures.json);
+        rows.push(...figures.rows);
       }
       return { json, goalsMet: { [`${key}AckVsBare`]: f.ratio >= target }, rows };
     },
   });
+}
+
+/** RabbitMQ's own ceiling beside onsale's accept rate on it: JSON keys and rows. */
+function rabbitCeilingReport(
+  ceiling: RabbitCeilingFigures,
+  f: AcceptFigures,
+): { json: Record<string, unknown>; rows: Row[] } {
+  const vsCeiling = f.real.acceptedPerSec / ceiling.perSec;
+  const brokerCpu = ceiling.brokerCpuUsPerMessage;
+  const json = {
+    rabbitCeilingPerSec: Math.round(ceiling.perSec),
+    rabbitCeilingBatch: { size: ceiling.batch, inFlight: ceiling.inFlight },
+    rabbitCeilingConsumedPerSec: Math.round(ceiling.consumedPerSec),
+    rabbitBrokerCpuUsPerMessage: brokerCpu && {
+      publish: round(brokerCpu.publish, 1),
+      consume: round(brokerCpu.consume, 1),
+    },
+    rabbitCeilingVsBare: round(ceiling.perSec / f.bare.acceptedPerSec, 3),
+    rabbitAckVsCeiling: round(vsCeiling, 3),
+  };
+  const rows: Row[] = [
+    [
+      'confirmed/s, RabbitMQ alone (a quorum queue, persistent, confirms) / ÷ bare',
+      `${int(ceiling.perSec)} / ${(ceiling.perSec / f.bare.acceptedPerSec).toFixed(2)}`,
+    ],
+    [
+      'broker CPU µs per message, RabbitMQ alone: publish / deliver and ack',
+      brokerCpu === null
+        ? 'not on this machine'
+        : `${brokerCpu.publish.toFixed(1)} / ${brokerCpu.consume.toFixed(1)}`,
+    ],
+    ['rabbitAckVsCeiling (information)', vsCeiling.toFixed(2)],
+  ];
+  return { json, rows };
 }
 
 /** The accept path of `onsale start` with metrics on and scraped, against off. */
