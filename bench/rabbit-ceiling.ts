@@ -141,17 +141,17 @@ async function measureSetting(
 /** Consumes `count` messages of `queue`, acking each on its own, then cancels the subscription. */
 async function drain(consumer: Channel, queue: string, count: number): Promise<void> {
   let left = count;
-  let tag = '';
-  await new Promise<void>((resolve, reject) => {
-    consumer
-      .consume(queue, (message) => {
-        if (message === null) return reject(new Error(`RabbitMQ cancelled the consumer of ${queue}`));
-        consumer.ack(message);
-        if (--left === 0) resolve();
-      })
-      .then((ok) => (tag = ok.consumerTag), reject);
+  let done = () => {};
+  let fail = (_error: Error) => {};
+  const drained = new Promise<void>((resolve, reject) => ([done, fail] = [resolve, reject]));
+  if (count === 0) done();
+  const { consumerTag } = await consumer.consume(queue, (message) => {
+    if (message === null) return fail(new Error(`RabbitMQ cancelled the consumer of ${queue}`));
+    consumer.ack(message);
+    if (--left === 0) done();
   });
-  await consumer.cancel(tag);
+  await drained;
+  await consumer.cancel(consumerTag);
 }
 
 function publishBatch(channel: ConfirmChannel, queue: string, size: number): Promise<unknown> {
