@@ -4,6 +4,7 @@ import {
   childrenOf,
   cleanEnv,
   cpuSeconds,
+  cpuSecondsOf,
   freePort,
   peakRssMb,
   processesNamed,
@@ -200,10 +201,10 @@ async function bareRun(plan: AcceptPlan, processes: number): Promise<BareRun> {
       { eventId: 'bare-event-00000', ticketTypeId: 'bare-ticket-type' },
       () => {
         pids = servers();
-        before = sumCpuSeconds(pids);
+        before = cpuSecondsOf(pids);
       },
     );
-    return { wrk, cpuMsPer202: perAccepted(sumCpuSeconds(pids) - before, wrk) };
+    return { wrk, cpuMsPer202: perAccepted(cpuSecondsOf(pids) - before, wrk) };
   } finally {
     await server.stop();
   }
@@ -300,7 +301,7 @@ function rolesOf(onsale: BenchProcess, topology: Topology): { web: number[]; wor
 }
 
 function cpuOf(roles: { web: number[]; worker: number[] }): { web: number; worker: number } {
-  return { web: sumCpuSeconds(roles.web), worker: sumCpuSeconds(roles.worker) };
+  return { web: cpuSecondsOf(roles.web), worker: cpuSecondsOf(roles.worker) };
 }
 
 /** CPU seconds so far of every process of the servers `names`, by pid. */
@@ -322,10 +323,6 @@ function serverCpuUsed(names: readonly string[], before: Map<number, number>): M
     );
   }
   return used;
-}
-
-function sumCpuSeconds(pids: number[]): number {
-  return pids.reduce((total, pid) => total + cpuSeconds(pid), 0);
 }
 
 /** CPU seconds spent over a run, in milliseconds per 202 of that run. */

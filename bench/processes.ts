@@ -217,6 +217,11 @@ export function cpuSeconds(pid: number): number {
   return statSeconds(String(pid), 11);
 }
 
+/** CPU seconds (user + system) the live processes `pids` have used so far, together. */
+export function cpuSecondsOf(pids: readonly number[]): number {
+  return pids.reduce((total, pid) => total + cpuSeconds(pid), 0);
+}
+
 /**
  * Two consecutive clock-tick fields of /proc/<pid>/stat, counted from the state after the command name, in
  * seconds; 0 if unreadable.

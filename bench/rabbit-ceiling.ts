@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type Channel, type ConfirmChannel } from 'amqplib';
 import { DEFAULT_PREFETCH } from '../src/adapters/rabbitmq/broker.js';
-import { cpuSeconds, processesNamed } from './processes.js';
+import { cpuSecondsOf, processesNamed } from './processes.js';
 
 export interface RabbitCeilingPlan {
   /** Seconds per setting; the best setting is reported. */
@@ -104,7 +104,7 @@ async function measureSetting(
   seconds: number,
 ): Promise<RabbitCeilingFigures> {
   const brokers = processesNamed(['beam.smp']).get('beam.smp')!;
-  const brokerCpu = () => brokers.reduce((total, pid) => total + cpuSeconds(pid), 0);
+  const brokerCpu = () => cpuSecondsOf(brokers);
   const until = Date.now() + seconds * 1000;
   let confirmed = 0;
   let cpuBefore = brokerCpu();

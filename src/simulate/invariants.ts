@@ -36,10 +36,12 @@ export interface FinalPurchase {
   reason: string | null;
   items: ItemView[];
   tickets: Array<{ id: string; ticketTypeId: string; code: string }>;
-  /** Events with holds: when the hold ran or runs out, whether a late charge was refunded, the payment. */
+  /**
+   * Events with holds: when the hold ran or runs out, whether a late charge was refunded. The payment is
+   * judged from its books, read after the sale (see checkCheckout), not from this view.
+   */
   holdExpiresAt?: string | null;
   refunded?: boolean;
-  payment?: { status: string } | null;
 }
 
 export interface StockView {
