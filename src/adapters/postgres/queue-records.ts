@@ -12,7 +12,7 @@ import { fromDb, type Tx } from './database.js';
  */
 
 /** The statements over idempotency_keys (columns event_id, buyer_id, key, request_hash, purchase_id). */
-const KEY_SQL = {
+export const KEY_SQL = {
   /**
    * Records keys not seen before; a key already there (from an earlier batch) is left alone. One array per
    * column: $1 event ids, $2 buyer ids, $3 keys, $4 request hashes, $5 purchase ids. Returns nothing
@@ -21,10 +21,15 @@ const KEY_SQL = {
   insert: `INSERT INTO idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
     ON CONFLICT (event_id, buyer_id, key) DO NOTHING`,
-  /** The owner of each (event id $1[i], buyer id $2[i], key $3[i]): event_id, buyer_id, key, request_hash, purchase_id. */
+  /**
+   * The owner of each (event id $1[i], buyer id $2[i], key $3[i]): event_id, buyer_id, key, request_hash,
+   * purchase_id. One index probe per key, whatever the statistics say: as a plain join, the planner hashed
+   * the whole table per batch while its statistics lagged a rush (42 ms per 500 keys at 100,000 keys).
+   */
   read: `SELECT k.event_id, k.buyer_id, k.key, k.request_hash, k.purchase_id
-    FROM idempotency_keys k
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS u (event_id, buyer_id, key) USING (event_id, buyer_id, key)`,
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS u (event_id, buyer_id, key)
+    CROSS JOIN LATERAL (SELECT * FROM idempotency_keys
+      WHERE event_id = u.event_id AND buyer_id = u.buyer_id AND key = u.key OFFSET 0) AS k`,
 } as const;
 
 /** The statements over queue_dead_letters. Each queue takes its purchases out of its own tables first. */

@@ -1,0 +1,118 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_SQL } from '../src/adapters/postgres/queue-records.js';
+import { PostgresQueue } from '../src/adapters/postgres/queue.js';
+import { PostgresStorage, SQL } from '../src/adapters/postgres/storage.js';
+import { exclusion, freshPostgresDatabase } from './helpers/services.js';
+
+/**
+ * The statements that look up a batch of rows by key among all of an event's (the worker's reads under the
+ * event's lock, the status reads, the idempotency keys of an enqueue) must probe the index once per key
+ * whatever the planner's statistics say: a rush grows these tables faster than they are analyzed, and a
+ * scan per batch grows with the table. Checked on tables filled without ANALYZE, then after it (where the
+ * costs of a disk made the planner scan the buyers' totals instead).
+ */
+const ROWS = 30_000;
+const EVENT = 'plans-event';
+const TYPE = 'plans-type';
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  Plans?: PlanNode[];
+}
+
+/** Every node of a plan that reads a table, as "node type on table". */
+function tableReads(node: PlanNode): string[] {
+  const own = node['Relation Name'] ? [`${node['Node Type']} on ${node['Relation Name']}`] : [];
+  return [...own, ...(node.Plans ?? []).flatMap(tableReads)];
+}
+
+describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclusion('postgres')}`, () => {
+  let db: { url: string; drop: () => Promise<void> };
+  let client: pg.Client;
+  // Half the keys looked up exist, half do not, as in a batch of new buyers among returning ones.
+  const half = 250;
+  const existing = (prefix: string) => Array.from({ length: half }, (_, i) => `${prefix}${i * 97 + 1}`);
+  const missing = (prefix: string) => Array.from({ length: half }, (_, i) => `${prefix}new-${i}`);
+
+  beforeAll(async () => {
+    db = await freshPostgresDatabase();
+    const storage = new PostgresStorage(db.url);
+    const queue = new PostgresQueue(db.url);
+    try {
+      await Promise.all([storage.migrate(), queue.migrate()]);
+    } finally {
+      await Promise.all([storage.close(), queue.close()]);
+    }
+    client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query(
+      `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, items, created_at, updated_at)
+        SELECT 'p' || g, $1, 'b' || g, 'b' || g, 'confirmed', '[]', 'at', 'at' FROM generate_series(1, $2) g`,
+      [EVENT, ROWS],
+    );
+    await client.query(
+      `INSERT INTO buyer_tickets (event_id, buyer_id, ticket_type_id, quantity)
+        SELECT $1, 'b' || g, $3, 2 FROM generate_series(1, $2) g`,
+      [EVENT, ROWS, TYPE],
+    );
+    await client.query(
+      `INSERT INTO idempotency_keys (event_id, buyer_id, key, request_hash, purchase_id)
+        SELECT $1, 'b' || g, 'k' || g, 'h', 'p' || g FROM generate_series(1, $2) g`,
+      [EVENT, ROWS],
+    );
+  });
+
+  afterAll(async () => {
+    await client?.end();
+    await db?.drop();
+  });
+
+  const lookups: Array<{ name: string; sql: string; params: () => unknown[]; found: number }> = [
+    {
+      name: 'purchases already applied',
+      sql: SQL.alreadyApplied,
+      params: () => [[...existing('p'), ...missing('p')]],
+      found: half,
+    },
+    {
+      name: "buyers' totals",
+      sql: SQL.boughtByBuyers,
+      params: () => [EVENT, [...existing('b'), ...missing('b')]],
+      found: half,
+    },
+    {
+      name: 'purchase statuses',
+      sql: SQL.statuses,
+      params: () => [[...existing('p'), ...missing('p')]],
+      found: half,
+    },
+    {
+      name: 'idempotency keys',
+      sql: KEY_SQL.read,
+      params: () => {
+        const buyers = [...existing('b'), ...missing('b')];
+        return [buyers.map(() => EVENT), buyers, buyers.map((b) => b.replace('b', 'k'))];
+      },
+      found: half,
+    },
+  ];
+
+  for (const statistics of ['stale', 'analyzed'] as const) {
+    for (const lookup of lookups) {
+      it(`${lookup.name}: one index probe per key (${statistics} statistics)`, async () => {
+        if (statistics === 'analyzed') await client.query('ANALYZE');
+        const explained = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+          `EXPLAIN (FORMAT JSON) ${lookup.sql}`,
+          lookup.params(),
+        );
+        const reads = tableReads(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+        expect(reads.length).toBeGreaterThan(0);
+        for (const read of reads) expect(read).toMatch(/^Index (Only )?Scan on /);
+        const result = await client.query(lookup.sql, lookup.params());
+        expect(result.rowCount).toBe(lookup.found);
+      });
+    }
+  }
+});
