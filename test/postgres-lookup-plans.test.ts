@@ -3,14 +3,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEY_SQL } from '../src/adapters/postgres/queue-records.js';
 import { PostgresQueue } from '../src/adapters/postgres/queue.js';
 import { PostgresStorage, SQL } from '../src/adapters/postgres/storage.js';
-import { poolConfig } from '../src/adapters/postgres/database.js';
-import { PostgresWaitingRoom, ROOM_SESSION, SQL as ROOM_SQL } from '../src/adapters/postgres/waiting-room.js';
+import { KEYED_SESSION, poolConfig } from '../src/adapters/postgres/database.js';
+import { PostgresWaitingRoom, SQL as ROOM_SQL } from '../src/adapters/postgres/waiting-room.js';
+import { PostgresIndex, SQL as RABBIT_INDEX_SQL } from '../src/adapters/rabbitmq/postgres-index.js';
+import { SqsIndex, SQL as SQS_INDEX_SQL } from '../src/adapters/sqs/index-store.js';
 import { exclusion, freshPostgresDatabase } from './helpers/services.js';
 
 /**
  * The statements that look up or update a batch of rows by key among all of an event's (the worker's reads
  * under the event's lock, the status reads, the idempotency keys of an enqueue, the waiting room's updates
- * of places) must do work in proportion to the keys they are given, whatever the planner's statistics say:
+ * of places, the RabbitMQ and SQS indexes' reads and deletes of queued purchases) must do work in proportion to the keys they are given, whatever the planner's statistics say:
  * a rush grows these tables faster than they are analyzed, and a scan per batch grows with the table.
  * Checked by the rows each statement reads (PostgreSQL's counts for the transaction) on tables filled
  * without ANALYZE, then after it (where the costs of a disk made the planner scan the buyers' totals).
@@ -30,8 +32,8 @@ async function rowsReadInTransaction(client: pg.Client): Promise<number> {
 describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclusion('postgres')}`, () => {
   let db: { url: string; drop: () => Promise<void> };
   let client: pg.Client;
-  /** Connected as the waiting room's own connections are, with their server settings. */
-  let roomClient: pg.Client;
+  /** Connected as the waiting room's and the queue indexes' own connections are, with their server settings. */
+  let keyedClient: pg.Client;
   // Half the keys looked up exist, half do not, as in a batch of new buyers among returning ones.
   const half = 250;
   const existing = (prefix: string) => Array.from({ length: half }, (_, i) => `${prefix}${i * 97 + 1}`);
@@ -42,14 +44,30 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
     const storage = new PostgresStorage(db.url);
     const queue = new PostgresQueue(db.url);
     const room = new PostgresWaitingRoom(db.url);
+    const rabbitIndex = new PostgresIndex(db.url, 'plans');
+    const sqsIndex = new SqsIndex(db.url, 'plans');
     try {
-      await Promise.all([storage.migrate(), queue.migrate(), room.migrate()]);
+      // One after another: the queue's migrations create the records' tables that the indexes share.
+      for (const migrate of [
+        () => storage.migrate(),
+        () => queue.migrate(),
+        () => room.migrate(),
+        () => rabbitIndex.migrate(1),
+        () => sqsIndex.migrate(),
+      ])
+        await migrate();
     } finally {
-      await Promise.all([storage.close(), queue.close(), room.close()]);
+      await Promise.all([
+        storage.close(),
+        queue.close(),
+        room.close(),
+        rabbitIndex.close(),
+        sqsIndex.close(),
+      ]);
     }
     client = new pg.Client({ connectionString: db.url });
-    roomClient = new pg.Client(poolConfig(db.url, ROOM_SESSION));
-    await Promise.all([client.connect(), roomClient.connect()]);
+    keyedClient = new pg.Client(poolConfig(db.url, KEYED_SESSION));
+    await Promise.all([client.connect(), keyedClient.connect()]);
     await client.query(
       `INSERT INTO purchases (id, event_id, buyer_id, buyer_key, status, items, created_at, updated_at)
         SELECT 'p' || g, $1, 'b' || g, 'b' || g, 'confirmed', '[]', 'at', 'at' FROM generate_series(1, $2) g`,
@@ -65,6 +83,13 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
         SELECT $1, 'b' || g, 'k' || g, 'h', 'p' || g FROM generate_series(1, $2) g`,
       [EVENT, ROWS],
     );
+    for (const table of ['rabbitmq_purchases', 'sqs_purchases']) {
+      await client.query(
+        `INSERT INTO ${table} (purchase_id, event_id, payload, accepted_at)
+          SELECT 'p' || g, $1, '{}', 'at' FROM generate_series(1, $2) g`,
+        [EVENT, ROWS],
+      );
+    }
     await client.query(
       `INSERT INTO room_places (id, event_id, buyer_id, buyer_key, joined_at, join_seq, line_number, last_read_at)
         SELECT 'place' || g, $1, 'b' || g, 'b' || g, 'at', g, g, 0 FROM generate_series(1, $2) g`,
@@ -73,7 +98,7 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
   });
 
   afterAll(async () => {
-    await roomClient?.end();
+    await keyedClient?.end();
     await client?.end();
     await db?.drop();
   });
@@ -83,8 +108,8 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
     sql: string;
     params: () => unknown[];
     found: number;
-    /** Run on the room's connection (its server settings). */
-    room?: true;
+    /** Run on a connection with the server settings of the room's and the queue indexes' pools. */
+    keyed?: true;
   }> = [
     {
       name: 'purchases already applied',
@@ -121,21 +146,49 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
         return [places, places.map(() => 1)];
       },
       found: half,
-      room: true,
+      keyed: true,
     },
     {
       name: 'room: admissions',
       sql: ROOM_SQL.admit,
       params: () => [[...existing('place'), ...missing('place')], 'at', 'until'],
       found: half,
-      room: true,
+      keyed: true,
     },
     {
       name: 'room: expiries',
       sql: ROOM_SQL.expire,
       params: () => [[...existing('place'), ...missing('place')]],
       found: half,
-      room: true,
+      keyed: true,
+    },
+    {
+      name: 'RabbitMQ index: queued purchases',
+      sql: RABBIT_INDEX_SQL.seqs,
+      params: () => [[...existing('p'), ...missing('p')]],
+      found: half,
+      keyed: true,
+    },
+    {
+      name: 'RabbitMQ index: purchases taken off for burial',
+      sql: RABBIT_INDEX_SQL.takeForBurial,
+      params: () => [[...existing('p'), ...missing('p')]],
+      found: half,
+      keyed: true,
+    },
+    {
+      name: 'SQS index: purchases still queued',
+      sql: SQS_INDEX_SQL.queued,
+      params: () => [[...existing('p'), ...missing('p')]],
+      found: half,
+      keyed: true,
+    },
+    {
+      name: 'SQS index: acked purchases removed',
+      sql: SQS_INDEX_SQL.remove,
+      params: () => [[...existing('p'), ...missing('p')]],
+      found: half,
+      keyed: true,
     },
   ];
 
@@ -147,7 +200,7 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
           await client.query('ANALYZE');
           analyzed = true;
         }
-        const on = lookup.room ? roomClient : client;
+        const on = lookup.keyed ? keyedClient : client;
         // In a transaction rolled back (some are updates), so that every case sees the same rows.
         await on.query('BEGIN');
         try {

@@ -22,7 +22,7 @@ import type {
 } from '../../ports/waiting-room.js';
 import { newPlaceId } from '../../shared/ids.js';
 import { PLACE_COLUMNS, roomRows, type LineColumns, type PlaceColumns } from '../sql-rows.js';
-import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
+import { fromDb, KEYED_SESSION, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 
 /** node-postgres returns booleans and the parsed jsonb. */
 interface LineRow extends LineColumns {
@@ -85,22 +85,6 @@ export const SQL = {
 } as const;
 
 /**
- * Server settings of the room's connections. Every room statement reads or updates a few places by key or
- * along an index (the line's front by line number); none is helped by a scan of the event's places. A room
- * fills with hundreds of thousands of places in minutes, faster than autovacuum analyzes it, and on those
- * statistics the planner updated the places of a read batch, an admission or an expiry by hashing or
- * scanning the whole table: 15–45 ms per 500 places at 100,000 places, where probing the primary key takes
- * 8–11 ms (most of it the updates themselves). With scans (bitmap ones too, as for the queue) and hash
- * or merge joins priced out, the planner's only choice left for these is the index.
- */
-export const ROOM_SESSION = {
-  enable_seqscan: 'off',
-  enable_bitmapscan: 'off',
-  enable_hashjoin: 'off',
-  enable_mergejoin: 'off',
-};
-
-/**
  * The waiting room on PostgreSQL, shared by every web server and worker of a cluster. A join and a step
  * lock their line's row, so one line's joins are numbered in commit order and its steps never overlap.
  */
@@ -108,7 +92,8 @@ export class PostgresWaitingRoom implements WaitingRoom {
   readonly #db: PostgresDatabase;
 
   constructor(url: string) {
-    this.#db = new PostgresDatabase(url, ROOM_SESSION);
+    // Every room statement is a key lookup or a walk of an index (KEYED_SESSION says why it is forced).
+    this.#db = new PostgresDatabase(url, KEYED_SESSION);
   }
 
   async migrate(): Promise<void> {

@@ -1,6 +1,6 @@
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
-import { applyMigrations, PostgresDatabase, type Tx } from '../postgres/database.js';
+import { applyMigrations, KEYED_SESSION, PostgresDatabase, type Tx } from '../postgres/database.js';
 import {
   buryQueued,
   findQueuedOrDead,
@@ -33,7 +33,7 @@ const MIGRATION_SQL = {
  * write is safe to run twice, as PostgresDatabase retries a whole transaction after a transient failure,
  * possibly one whose COMMIT had landed.
  */
-const SQL = {
+export const SQL = {
   /**
    * Holds partition $2 of lock space $1 (the prefix's) to the end of the transaction, exclusively:
    * publishers of one partition take turns. Returns one row.
@@ -115,7 +115,8 @@ export class PostgresIndex implements PurchaseIndex {
   readonly #turns: string;
 
   constructor(url: string, prefix: string) {
-    this.#db = new PostgresDatabase(url);
+    // Every statement of the index is a key lookup or a walk of an index (KEYED_SESSION says why it is forced).
+    this.#db = new PostgresDatabase(url, KEYED_SESSION);
     this.#prefix = prefix;
     this.#lockSpace = partitionOf(prefix, 2 ** 32) | 0;
     this.#turns = `rabbitmq ${prefix} ${url}`;

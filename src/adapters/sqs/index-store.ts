@@ -1,6 +1,6 @@
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueRequest, EnqueueResult } from '../../ports/queue.js';
-import { applyMigrations, PostgresDatabase, type Tx } from '../postgres/database.js';
+import { applyMigrations, KEYED_SESSION, PostgresDatabase, type Tx } from '../postgres/database.js';
 import {
   buryQueued,
   findQueuedOrDead,
@@ -17,7 +17,7 @@ import { DEAD_LETTER_SQL, inTurn, listDeadLetters } from '../postgres/queue-reco
  * write is safe to run twice, as PostgresDatabase retries a whole transaction after a transient failure,
  * possibly one whose COMMIT had landed.
  */
-const SQL = {
+export const SQL = {
   /**
    * Holds the append lock of each event of $2 (in lock space $1) to the end of the transaction, in one
    * order for every caller (so two batches never deadlock). Returns one row per event.
@@ -89,7 +89,8 @@ export class SqsIndex {
   readonly #turns: string;
 
   constructor(url: string, name: string) {
-    this.#db = new PostgresDatabase(url);
+    // Every statement of the index is a key lookup or a walk of an index (KEYED_SESSION says why it is forced).
+    this.#db = new PostgresDatabase(url, KEYED_SESSION);
     this.#lockSpace = lockSpaceOf(name);
     this.#turns = `sqs ${name} ${url}`;
   }
