@@ -38,6 +38,8 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
   const half = 250;
   const existing = (prefix: string) => Array.from({ length: half }, (_, i) => `${prefix}${i * 97 + 1}`);
   const missing = (prefix: string) => Array.from({ length: half }, (_, i) => `${prefix}new-${i}`);
+  /** The parameters of a statement whose only one is a list of purchase ids. */
+  const purchaseIds = () => [[...existing('p'), ...missing('p')]];
 
   beforeAll(async () => {
     db = await freshPostgresDatabase();
@@ -114,7 +116,7 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
     {
       name: 'purchases already applied',
       sql: SQL.alreadyApplied,
-      params: () => [[...existing('p'), ...missing('p')]],
+      params: purchaseIds,
       found: half,
     },
     {
@@ -126,7 +128,7 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
     {
       name: 'purchase statuses',
       sql: SQL.statuses,
-      params: () => [[...existing('p'), ...missing('p')]],
+      params: purchaseIds,
       found: half,
     },
     {
@@ -165,28 +167,28 @@ describe.skipIf(exclusion('postgres') !== '')(`PostgreSQL lookups by key${exclus
     {
       name: 'RabbitMQ index: queued purchases',
       sql: RABBIT_INDEX_SQL.seqs,
-      params: () => [[...existing('p'), ...missing('p')]],
+      params: purchaseIds,
       found: half,
       keyed: true,
     },
     {
       name: 'RabbitMQ index: purchases taken off for burial',
       sql: RABBIT_INDEX_SQL.takeForBurial,
-      params: () => [[...existing('p'), ...missing('p')]],
+      params: purchaseIds,
       found: half,
       keyed: true,
     },
     {
       name: 'SQS index: purchases still queued',
       sql: SQS_INDEX_SQL.queued,
-      params: () => [[...existing('p'), ...missing('p')]],
+      params: purchaseIds,
       found: half,
       keyed: true,
     },
     {
       name: 'SQS index: acked purchases removed',
       sql: SQS_INDEX_SQL.remove,
-      params: () => [[...existing('p'), ...missing('p')]],
+      params: purchaseIds,
       found: half,
       keyed: true,
     },
