@@ -38,4 +38,35 @@ describe('the per-buyer rate limiter', () => {
     limiter.take('buyer', start + 5_000, 'event-a');
     expect(() => limiter.take('buyer', start + 5_000, 'event-a')).toThrow(/too many requests/);
   });
+
+  it('keeps every bucket exactly while its table grows, and refuses each buyer on its own', () => {
+    const limiter = new RateLimiter({ count: 3, windowMs: 3_000 });
+    const start = Date.now();
+    const buyers = Array.from({ length: 20_000 }, (_, i) => `buyer-${i}`);
+    for (const buyer of buyers) for (let t = 0; t < 3; t++) limiter.take(buyer, start, 'event');
+    expect(limiter.size).toBe(20_000);
+    const refused = buyers.filter((buyer) => {
+      try {
+        limiter.take(buyer, start, 'event');
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(refused).toHaveLength(20_000);
+    // The same ids in another scope are other buckets.
+    for (const buyer of buyers) limiter.take(buyer, start, 'other-event');
+    expect(limiter.size).toBe(40_000);
+  });
+
+  it('tells a scope and a key apart however the text is split between them', () => {
+    const limiter = new RateLimiter({ count: 1, windowMs: 10_000 });
+    const start = Date.now();
+    limiter.take('b:c', start, 'a');
+    limiter.take('c', start, 'a:b');
+    limiter.take('', start, 'ab');
+    limiter.take('ab', start, '');
+    expect(limiter.size).toBe(4);
+    expect(() => limiter.take('b:c', start, 'a')).toThrow(/too many requests/);
+  });
 });
