@@ -1,9 +1,10 @@
+import { statSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { observe, sendCrowd } from '../src/simulate/crowd.js';
 import { checkInvariants } from '../src/simulate/invariants.js';
 import { createEvent, purchase, waitDrained, type CreatedEvent } from './helpers/api.js';
 import { makeCrowd } from './helpers/crowd.js';
-import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from './helpers/processes.js';
+import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, tempDir, type Onsale } from './helpers/processes.js';
 import { deleteRabbitTopology, rabbitUrl } from './helpers/rabbitmq.js';
 import { deleteRedisKeys } from './helpers/redis.js';
 import {
@@ -26,6 +27,22 @@ const nothing = async (): Promise<void> => undefined;
 
 const ENGINES: Engines[] = [
   { name: 'sqlite + sqlite queue', backends: [], setup: async () => ({ env: {}, cleanup: nothing }) },
+  {
+    // The queue in a file of its own: the worker acks after the batch's commit, not inside it.
+    name: 'sqlite + sqlite queue in its own file',
+    backends: [],
+    setup: async () => {
+      const dir = tempDir('onsale-queue-');
+      return {
+        env: { ONSALE_QUEUE_URL: `sqlite:${dir.path}/queue.db` },
+        cleanup: async () => {
+          // The flood went through that file, not a queue table in the database.
+          expect(statSync(`${dir.path}/queue.db`).size).toBeGreaterThan(0);
+          dir.remove();
+        },
+      };
+    },
+  },
   {
     name: 'postgres + postgres queue',
     backends: ['postgres'],
