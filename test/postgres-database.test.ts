@@ -1,5 +1,7 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { fromDb, isTransient, poolConfig, toDb } from '../src/adapters/postgres/database.js';
+import { arrayLiteral, fromDb, isTransient, poolConfig, toDb } from '../src/adapters/postgres/database.js';
+import { exclusion, POSTGRES_ADMIN_URL } from './helpers/services.js';
 
 describe('PostgreSQL adapter plumbing', () => {
   it('takes the pool size from the URL and leaves the rest to libpq', () => {
@@ -44,3 +46,42 @@ describe('PostgreSQL adapter plumbing', () => {
     expect(isTransient(new Error('allocation would oversell'))).toBe(false);
   });
 });
+
+describe.skipIf(exclusion('postgres') !== '')(
+  `array literals sent to PostgreSQL${exclusion('postgres')}`,
+  () => {
+    it('reads back every element as it was sent, text and integers, nulls included', async () => {
+      const client = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+      await client.connect();
+      try {
+        const texts = [
+          'plain',
+          '',
+          'NULL',
+          'null',
+          'a,b',
+          '{x}',
+          ' spaced ',
+          'quote"d',
+          'back\\slash',
+          '\\"',
+          '"',
+          '[{"ticketTypeId":"t-1","quantity":2}]',
+          'e\u0301 💃🏽',
+          null,
+        ];
+        const integers = [0, -3, null, 10_000_000_000];
+        const read = await client.query<{ t: Array<string | null>; i: Array<string | null> }>(
+          'SELECT $1::text[] AS t, $2::bigint[] AS i',
+          [arrayLiteral(texts), arrayLiteral(integers)],
+        );
+        expect(read.rows[0]!.t).toEqual(texts);
+        expect(read.rows[0]!.i).toEqual(['0', '-3', null, '10000000000']);
+        const empty = await client.query<{ t: string[] }>('SELECT $1::text[] AS t', [arrayLiteral([])]);
+        expect(empty.rows[0]!.t).toEqual([]);
+      } finally {
+        await client.end();
+      }
+    });
+  },
+);

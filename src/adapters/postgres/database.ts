@@ -70,6 +70,26 @@ export function isTransient(error: unknown): boolean {
 }
 
 /**
+ * A PostgreSQL array literal of `values`, for a parameter cast to an array type (`$1::text[]`). node-postgres
+ * quotes each element of a JS array with two regular-expression replacements, the largest part of a worker
+ * batch's own CPU (docs/benchmarks.md, pgAllocVsCeiling); here an element without a quote or a backslash is
+ * copied as it is, and one with them takes a single pass. Every string is quoted, so that commas, braces,
+ * spaces and the text NULL stay text; null is SQL NULL.
+ */
+export function arrayLiteral(values: ReadonlyArray<string | number | null>): string {
+  let literal = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) literal += ',';
+    const value = values[i]!;
+    if (value === null) literal += 'NULL';
+    else if (typeof value === 'number') literal += String(value);
+    else if (value.includes('"') || value.includes('\\')) literal += `"${value.replace(/["\\]/g, '\\$&')}"`;
+    else literal += `"${value}"`;
+  }
+  return `${literal}}`;
+}
+
+/**
  * PostgreSQL text cannot hold U+0000, yet api.md keeps every string verbatim (the hostile-input tests send
  * NUL in names and buyer ids). Strings that come from outside are stored with `\` written `\\` and NUL
  * written `\0`: a one-to-one mapping, so equality and uniqueness still hold on the stored form, that leaves

@@ -40,7 +40,7 @@ import type {
 } from '../../ports/storage.js';
 import type { InlineAck } from '../../ports/queue.js';
 import { storageRows, type EventRow, type PurchaseRow, type TicketTypeRow } from '../sql-rows.js';
-import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
+import { arrayLiteral, fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 import { removeAcked } from './queue.js';
 
@@ -446,7 +446,7 @@ export class PostgresStorage implements Storage {
     const stock = await this.#lockStock(tx, event);
     // Read under the lock: a purchase applied by another transaction of this event is visible by now.
     const done = await tx.query<{ id: string }>(SQL.alreadyApplied, [
-      purchases.map((p) => toDb(p.purchaseId)),
+      arrayLiteral(purchases.map((p) => toDb(p.purchaseId))),
     ]);
     const applied = new Set(done.rows.map((r) => fromDb(r.id)));
     const buyers = pendingBuyers(purchases, applied);
@@ -455,7 +455,7 @@ export class PostgresStorage implements Storage {
     const bought = new Map<string, number>();
     const boughtRows = await tx.query<{ buyer_id: string; ticket_type_id: string; quantity: number }>(
       SQL.boughtByBuyers,
-      [event, buyers.map(toDb)],
+      [event, arrayLiteral(buyers.map(toDb))],
     );
     for (const r of boughtRows.rows)
       bought.set(buyerKey(fromDb(r.buyer_id), fromDb(r.ticket_type_id)), r.quantity);
@@ -510,26 +510,27 @@ export class PostgresStorage implements Storage {
     }
 
     const now = new Date().toISOString();
+    // The batch's arrays go as array literals (arrayLiteral says why).
     await tx.query(SQL.insertPurchases, [
       event,
       now,
-      rows.id,
-      rows.buyer,
-      rows.status,
-      rows.reason,
-      items,
-      created,
-      rows.buyerKey,
-      holdEnds,
-      places,
+      arrayLiteral(rows.id),
+      arrayLiteral(rows.buyer),
+      arrayLiteral(rows.status),
+      arrayLiteral(rows.reason),
+      arrayLiteral(items),
+      arrayLiteral(created),
+      arrayLiteral(rows.buyerKey),
+      arrayLiteral(holdEnds),
+      arrayLiteral(places),
     ]);
     if (tickets.id.length > 0) {
       await tx.query(SQL.insertTickets, [
-        tickets.id,
-        tickets.purchase,
-        tickets.position,
-        tickets.type,
-        tickets.code,
+        arrayLiteral(tickets.id),
+        arrayLiteral(tickets.purchase),
+        arrayLiteral(tickets.position),
+        arrayLiteral(tickets.type),
+        arrayLiteral(tickets.code),
       ]);
     }
     const added = [...plan.bought];
@@ -540,9 +541,9 @@ export class PostgresStorage implements Storage {
       if (sums.length === 0) continue;
       const written = await tx.query(statement, [
         event,
-        sums.map(([, s]) => toDb(s.buyerId)),
-        sums.map(([, s]) => toDb(s.ticketTypeId)),
-        sums.map(([, s]) => s.quantity),
+        arrayLiteral(sums.map(([, s]) => toDb(s.buyerId))),
+        arrayLiteral(sums.map(([, s]) => toDb(s.ticketTypeId))),
+        arrayLiteral(sums.map(([, s]) => s.quantity)),
       ]);
       if (written.rowCount !== sums.length)
         throw new Error(`buyer totals of event ${fromDb(event)} changed unlocked`);
