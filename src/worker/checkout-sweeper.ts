@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { PaymentProvider } from '../ports/payments.js';
 import type { Storage } from '../ports/storage.js';
@@ -37,6 +38,8 @@ export function startCheckoutSweeper(opts: {
         const expired = changes.filter((c) => c.to === 'expired').length;
         if (expired > 0) logger.debug({ expired, changes: changes.length }, 'holds expired');
         if (expired < EXPIRE_BATCH || !running) break;
+        // On SQLite each step is synchronous: let the process's other timers run between them.
+        await nextTurn();
       }
       await reconcilePayments(storage, provider, logger);
     } catch (error) {

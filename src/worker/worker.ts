@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { UnavailableError } from '../domain/errors.js';
 import { headOf, type ClaimedBatch, type Queue } from '../ports/queue.js';
@@ -127,6 +128,9 @@ export function startWorkerLoop(opts: {
         idle = IDLE_MIN_MS;
         await handle(batch);
         failed = 0;
+        // On an embedded engine every step above is synchronous: without a turn of the event loop here, a
+        // backlog would keep this process's timers, signals and metrics waiting until the queue is empty.
+        await nextTurn();
       } catch (error) {
         failed += 1;
         countRetry();
