@@ -1,6 +1,14 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { arrayLiteral, fromDb, isTransient, poolConfig, toDb } from '../src/adapters/postgres/database.js';
+import {
+  arrayLiteral,
+  fromDb,
+  isTransient,
+  poolConfig,
+  PostgresDatabase,
+  prepareStatements,
+  toDb,
+} from '../src/adapters/postgres/database.js';
 import { exclusion, POSTGRES_ADMIN_URL } from './helpers/services.js';
 
 describe('PostgreSQL adapter plumbing', () => {
@@ -85,3 +93,23 @@ describe.skipIf(exclusion('postgres') !== '')(
     });
   },
 );
+
+describe.skipIf(exclusion('postgres') !== '')(`prepared statements${exclusion('postgres')}`, () => {
+  it('sends a marked statement as a named prepared statement, in and out of transactions, and no other', async () => {
+    const marked = prepareStatements('test', { plusOne: 'SELECT $1::integer + 1 AS n' });
+    // One connection, so that every statement below runs in the session whose prepared statements are read.
+    const url = new URL(POSTGRES_ADMIN_URL);
+    url.searchParams.set('max', '1');
+    const db = new PostgresDatabase(url.toString());
+    try {
+      expect((await db.query<{ n: number }>(marked.plusOne, [1])).rows).toEqual([{ n: 2 }]);
+      const inTx = await db.transaction((tx) => tx.query<{ n: number }>(marked.plusOne, [2]));
+      expect(inTx.rows).toEqual([{ n: 3 }]);
+      expect((await db.query<{ n: number }>('SELECT $1::integer * 2 AS n', [4])).rows).toEqual([{ n: 8 }]);
+      const prepared = await db.query('SELECT name, statement FROM pg_prepared_statements');
+      expect(prepared.rows).toEqual([{ name: 'test.plusOne', statement: marked.plusOne }]);
+    } finally {
+      await db.close();
+    }
+  });
+});

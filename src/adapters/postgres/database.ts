@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import type { QueryResult, QueryResultRow } from 'pg';
+import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { UnavailableError } from '../../domain/errors.js';
 
 /** Connections per pool when the URL does not say (`?max=N`). Lazily opened: an idle process holds few. */
@@ -165,6 +165,30 @@ export function poolConfig(url: string, settings: Record<string, string> = {}): 
   };
 }
 
+/** The names of the statements prepareStatements marked, by their text. */
+const preparedNames = new Map<string, string>();
+
+/**
+ * Marks `statements` (fixed texts) to be sent as named prepared statements, `prefix.key`: PostgreSQL parses
+ * and plans each once per connection instead of on every call. For statements run hundreds of times a second
+ * that read or write by key or from array parameters, where the generic plan is the one a custom plan would
+ * be: planning was a tenth of the server's time per allocation batch (docs/benchmarks.md, pgAllocVsCeiling).
+ * A pooler in front of PostgreSQL must keep a session's prepared statements (PgBouncer 1.21 or later with
+ * max_prepared_statements, in transaction mode).
+ */
+export function prepareStatements<T extends Record<string, string>>(prefix: string, statements: T): T {
+  for (const [key, sql] of Object.entries(statements)) preparedNames.set(sql, `${prefix}.${key}`);
+  return statements;
+}
+
+/** What node-postgres is given for `sql`: a named statement if prepareStatements marked it. */
+function statement(sql: string, params: readonly unknown[]): QueryConfig {
+  const name = params.length > 0 ? preparedNames.get(sql) : undefined;
+  return name === undefined
+    ? { text: sql, values: params as unknown[] }
+    : { name, text: sql, values: params as unknown[] };
+}
+
 /** What a transaction body can do: run statements on the transaction's connection. */
 export interface Tx {
   query<R extends QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
@@ -209,7 +233,7 @@ export class PostgresDatabase {
     sql: string,
     params: readonly unknown[] = [],
   ): Promise<QueryResult<R>> {
-    return this.#retrying(() => this.#pool.query<R>(sql, params as unknown[]));
+    return this.#retrying(() => this.#pool.query<R>(statement(sql, params)));
   }
 
   /** Runs `body` in one transaction, the whole transaction retried when transient (see the class comment). */
@@ -224,7 +248,7 @@ export class PostgresDatabase {
       client.on('error', onError);
       try {
         await client.query(BEGIN[mode]);
-        const result = await body({ query: (sql, params) => client.query(sql, params as unknown[]) });
+        const result = await body({ query: (sql, params = []) => client.query(statement(sql, params)) });
         await client.query('COMMIT');
         return result;
       } catch (error) {

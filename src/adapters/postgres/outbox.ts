@@ -1,6 +1,6 @@
 import { emailAddressOf } from '../../domain/buyer.js';
 import type { Outbox, OutboxEmail } from '../../ports/outbox.js';
-import { fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
+import { fromDb, migratePostgres, PostgresDatabase, prepareStatements, toDb, type Tx } from './database.js';
 
 /** A purchase that has just been confirmed, as enqueueTicketEmails needs it. */
 export interface ConfirmedPurchase {
@@ -12,6 +12,8 @@ export interface ConfirmedPurchase {
 const ENQUEUE = `INSERT INTO outbox_emails (purchase_id, recipient, created_at, due_at)
   SELECT e.purchase_id, e.recipient, $3, $3 FROM unnest($1::text[], $2::text[]) AS e (purchase_id, recipient)
   ON CONFLICT (purchase_id) DO NOTHING`;
+// Written by every allocation batch with a buyer who has an email address.
+prepareStatements('outbox', { enqueue: ENQUEUE });
 
 /**
  * Records the ticket email of each purchase in `confirmed` whose buyer id is an email address, with one

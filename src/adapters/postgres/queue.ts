@@ -7,7 +7,15 @@ import type {
   InlineAck,
   Queue,
 } from '../../ports/queue.js';
-import { ADVISORY_LOCK, applyMigrations, fromDb, PostgresDatabase, toDb, type Tx } from './database.js';
+import {
+  ADVISORY_LOCK,
+  applyMigrations,
+  fromDb,
+  PostgresDatabase,
+  prepareStatements,
+  toDb,
+  type Tx,
+} from './database.js';
 import {
   buryPurchases,
   DEAD_LETTER_SQL,
@@ -157,6 +165,14 @@ const SQL = {
   depthOf: `SELECT (SELECT coalesce(sum(queued), 0)::bigint FROM queue_depth WHERE event_id = $1) AS queued,
     ${DEAD_LETTER_SQL.countOfEvent} AS dead`,
 } as const;
+
+/** A worker's claim and ack, run for every batch: prepared once per connection. */
+prepareStatements('queue', {
+  pickEvent: SQL.pickEvent,
+  head: SQL.head,
+  lease: SQL.lease,
+  remove: SQL.remove,
+});
 
 /**
  * Server settings of the queue's connections. Every queue read is a key lookup or a walk of an index in

@@ -40,7 +40,15 @@ import type {
 } from '../../ports/storage.js';
 import type { InlineAck } from '../../ports/queue.js';
 import { storageRows, type EventRow, type PurchaseRow, type TicketTypeRow } from '../sql-rows.js';
-import { arrayLiteral, fromDb, migratePostgres, PostgresDatabase, toDb, type Tx } from './database.js';
+import {
+  arrayLiteral,
+  fromDb,
+  migratePostgres,
+  PostgresDatabase,
+  prepareStatements,
+  toDb,
+  type Tx,
+} from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 import { removeAcked } from './queue.js';
 
@@ -241,6 +249,21 @@ export const SQL = {
     FROM unnest($1::text[], $2::integer[]) AS s (id, quantity)
     WHERE t.id = s.id AND t.sold + t.held + s.quantity <= t.capacity`,
 } as const;
+
+/** applyBatch's statements, run for every batch: prepared once per connection. */
+prepareStatements('storage', {
+  lockStock: SQL.lockStock,
+  alreadyApplied: SQL.alreadyApplied,
+  boughtByBuyers: SQL.boughtByBuyers,
+  holdSeconds: SQL.holdSeconds,
+  lastWaitlistSeq: SQL.lastWaitlistSeq,
+  insertPurchases: SQL.insertPurchases,
+  insertTickets: SQL.insertTickets,
+  insertBought: SQL.insertBought,
+  addBought: SQL.addBought,
+  sell: SQL.sell,
+  hold: SQL.hold,
+});
 
 /**
  * Storage on PostgreSQL, through a node-postgres pool (`postgres://…?max=N` sets its size).
