@@ -20,6 +20,18 @@ export interface Queue {
    * While the lease lasts no other worker gets that event, which keeps first come, first served.
    */
   claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null>;
+  /**
+   * As claim, made while this worker's `pending` batch is still being applied: what comes after it, as if
+   * it were acked (the same event's purchases from after its last, or another event's), with the lease
+   * renewed but no delivery counted against the event's head. The worker loop claims its next batch beside
+   * the current one's transaction this way. Optional: a queue without it is claimed one batch at a time.
+   */
+  claimNext?(
+    workerId: string,
+    max: number,
+    leaseMs: number,
+    pending: ClaimedBatch,
+  ): Promise<ClaimedBatch | null>;
   /** Removes a batch (or a head of it, see headOf) whose effect is committed to storage. */
   ack(batch: ClaimedBatch): Promise<void>;
   /**

@@ -114,19 +114,42 @@ export function startWorkerLoop(opts: {
     }
   }
 
+  /**
+   * The next batch, claimed while `batch` is applied (Queue.claimNext), so that the database's work on the one
+   * overlaps the worker's on the other; null when the queue cannot, or the batch may not be applied whole (a
+   * redelivery, which handle() may narrow). A claim that fails here is simply made again in turn.
+   */
+  function claimBeside(batch: ClaimedBatch): Promise<ClaimedBatch | null> | null {
+    if (!queue.claimNext || batch.deliveries > 1) return null;
+    return queue.claimNext(workerId, batchSize, LEASE_MS, batch).catch(() => null);
+  }
+
   const loop = (async () => {
     let idle = IDLE_MIN_MS;
     let failed = 0;
+    let next: Promise<ClaimedBatch | null> | null = null;
     while (running) {
       try {
-        const batch = await queue.claim(workerId, batchSize, LEASE_MS);
+        const claimed = next;
+        next = null;
+        const batch = claimed ? await claimed : await queue.claim(workerId, batchSize, LEASE_MS);
         if (!batch) {
+          // After a claim beside, an empty answer may predate what arrived meanwhile: look again at once.
+          if (claimed) continue;
           await sleep(idle);
           idle = Math.min(IDLE_MAX_MS, idle * 2);
           continue;
         }
         idle = IDLE_MIN_MS;
-        await handle(batch);
+        const following = claimBeside(batch);
+        try {
+          await handle(batch);
+        } catch (error) {
+          // This batch is delivered again; what was claimed after it is claimed again after it.
+          await following;
+          throw error;
+        }
+        next = following;
         failed = 0;
         // On an embedded engine every step above is synchronous: without a turn of the event loop here, a
         // backlog would keep this process's timers, signals and metrics waiting until the queue is empty.
@@ -139,6 +162,9 @@ export function startWorkerLoop(opts: {
         await sleep(wait);
       }
     }
+    // Stopping with a batch claimed beside the last: hand it back, so another worker need not await its lease.
+    const left = await next;
+    if (left) await queue.release(left).catch(() => undefined);
   })();
 
   return {

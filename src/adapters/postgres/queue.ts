@@ -104,11 +104,23 @@ const SQL = {
     LIMIT 1
     FOR UPDATE OF e SKIP LOCKED`,
   /**
-   * The first $2 queued purchases of event $1, in acceptance order (all columns of queue_purchases). Like
-   * every read of an event's queue, it starts after removed_through (see migration 0002).
+   * As pickEvent, while worker $1's batch of event $2 up to seq $3 is still being applied (claimNext): that
+   * event's queue counts from after $3. An event with nothing left after it sorts last.
+   */
+  pickEventAfter: `SELECT e.event_id FROM queue_events e JOIN queue_depth d ON d.event_id = e.event_id
+    WHERE d.queued > 0
+      AND (e.lease_owner IS NULL OR e.lease_owner = $1 OR e.lease_expires_at <= clock_timestamp())
+    ORDER BY (SELECT min(q.seq) FROM queue_purchases q WHERE q.event_id = e.event_id
+      AND q.seq > CASE WHEN e.event_id = $2 THEN greatest(d.removed_through, $3) ELSE d.removed_through END)
+    LIMIT 1
+    FOR UPDATE OF e SKIP LOCKED`,
+  /**
+   * The first $2 queued purchases of event $1 after seq $3 (0: from the start), in acceptance order (all
+   * columns of queue_purchases). Like every read of an event's queue, it starts after removed_through (see
+   * migration 0002).
    */
   head: `SELECT seq, purchase_id, event_id, buyer_id, items, accepted_at FROM queue_purchases
-    WHERE event_id = $1 AND seq > ${REMOVED_THROUGH} ORDER BY seq LIMIT $2`,
+    WHERE event_id = $1 AND seq > greatest(${REMOVED_THROUGH}, $3) ORDER BY seq LIMIT $2`,
   /**
    * Gives event $1 to worker $2 for $3 ms (database clock, so workers on several hosts agree), and counts one
    * more delivery of head seq $4 (starting again at 1 for a new head). Returns head_deliveries.
@@ -118,6 +130,14 @@ const SQL = {
       head_deliveries = CASE WHEN head_seq = $4 THEN head_deliveries + 1 ELSE 1 END,
       head_seq = $4
     WHERE event_id = $1 RETURNING head_deliveries`,
+  /**
+   * As lease, for claimNext: renews worker $2's lease of event $1 for $3 ms and tells how many times head
+   * seq $4 has been delivered, this time included, without recording it (the event's recorded head stays
+   * that of the batch still being applied, whose count a failure goes on from). Returns head_deliveries.
+   */
+  renewLease: `UPDATE queue_events SET lease_owner = $2,
+      lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+    WHERE event_id = $1 RETURNING CASE WHEN head_seq = $4 THEN head_deliveries + 1 ELSE 1 END AS head_deliveries`,
   /**
    * Removes the purchases of event $1 up to seq $2 (exactly a claimed batch, which was the event's head: no
    * smaller seq can appear later, see lockEnqueue), takes them off the depth and moves removed_through up.
@@ -169,8 +189,10 @@ const SQL = {
 /** A worker's claim and ack, run for every batch: prepared once per connection. */
 prepareStatements('queue', {
   pickEvent: SQL.pickEvent,
+  pickEventAfter: SQL.pickEventAfter,
   head: SQL.head,
   lease: SQL.lease,
+  renewLease: SQL.renewLease,
   remove: SQL.remove,
 });
 
@@ -285,14 +307,38 @@ export class PostgresQueue implements Queue {
   }
 
   async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedBatch | null> {
+    return this.#claim(workerId, max, leaseMs, null);
+  }
+
+  async claimNext(
+    workerId: string,
+    max: number,
+    leaseMs: number,
+    pending: ClaimedBatch,
+  ): Promise<ClaimedBatch | null> {
+    const throughSeq = pending.receipts.at(-1) as number | undefined;
+    if (throughSeq === undefined) return this.claim(workerId, max, leaseMs);
+    return this.#claim(workerId, max, leaseMs, { eventId: toDb(pending.eventId), throughSeq });
+  }
+
+  /** claim, or claimNext when `after` names the batch still being applied. */
+  async #claim(
+    workerId: string,
+    max: number,
+    leaseMs: number,
+    after: { eventId: string; throughSeq: number } | null,
+  ): Promise<ClaimedBatch | null> {
     const worker = toDb(workerId);
     return this.#db.transaction(async (tx): Promise<ClaimedBatch | null> => {
-      const picked = await tx.query<{ event_id: string }>(SQL.pickEvent, [worker]);
+      const picked = after
+        ? await tx.query<{ event_id: string }>(SQL.pickEventAfter, [worker, after.eventId, after.throughSeq])
+        : await tx.query<{ event_id: string }>(SQL.pickEvent, [worker]);
       const event = picked.rows[0]?.event_id;
       if (event === undefined) return null;
-      const { rows } = await tx.query<QueueRow>(SQL.head, [event, max]);
+      const from = after?.eventId === event ? after.throughSeq : 0;
+      const { rows } = await tx.query<QueueRow>(SQL.head, [event, max, from]);
       if (rows.length === 0) return null;
-      const leased = await tx.query<{ head_deliveries: number }>(SQL.lease, [
+      const leased = await tx.query<{ head_deliveries: number }>(after ? SQL.renewLease : SQL.lease, [
         event,
         worker,
         Math.max(0, Math.round(leaseMs)),

@@ -1,0 +1,178 @@
+/**
+ * The worker's next batch claimed beside the current one's transaction (Queue.claimNext, PostgreSQL's
+ * queue): what it hands out, that it counts no delivery, and the worker loop using it in order, through a
+ * poison purchase, and handing its claim back when it stops.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PostgresQueue } from '../src/adapters/postgres/queue.js';
+import { PostgresStorage } from '../src/adapters/postgres/storage.js';
+import type { AcceptedPurchase } from '../src/domain/types.js';
+import { startWorkerLoop } from '../src/worker/worker.js';
+import { exclusion, freshPostgresDatabase } from './helpers/services.js';
+
+function accepted(eventId: string, ticketTypeId = 'tt'): AcceptedPurchase {
+  const buyerId = `b-${randomUUID()}`;
+  return {
+    purchaseId: randomUUID(),
+    eventId,
+    buyerId,
+    canonicalBuyerId: buyerId,
+    items: [{ ticketTypeId, quantity: 1 }],
+    acceptedAt: new Date().toISOString(),
+  };
+}
+
+describe.skipIf(exclusion('postgres') !== '')(
+  `claiming beside a batch on PostgreSQL${exclusion('postgres')}`,
+  () => {
+    const cleanups: Array<() => Promise<void>> = [];
+    afterEach(async () => {
+      for (const c of cleanups.splice(0).reverse()) await c();
+    });
+
+    async function database() {
+      const db = await freshPostgresDatabase();
+      const queue = new PostgresQueue(db.url);
+      const storage = new PostgresStorage(db.url);
+      cleanups.push(
+        db.drop,
+        () => storage.close(),
+        () => queue.close(),
+      );
+      await queue.migrate();
+      await storage.migrate();
+      return { url: db.url, queue, storage };
+    }
+
+    const enqueue = (queue: PostgresQueue, purchases: AcceptedPurchase[]) =>
+      queue.enqueue(purchases.map((purchase) => ({ purchase })));
+
+    it('hands out what follows a pending batch, in order, and counts no delivery of its own', async () => {
+      const { queue } = await database();
+      const e1 = Array.from({ length: 5 }, () => accepted('e1'));
+      const e2 = Array.from({ length: 2 }, () => accepted('e2'));
+      await enqueue(queue, e1);
+      await enqueue(queue, e2);
+
+      const first = (await queue.claim('w', 2, 5000))!;
+      expect(first.purchases).toEqual(e1.slice(0, 2));
+      const second = (await queue.claimNext('w', 2, 5000, first))!;
+      expect(second.eventId).toBe('e1');
+      expect(second.purchases).toEqual(e1.slice(2, 4));
+      expect(second.deliveries).toBe(1);
+      // The lease was renewed for this worker: another gets the other event, not this one.
+      const other = (await queue.claim('w2', 10, 5000))!;
+      expect(other.eventId).toBe('e2');
+      await queue.release(other);
+
+      // The first batch failed: claimed again, it counts its second delivery (the claim beside recorded none).
+      const again = (await queue.claim('w', 2, 5000))!;
+      expect(again.purchases).toEqual(first.purchases);
+      expect(again.deliveries).toBe(2);
+
+      await queue.ack(first);
+      await queue.ack(second);
+      const third = (await queue.claim('w', 2, 5000))!;
+      expect(third.purchases).toEqual(e1.slice(4));
+      // Nothing of e1 after the third: what comes next is e2's.
+      const fourth = (await queue.claimNext('w', 2, 5000, third))!;
+      expect(fourth.eventId).toBe('e2');
+      expect(fourth.purchases).toEqual(e2);
+      await queue.ack(third);
+      await queue.ack(fourth);
+      expect(await queue.claimNext('w', 2, 5000, fourth)).toBeNull();
+      expect((await queue.depth()).depth).toBe(0);
+    });
+
+    function run(storage: PostgresStorage, queue: PostgresQueue, batchSize: number) {
+      const loop = startWorkerLoop({
+        storage,
+        queue,
+        workerId: 'w1',
+        batchSize,
+        maxAttempts: 3,
+        logger: pino({ level: 'silent' }),
+        ackInApply: true,
+      });
+      cleanups.push(() => loop.stop());
+      return loop;
+    }
+
+    async function until(condition: () => Promise<boolean>): Promise<void> {
+      const deadline = Date.now() + 30_000;
+      while (!(await condition())) {
+        if (Date.now() > deadline) throw new Error('condition not met in time');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+
+    it('allocates in acceptance order across batches claimed beside each other', async () => {
+      const { queue, storage } = await database();
+      const event = await storage.createEvent({
+        name: 'order',
+        salesOpenAt: new Date().toISOString(),
+        holdSeconds: 0,
+        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 500, maxPerBuyer: 1 }],
+      });
+      const purchases = Array.from({ length: 1_000 }, () => accepted(event.id, event.ticketTypes[0]!.id));
+      for (let i = 0; i < purchases.length; i += 250) await enqueue(queue, purchases.slice(i, i + 250));
+      run(storage, queue, 37);
+      await until(async () => (await queue.depthOf(event.id)).queued === 0);
+      const statuses = await storage.getStatuses(purchases.map((p) => p.purchaseId));
+      const outcome = purchases.map((p) => statuses.get(p.purchaseId)?.status);
+      expect(outcome).toEqual([...Array(500).fill('confirmed'), ...Array(500).fill('rejected')]);
+    });
+
+    it('dead-letters a poison purchase in a batch claimed beside another, and applies the rest once', async () => {
+      const { queue, storage } = await database();
+      const event = await storage.createEvent({
+        name: 'poison',
+        salesOpenAt: new Date().toISOString(),
+        holdSeconds: 0,
+        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 100, maxPerBuyer: 1 }],
+      });
+      const type = event.ticketTypes[0]!.id;
+      // The poison purchase heads the second batch of two: the one claimed beside the first.
+      const purchases = [
+        accepted(event.id, type),
+        accepted(event.id, type),
+        accepted(event.id, 'no-such-type'),
+        accepted(event.id, type),
+        accepted(event.id, type),
+      ];
+      await enqueue(queue, purchases);
+      run(storage, queue, 2);
+      await until(async () => (await queue.depthOf(event.id)).queued === 0);
+      expect(await queue.depthOf(event.id)).toEqual({ queued: 0, deadLetters: 1 });
+      expect((await queue.deadLetters(10))[0]!.purchase).toEqual(purchases[2]);
+      const statuses = await storage.getStatuses(purchases.map((p) => p.purchaseId));
+      expect(purchases.map((p) => statuses.get(p.purchaseId)?.status ?? null)).toEqual([
+        'confirmed',
+        'confirmed',
+        null,
+        'confirmed',
+        'confirmed',
+      ]);
+      expect((await storage.getStats(event.id))!.ticketTypes[0]!.sold).toBe(4);
+    });
+
+    it('hands back the batch claimed beside when it stops, so another worker takes the event at once', async () => {
+      const { queue, storage } = await database();
+      const event = await storage.createEvent({
+        name: 'stop',
+        salesOpenAt: new Date().toISOString(),
+        holdSeconds: 0,
+        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 10_000, maxPerBuyer: 1 }],
+      });
+      const purchases = Array.from({ length: 3_000 }, () => accepted(event.id, event.ticketTypes[0]!.id));
+      await enqueue(queue, purchases);
+      const loop = run(storage, queue, 50);
+      await until(async () => (await queue.depthOf(event.id)).queued < 2_900);
+      await loop.stop();
+      const taken = await queue.claim('w2', 10, 5000);
+      expect(taken?.eventId).toBe(event.id);
+    });
+  },
+);
