@@ -3,7 +3,6 @@
  * queue): what it hands out, that it counts no delivery, and the worker loop using it in order, through a
  * poison purchase, and handing its claim back when it stops.
  */
-import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PostgresQueue } from '../src/adapters/postgres/queue.js';
@@ -11,18 +10,7 @@ import { PostgresStorage } from '../src/adapters/postgres/storage.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
 import { startWorkerLoop } from '../src/worker/worker.js';
 import { exclusion, freshPostgresDatabase } from './helpers/services.js';
-
-function accepted(eventId: string, ticketTypeId = 'tt'): AcceptedPurchase {
-  const buyerId = `b-${randomUUID()}`;
-  return {
-    purchaseId: randomUUID(),
-    eventId,
-    buyerId,
-    canonicalBuyerId: buyerId,
-    items: [{ ticketTypeId, quantity: 1 }],
-    acceptedAt: new Date().toISOString(),
-  };
-}
+import { acceptedPurchase } from './helpers/purchases.js';
 
 describe.skipIf(exclusion('postgres') !== '')(
   `claiming beside a batch on PostgreSQL${exclusion('postgres')}`,
@@ -51,8 +39,8 @@ describe.skipIf(exclusion('postgres') !== '')(
 
     it('hands out what follows a pending batch, in order, and counts no delivery of its own', async () => {
       const { queue } = await database();
-      const e1 = Array.from({ length: 5 }, () => accepted('e1'));
-      const e2 = Array.from({ length: 2 }, () => accepted('e2'));
+      const e1 = Array.from({ length: 5 }, () => acceptedPurchase('e1'));
+      const e2 = Array.from({ length: 2 }, () => acceptedPurchase('e2'));
       await enqueue(queue, e1);
       await enqueue(queue, e2);
 
@@ -116,7 +104,9 @@ describe.skipIf(exclusion('postgres') !== '')(
         holdSeconds: 0,
         ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 500, maxPerBuyer: 1 }],
       });
-      const purchases = Array.from({ length: 1_000 }, () => accepted(event.id, event.ticketTypes[0]!.id));
+      const purchases = Array.from({ length: 1_000 }, () =>
+        acceptedPurchase(event.id, event.ticketTypes[0]!.id),
+      );
       for (let i = 0; i < purchases.length; i += 250) await enqueue(queue, purchases.slice(i, i + 250));
       run(storage, queue, 37);
       await until(async () => (await queue.depthOf(event.id)).queued === 0);
@@ -136,11 +126,11 @@ describe.skipIf(exclusion('postgres') !== '')(
       const type = event.ticketTypes[0]!.id;
       // The poison purchase heads the second batch of two: the one claimed beside the first.
       const purchases = [
-        accepted(event.id, type),
-        accepted(event.id, type),
-        accepted(event.id, 'no-such-type'),
-        accepted(event.id, type),
-        accepted(event.id, type),
+        acceptedPurchase(event.id, type),
+        acceptedPurchase(event.id, type),
+        acceptedPurchase(event.id, 'no-such-type'),
+        acceptedPurchase(event.id, type),
+        acceptedPurchase(event.id, type),
       ];
       await enqueue(queue, purchases);
       run(storage, queue, 2);
@@ -166,7 +156,9 @@ describe.skipIf(exclusion('postgres') !== '')(
         holdSeconds: 0,
         ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 10_000, maxPerBuyer: 1 }],
       });
-      const purchases = Array.from({ length: 3_000 }, () => accepted(event.id, event.ticketTypes[0]!.id));
+      const purchases = Array.from({ length: 3_000 }, () =>
+        acceptedPurchase(event.id, event.ticketTypes[0]!.id),
+      );
       await enqueue(queue, purchases);
       const loop = run(storage, queue, 50);
       await until(async () => (await queue.depthOf(event.id)).queued < 2_900);

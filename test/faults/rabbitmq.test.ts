@@ -1,5 +1,4 @@
 import { connect, type Channel } from 'amqplib';
-import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   brokerNames,
@@ -10,7 +9,6 @@ import {
 } from '../../src/adapters/rabbitmq/broker.js';
 import { RabbitQueue } from '../../src/adapters/rabbitmq/queue.js';
 import { UnavailableError } from '../../src/domain/errors.js';
-import type { AcceptedPurchase } from '../../src/domain/types.js';
 import { headOf } from '../../src/ports/queue.js';
 import { observe, sendCrowd } from '../../src/simulate/crowd.js';
 import { checkInvariants, type SentPurchase } from '../../src/simulate/invariants.js';
@@ -33,6 +31,7 @@ import {
   RABBITMQ_URL,
   uniqueName,
 } from '../helpers/services.js';
+import { acceptedPurchase } from '../helpers/purchases.js';
 
 /** The database beside RabbitMQ: it holds the storage and the queue's index (PostgreSQL only). */
 const DATABASES = [
@@ -175,18 +174,6 @@ describeEach(DATABASES, 'RabbitMQ faults during a flood, $name', (database) => {
   }, 300_000);
 });
 
-function accepted(eventId: string): AcceptedPurchase {
-  const buyerId = `b-${randomUUID()}`;
-  return {
-    purchaseId: randomUUID(),
-    eventId,
-    buyerId,
-    canonicalBuyerId: buyerId,
-    items: [{ ticketTypeId: 'tt', quantity: 1 }],
-    acceptedAt: new Date().toISOString(),
-  };
-}
-
 /**
  * What a broker alone would get wrong, on the shared RabbitMQ (a prefix of each test's own): messages that
  * no index row backs, redelivery counts inflated by prefetch, dead letters on the broker's side.
@@ -211,8 +198,8 @@ describe.skipIf(exclusion('rabbitmq', 'postgres') !== '')(
     }
 
     it('drops a message whose publisher never committed it (a web server that died after the confirm)', async () => {
-      const orphan = accepted('e1');
-      const real = accepted('e1');
+      const orphan = acceptedPurchase('e1');
+      const real = acceptedPurchase('e1');
       const { partitions } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
       await onBroker(async (channel) => {
         channel.sendToQueue(
@@ -238,7 +225,7 @@ describe.skipIf(exclusion('rabbitmq', 'postgres') !== '')(
     });
 
     it('counts deliveries by claims, not by what RabbitMQ redelivered after a worker died', async () => {
-      const purchases = Array.from({ length: 5 }, () => accepted('e1'));
+      const purchases = Array.from({ length: 5 }, () => acceptedPurchase('e1'));
       await opened.adapter.enqueue(purchases.map((purchase) => ({ purchase })));
       const first = (await opened.adapter.claim('dead', 1, 60_000))!;
       expect(first.deliveries).toBe(1);
@@ -256,7 +243,7 @@ describe.skipIf(exclusion('rabbitmq', 'postgres') !== '')(
     });
 
     it('also moves dead letters to the {prefix}.dead queue on the broker', async () => {
-      const poison = accepted('e1');
+      const poison = acceptedPurchase('e1');
       await opened.adapter.enqueue([{ purchase: poison }]);
       await opened.adapter.deadLetter((await opened.adapter.claim('w', 10, 5000))!, 'poison');
       const { deadQueue } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
@@ -276,8 +263,12 @@ describe.skipIf(exclusion('rabbitmq', 'postgres') !== '')(
       );
       try {
         const started = Date.now();
-        await expect(down.enqueue([{ purchase: accepted('e1') }])).rejects.toBeInstanceOf(UnavailableError);
-        await expect(down.enqueue([{ purchase: accepted('e1') }])).rejects.toBeInstanceOf(UnavailableError);
+        await expect(down.enqueue([{ purchase: acceptedPurchase('e1') }])).rejects.toBeInstanceOf(
+          UnavailableError,
+        );
+        await expect(down.enqueue([{ purchase: acceptedPurchase('e1') }])).rejects.toBeInstanceOf(
+          UnavailableError,
+        );
         expect(Date.now() - started).toBeLessThan(2_000);
         await expect(down.ping()).rejects.toBeInstanceOf(UnavailableError);
         expect((await down.depth()).depth).toBe(0);

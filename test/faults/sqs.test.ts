@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqsQueue } from '../../src/adapters/sqs/queue.js';
 import { UnavailableError } from '../../src/domain/errors.js';
@@ -10,6 +9,7 @@ import { makeCrowd, probePurchases, type ProbeAnswer } from '../helpers/crowd.js
 import { ADMIN_TOKEN, LOOPBACK_EXEMPT, startOnsale, type Onsale } from '../helpers/processes.js';
 import { exclusion, freshPostgresDatabase, uniqueName } from '../helpers/services.js';
 import { FAUXQS_CREDENTIALS, startFauxqs, type Fauxqs } from '../helpers/sqs.js';
+import { acceptedPurchase } from '../helpers/purchases.js';
 
 /**
  * SQS as the queue, on a fauxqs process of the test's own, killed mid-flood. fauxqs keeps its queues in
@@ -103,10 +103,12 @@ describe.skipIf(exclusion('postgres') !== '')(`SQS faults during a flood${exclus
     try {
       Object.assign(process.env, FAUXQS_CREDENTIALS);
       await queue.migrate();
-      const before = [accepted('e1'), accepted('e1'), accepted('e2')];
+      const before = [acceptedPurchase('e1'), acceptedPurchase('e1'), acceptedPurchase('e2')];
       await queue.enqueue(before.map((p) => ({ purchase: p })));
       await fauxqs!.kill();
-      const refused = await queue.enqueue([{ purchase: accepted('e1') }]).catch((error: unknown) => error);
+      const refused = await queue
+        .enqueue([{ purchase: acceptedPurchase('e1') }])
+        .catch((error: unknown) => error);
       expect(refused).toBeInstanceOf(UnavailableError);
       await expect(queue.claim('w', 10, 5000)).rejects.toBeInstanceOf(UnavailableError);
       await fauxqs!.start(); // empty: the queue and its messages are gone
@@ -125,15 +127,3 @@ describe.skipIf(exclusion('postgres') !== '')(`SQS faults during a flood${exclus
     }
   }, 60_000);
 });
-
-function accepted(eventId: string): AcceptedPurchase {
-  const buyerId = `b-${randomUUID()}`;
-  return {
-    purchaseId: randomUUID(),
-    eventId,
-    buyerId,
-    canonicalBuyerId: buyerId,
-    items: [{ ticketTypeId: 'tt', quantity: 1 }],
-    acceptedAt: new Date().toISOString(),
-  };
-}
