@@ -9,6 +9,7 @@ import { PostgresQueue } from '../src/adapters/postgres/queue.js';
 import { PostgresStorage } from '../src/adapters/postgres/storage.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
 import { startWorkerLoop } from '../src/worker/worker.js';
+import { until } from './helpers/processes.js';
 import { exclusion, freshPostgresDatabase } from './helpers/services.js';
 import { acceptedPurchase } from './helpers/purchases.js';
 
@@ -31,7 +32,18 @@ describe.skipIf(exclusion('postgres') !== '')(
       );
       await queue.migrate();
       await storage.migrate();
-      return { url: db.url, queue, storage };
+      return { queue, storage };
+    }
+
+    /** An event with one ticket type of `capacity`, one per buyer. */
+    async function saleOf(storage: PostgresStorage, capacity: number) {
+      const event = await storage.createEvent({
+        name: 'sale',
+        salesOpenAt: new Date().toISOString(),
+        holdSeconds: 0,
+        ticketTypes: [{ name: 'GA', priceCents: 100, capacity, maxPerBuyer: 1 }],
+      });
+      return { eventId: event.id, type: event.ticketTypes[0]!.id };
     }
 
     const enqueue = (queue: PostgresQueue, purchases: AcceptedPurchase[]) =>
@@ -88,28 +100,13 @@ describe.skipIf(exclusion('postgres') !== '')(
       return loop;
     }
 
-    async function until(condition: () => Promise<boolean>): Promise<void> {
-      const deadline = Date.now() + 30_000;
-      while (!(await condition())) {
-        if (Date.now() > deadline) throw new Error('condition not met in time');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-
     it('allocates in acceptance order across batches claimed beside each other', async () => {
       const { queue, storage } = await database();
-      const event = await storage.createEvent({
-        name: 'order',
-        salesOpenAt: new Date().toISOString(),
-        holdSeconds: 0,
-        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 500, maxPerBuyer: 1 }],
-      });
-      const purchases = Array.from({ length: 1_000 }, () =>
-        acceptedPurchase(event.id, event.ticketTypes[0]!.id),
-      );
+      const { eventId, type } = await saleOf(storage, 500);
+      const purchases = Array.from({ length: 1_000 }, () => acceptedPurchase(eventId, type));
       for (let i = 0; i < purchases.length; i += 250) await enqueue(queue, purchases.slice(i, i + 250));
       run(storage, queue, 37);
-      await until(async () => (await queue.depthOf(event.id)).queued === 0);
+      await until(async () => (await queue.depthOf(eventId)).queued === 0, 30_000);
       const statuses = await storage.getStatuses(purchases.map((p) => p.purchaseId));
       const outcome = purchases.map((p) => statuses.get(p.purchaseId)?.status);
       expect(outcome).toEqual([...Array(500).fill('confirmed'), ...Array(500).fill('rejected')]);
@@ -117,25 +114,19 @@ describe.skipIf(exclusion('postgres') !== '')(
 
     it('dead-letters a poison purchase in a batch claimed beside another, and applies the rest once', async () => {
       const { queue, storage } = await database();
-      const event = await storage.createEvent({
-        name: 'poison',
-        salesOpenAt: new Date().toISOString(),
-        holdSeconds: 0,
-        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 100, maxPerBuyer: 1 }],
-      });
-      const type = event.ticketTypes[0]!.id;
+      const { eventId, type } = await saleOf(storage, 100);
       // The poison purchase heads the second batch of two: the one claimed beside the first.
       const purchases = [
-        acceptedPurchase(event.id, type),
-        acceptedPurchase(event.id, type),
-        acceptedPurchase(event.id, 'no-such-type'),
-        acceptedPurchase(event.id, type),
-        acceptedPurchase(event.id, type),
+        acceptedPurchase(eventId, type),
+        acceptedPurchase(eventId, type),
+        acceptedPurchase(eventId, 'no-such-type'),
+        acceptedPurchase(eventId, type),
+        acceptedPurchase(eventId, type),
       ];
       await enqueue(queue, purchases);
       run(storage, queue, 2);
-      await until(async () => (await queue.depthOf(event.id)).queued === 0);
-      expect(await queue.depthOf(event.id)).toEqual({ queued: 0, deadLetters: 1 });
+      await until(async () => (await queue.depthOf(eventId)).queued === 0, 30_000);
+      expect(await queue.depthOf(eventId)).toEqual({ queued: 0, deadLetters: 1 });
       expect((await queue.deadLetters(10))[0]!.purchase).toEqual(purchases[2]);
       const statuses = await storage.getStatuses(purchases.map((p) => p.purchaseId));
       expect(purchases.map((p) => statuses.get(p.purchaseId)?.status ?? null)).toEqual([
@@ -145,26 +136,19 @@ describe.skipIf(exclusion('postgres') !== '')(
         'confirmed',
         'confirmed',
       ]);
-      expect((await storage.getStats(event.id))!.ticketTypes[0]!.sold).toBe(4);
+      expect((await storage.getStats(eventId))!.ticketTypes[0]!.sold).toBe(4);
     });
 
     it('hands back the batch claimed beside when it stops, so another worker takes the event at once', async () => {
       const { queue, storage } = await database();
-      const event = await storage.createEvent({
-        name: 'stop',
-        salesOpenAt: new Date().toISOString(),
-        holdSeconds: 0,
-        ticketTypes: [{ name: 'GA', priceCents: 100, capacity: 10_000, maxPerBuyer: 1 }],
-      });
-      const purchases = Array.from({ length: 3_000 }, () =>
-        acceptedPurchase(event.id, event.ticketTypes[0]!.id),
-      );
+      const { eventId, type } = await saleOf(storage, 10_000);
+      const purchases = Array.from({ length: 3_000 }, () => acceptedPurchase(eventId, type));
       await enqueue(queue, purchases);
       const loop = run(storage, queue, 50);
-      await until(async () => (await queue.depthOf(event.id)).queued < 2_900);
+      await until(async () => (await queue.depthOf(eventId)).queued < 2_900, 30_000);
       await loop.stop();
       const taken = await queue.claim('w2', 10, 5000);
-      expect(taken?.eventId).toBe(event.id);
+      expect(taken?.eventId).toBe(eventId);
     });
   },
 );

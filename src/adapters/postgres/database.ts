@@ -184,9 +184,7 @@ export function prepareStatements<T extends Record<string, string>>(prefix: stri
 /** What node-postgres is given for `sql`: a named statement if prepareStatements marked it. */
 function statement(sql: string, params: readonly unknown[]): QueryConfig {
   const name = params.length > 0 ? preparedNames.get(sql) : undefined;
-  return name === undefined
-    ? { text: sql, values: params as unknown[] }
-    : { name, text: sql, values: params as unknown[] };
+  return { name, text: sql, values: params as unknown[] };
 }
 
 /** What a transaction body can do: run statements on the transaction's connection. */
