@@ -86,14 +86,19 @@ describe.skipIf(exclusion('postgres') !== '')(
       expect((await queue.depth()).depth).toBe(0);
     });
 
-    function run(storage: PostgresStorage, queue: PostgresQueue, batchSize: number) {
+    function run(
+      storage: PostgresStorage,
+      queue: PostgresQueue,
+      batchSize: number,
+      { maxAttempts = 3, logger = pino({ level: 'silent' }) } = {},
+    ) {
       const loop = startWorkerLoop({
         storage,
         queue,
         workerId: 'w1',
         batchSize,
-        maxAttempts: 3,
-        logger: pino({ level: 'silent' }),
+        maxAttempts,
+        logger,
         ackInApply: true,
       });
       cleanups.push(() => loop.stop());
@@ -137,6 +142,35 @@ describe.skipIf(exclusion('postgres') !== '')(
         'confirmed',
       ]);
       expect((await storage.getStats(eventId))!.ticketTypes[0]!.sold).toBe(4);
+    });
+
+    it("hands back another event's batch claimed beside a batch that failed, while the failed one is retried", async () => {
+      const { queue, storage } = await database();
+      const first = await saleOf(storage, 100);
+      const second = await saleOf(storage, 100);
+      // The first event's only purchase fails every time (no such ticket type); the second's are sound.
+      await enqueue(queue, [acceptedPurchase(first.eventId, 'no-such-type')]);
+      await enqueue(
+        queue,
+        Array.from({ length: 3 }, () => acceptedPurchase(second.eventId, second.type)),
+      );
+      const failures: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void failures.push(line) });
+      // Attempts enough that the first event is not dead-lettered during the test: it keeps failing.
+      run(storage, queue, 10, { maxAttempts: 20, logger });
+      await until(() => failures.length > 0, 10_000);
+
+      // The worker is backing off its failed batch, and the second event's batch, claimed beside it, has been
+      // handed back: another worker takes it now, not once a lease the first kept renewing has run out.
+      let taken = null;
+      const deadline = Date.now() + 1_000;
+      while (!taken && Date.now() < deadline) {
+        taken = await queue.claim('w2', 10, 5000);
+        if (!taken) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(taken?.eventId).toBe(second.eventId);
+      expect(taken?.purchases).toHaveLength(3);
+      expect(await queue.depthOf(first.eventId)).toEqual({ queued: 1, deadLetters: 0 });
     });
 
     it('hands back the batch claimed beside when it stops, so another worker takes the event at once', async () => {

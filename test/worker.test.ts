@@ -6,7 +6,7 @@ import { SqliteQueue } from '../src/adapters/sqlite/queue.js';
 import { SqliteStorage } from '../src/adapters/sqlite/storage.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
 import { startWorkerLoop, type WorkerLoop } from '../src/worker/worker.js';
-import { tempDir } from './helpers/processes.js';
+import { tempDir, until } from './helpers/processes.js';
 
 describe('worker loop', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
@@ -51,14 +51,6 @@ describe('worker loop', () => {
       return loop;
     };
     return { storage, queue, event, make, run };
-  }
-
-  async function until(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await condition())) {
-      if (Date.now() > deadline) throw new Error('condition not met in time');
-      await new Promise((r) => setTimeout(r, 20));
-    }
   }
 
   it('dead-letters a poison purchase after maxAttempts and serves the ones around it in order', async () => {

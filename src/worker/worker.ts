@@ -145,8 +145,11 @@ export function startWorkerLoop(opts: {
         try {
           await handle(batch);
         } catch (error) {
-          // This batch is delivered again; what was claimed after it is claimed again after it.
-          await following;
+          // This batch is delivered again; what was claimed after it is claimed again after it. Another
+          // event's claim is handed back, or no other worker could take that event while this one backs off.
+          const dropped = await following;
+          if (dropped && dropped.eventId !== batch.eventId)
+            await queue.release(dropped).catch(() => undefined);
           throw error;
         }
         next = following;
