@@ -4,6 +4,7 @@ import {
   arrayLiteral,
   fromDb,
   isTransient,
+  KEYED_SESSION,
   poolConfig,
   PostgresDatabase,
   prepareStatements,
@@ -108,6 +109,27 @@ describe.skipIf(exclusion('postgres') !== '')(`prepared statements${exclusion('p
       expect((await db.query<{ n: number }>('SELECT $1::integer * 2 AS n', [4])).rows).toEqual([{ n: 8 }]);
       const prepared = await db.query('SELECT name, statement FROM pg_prepared_statements');
       expect(prepared.rows).toEqual([{ name: 'test.plusOne', statement: marked.plusOne }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('never compiles with JIT in a keyed session, where a scan it prices out costs more than any JIT threshold', async () => {
+    const db = new PostgresDatabase(POSTGRES_ADMIN_URL, KEYED_SESSION);
+    try {
+      const plan = await db.transaction(async (tx) => {
+        // A table with no index: summing it needs the sequential scan the session prices at 10^10.
+        await tx.query('CREATE TEMP TABLE counts (queued integer) ON COMMIT DROP');
+        const threshold = await tx.query<{ jit_above_cost: string }>('SHOW jit_above_cost');
+        const explained = await tx.query<{ 'QUERY PLAN': string }>('EXPLAIN SELECT sum(queued) FROM counts');
+        return {
+          threshold: Number(threshold.rows[0]!.jit_above_cost),
+          lines: explained.rows.map((r) => r['QUERY PLAN']),
+        };
+      });
+      const cost = Number(/cost=[\d.]+\.\.([\d.]+)/.exec(plan.lines[0]!)![1]);
+      expect(cost).toBeGreaterThan(plan.threshold);
+      expect(plan.lines.join('\n')).not.toMatch(/JIT/);
     } finally {
       await db.close();
     }

@@ -123,12 +123,19 @@ TYPES.setTypeParser(pg.types.builtins.INT8, Number);
  * updates themselves), and 6–8 ms per 500 queued purchases where probing takes 1.3–3.2 ms. With scans (bitmap
  * ones too) and hash or merge joins priced out, the index is the planner's only choice left. A count of a
  * whole table then walks an index instead: the SQS index's depth, 14 ms against 9 at 100,000 queued.
+ *
+ * A plan that needs what is priced out anyway (a sum over a table with no index to walk) is priced at 10^10,
+ * far above jit_above_cost, so PostgreSQL compiled it to machine code with LLVM on every run: 10–90 ms of
+ * CPU for a statement that runs in a fraction of a millisecond. The RabbitMQ index's depth, read four times a
+ * second by each web server, made JIT 40 % of PostgreSQL's CPU under load (docs/benchmarks.md). No statement
+ * of these pools gains from JIT: it is off.
  */
 export const KEYED_SESSION = {
   enable_seqscan: 'off',
   enable_bitmapscan: 'off',
   enable_hashjoin: 'off',
   enable_mergejoin: 'off',
+  jit: 'off',
 };
 
 /**

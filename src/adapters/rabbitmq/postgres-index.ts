@@ -1,6 +1,12 @@
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { DeadLetter, EnqueueResult } from '../../ports/queue.js';
-import { applyMigrations, KEYED_SESSION, PostgresDatabase, type Tx } from '../postgres/database.js';
+import {
+  applyMigrations,
+  KEYED_SESSION,
+  PostgresDatabase,
+  prepareStatements,
+  type Tx,
+} from '../postgres/database.js';
 import {
   buryQueued,
   findQueuedOrDead,
@@ -100,6 +106,16 @@ export const SQL = {
   depthOf: `SELECT coalesce((SELECT queued FROM rabbitmq_counts WHERE event_id = $1), 0)::bigint AS queued,
     ${DEAD_LETTER_SQL.countOfEvent} AS dead`,
 } as const;
+
+/** What every batch runs, a web server's enqueue and a worker's inspect and remove: prepared once per connection. */
+prepareStatements('rabbitmq', {
+  lockPartition: SQL.lockPartition,
+  lockPartitionShared: SQL.lockPartitionShared,
+  insertPurchases: SQL.insertPurchases,
+  states: SQL.states,
+  claimHead: SQL.claimHead,
+  remove: SQL.remove,
+});
 
 /**
  * The index in PostgreSQL (the deployment's database). "The partition's lock" of PurchaseIndex is a
