@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PostgresQueue } from '../src/adapters/postgres/queue.js';
 import { PostgresStorage } from '../src/adapters/postgres/storage.js';
 import type { AcceptedPurchase } from '../src/domain/types.js';
+import type { ClaimedBatch } from '../src/ports/queue.js';
 import { startWorkerLoop } from '../src/worker/worker.js';
 import { until } from './helpers/processes.js';
 import { exclusion, freshPostgresDatabase } from './helpers/services.js';
@@ -162,12 +163,8 @@ describe.skipIf(exclusion('postgres') !== '')(
 
       // The worker is backing off its failed batch, and the second event's batch, claimed beside it, has been
       // handed back: another worker takes it now, not once a lease the first kept renewing has run out.
-      let taken = null;
-      const deadline = Date.now() + 1_000;
-      while (!taken && Date.now() < deadline) {
-        taken = await queue.claim('w2', 10, 5000);
-        if (!taken) await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      let taken = null as ClaimedBatch | null;
+      await until(async () => (taken = await queue.claim('w2', 10, 5000)) !== null, 1_000);
       expect(taken?.eventId).toBe(second.eventId);
       expect(taken?.purchases).toHaveLength(3);
       expect(await queue.depthOf(first.eventId)).toEqual({ queued: 1, deadLetters: 0 });
