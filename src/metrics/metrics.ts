@@ -256,14 +256,27 @@ export function observeBatch(
     batchSize.observe(size);
     allocationDuration.observe(seconds);
     const now = Date.now();
+    // Counted per outcome, then added once each: a batch is hundreds of purchases and a few outcomes, and
+    // prom-client hashes the labels on every inc(). Purchases accepted in one millisecond share a parse.
+    const counts = new Map<string, { outcome: string; reason: string | null; n: number }>();
+    let acceptedAt = '';
+    let acceptedMs = 0;
     for (const o of outcomes) {
+      const key = `${o.outcome} ${o.reason ?? ''}`;
+      const count = counts.get(key);
+      if (count) count.n += 1;
+      else counts.set(key, { outcome: o.outcome, reason: o.reason, n: 1 });
       // Held and waitlisted purchases are not final: their end is counted by the checkout metrics.
-      if (o.outcome === 'held' || o.outcome === 'waitlisted') {
-        checkoutTransitions.inc({ to: o.outcome });
-        continue;
+      if (o.outcome === 'held' || o.outcome === 'waitlisted') continue;
+      if (o.acceptedAt !== acceptedAt) {
+        acceptedAt = o.acceptedAt;
+        acceptedMs = Date.parse(acceptedAt);
       }
-      finalized.inc(o.reason ? { outcome: o.outcome, reason: o.reason } : { outcome: o.outcome });
-      endToEnd.observe(Math.max(0, (now - Date.parse(o.acceptedAt)) / 1000));
+      endToEnd.observe(Math.max(0, (now - acceptedMs) / 1000));
+    }
+    for (const { outcome, reason, n } of counts.values()) {
+      if (outcome === 'held' || outcome === 'waitlisted') checkoutTransitions.inc({ to: outcome }, n);
+      else finalized.inc(reason ? { outcome, reason } : { outcome }, n);
     }
   });
 }

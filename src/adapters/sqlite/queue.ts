@@ -40,7 +40,9 @@ const SQL = {
   lease: `UPDATE queue_events SET lease_owner = @worker, lease_expires_at = @expires,
     head_deliveries = CASE WHEN head_seq = @head THEN head_deliveries + 1 ELSE 1 END, head_seq = @head
     WHERE event_id = @event RETURNING head_deliveries`,
-  head: 'SELECT * FROM queue_purchases WHERE event_id = ? ORDER BY seq LIMIT ?',
+  // Read as arrays (raw), in this column order: a batch is hundreds of rows, and an object per row costs more.
+  head: `SELECT seq, purchase_id, buyer_id, items, accepted_at FROM queue_purchases
+    WHERE event_id = ? ORDER BY seq LIMIT ?`,
   // Entries at or below the batch's last seq of that event are exactly the batch: it was the event's head.
   remove: 'DELETE FROM queue_purchases WHERE event_id = ? AND seq <= ?',
   subPending: 'UPDATE queue_events SET pending = pending - ? WHERE event_id = ?',
@@ -69,20 +71,37 @@ export function removeAcked(db: SqliteDatabase, ack: InlineAck): void {
   if (removed > 0) s.subPending.run(removed, ack.eventId);
 }
 
+/** A row of the `head` statement, read raw. */
+type HeadRow = [seq: number, purchaseId: string, buyerId: string, items: string, acceptedAt: string];
+
 interface DeadRow extends Omit<QueueRow, 'seq'> {
   reason: string;
   dead_at: string;
 }
 
 function toPurchase(row: Omit<QueueRow, 'seq'>): AcceptedPurchase {
+  return purchaseOf(row.purchase_id, row.event_id, row.buyer_id, row.items, row.accepted_at);
+}
+
+function fromHead(eventId: string, [, purchaseId, buyerId, items, acceptedAt]: HeadRow): AcceptedPurchase {
+  return purchaseOf(purchaseId, eventId, buyerId, items, acceptedAt);
+}
+
+function purchaseOf(
+  purchaseId: string,
+  eventId: string,
+  buyerId: string,
+  items: string,
+  acceptedAt: string,
+): AcceptedPurchase {
   return {
-    purchaseId: row.purchase_id,
-    eventId: row.event_id,
-    buyerId: row.buyer_id,
+    purchaseId,
+    eventId,
+    buyerId,
     // The table keeps the id as typed; the canonical one is derived again (no second column to migrate).
-    canonicalBuyerId: canonicalBuyerId(row.buyer_id),
-    items: JSON.parse(row.items) as PurchaseItem[],
-    acceptedAt: row.accepted_at,
+    canonicalBuyerId: canonicalBuyerId(buyerId),
+    items: JSON.parse(items) as PurchaseItem[],
+    acceptedAt,
   };
 }
 
@@ -98,6 +117,7 @@ export class SqliteQueue implements Queue {
     this.#stmt = prepareAll(this.#db, SQL);
     for (const name of ['nextEvent', 'lease', 'depth', 'oldest', 'depthOf', 'deadOf'] as const)
       this.#stmt[name].pluck();
+    this.#stmt.head.raw();
     this.#writer = new QueueWriter(this.#db);
   }
 
@@ -121,18 +141,18 @@ export class SqliteQueue implements Queue {
       const now = Date.now();
       const eventId = s.nextEvent.get({ worker: workerId, now }) as string | undefined;
       if (eventId === undefined) return null;
-      const rows = s.head.all(eventId, max) as QueueRow[];
+      const rows = s.head.all(eventId, max) as HeadRow[];
       if (rows.length === 0) return null;
       const deliveries = s.lease.get({
         worker: workerId,
         expires: now + leaseMs,
-        head: rows[0]!.seq,
+        head: rows[0]![0],
         event: eventId,
       });
       return {
         eventId,
-        purchases: rows.map(toPurchase),
-        receipts: rows.map((r) => r.seq),
+        purchases: rows.map((row) => fromHead(eventId, row)),
+        receipts: rows.map((r) => r[0]),
         deliveries: deliveries as number,
         lease: workerId,
       };
