@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import {
   brokerNames,
   DEFAULT_PARTITIONS,
+  MAX_PURCHASES_PER_MESSAGE,
   parseRabbitUrl,
   partitionOf,
   SEQ_HEADER,
@@ -240,6 +241,67 @@ describe.skipIf(exclusion('rabbitmq', 'postgres') !== '')(
       const rest = (await other.claim('w2', 10, 5000))!;
       expect(rest.purchases).toEqual(purchases.slice(1));
       expect(rest.deliveries).toBe(1);
+    });
+
+    /** Messages waiting on every partition of this queue (unacked ones count once their holder closed). */
+    async function messagesOnPartitions(): Promise<number> {
+      const { partitions } = brokerNames(opened.prefix, DEFAULT_PARTITIONS);
+      return onBroker(async (channel) => {
+        let total = 0;
+        for (const name of partitions) total += (await channel.checkQueue(name)).messageCount;
+        return total;
+      });
+    }
+
+    it('sends one event’s purchases of an enqueue as one message, acked once the last of them is done', async () => {
+      const e1 = Array.from({ length: 5 }, () => acceptedPurchase('e1'));
+      const e2 = Array.from({ length: 2 }, () => acceptedPurchase('e2'));
+      await opened.adapter.enqueue([...e1, ...e2].map((purchase) => ({ purchase })));
+      expect(await messagesOnPartitions()).toBe(2);
+
+      // A worker takes two purchases of e1's message, applies them, and dies before the other three.
+      const first = (await opened.adapter.claim('w1', 2, 60_000))!;
+      expect(first.purchases).toEqual(e1.slice(0, 2));
+      await opened.adapter.ack(first);
+      await opened.adapter.close(); // the message was not acked: RabbitMQ delivers it again, whole
+      expect(await messagesOnPartitions()).toBe(2);
+
+      // The next worker gets exactly the three left, in order: the two applied ones are dropped.
+      const other = opened.reopen();
+      const rest = (await other.claim('w2', 10, 5000))!;
+      expect(rest.purchases).toEqual(e1.slice(2));
+      await other.ack(rest);
+      const second = (await other.claim('w2', 10, 5000))!;
+      expect(second.purchases).toEqual(e2);
+      await other.ack(second);
+      expect(await other.depth()).toEqual({ depth: 0, oldestAcceptedAt: null });
+      await other.close();
+      expect(await messagesOnPartitions()).toBe(0);
+    });
+
+    it('splits a large batch of one event into messages of at most MAX_PURCHASES_PER_MESSAGE', async () => {
+      const purchases = Array.from({ length: MAX_PURCHASES_PER_MESSAGE + 4 }, () => acceptedPurchase('e1'));
+      await opened.adapter.enqueue(purchases.map((purchase) => ({ purchase })));
+      expect(await messagesOnPartitions()).toBe(2);
+      const batch = (await opened.adapter.claim('w', 100, 5000))!;
+      expect(batch.purchases).toEqual(purchases);
+      await opened.adapter.ack(batch);
+      await opened.adapter.close();
+      expect(await messagesOnPartitions()).toBe(0);
+    });
+
+    it('dead-letters one purchase of a message and still delivers the others', async () => {
+      const purchases = Array.from({ length: 3 }, () => acceptedPurchase('e1'));
+      await opened.adapter.enqueue(purchases.map((purchase) => ({ purchase })));
+      const batch = (await opened.adapter.claim('w', 10, 5000))!;
+      await opened.adapter.deadLetter(headOf(batch, 1), 'poison');
+      const rest = (await opened.adapter.claim('w', 10, 5000))!;
+      expect(rest.purchases).toEqual(purchases.slice(1));
+      await opened.adapter.ack(rest);
+      expect(await opened.adapter.depthOf('e1')).toEqual({ queued: 0, deadLetters: 1 });
+      expect((await opened.adapter.deadLetters(10)).map((d) => d.purchase)).toEqual([purchases[0]]);
+      await opened.adapter.close();
+      expect(await messagesOnPartitions()).toBe(0);
     });
 
     it('also moves dead letters to the {prefix}.dead queue on the broker', async () => {

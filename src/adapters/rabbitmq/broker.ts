@@ -8,6 +8,15 @@ export const DEFAULT_PARTITIONS = 8;
 export const DEFAULT_PREFETCH = 1000;
 /** The message header that carries the index's seq (orders events for claim). */
 export const SEQ_HEADER = 'onsale-seq';
+/** The header of a message of several purchases (a JSON array): their seqs, in the array's order. */
+export const SEQS_HEADER = 'onsale-seqs';
+/**
+ * Purchases of one event that one publish sends as one message. The broker's work is per message (to
+ * publish, 50 µs of its CPU; to deliver and take the ack, 21 µs: docs/benchmarks.md), so a group commit's
+ * purchases of an event travel together. The cap bounds what a worker holds: prefetch × 16 purchases per
+ * partition. 16 took most of the gain that 64 did (docs/benchmarks.md).
+ */
+export const MAX_PURCHASES_PER_MESSAGE = 16;
 
 /**
  * How long a publish waits for RabbitMQ's confirms: CONFIRM_TIMEOUT_MS, plus CONFIRM_MS_PER_MESSAGE for each
@@ -110,6 +119,50 @@ export interface Outgoing {
   payload: string;
 }
 
+/** A message as published: one purchase (its JSON, and SEQ_HEADER), or several of one event (SEQS_HEADER). */
+interface Message {
+  partition: number;
+  messageId: string;
+  body: string;
+  headers: Record<string, number | number[]>;
+}
+
+/**
+ * The messages that carry `purchases`: one event's purchases together (in their order, up to
+ * MAX_PURCHASES_PER_MESSAGE each), a lone purchase as a message of its own, as before batching.
+ */
+function asMessages(purchases: readonly Outgoing[]): Message[] {
+  const byEvent = new Map<string, Outgoing[]>();
+  for (const p of purchases) {
+    const list = byEvent.get(p.purchase.eventId);
+    if (list) list.push(p);
+    else byEvent.set(p.purchase.eventId, [p]);
+  }
+  const messages: Message[] = [];
+  for (const list of byEvent.values()) {
+    for (let i = 0; i < list.length; i += MAX_PURCHASES_PER_MESSAGE) {
+      const part = list.slice(i, i + MAX_PURCHASES_PER_MESSAGE);
+      const first = part[0]!;
+      messages.push(
+        part.length === 1
+          ? {
+              partition: first.partition,
+              messageId: first.purchase.purchaseId,
+              body: first.payload,
+              headers: { [SEQ_HEADER]: first.seq },
+            }
+          : {
+              partition: first.partition,
+              messageId: first.purchase.purchaseId,
+              body: `[${part.map((p) => p.payload).join(',')}]`,
+              headers: { [SEQS_HEADER]: part.map((p) => p.seq) },
+            },
+      );
+    }
+  }
+  return messages;
+}
+
 /** What the broker tells the queue about consumption. */
 interface ConsumerHandlers {
   /** A message of `partition`, on the channel of `generation` (acks must name the same generation). */
@@ -202,22 +255,23 @@ export class Broker {
    * unroutable, or does not confirm within CONFIRM_TIMEOUT_MS; some messages may then be on the queue all
    * the same, which the caller's index makes harmless (see PurchaseIndex).
    */
-  async publish(messages: readonly Outgoing[]): Promise<void> {
+  async publish(purchases: readonly Outgoing[]): Promise<void> {
     await this.usable();
     const channel = this.#pub!;
+    const messages = asMessages(purchases);
     const confirms = messages.map(
       (m) =>
         new Promise<void>((resolve, reject) => {
           try {
             channel.sendToQueue(
               this.#names.partitions[m.partition]!,
-              Buffer.from(m.payload),
+              Buffer.from(m.body),
               {
                 persistent: true,
                 mandatory: true,
-                messageId: m.purchase.purchaseId,
+                messageId: m.messageId,
                 contentType: 'application/json',
-                headers: { [SEQ_HEADER]: m.seq },
+                headers: m.headers,
               },
               (error: unknown) => (error ? reject(asError(error)) : resolve()),
             );
@@ -227,7 +281,7 @@ export class Broker {
         }),
     );
     let timer: NodeJS.Timeout | undefined;
-    const limitMs = CONFIRM_TIMEOUT_MS + CONFIRM_MS_PER_MESSAGE * messages.length;
+    const limitMs = CONFIRM_TIMEOUT_MS + CONFIRM_MS_PER_MESSAGE * purchases.length;
     try {
       await Promise.race([
         Promise.all(confirms),
@@ -241,7 +295,7 @@ export class Broker {
       clearTimeout(timer);
     }
     // basic.return comes before the confirm of the same message, so every return is known by now.
-    const returned = messages.filter((m) => this.#returned.delete(m.purchase.purchaseId));
+    const returned = messages.filter((m) => this.#returned.delete(m.messageId));
     if (returned.length > 0) {
       throw new UnavailableError(
         `RabbitMQ could not route ${returned.length} message(s): is queue ${this.#names.partitions[returned[0]!.partition]} deleted?`,

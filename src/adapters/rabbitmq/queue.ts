@@ -8,6 +8,7 @@ import {
   parseRabbitUrl,
   partitionOf,
   SEQ_HEADER,
+  SEQS_HEADER,
   type Outgoing,
   type RabbitSettings,
 } from './broker.js';
@@ -35,13 +36,26 @@ const START_CONNECT_WAIT_MS = 10_000;
 /** Events a claim looks at before it answers null (each turn without a batch dropped what it saw). */
 const MAX_TURNS = 100;
 
-/** A message held by this process: delivered, not yet acked. It is also a batch's receipt. */
+/**
+ * A message held by this process: delivered, not yet acked. It carries one purchase or several of one event,
+ * and is acked (or, if every purchase in it was dead-lettered, rejected) once each of them is finished.
+ */
+interface Carrier {
+  partition: number;
+  generation: number;
+  message: ConsumeMessage;
+  /** Its purchases not yet finished, and those of them dead-lettered. */
+  left: number;
+  dead: number;
+  size: number;
+}
+
+/** One purchase of a held message. It is also a batch's receipt. */
 interface Delivery {
   purchase: AcceptedPurchase;
   seq: number;
   partition: number;
-  generation: number;
-  message: ConsumeMessage;
+  carrier: Carrier;
 }
 
 interface Lease {
@@ -56,9 +70,11 @@ interface Lease {
 interface PartitionView {
   /** 'active' once a delivery came on the current channel; 'passive' when messages wait that never come. */
   activity: 'unknown' | 'active' | 'passive';
-  /** Deliveries held now, and received in all on the current channel. */
+  /** Messages held now, and received in all on the current channel (RabbitMQ counts messages). */
   held: number;
   received: number;
+  /** The channel those messages came on (a message of an older one no longer counts). */
+  generation: number | null;
 }
 
 /**
@@ -81,10 +97,12 @@ interface PartitionView {
  * web server died before the commit) or was already acked, and is dropped; a row marked dead was
  * dead-lettered. See index-store.ts.
  *
- * Acks. ack() deletes the index rows, then acks the messages (each by its own tag, so a message that is
- * buffered but not in the batch is never acked along with it). A crash in between redelivers messages
- * whose rows are gone, which the next claim drops. A lease that runs out hands the partition over: its
- * channel is closed, so RabbitMQ redelivers its unacked messages to another worker.
+ * Acks. A message carries one event's purchases of one enqueue (up to MAX_PURCHASES_PER_MESSAGE), and a
+ * batch may end inside one. ack() deletes the index rows, then acks each message whose last purchase this
+ * was (each by its own tag, so a message that is buffered but not done is never acked along with it). A
+ * crash in between, or before a message's last purchase, redelivers it whole, and the next claim drops its
+ * purchases whose rows are gone. A lease that runs out hands the partition over: its channel is closed, so
+ * RabbitMQ redelivers its unacked messages to another worker.
  *
  * Deliveries. A batch's `deliveries` is the index's claim count of its head, not RabbitMQ's
  * x-delivery-count: when a worker dies, RabbitMQ counts a redelivery for every message it had prefetched,
@@ -220,20 +238,23 @@ export class RabbitQueue implements Queue {
   }
 
   #onDelivery(partition: number, generation: number, message: ConsumeMessage): void {
-    const purchase = parsePurchase(message.content);
-    const seq = Number(message.properties.headers?.[SEQ_HEADER]);
+    const carried = parseMessage(message);
     const view = this.#views[partition]!;
     view.activity = 'active';
     view.received += 1;
-    if (!purchase || !Number.isSafeInteger(seq) || this.#partitionOf(purchase.eventId) !== partition) {
+    view.generation = generation;
+    // parseMessage answers at least one purchase, all of one event.
+    const eventId = carried?.[0]!.purchase.eventId;
+    if (!carried || !eventId || this.#partitionOf(eventId) !== partition) {
       // Not onsale's (someone published by hand): set aside in `{prefix}.dead` rather than lost or looped.
       this.#broker.reject(partition, generation, message);
       return;
     }
-    const list = this.#events.get(purchase.eventId);
-    const delivery = { purchase, seq, partition, generation, message };
-    if (list) list.push(delivery);
-    else this.#events.set(purchase.eventId, [delivery]);
+    const carrier = { partition, generation, message, left: carried.length, dead: 0, size: carried.length };
+    const deliveries = carried.map(({ purchase, seq }) => ({ purchase, seq, partition, carrier }));
+    const list = this.#events.get(eventId);
+    if (list) list.push(...deliveries);
+    else this.#events.set(eventId, deliveries);
     view.held += 1;
     for (const wake of this.#waiters) wake();
   }
@@ -389,19 +410,27 @@ export class RabbitQueue implements Queue {
       const list = this.#events.get(eventId);
       if (!list) continue;
       const kept = list.filter((d) => !done.has(d));
-      this.#views[list[0]!.partition]!.held -= list.length - kept.length;
       if (kept.length > 0) this.#events.set(eventId, kept);
       else this.#events.delete(eventId);
     }
     for (const d of deliveries) {
-      if (how === 'ack') this.#broker.ack(d.partition, d.generation, d.message);
-      else this.#broker.reject(d.partition, d.generation, d.message);
+      const c = d.carrier;
+      if (c.left === 0) continue; // its message is done already: a purchase never counts twice
+      c.left -= 1;
+      if (how === 'reject') c.dead += 1;
+      if (c.left > 0) continue;
+      // The message goes when its last purchase does. A copy goes to `{prefix}.dead` only when every
+      // purchase in it was dead-lettered; the index is what says which purchases are dead either way.
+      const view = this.#views[c.partition]!;
+      if (view.generation === c.generation) view.held -= 1;
+      if (c.dead === c.size) this.#broker.reject(c.partition, c.generation, c.message);
+      else this.#broker.ack(c.partition, c.generation, c.message);
     }
   }
 }
 
 function freshView(): PartitionView {
-  return { activity: 'unknown', held: 0, received: 0 };
+  return { activity: 'unknown', held: 0, received: 0, generation: null };
 }
 
 /**
@@ -415,22 +444,50 @@ function openIndex(databaseUrl: string, prefix: string): PurchaseIndex {
   );
 }
 
-/** The message body as a purchase, or null if it is not one onsale published. */
-function parsePurchase(content: Buffer): AcceptedPurchase | null {
+/** The purchases a message carries, each with its seq, or null if it is not one onsale published. */
+function parseMessage(message: ConsumeMessage): Array<{ purchase: AcceptedPurchase; seq: number }> | null {
+  const headers = message.properties.headers ?? {};
+  let body: unknown;
   try {
-    const value = JSON.parse(content.toString('utf8')) as Partial<AcceptedPurchase> | null;
-    if (
-      value &&
-      typeof value.purchaseId === 'string' &&
-      typeof value.eventId === 'string' &&
-      typeof value.buyerId === 'string' &&
-      typeof value.acceptedAt === 'string' &&
-      Array.isArray(value.items)
-    ) {
-      return withCanonicalBuyerId(value as AcceptedPurchase);
-    }
+    body = JSON.parse(message.content.toString('utf8'));
   } catch {
-    // not JSON
+    return null; // not JSON
+  }
+  if (!Array.isArray(body)) {
+    const purchase = asPurchase(body);
+    const seq = Number(headers[SEQ_HEADER]);
+    return purchase && Number.isSafeInteger(seq) ? [{ purchase, seq }] : null;
+  }
+  const seqs: unknown = headers[SEQS_HEADER];
+  if (!Array.isArray(seqs) || seqs.length !== body.length || body.length === 0) return null;
+  const carried: Array<{ purchase: AcceptedPurchase; seq: number }> = [];
+  for (let i = 0; i < body.length; i++) {
+    const purchase = asPurchase(body[i]);
+    const seq = Number(seqs[i]);
+    if (
+      !purchase ||
+      !Number.isSafeInteger(seq) ||
+      (i > 0 && purchase.eventId !== carried[0]!.purchase.eventId)
+    )
+      return null;
+    carried.push({ purchase, seq });
+  }
+  return carried;
+}
+
+/** A value as a purchase, or null if it is not one onsale published. */
+function asPurchase(value: unknown): AcceptedPurchase | null {
+  const v = value as Partial<AcceptedPurchase> | null;
+  if (
+    v &&
+    typeof v === 'object' &&
+    typeof v.purchaseId === 'string' &&
+    typeof v.eventId === 'string' &&
+    typeof v.buyerId === 'string' &&
+    typeof v.acceptedAt === 'string' &&
+    Array.isArray(v.items)
+  ) {
+    return withCanonicalBuyerId(v as AcceptedPurchase);
   }
   return null;
 }
