@@ -244,12 +244,12 @@ export class RabbitQueue implements Queue {
     view.received += 1;
     view.generation = generation;
     // parseMessage answers at least one purchase, all of one event.
-    const eventId = carried?.[0]!.purchase.eventId;
-    if (!carried || !eventId || this.#partitionOf(eventId) !== partition) {
+    if (!carried || this.#partitionOf(carried[0]!.purchase.eventId) !== partition) {
       // Not onsale's (someone published by hand): set aside in `{prefix}.dead` rather than lost or looped.
       this.#broker.reject(partition, generation, message);
       return;
     }
+    const eventId = carried[0]!.purchase.eventId;
     const carrier = { partition, generation, message, left: carried.length, dead: 0, size: carried.length };
     const deliveries = carried.map(({ purchase, seq }) => ({ purchase, seq, partition, carrier }));
     const list = this.#events.get(eventId);
