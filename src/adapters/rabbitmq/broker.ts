@@ -1,6 +1,7 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
+import { groupBy } from '../../shared/group-by.js';
 
 /** Partitions when the URL does not say: enough for 8 events in flight at once on 8 workers. */
 export const DEFAULT_PARTITIONS = 8;
@@ -132,32 +133,18 @@ interface Message {
  * MAX_PURCHASES_PER_MESSAGE each), a lone purchase as a message of its own, as before batching.
  */
 function asMessages(purchases: readonly Outgoing[]): Message[] {
-  const byEvent = new Map<string, Outgoing[]>();
-  for (const p of purchases) {
-    const list = byEvent.get(p.purchase.eventId);
-    if (list) list.push(p);
-    else byEvent.set(p.purchase.eventId, [p]);
-  }
   const messages: Message[] = [];
-  for (const list of byEvent.values()) {
+  for (const list of groupBy(purchases, (p) => p.purchase.eventId).values()) {
     for (let i = 0; i < list.length; i += MAX_PURCHASES_PER_MESSAGE) {
       const part = list.slice(i, i + MAX_PURCHASES_PER_MESSAGE);
       const first = part[0]!;
-      messages.push(
-        part.length === 1
-          ? {
-              partition: first.partition,
-              messageId: first.purchase.purchaseId,
-              body: first.payload,
-              headers: { [SEQ_HEADER]: first.seq },
-            }
-          : {
-              partition: first.partition,
-              messageId: first.purchase.purchaseId,
-              body: `[${part.map((p) => p.payload).join(',')}]`,
-              headers: { [SEQS_HEADER]: part.map((p) => p.seq) },
-            },
-      );
+      const lone = part.length === 1;
+      messages.push({
+        partition: first.partition,
+        messageId: first.purchase.purchaseId,
+        body: lone ? first.payload : `[${part.map((p) => p.payload).join(',')}]`,
+        headers: lone ? { [SEQ_HEADER]: first.seq } : { [SEQS_HEADER]: part.map((p) => p.seq) },
+      });
     }
   }
   return messages;

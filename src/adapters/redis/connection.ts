@@ -1,5 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../domain/errors.js';
+import { groupBy } from '../../shared/group-by.js';
 import type { RedisTarget } from './url.js';
 
 export type RedisClient = Redis | Cluster;
@@ -34,13 +35,7 @@ export function hashTagOf(eventId: string): string {
  * takes one event's items.
  */
 export function groupByEvent<T>(items: readonly T[], eventOf: (item: T) => string): Map<string, number[]> {
-  const groups = new Map<string, number[]>();
-  items.forEach((item, i) => {
-    const list = groups.get(eventOf(item));
-    if (list) list.push(i);
-    else groups.set(eventOf(item), [i]);
-  });
-  return groups;
+  return groupBy(items.keys(), (i) => eventOf(items[i]!));
 }
 
 /** A client of one server or of a cluster (see url.ts), with `scripts` defined as its commands. */

@@ -17,6 +17,7 @@ import { withCanonicalBuyerId } from '../../domain/buyer.js';
 import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
+import { groupBy } from '../../shared/group-by.js';
 import { SqsIndex, type IndexedPurchase } from './index-store.js';
 import { parseSqsUrl, type SqsSettings } from './url.js';
 
@@ -472,12 +473,10 @@ export function visibilitySeconds(leaseMs: number): number {
 
 /** One entry per event and body, each event's purchases in acceptance order. */
 function toEntries(purchases: readonly IndexedPurchase[]): SendMessageBatchRequestEntry[] {
-  const byEvent = new Map<string, IndexedPurchase[]>();
-  for (const p of [...purchases].sort((a, b) => a.seq - b.seq)) {
-    const list = byEvent.get(p.purchase.eventId);
-    if (list) list.push(p);
-    else byEvent.set(p.purchase.eventId, [p]);
-  }
+  const byEvent = groupBy(
+    [...purchases].sort((a, b) => a.seq - b.seq),
+    (p) => p.purchase.eventId,
+  );
   const entries: SendMessageBatchRequestEntry[] = [];
   for (const [eventId, list] of byEvent) {
     let body: string[] = [];
