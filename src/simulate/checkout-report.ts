@@ -3,6 +3,7 @@ import { requests } from '../client/index.js';
 import type { Send } from './checkout.js';
 import type { Trail } from './checkout-follow.js';
 import { wasHeld, type FinalPurchase, type SentPurchase, type Violation } from './invariants.js';
+import { groupBy } from '../shared/group-by.js';
 
 /** The checkout figures of a simulation report: what became of the held purchases, and how fast. */
 export interface CheckoutFigures {
@@ -181,8 +182,7 @@ export function checkCheckout(input: {
       .map((i) => i.ticketTypeId)
       .sort()
       .join(',');
-  const groups = new Map<string, typeof accepted>();
-  for (const x of accepted) groups.set(types(x.p), [...(groups.get(types(x.p)) ?? []), x]);
+  const groups = groupBy(accepted, (x) => types(x.p));
   // Few distinct quantity vectors per group: for each, the latest hold among the purchases answered before
   // a given instant is a prefix maximum, found by binary search (every pair would be quadratic).
   const vectorOf = (p: FinalPurchase) =>

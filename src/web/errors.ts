@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { OnsaleError, UnavailableError, type ErrorCode } from '../domain/errors.js';
+import { groupBy } from '../shared/group-by.js';
 
 /**
  * Every error code a client can see: the domain's, plus those only the web server gives (a bug, and requests
@@ -101,11 +102,7 @@ export function errorBodySchema(codes: readonly ApiErrorCode[]) {
  * answer with and when. Routes declare their codes here so that the OpenAPI document lists them.
  */
 export function errorResponses(...codes: ApiErrorCode[]): Record<number, object> {
-  const byStatus = new Map<number, ApiErrorCode[]>();
-  for (const code of codes) {
-    const status = httpStatus(code);
-    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
-  }
+  const byStatus = groupBy(codes, httpStatus);
   return Object.fromEntries(
     [...byStatus].map(([status, list]) => [
       status,

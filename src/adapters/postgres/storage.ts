@@ -51,6 +51,7 @@ import {
 } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 import { removeAcked } from './queue.js';
+import { groupBy } from '../../shared/group-by.js';
 
 /** An issued ticket (tickets): PostgreSQL keeps them in a table of their own. */
 interface TicketRow {
@@ -633,10 +634,9 @@ export class PostgresStorage implements Storage {
   async expireHolds(now: Date, limit: number): Promise<StatusChange[]> {
     const at = now.toISOString();
     const due = await this.#db.query<{ id: string; event_id: string }>(SQL.expiredHolds, [at, limit]);
-    const byEvent = new Map<string, string[]>();
-    for (const d of due.rows) byEvent.set(d.event_id, [...(byEvent.get(d.event_id) ?? []), d.id]);
     const changes: StatusChange[] = [];
-    for (const [event, ids] of byEvent) {
+    for (const [event, holds] of groupBy(due.rows, (d) => d.event_id)) {
+      const ids = holds.map((d) => d.id);
       const made = await this.#db.transaction(async (tx) => {
         const stock = await this.#lockStock(tx, event);
         // Read under the lock: holds another process ended or got paid meanwhile are no longer 'held'.

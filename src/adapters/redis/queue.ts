@@ -13,6 +13,7 @@ import {
   RedisGuard,
   type RedisClient,
 } from './connection.js';
+import { groupBy } from '../../shared/group-by.js';
 
 /** Consumer group of every event stream. */
 const GROUP = 'onsale';
@@ -372,11 +373,11 @@ export class RedisQueue implements Queue {
     if (purchaseIds) {
       const unique = [...new Set(purchaseIds)];
       const owners = await this.#guard.run(() => this.#redis.hmget(this.#keys.where, ...unique));
-      named = new Map();
-      unique.forEach((id, i) => {
-        const eventId = owners[i];
-        if (eventId) named!.set(eventId, [...(named!.get(eventId) ?? []), id]);
-      });
+      const owner = new Map(unique.map((id, i) => [id, owners[i]]));
+      named = groupBy(
+        unique.filter((id) => owner.get(id)),
+        (id) => owner.get(id)!,
+      );
       events = [...named.keys()];
     } else {
       events = await this.#guard.run(() => this.#redis.smembers(this.#keys.deadEvents));

@@ -42,6 +42,7 @@ import {
   ROOM_STEP,
 } from './room-scripts.js';
 import { parseRedisUrl, type RedisTarget } from './url.js';
+import { groupBy } from '../../shared/group-by.js';
 
 const SCRIPTS = {
   roomJoin: ROOM_JOIN,
@@ -242,13 +243,19 @@ export class RedisWaitingRoom implements WaitingRoom {
     if (reads.size === 0) return;
     const ids = [...reads.keys()];
     const events = await this.#guard.run(() => this.#redis.hmget(this.#keys.where, ...ids));
-    const byEvent = new Map<string, Array<string | number>>();
-    ids.forEach((id, i) => {
-      const eventId = events[i];
-      if (eventId) byEvent.set(eventId, [...(byEvent.get(eventId) ?? []), id, reads.get(id)!]);
-    });
+    const eventOf = new Map(ids.map((id, i) => [id, events[i]]));
+    const byEvent = groupBy(
+      ids.filter((id) => eventOf.get(id)),
+      (id) => eventOf.get(id)!,
+    );
     await Promise.all(
-      [...byEvent].map(([eventId, args]) => this.#script('roomReads', [this.#keys.of(eventId).read], args)),
+      [...byEvent].map(([eventId, list]) =>
+        this.#script(
+          'roomReads',
+          [this.#keys.of(eventId).read],
+          list.flatMap((id) => [id, reads.get(id)!]),
+        ),
+      ),
     );
   }
 

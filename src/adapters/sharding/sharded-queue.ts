@@ -2,6 +2,7 @@ import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import type { ClaimedBatch, DeadLetter, EnqueueRequest, EnqueueResult, Queue } from '../../ports/queue.js';
 import { Shards } from './shards.js';
+import { groupBy } from '../../shared/group-by.js';
 
 /**
  * The embedded queue (a table in the database) when events are sharded: one queue per shard, in the
@@ -31,12 +32,12 @@ export class ShardedQueue implements Queue {
    * fails only its own requests (status 'unavailable'); when every shard fails, the call does.
    */
   async enqueue(requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
-    const byShard = new Map<number, number[]>();
     const results = new Array<EnqueueResult>(requests.length);
-    requests.forEach((request, i) => {
-      const index = this.#shards.ofEvent(request.purchase.eventId);
-      if (index === null) throw new Error(`event ${request.purchase.eventId} names no database shard`);
-      byShard.set(index, [...(byShard.get(index) ?? []), i]);
+    const byShard = groupBy(requests.keys(), (i) => {
+      const { eventId } = requests[i]!.purchase;
+      const index = this.#shards.ofEvent(eventId);
+      if (index === null) throw new Error(`event ${eventId} names no database shard`);
+      return index;
     });
     const written = await Promise.allSettled(
       [...byShard].map(async ([index, positions]) => {

@@ -14,6 +14,7 @@ import type {
 import { PostgresStorage } from '../postgres/storage.js';
 import { ReplicaFreshness } from './replica-freshness.js';
 import { Shards } from './shards.js';
+import { groupBy } from '../../shared/group-by.js';
 
 /** Where a read was served from, for the metric that counts them. */
 export type ReadTarget = 'primary' | 'replica';
@@ -170,14 +171,16 @@ export class ShardedStorage implements Storage {
   async getStatuses(
     purchaseIds: readonly string[],
   ): Promise<Map<string, { status: PurchaseStatus; updatedAt: string }>> {
-    const byShard = new Map<number, string[]>();
-    for (const id of purchaseIds) {
-      for (const index of this.#shards.ofPurchase(id)) {
-        byShard.set(index, [...(byShard.get(index) ?? []), id]);
-      }
-    }
+    const byShard = groupBy(
+      purchaseIds.flatMap((id) => this.#shards.ofPurchase(id).map((index) => ({ id, index }))),
+      (x) => x.index,
+    );
     const answers = await this.#shards.answering(
-      (shard, index) => this.#statusesOn(shard, byShard.get(index)!),
+      (shard, index) =>
+        this.#statusesOn(
+          shard,
+          byShard.get(index)!.map((x) => x.id),
+        ),
       [...byShard.keys()],
     );
     return new Map(answers.flatMap((a) => [...a.value]));

@@ -52,6 +52,7 @@ import {
 import { guarded, migrateSqlite, openSqlite, prepareAll, type SqliteDatabase } from './database.js';
 import { enqueueTicketEmails } from './outbox.js';
 import { removeAcked } from './queue.js';
+import { groupBy } from '../../shared/group-by.js';
 
 /** A purchase as `SELECT *` reads it: SQLite keeps its issued tickets on it, as JSON. */
 interface PurchaseRow extends PurchaseColumns {
@@ -365,12 +366,10 @@ export class SqliteStorage implements Storage {
     const at = now.toISOString();
     const expire = this.#db.transaction((): StatusChange[] => {
       const due = s.expiredHolds.all(at, limit) as Array<{ id: string; event_id: string }>;
-      const byEvent = new Map<string, string[]>();
-      for (const d of due) byEvent.set(d.event_id, [...(byEvent.get(d.event_id) ?? []), d.id]);
       const changes: StatusChange[] = [];
-      for (const [eventId, ids] of byEvent) {
+      for (const [eventId, holds] of groupBy(due, (d) => d.event_id)) {
         const stock = this.#stock(eventId);
-        const ending = ids.map((id) => ({
+        const ending = holds.map(({ id }) => ({
           purchase: toDomain.storedPurchase(s.getPurchase.get(id) as PurchaseRow),
           to: 'expired' as const,
         }));
