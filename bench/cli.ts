@@ -41,7 +41,12 @@ function program(): Command {
           'page against the API JSON), cluster (onsale cluster: HAProxy in front of 1, 2, 3 web servers, and ' +
           'the balancer hop against one server straight), simulator (the send rate and CPU per request of onsale ' +
           'simulate with 1 and 2 processes against wrk, on an nginx stub that costs next to nothing, naming what ' +
-          'limited each run; needs nginx). ' +
+          'limited each run; needs nginx), scale-out (accept and allocation on 1 and 2 PostgreSQL shards, and ' +
+          'reads from a primary against a streaming replica), waiting-room (place reads against a bare GET, ' +
+          'joins, and a 200,000-buyer sale behind the room with its wait estimate), overload (an open-loop ' +
+          "crowd at 3× the advisory-lock shop's rate against both shops and onsale; writes docs/overload.html), " +
+          'checkout (the standard sale with 10-second holds and a paying mix, against the same sale without ' +
+          'holds). ' +
           'A server a chosen part needs that does not answer fails the bench (exit 1)',
       ).argParser(benchParts),
     )

@@ -734,7 +734,6 @@ const simulator = definePart({
   },
 });
 
-/** Every part, in the order they run and their rows print (the order of PARTS). */
 /** Sharding and read replicas: accept and allocation on 1 and 2 shards, reads from primary and replica. */
 const scaleOut = definePart({
   name: 'scale-out',
@@ -821,6 +820,7 @@ const overload = definePart({
   },
 });
 
+/** Every part, in the order they run and their rows print (the order of PARTS). */
 export const BENCH_PARTS: readonly BenchPart[] = [
   core,
   postgres,
