@@ -18,7 +18,7 @@ import {
 } from './overload.js';
 import { renderOverloadHtml } from './overload-html.js';
 import { loadavg } from 'node:os';
-import { measureRabbitCeiling, type RabbitCeilingFigures } from './rabbit-ceiling.js';
+import { describeSetting, measureRabbitCeiling, type RabbitCeilingFigures } from './rabbit-ceiling.js';
 import { measureScaleOut } from './scale-out.js';
 import { measureSimulator, type LoadGeneratorFigures } from './simulator.js';
 import { measureWaitingRoom, type RoomSaleFigures } from './waiting-room.js';
@@ -347,12 +347,14 @@ function rabbitCeilingReport(
   f: AcceptFigures,
 ): { json: Record<string, unknown>; rows: Row[] } {
   const vsCeiling = f.real.acceptedPerSec / ceiling.perSec;
-  const brokerCpu = ceiling.brokerCpuUsPerMessage;
+  const brokerCpu = ceiling.brokerCpuUsPerPurchase;
+  // What the broker spent per 202 under `onsale start` (publish, deliver and ack together), in µs.
+  const brokerInStart = (f.serverCpuMsPer202['beam.smp'] ?? 0) * 1000;
   const json = {
     rabbitCeilingPerSec: Math.round(ceiling.perSec),
-    rabbitCeilingBatch: { size: ceiling.batch, inFlight: ceiling.inFlight },
+    rabbitCeilingSetting: ceiling.setting,
     rabbitCeilingConsumedPerSec: Math.round(ceiling.consumedPerSec),
-    rabbitBrokerCpuUsPerMessage: brokerCpu && {
+    rabbitBrokerCpuUsPerPurchase: brokerCpu && {
       publish: round(brokerCpu.publish, 1),
       consume: round(brokerCpu.consume, 1),
     },
@@ -361,14 +363,14 @@ function rabbitCeilingReport(
   };
   const rows: Row[] = [
     [
-      'confirmed/s, RabbitMQ alone (a quorum queue, persistent, confirms) / ÷ bare',
+      `purchases confirmed/s, RabbitMQ alone (${describeSetting(ceiling.setting)}) / ÷ bare`,
       `${int(ceiling.perSec)} / ${(ceiling.perSec / f.bare.acceptedPerSec).toFixed(2)}`,
     ],
     [
-      'broker CPU µs per message, RabbitMQ alone: publish / deliver and ack',
+      'broker CPU µs per purchase, RabbitMQ alone: publish / deliver and ack; under onsale start',
       brokerCpu === null
         ? 'not on this machine'
-        : `${brokerCpu.publish.toFixed(1)} / ${brokerCpu.consume.toFixed(1)}`,
+        : `${brokerCpu.publish.toFixed(1)} / ${brokerCpu.consume.toFixed(1)}; ${brokerInStart.toFixed(1)}`,
     ],
     ['rabbitAckVsCeiling (information)', vsCeiling.toFixed(2)],
   ];

@@ -1,11 +1,17 @@
-// RabbitMQ's own ceiling for onsale's publishes: persistent messages of a purchase's size sent to a quorum
-// queue and confirmed, from one connection, as fast as the broker confirms them, with nothing else running.
-// It is the rate onsale's RabbitMQ queue could reach if its index, its web servers and its workers cost
-// nothing, and (when the broker runs on this machine) what one message costs the broker in CPU: to publish
-// it, and to deliver it to a consumer that acks it (as a worker does, one ack per message).
+// RabbitMQ's own ceiling for onsale's publishes: messages shaped as onsale sends them (one event's purchases
+// of a group commit as one persistent message, a JSON array of up to MAX_PURCHASES_PER_MESSAGE) sent to a
+// quorum queue and confirmed, from one connection, as fast as the broker confirms them, with nothing else
+// running. It is the rate onsale's RabbitMQ queue could reach if its index, its web servers and its workers
+// cost nothing, and (when the broker runs on this machine) what one purchase costs the broker in CPU: to
+// publish it, and to deliver it to a consumer that acks each message (as a worker does).
 import { randomUUID } from 'node:crypto';
-import { connect, type Channel, type ConfirmChannel } from 'amqplib';
-import { DEFAULT_PREFETCH } from '../src/adapters/rabbitmq/broker.js';
+import { connect, type Channel, type ConfirmChannel, type Options } from 'amqplib';
+import {
+  DEFAULT_PREFETCH,
+  MAX_PURCHASES_PER_MESSAGE,
+  SEQ_HEADER,
+  SEQS_HEADER,
+} from '../src/adapters/rabbitmq/broker.js';
 import { cpuSecondsOf, processesNamed } from './processes.js';
 
 export interface RabbitCeilingPlan {
@@ -15,58 +21,85 @@ export interface RabbitCeilingPlan {
   queue?: string;
 }
 
-export interface RabbitCeilingFigures {
-  /** Confirmed messages per second of the best setting. */
-  perSec: number;
-  /** Messages per batch and batches awaiting their confirms at once, of the best setting. */
-  batch: number;
+/** How a setting publishes: `messages` messages of `purchasesPerMessage` each per round, `inFlight` rounds at once. */
+export interface RabbitCeilingSetting {
+  purchasesPerMessage: number;
+  messages: number;
   inFlight: number;
+}
+
+export interface RabbitCeilingFigures {
+  /** Purchases confirmed per second by the best setting. */
+  perSec: number;
+  setting: RabbitCeilingSetting;
   /**
-   * The broker's CPU microseconds per message (best setting): to take and confirm it, and to deliver it and
-   * take its ack. Null when the broker is not on this machine.
+   * The broker's CPU microseconds per purchase (best setting): to take and confirm it, and to deliver it and
+   * take its message's ack. Null when the broker is not on this machine.
    */
-  brokerCpuUsPerMessage: { publish: number; consume: number } | null;
-  /** Messages per second delivered and acked, draining what the best setting published. */
+  brokerCpuUsPerPurchase: { publish: number; consume: number } | null;
+  /** Purchases per second delivered and acked, draining what the best setting published. */
   consumedPerSec: number;
   /** CPUs the broker used during the best setting; null when it is not on this machine. */
   brokerBusyCores: number | null;
 }
 
-/** Batches as a web server's group commit sends them (one, or two servers' at once), and larger ones. */
-const SETTINGS: ReadonlyArray<{ batch: number; inFlight: number }> = [
-  { batch: 128, inFlight: 1 },
-  { batch: 128, inFlight: 2 },
-  { batch: 256, inFlight: 2 },
+/**
+ * A group commit's purchases of one event in messages of 16: one web server's batch of 64 awaiting its
+ * confirms, two servers' at once, and larger batches; then one message per purchase, as onsale published
+ * before it batched, for comparison.
+ */
+const SETTINGS: readonly RabbitCeilingSetting[] = [
+  { purchasesPerMessage: MAX_PURCHASES_PER_MESSAGE, messages: 4, inFlight: 1 },
+  { purchasesPerMessage: MAX_PURCHASES_PER_MESSAGE, messages: 4, inFlight: 2 },
+  { purchasesPerMessage: MAX_PURCHASES_PER_MESSAGE, messages: 16, inFlight: 2 },
+  { purchasesPerMessage: 1, messages: 128, inFlight: 2 },
 ];
 
-/** The body of a message as onsale publishes one: a purchase's JSON, about 250 bytes. */
-const BODY = Buffer.from(
-  JSON.stringify({
-    purchaseId: `evt_0123456789abcdef-0195a1b2c3d4-${'x'.repeat(22)}`,
-    eventId: 'evt_0123456789abcdef',
-    buyerId: 'buyer-0123456789',
-    canonicalBuyerId: 'buyer-0123456789',
-    items: [{ ticketTypeId: 'tt_0123456789abcdef', quantity: 2 }],
-    acceptedAt: new Date(0).toISOString(),
-    idempotencyKey: randomUUID(),
-  }),
-);
+/** A purchase as onsale publishes one: its JSON, about 250 bytes. */
+const PURCHASE = JSON.stringify({
+  purchaseId: `evt_0123456789abcdef-0195a1b2c3d4-${'x'.repeat(22)}`,
+  eventId: 'evt_0123456789abcdef',
+  buyerId: 'buyer-0123456789',
+  canonicalBuyerId: 'buyer-0123456789',
+  items: [{ ticketTypeId: 'tt_0123456789abcdef', quantity: 2 }],
+  acceptedAt: new Date(0).toISOString(),
+  idempotencyKey: randomUUID(),
+});
 
-/** The properties onsale's broker sets on a purchase's message (see src/adapters/rabbitmq/broker.ts). */
-const MESSAGE_OPTIONS = {
-  persistent: true,
-  mandatory: true,
-  messageId: 'evt_0123456789abcdef-0195a1b2c3d4-0123456789abcdefghijkl',
-  contentType: 'application/json',
-  headers: { 'onsale-seq': 123456 },
-};
+/** A message of `purchases` purchases with the properties onsale's broker sets (src/adapters/rabbitmq/broker.ts). */
+export function messageOf(purchases: number): {
+  body: Buffer;
+  options: Options.Publish & { headers: Record<string, number | number[]> };
+} {
+  const lone = purchases === 1;
+  const seqs = Array.from({ length: purchases }, (_, i) => 123456 + i);
+  return {
+    body: Buffer.from(lone ? PURCHASE : `[${Array(purchases).fill(PURCHASE).join(',')}]`),
+    options: {
+      persistent: true,
+      mandatory: true,
+      messageId: 'evt_0123456789abcdef-0195a1b2c3d4-0123456789abcdefghijkl',
+      contentType: 'application/json',
+      headers: lone ? { [SEQ_HEADER]: seqs[0]! } : { [SEQS_HEADER]: seqs },
+    },
+  };
+}
+
+/** How a setting reads in the bench's progress lines. */
+export function describeSetting(s: RabbitCeilingSetting): string {
+  return (
+    `${s.messages} message${s.messages > 1 ? 's' : ''} of ${s.purchasesPerMessage} ` +
+    `purchase${s.purchasesPerMessage > 1 ? 's' : ''}, ${s.inFlight} in flight`
+  );
+}
 
 export async function measureRabbitCeiling(
   url: string,
   plan: RabbitCeilingPlan,
   progress: (line: string) => void,
 ): Promise<RabbitCeilingFigures> {
-  const connection = await connect(url);
+  // noDelay as onsale's broker connection sets it: Nagle's algorithm would hold each small round ~45 ms.
+  const connection = await connect(url, { noDelay: true });
   const queue = plan.queue ?? `onsale_bench_ceiling_${randomUUID()}`;
   try {
     const channel = await connection.createConfirmChannel();
@@ -76,15 +109,15 @@ export async function measureRabbitCeiling(
     let best: RabbitCeilingFigures | null = null;
     for (const setting of SETTINGS) {
       const figures = await measureSetting(channel, consumer, queue, setting, plan.seconds);
-      const cpu = figures.brokerCpuUsPerMessage;
+      const cpu = figures.brokerCpuUsPerPurchase;
       progress(
-        `RabbitMQ ceiling, batches of ${setting.batch}, ${setting.inFlight} in flight: ` +
-          `${Math.round(figures.perSec).toLocaleString('en-US')} confirmed/s` +
+        `RabbitMQ ceiling, ${describeSetting(setting)}: ` +
+          `${Math.round(figures.perSec).toLocaleString('en-US')} purchases confirmed/s` +
           (cpu === null
             ? ''
-            : `, broker ${figures.brokerBusyCores!.toFixed(2)} CPU, ${cpu.publish.toFixed(1)} µs per message`) +
+            : `, broker ${figures.brokerBusyCores!.toFixed(2)} CPU, ${cpu.publish.toFixed(1)} µs per purchase`) +
           `; drained at ${Math.round(figures.consumedPerSec).toLocaleString('en-US')}/s` +
-          (cpu === null ? '' : `, ${cpu.consume.toFixed(1)} µs per message`),
+          (cpu === null ? '' : `, ${cpu.consume.toFixed(1)} µs per purchase`),
       );
       if (best === null || figures.perSec > best.perSec) best = figures;
     }
@@ -100,20 +133,21 @@ async function measureSetting(
   channel: ConfirmChannel,
   consumer: Channel,
   queue: string,
-  setting: { batch: number; inFlight: number },
+  setting: RabbitCeilingSetting,
   seconds: number,
 ): Promise<RabbitCeilingFigures> {
   const brokers = processesNamed(['beam.smp']).get('beam.smp')!;
   const brokerCpu = () => cpuSecondsOf(brokers);
+  const message = messageOf(setting.purchasesPerMessage);
   const until = Date.now() + seconds * 1000;
-  let confirmed = 0;
+  let messages = 0;
   let cpuBefore = brokerCpu();
   let startedAt = performance.now();
   await Promise.all(
     Array.from({ length: setting.inFlight }, async () => {
       while (Date.now() < until) {
-        await publishBatch(channel, queue, setting.batch);
-        confirmed += setting.batch;
+        await publishRound(channel, queue, message, setting.messages);
+        messages += setting.messages;
       }
     }),
   );
@@ -122,19 +156,20 @@ async function measureSetting(
 
   cpuBefore = brokerCpu();
   startedAt = performance.now();
-  await drain(consumer, queue, confirmed);
+  await drain(consumer, queue, messages);
   const consumeSec = (performance.now() - startedAt) / 1000;
   const consumeCpu = brokerCpu() - cpuBefore;
 
+  const purchases = messages * setting.purchasesPerMessage;
   const onThisMachine = brokers.length > 0;
   return {
-    perSec: confirmed / publishSec,
-    ...setting,
-    brokerCpuUsPerMessage: onThisMachine
-      ? { publish: (publishCpu * 1e6) / confirmed, consume: (consumeCpu * 1e6) / confirmed }
+    perSec: purchases / publishSec,
+    setting,
+    brokerCpuUsPerPurchase: onThisMachine
+      ? { publish: (publishCpu * 1e6) / purchases, consume: (consumeCpu * 1e6) / purchases }
       : null,
     brokerBusyCores: onThisMachine ? publishCpu / publishSec : null,
-    consumedPerSec: confirmed / consumeSec,
+    consumedPerSec: purchases / consumeSec,
   };
 }
 
@@ -154,13 +189,19 @@ async function drain(consumer: Channel, queue: string, count: number): Promise<v
   await consumer.cancel(consumerTag);
 }
 
-function publishBatch(channel: ConfirmChannel, queue: string, size: number): Promise<unknown> {
+/** Publishes `count` copies of `message` and resolves once RabbitMQ confirmed every one. */
+function publishRound(
+  channel: ConfirmChannel,
+  queue: string,
+  message: ReturnType<typeof messageOf>,
+  count: number,
+): Promise<unknown> {
   return Promise.all(
     Array.from(
-      { length: size },
+      { length: count },
       () =>
         new Promise<void>((resolve, reject) =>
-          channel.sendToQueue(queue, BODY, MESSAGE_OPTIONS, (error: unknown) =>
+          channel.sendToQueue(queue, message.body, message.options, (error: unknown) =>
             error ? reject(new Error('RabbitMQ did not confirm a message', { cause: error })) : resolve(),
           ),
         ),

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { connect } from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { processesNamed } from '../bench/processes.js';
-import { measureRabbitCeiling } from '../bench/rabbit-ceiling.js';
+import { describeSetting, measureRabbitCeiling, messageOf } from '../bench/rabbit-ceiling.js';
+import { MAX_PURCHASES_PER_MESSAGE, SEQ_HEADER, SEQS_HEADER } from '../src/adapters/rabbitmq/broker.js';
 import { exclusion, RABBITMQ_URL, uniqueName } from './helpers/services.js';
 
 describe('the bench finds the servers of an engine by command name', () => {
@@ -13,6 +14,22 @@ describe('the bench finds the servers of an engine by command name', () => {
     const found = processesNamed(['sleep', 'no-such-server']);
     expect(found.get('sleep')).toContain(sleeper.pid);
     expect(found.get('no-such-server')).toEqual([]);
+  });
+});
+
+describe("RabbitMQ's ceiling publishes messages as onsale does", () => {
+  it('carries several purchases of one event as a JSON array with their seqs, and a lone one as itself', () => {
+    const batch = messageOf(MAX_PURCHASES_PER_MESSAGE);
+    const purchases = JSON.parse(batch.body.toString()) as Array<{ eventId: string; purchaseId: string }>;
+    expect(purchases).toHaveLength(MAX_PURCHASES_PER_MESSAGE);
+    expect(new Set(purchases.map((p) => p.eventId)).size).toBe(1);
+    expect(batch.options.headers[SEQS_HEADER]).toHaveLength(MAX_PURCHASES_PER_MESSAGE);
+
+    const lone = messageOf(1);
+    expect(JSON.parse(lone.body.toString())).toMatchObject({ purchaseId: purchases[0]!.purchaseId });
+    expect(lone.options.headers).toEqual({ [SEQ_HEADER]: expect.any(Number) });
+    // About a purchase's 250 bytes each: the broker writes what onsale's messages weigh.
+    expect(batch.body.length).toBeGreaterThan(MAX_PURCHASES_PER_MESSAGE * lone.body.length);
   });
 });
 
@@ -28,11 +45,16 @@ describe.skipIf(exclusion('rabbitmq') !== '')(
 
       expect(figures.perSec).toBeGreaterThan(0);
       expect(figures.consumedPerSec).toBeGreaterThan(0);
-      // The broker of the tests runs on this machine: its CPU is read, and a message costs it something.
-      expect(figures.brokerCpuUsPerMessage?.publish).toBeGreaterThan(0);
-      expect(figures.brokerCpuUsPerMessage?.consume).toBeGreaterThanOrEqual(0);
-      expect(lines).toHaveLength(3);
-      expect(lines.join('\n')).toContain(`batches of ${figures.batch}, ${figures.inFlight} in flight`);
+      // The broker of the tests runs on this machine: its CPU is read, and a purchase costs it something.
+      expect(figures.brokerCpuUsPerPurchase?.publish).toBeGreaterThan(0);
+      expect(figures.brokerCpuUsPerPurchase?.consume).toBeGreaterThanOrEqual(0);
+      // One line per setting: onsale's messages of a group commit's purchases, and one message per purchase.
+      expect(lines).toHaveLength(4);
+      expect(lines.join('\n')).toContain(`${describeSetting(figures.setting)}:`);
+      expect(lines.filter((line) => line.includes(`of ${MAX_PURCHASES_PER_MESSAGE} purchases`))).toHaveLength(
+        3,
+      );
+      expect(lines.filter((line) => line.includes('of 1 purchase,'))).toHaveLength(1);
 
       // Its queue is gone: no bench queue is left behind on a shared broker.
       const connection = await connect(RABBITMQ_URL);
