@@ -7,11 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type Channel, type ConfirmChannel, type Options } from 'amqplib';
 import {
+  asMessages,
   DEFAULT_PREFETCH,
   MAX_PURCHASES_PER_MESSAGE,
-  SEQ_HEADER,
-  SEQS_HEADER,
+  propertiesOf,
 } from '../src/adapters/rabbitmq/broker.js';
+import type { AcceptedPurchase } from '../src/domain/types.js';
 import { cpuSecondsOf, processesNamed } from './processes.js';
 
 export interface RabbitCeilingPlan {
@@ -55,34 +56,31 @@ const SETTINGS: readonly RabbitCeilingSetting[] = [
   { purchasesPerMessage: 1, messages: 128, inFlight: 2 },
 ];
 
-/** A purchase as onsale publishes one: its JSON, about 250 bytes. */
-const PURCHASE = JSON.stringify({
+/** A purchase as onsale publishes one (its JSON is about 270 bytes). */
+const PURCHASE: AcceptedPurchase = {
   purchaseId: `evt_0123456789abcdef-0195a1b2c3d4-${'x'.repeat(22)}`,
   eventId: 'evt_0123456789abcdef',
   buyerId: 'buyer-0123456789',
   canonicalBuyerId: 'buyer-0123456789',
   items: [{ ticketTypeId: 'tt_0123456789abcdef', quantity: 2 }],
   acceptedAt: new Date(0).toISOString(),
-  idempotencyKey: randomUUID(),
-});
+};
 
-/** A message of `purchases` purchases with the properties onsale's broker sets (src/adapters/rabbitmq/broker.ts). */
-export function messageOf(purchases: number): {
-  body: Buffer;
-  options: Options.Publish & { headers: Record<string, number | number[]> };
-} {
-  const lone = purchases === 1;
-  const seqs = Array.from({ length: purchases }, (_, i) => 123456 + i);
-  return {
-    body: Buffer.from(lone ? PURCHASE : `[${Array(purchases).fill(PURCHASE).join(',')}]`),
-    options: {
-      persistent: true,
-      mandatory: true,
-      messageId: 'evt_0123456789abcdef-0195a1b2c3d4-0123456789abcdefghijkl',
-      contentType: 'application/json',
-      headers: lone ? { [SEQ_HEADER]: seqs[0]! } : { [SEQS_HEADER]: seqs },
-    },
-  };
+/**
+ * The message onsale's broker publishes for `purchases` purchases of one event (asMessages and propertiesOf
+ * of src/adapters/rabbitmq/broker.ts, so that the ceiling sends what onsale sends).
+ */
+export function messageOf(purchases: number): { body: Buffer; options: Options.Publish } {
+  const payload = JSON.stringify(PURCHASE);
+  const outgoing = Array.from({ length: purchases }, (_, i) => ({
+    partition: 0,
+    seq: 123456 + i,
+    purchase: PURCHASE,
+    payload,
+  }));
+  const [message, ...more] = asMessages(outgoing);
+  if (!message || more.length > 0) throw new Error(`${purchases} purchases do not make one message`);
+  return { body: Buffer.from(message.body), options: propertiesOf(message) };
 }
 
 /** How a setting reads in the bench's progress lines. */

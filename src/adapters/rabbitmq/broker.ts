@@ -1,4 +1,11 @@
-import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import {
+  connect,
+  type Channel,
+  type ChannelModel,
+  type ConfirmChannel,
+  type ConsumeMessage,
+  type Options,
+} from 'amqplib';
 import { UnavailableError } from '../../domain/errors.js';
 import type { AcceptedPurchase } from '../../domain/types.js';
 import { groupBy } from '../../shared/group-by.js';
@@ -121,7 +128,7 @@ export interface Outgoing {
 }
 
 /** A message as published: one purchase (its JSON, and SEQ_HEADER), or several of one event (SEQS_HEADER). */
-interface Message {
+export interface Message {
   partition: number;
   messageId: string;
   body: string;
@@ -132,7 +139,7 @@ interface Message {
  * The messages that carry `purchases`: one event's purchases together (in their order, up to
  * MAX_PURCHASES_PER_MESSAGE each), a lone purchase as a message of its own, as before batching.
  */
-function asMessages(purchases: readonly Outgoing[]): Message[] {
+export function asMessages(purchases: readonly Outgoing[]): Message[] {
   const messages: Message[] = [];
   for (const list of groupBy(purchases, (p) => p.purchase.eventId).values()) {
     for (let i = 0; i < list.length; i += MAX_PURCHASES_PER_MESSAGE) {
@@ -148,6 +155,17 @@ function asMessages(purchases: readonly Outgoing[]): Message[] {
     }
   }
   return messages;
+}
+
+/** The properties a message is published with: persistent (on disk in its quorum queue), never dropped unroutable. */
+export function propertiesOf(message: Message): Options.Publish {
+  return {
+    persistent: true,
+    mandatory: true,
+    messageId: message.messageId,
+    contentType: 'application/json',
+    headers: message.headers,
+  };
 }
 
 /** What the broker tells the queue about consumption. */
@@ -253,13 +271,7 @@ export class Broker {
             channel.sendToQueue(
               this.#names.partitions[m.partition]!,
               Buffer.from(m.body),
-              {
-                persistent: true,
-                mandatory: true,
-                messageId: m.messageId,
-                contentType: 'application/json',
-                headers: m.headers,
-              },
+              propertiesOf(m),
               (error: unknown) => (error ? reject(asError(error)) : resolve()),
             );
           } catch (error) {
